@@ -1,0 +1,55 @@
+# The "Choosing an optimizer" course. Two commands do everything on a fresh machine:
+#   make lab    create .venv, install, open JupyterLab on the first notebook
+#   make test   create .venv if needed, install, run ruff, the unit tests and every notebook under nbval
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+FIRST_NOTEBOOK := notebooks/01_gradient_descent_x2.ipynb
+JOBS ?= 2
+KERNEL_NAME := choosing-an-optimizer
+# Notebooks must run with the inline backend: an exported MPLBACKEND=Agg would silently drop every figure.
+NB_ENV := env -u MPLBACKEND PYTHONHASHSEED=0
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help venv lab test lint unit nbval execute clean
+
+help:
+	@echo "make lab      set up .venv and open the course in JupyterLab"
+	@echo "make test     set up .venv and run ruff, the unit tests and every notebook (nbval)"
+	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
+	@echo "make clean    remove .venv and generated files"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed (3.11 is tested)"'
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/python -m ipykernel install --user --name $(KERNEL_NAME) --display-name "Python (choosing-an-optimizer)"
+	$(NB_ENV) $(BIN)/jupyter lab $(ROOT_FLAG) $(FIRST_NOTEBOOK)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -n $(JOBS)
+
+nbval: $(STAMP)
+	$(NB_ENV) $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+		-n $(JOBS) --dist loadscope $(NOTEBOOKS)
+
+test: lint unit nbval
+
+execute: $(STAMP)
+	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+
+clean:
+	rm -rf $(VENV) student slides _build .pytest_cache .ruff_cache

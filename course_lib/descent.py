@@ -1,0 +1,97 @@
+"""Run an update rule on an objective and keep the whole path.
+
+:func:`descend` is the NumPy loop behind every toy-problem figure of the
+course. It is vectorized over runs: give it a batch of starting points of shape
+(runs, dim), or hyperparameters that are arrays of shape (runs, 1) (a grid of
+learning rates, say), and all runs advance together, one array operation per
+step, with no Python loop over runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .functions import Objective
+from .rules import Rule
+
+__all__ = ["Trajectory", "descend"]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The iterates θ_0, …, θ_T of one run (or of a batch of runs).
+
+    ``points`` has shape (steps + 1, dim) for one run and (steps + 1, runs, dim)
+    for a batch; ``values`` holds f(θ_t) with shape (steps + 1,) or
+    (steps + 1, runs). Diverged runs hold ``inf`` or ``nan`` from then on.
+    """
+
+    points: np.ndarray
+    values: np.ndarray
+    rule: str = ""
+
+    @property
+    def steps(self) -> int:
+        return self.points.shape[0] - 1
+
+    @property
+    def final(self) -> np.ndarray:
+        """θ_T, the last iterate(s)."""
+        return self.points[-1]
+
+    def distances(self, target) -> np.ndarray:
+        """‖θ_t − target‖ for every step (and run)."""
+        return np.linalg.norm(self.points - np.asarray(target, dtype=float), axis=-1)
+
+    def suboptimality(self, minimum: float = 0.0) -> np.ndarray:
+        """f(θ_t) − f* for every step (and run)."""
+        return self.values - minimum
+
+
+def descend(objective: Objective, x0, rule: Rule, steps: int,
+            grad: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Trajectory:
+    """Run ``rule`` on ``objective`` for ``steps`` steps from ``x0``.
+
+    ``x0`` is a point of shape (dim,) or a batch of starting points (runs, dim);
+    a scalar is taken as a 1-D point. A rule whose hyperparameters are arrays of
+    shape (runs, 1) runs one configuration per row. ``grad(x, t)`` replaces the
+    exact gradient (to add noise, say); by default it is ``objective.grad``.
+
+    Returns a :class:`Trajectory` with ``steps + 1`` points, θ_0 included.
+    """
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"Invalid steps: {steps} (a non-negative integer)")
+    x = np.asarray(x0, dtype=float)
+    if x.ndim == 0:
+        x = x.reshape(1)
+    if x.shape[-1] != objective.dim:
+        raise ValueError(f"x0 has {x.shape[-1]} coordinates but {objective.name} takes {objective.dim}")
+    x = np.broadcast_to(x, _batch_shape(x, rule) + (objective.dim,)).copy()
+    gradient = grad if grad is not None else (lambda point, t: objective.grad(point))
+
+    points = np.empty((int(steps) + 1,) + x.shape)
+    points[0] = x
+    state = rule.init(x)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(1, int(steps) + 1):
+            x, state = rule.update(x, gradient(x, t), state)
+            points[t] = x
+        values = objective.value(points)
+    return Trajectory(points, values, rule.name)
+
+
+def _batch_shape(x: np.ndarray, rule: Rule) -> tuple[int, ...]:
+    """The run axes implied by the starting points and by array-valued hyperparameters."""
+    shapes = [x.shape[:-1]]
+    for value in rule.hyperparams.values():
+        for item in value if isinstance(value, tuple) else (value,):
+            array = np.asarray(item)
+            if array.ndim >= 1:
+                if array.shape[-1] != 1:
+                    raise ValueError("array hyperparameters need a trailing axis of length 1 "
+                                     f"(shape (runs, 1)); got shape {array.shape}")
+                shapes.append(array.shape[:-1])
+    return np.broadcast_shapes(*shapes)

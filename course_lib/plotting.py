@@ -1,0 +1,187 @@
+"""One look for the whole course: style, one colour per method, contour and loss plots.
+
+Importing this module applies the course style (:func:`use_course_style`).
+Every method keeps its colour from notebook 01 to the last one, so a learner
+recognises gradient descent, momentum, Adam, … at a glance.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from .descent import Trajectory, descend
+from .functions import Objective, x_squared
+from .rules import sgd
+
+__all__ = [
+    "METHOD_COLORS",
+    "METHOD_LABELS",
+    "use_course_style",
+    "method_color",
+    "plot_contours",
+    "plot_path",
+    "plot_loss",
+    "show_x_squared_descent",
+]
+
+# Okabe–Ito colours (readable with every common form of colour blindness), one per method.
+METHOD_COLORS = {
+    "gd": "#0072B2",        # blue
+    "momentum": "#E69F00",  # orange
+    "nesterov": "#D55E00",  # vermillion
+    "adagrad": "#009E73",   # bluish green
+    "rmsprop": "#56B4E9",   # sky blue
+    "adam": "#CC79A7",      # reddish purple
+    "adamw": "#882255",     # wine
+    "amsgrad": "#999933",   # olive
+}
+METHOD_LABELS = {
+    "gd": "gradient descent",
+    "momentum": "momentum",
+    "nesterov": "Nesterov",
+    "adagrad": "AdaGrad",
+    "rmsprop": "RMSProp",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "amsgrad": "AMSGrad",
+}
+_ALIASES = {"sgd": "gd", "rmsprop_centered": "rmsprop"}
+
+COURSE_STYLE = {
+    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "figure.constrained_layout.use": True,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "lines.linewidth": 1.8,
+    "axes.prop_cycle": mpl.cycler(color=list(METHOD_COLORS.values())),
+    "image.cmap": "viridis",
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (done once when this module is imported)."""
+    mpl.rcParams.update(COURSE_STYLE)
+
+
+def method_color(method: str) -> str:
+    """The course colour of a method (``'adam'``, ``'gd'``, ``'sgd'``, …)."""
+    key = _ALIASES.get(method.lower(), method.lower())
+    if key not in METHOD_COLORS:
+        raise KeyError(f"no course colour for method {method!r}; known: {', '.join(METHOD_COLORS)}")
+    return METHOD_COLORS[key]
+
+
+def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
+                  resolution: int = 300, equal_aspect: bool = True, mark_minimizers: bool = True):
+    """Filled contour plot of a 2-D objective with its minimizer(s) marked by stars.
+
+    ``log`` (default: on when the values in the window span more than three
+    decades) spaces the levels logarithmically in f − f*.
+    """
+    if objective.dim != 2:
+        raise ValueError(f"contour plots need a 2-D objective; {objective.name} has dim {objective.dim}")
+    ax = ax if ax is not None else plt.gca()
+    (x_lo, x_hi), (y_lo, y_hi) = bounds if bounds is not None else objective.bounds
+    xs, ys = np.meshgrid(np.linspace(x_lo, x_hi, resolution), np.linspace(y_lo, y_hi, resolution))
+    gap = objective.value(np.stack([xs, ys], axis=-1)) - objective.minimum
+    gap = np.maximum(gap, 0.0)
+    positive = gap[gap > 0]
+    if log is None:
+        log = positive.size > 0 and positive.max() / max(positive.min(), 1e-300) > 1e3
+    if log:
+        floor = max(positive.min(), positive.max() * 1e-8)
+        level_values = np.geomspace(floor, positive.max(), levels)
+        ax.contourf(xs, ys, np.maximum(gap, floor), levels=level_values, norm=LogNorm(), alpha=0.55)
+        ax.contour(xs, ys, np.maximum(gap, floor), levels=level_values, colors="k", linewidths=0.3,
+                   alpha=0.35)
+    else:
+        ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
+        ax.contour(xs, ys, gap, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
+    if mark_minimizers:
+        ax.plot(objective.minimizers[:, 0], objective.minimizers[:, 1], "*", color="gold", markersize=14,
+                markeredgecolor="k", label="minimizer" if len(objective.minimizers) == 1 else "minimizers",
+                zorder=5)
+    if equal_aspect:
+        ax.set_aspect("equal")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
+    ax.set_xlabel("θ₁")
+    ax.set_ylabel("θ₂")
+    ax.grid(False)
+    return ax
+
+
+def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label: str | None = None,
+              color: str | None = None, run: int | None = None, markers: bool = True):
+    """Draw a 2-D trajectory on ``ax``: the path, a circle at θ_0 and a cross at θ_T."""
+    ax = ax if ax is not None else plt.gca()
+    points = trajectory.points if run is None else trajectory.points[:, run]
+    method = method or trajectory.rule or "gd"
+    color = color or method_color(method)
+    label = label if label is not None else METHOD_LABELS.get(_ALIASES.get(method, method), method)
+    finite = np.all(np.isfinite(points), axis=-1)
+    points = points[finite]
+    ax.plot(points[:, 0], points[:, 1], "-", color=color, label=label, marker="." if markers else None,
+            markersize=3)
+    ax.plot(points[0, 0], points[0, 1], "o", color=color, markeredgecolor="k", markersize=7, zorder=6)
+    ax.plot(points[-1, 0], points[-1, 1], "X", color=color, markeredgecolor="k", markersize=8, zorder=6)
+    return ax
+
+
+def plot_loss(values, ax=None, method: str | None = None, label: str | None = None, color: str | None = None,
+              log: bool = True, xlabel: str = "step t", ylabel: str = "f(θ_t) − f*"):
+    """A loss (or suboptimality) curve, on a log scale by default."""
+    ax = ax if ax is not None else plt.gca()
+    if method is not None:
+        color = color or method_color(method)
+        label = label if label is not None else METHOD_LABELS.get(_ALIASES.get(method, method), method)
+    ax.plot(np.arange(len(values)), values, color=color, label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def show_x_squared_descent(lr: float = 0.1, steps: int = 20, x0: float = 5.0):
+    """Gradient descent on f(x) = x²: the iterates on the parabola and |x_t| against t.
+
+    This is the view behind notebook 01's learning-rate slider; it returns the figure.
+    """
+    trajectory = descend(x_squared, x0, sgd(lr=lr), steps)
+    xs = trajectory.points[:, 0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    finite = np.isfinite(xs)
+    reach = max(abs(x0) * 1.2, float(np.nanmax(np.abs(xs[finite]))) * 1.05 if finite.any() else 1.0)
+    reach = min(reach, 1e3)
+    grid = np.linspace(-reach, reach, 400)
+    left.plot(grid, grid**2, color="0.6", lw=1.2, label="f(x) = x²")
+    shown = finite & (np.abs(xs) <= reach)
+    left.plot(xs[shown], xs[shown] ** 2, "-o", color=method_color("gd"), markersize=4, lw=1,
+              label=f"iterates, η = {lr:g}")
+    left.plot(xs[0], xs[0] ** 2, "o", color=method_color("gd"), markeredgecolor="k", markersize=9)
+    left.set_xlabel("x")
+    left.set_ylabel("f(x)")
+    left.legend(loc="upper center")
+    factor = 1 - 2 * lr
+    right.semilogy(np.arange(steps + 1), np.abs(xs), "-o", color=method_color("gd"), markersize=3,
+                   label=f"|x_t|, factor |1 − 2η| = {abs(factor):.2f}")
+    right.set_xlabel("step t")
+    right.set_ylabel("|x_t|")
+    right.legend()
+    fig.suptitle(f"Gradient descent on x², η = {lr:g}: x_t = {x0:g} · ({factor:.2f})^t")
+    return fig
+
+
+use_course_style()

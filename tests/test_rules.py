@@ -1,0 +1,180 @@
+"""course_lib.rules against closed forms, the Adam paper, and the torch backend."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import rules
+
+
+def paper_adam(theta, grads, alpha=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """Kingma & Ba (2015), Algorithm 1, written literally."""
+    m = np.zeros_like(theta)  # Initialize 1st moment vector
+    v = np.zeros_like(theta)  # Initialize 2nd moment vector
+    t = 0  # Initialize timestep
+    for g in grads:
+        t = t + 1
+        m = beta1 * m + (1 - beta1) * g  # Update biased first moment estimate
+        v = beta2 * v + (1 - beta2) * g**2  # Update biased second raw moment estimate
+        m_hat = m / (1 - beta1**t)  # Compute bias-corrected first moment estimate
+        v_hat = v / (1 - beta2**t)  # Compute bias-corrected second raw moment estimate
+        theta = theta - alpha * m_hat / (np.sqrt(v_hat) + epsilon)  # Update parameters
+    return theta
+
+
+def test_adam_equals_the_papers_algorithm_1():
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(300, 5)) * np.array([1e-3, 1e-1, 1, 10, 1e3])
+    theta0 = rng.normal(size=5)
+    rule = rules.adam(lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    theta, state = theta0, rule.init(theta0)
+    for g in grads:
+        theta, state = rule.update(theta, g, state)
+    expected = paper_adam(theta0, grads, alpha=0.01, beta1=0.8, beta2=0.99, epsilon=1e-6)
+    np.testing.assert_allclose(theta, expected, rtol=0, atol=1e-12)
+    assert state["step"] == 300
+
+
+def test_adam_epsilon_sits_after_the_bias_corrected_root():
+    # g = 1e-8 and eps = 1e-8: m_hat = g, sqrt(v_hat) = |g|, so the step is lr * g / (g + eps) = lr / 2.
+    lr = 0.1
+    rule = rules.adam(lr=lr, eps=1e-8)
+    x = np.array([1.0])
+    new_x, _ = rule.update(x, np.array([1e-8]), rule.init(x))
+    assert (x - new_x)[0] == pytest.approx(lr / 2, rel=1e-12)
+    # Had eps been added before the bias correction (to sqrt(v)), the step would be lr * g / (g + eps*sqrt(1-beta2)/...)
+    # i.e. clearly not lr / 2: the check above distinguishes the two placements.
+
+
+def test_adam_first_step_has_size_lr_whatever_the_gradient_scale():
+    rule = rules.adam(lr=0.01)
+    x = np.zeros(4)
+    new_x, _ = rule.update(x, np.array([1e-3, -1.0, 50.0, -1e4]), rule.init(x))
+    np.testing.assert_allclose(new_x, -0.01 * np.sign([1e-3, -1.0, 50.0, -1e4]), rtol=1e-4)
+
+
+def test_rmsprop_first_step_is_about_ten_lr():
+    rule = rules.rmsprop(lr=0.01, alpha=0.99)
+    x = np.zeros(3)
+    new_x, _ = rule.update(x, np.array([0.5, -2.0, 30.0]), rule.init(x))
+    np.testing.assert_allclose(new_x, -0.01 * 10 * np.sign([0.5, -2.0, 30.0]), rtol=1e-6)
+
+
+def test_adagrad_first_step_is_lr_times_sign():
+    rule = rules.adagrad(lr=0.3)
+    x = np.ones(2)
+    new_x, _ = rule.update(x, np.array([4.0, -0.1]), rule.init(x))
+    np.testing.assert_allclose(new_x, 1 - 0.3 * np.sign([4.0, -0.1]), rtol=1e-8)
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0, 1.1])
+def test_gradient_descent_on_x_squared_matches_closed_form(lr):
+    rule = rules.sgd(lr=lr)
+    x, state = np.array([5.0]), {}
+    for k in range(1, 60):
+        x, state = rule.update(x, 2 * x, state)
+        assert x[0] == pytest.approx(5.0 * (1 - 2 * lr) ** k, rel=1e-12, abs=1e-300)
+
+
+def test_learning_rate_regimes_on_x_squared():
+    def run(lr, steps=30):
+        rule, x, xs = rules.sgd(lr=lr), np.array([5.0]), [5.0]
+        for _ in range(steps):
+            x, _ = rule.update(x, 2 * x, {})
+            xs.append(x[0])
+        return np.array(xs)
+
+    monotone = run(0.1)
+    assert np.all(np.diff(monotone) < 0) and np.all(monotone > 0)
+    assert run(0.5)[1] == 0.0  # one step to the minimum
+    oscillating = run(0.8)
+    assert np.all(np.sign(oscillating[1:]) != np.sign(oscillating[:-1])) and abs(oscillating[-1]) < 1e-3
+    assert np.allclose(np.abs(run(1.0)), 5.0)  # bounces between 5 and -5 forever
+    assert abs(run(1.1)[-1]) > 5.0 * 1.2**29  # divergent: |x_k| = 5 * 1.2^k
+
+
+def test_seed_example_gives_five_times_point_eight_to_the_hundred():
+    rule, x, state = rules.sgd(lr=0.1), 5.0, {}
+    for _ in range(100):
+        x, state = rule.update(x, 2 * x, state)
+    assert x == pytest.approx(5 * 0.8**100, rel=1e-12)
+
+
+RULE_CASES = [
+    ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("sgd", dict(lr=0.05, momentum=0.9, dampening=0.2)),
+    ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
+    ("rmsprop", dict(lr=0.01, momentum=0.5, centered=True)),
+    ("adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    ("adamw", dict(lr=0.01, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", RULE_CASES)
+def test_one_rule_two_backends(name, kwargs):
+    """The same rule function on NumPy arrays and torch tensors gives the same numbers."""
+    rule = rules.RULES[name](**kwargs)
+    rng = np.random.default_rng(1)
+    x_np = rng.normal(size=6)
+    x_t = torch.tensor(x_np)
+    s_np, s_t = rule.init(x_np), rule.init(x_t)
+    for _ in range(50):
+        g = rng.normal(size=6)
+        x_np, s_np = rule.update(x_np, g, s_np)
+        x_t, s_t = rule.update(x_t, torch.tensor(g), s_t)
+    assert isinstance(x_t, torch.Tensor)
+    np.testing.assert_allclose(x_t.numpy(), x_np, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, kwargs", RULE_CASES)
+def test_rules_are_pure(name, kwargs):
+    rule = rules.RULES[name](**kwargs)
+    x = np.array([1.0, -2.0])
+    state = rule.init(x)
+    frozen_x, frozen_state = x.copy(), {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+    rule.update(x, np.array([0.3, 0.4]), state)
+    np.testing.assert_array_equal(x, frozen_x)
+    for key, value in frozen_state.items():
+        np.testing.assert_array_equal(state[key], value)
+
+
+def test_array_hyperparameters_run_one_configuration_per_row():
+    lrs = np.array([[0.01], [0.1], [0.3]])
+    batched = rules.adam(lr=lrs)
+    x = np.tile([1.0, -1.0], (3, 1))
+    state = batched.init(x)
+    singles = [(x[i], rules.adam(lr=float(lrs[i, 0]))) for i in range(3)]
+    single_states = [r.init(p) for p, r in singles]
+    for step in range(20):
+        g = np.array([2.0, 0.5]) * (1 + step)
+        x, state = batched.update(x, g, state)
+        for i, (p, r) in enumerate(singles):
+            p, single_states[i] = r.update(p, g, single_states[i])
+            singles[i] = (p, r)
+    for i, (p, _) in enumerate(singles):
+        np.testing.assert_allclose(x[i], p, rtol=1e-14)
+
+
+@pytest.mark.parametrize("factory, kwargs, words", [
+    (rules.sgd, dict(lr=-1), "learning rate"),
+    (rules.sgd, dict(lr=np.array([[0.1], [-0.1]])), "learning rate"),
+    (rules.adam, dict(betas=(0.9,)), "betas"),
+    (rules.adam, dict(betas=(0.9, 1.0)), "index 1"),
+    (rules.rmsprop, dict(alpha=-1), "alpha"),
+    (rules.adagrad, dict(eps=-1), "epsilon"),
+])
+def test_rule_factories_check_hyperparameters(factory, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        factory(**kwargs)
+
+
+def test_rule_names_and_with_options():
+    assert rules.sgd(lr=0.1).name == "gd"
+    assert rules.sgd(lr=0.1, momentum=0.9).name == "momentum"
+    assert rules.sgd(lr=0.1, momentum=0.9, nesterov=True).name == "nesterov"
+    assert rules.adam(amsgrad=True).name == "amsgrad"
+    assert rules.adamw().name == "adamw"
+    assert rules.adamw().hyperparams["weight_decay"] == 0.01
+    changed = rules.adamw(lr=0.1).with_options(lr=0.2)
+    assert changed.name == "adamw" and changed.hyperparams["lr"] == 0.2
+    assert rules.sgd(lr=0.1).with_options(momentum=0.9).name == "momentum"
