@@ -13,7 +13,9 @@ KERNEL_NAME := choosing-an-optimizer
 # Notebooks must run with the inline backend: an exported MPLBACKEND=Agg would silently drop every figure.
 NB_ENV := env -u MPLBACKEND PYTHONHASHSEED=0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
-# Where the slides load reveal.js 4 from: empty = a CDN; a path relative to slides/ (e.g. reveal.js) to present offline.
+# The slides load reveal.js, require.js, jQuery and MathJax from CDNs; to present offline, set SLIDES_ASSETS to a
+# folder relative to slides/ that holds them (see tools/make_slides.py), or REVEAL_URL_PREFIX to move reveal.js alone.
+SLIDES_ASSETS ?=
 REVEAL_URL_PREFIX ?=
 
 .PHONY: help venv lab test lint unit nbval execute clean student slides html images course-time
@@ -24,7 +26,7 @@ help:
 	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
 	@echo "make clean    remove .venv and generated files"
 	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
-	@echo "make slides   reveal.js slides of every notebook in slides/ (REVEAL_URL_PREFIX=... to present offline)"
+	@echo "make slides   reveal.js slides of every notebook in slides/ (SLIDES_ASSETS=dir to present offline)"
 	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 120 s target"
@@ -62,7 +64,7 @@ student: $(STAMP)
 	$(BIN)/python tools/make_student.py --output-dir student $(NOTEBOOKS)
 
 slides: $(STAMP)
-	$(BIN)/python tools/make_slides.py --output-dir slides \
+	$(BIN)/python tools/make_slides.py --output-dir slides $(if $(SLIDES_ASSETS),--assets $(SLIDES_ASSETS),) \
 		$(if $(REVEAL_URL_PREFIX),--reveal-url-prefix $(REVEAL_URL_PREFIX),) $(NOTEBOOKS)
 
 html: $(STAMP)

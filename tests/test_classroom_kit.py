@@ -84,6 +84,16 @@ def test_reveal_url_prefix_points_the_deck_at_a_local_copy(tmp_path):
     assert '"reveal.js/dist/reveal.js"' in html and "unpkg.com/reveal.js" not in html
 
 
+def test_assets_folder_makes_the_deck_load_every_script_locally(tmp_path):
+    deck = export_slides(NOTEBOOKS[0], tmp_path, exporter=slides_exporter(assets="vendor/"))
+    html = deck.read_text(encoding="utf-8")
+    for local in ('"vendor/reveal.js/dist/reveal.js"', 'src="vendor/require.js"', 'src="vendor/jquery.min.js"',
+                  "vendor/MathJax/MathJax.js?config=TeX-AMS_CHTML-full"):
+        assert local in html, local
+    for cdn in ("unpkg.com/reveal.js", "require.js/2", "jquery/2", "mathjax/2"):
+        assert cdn not in html, cdn
+
+
 # --- the HTML site ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -180,7 +190,7 @@ def test_make_student_slides_html_on_a_copy(tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "notebooks").mkdir()
     shutil.copy2(NOTEBOOKS[0], tmp_path / "notebooks" / NOTEBOOKS[0].name)
-    recipes = _recipes(tmp_path, "student", "slides", "html", REVEAL_URL_PREFIX="reveal.js")
+    recipes = _recipes(tmp_path, "student", "slides", "html", SLIDES_ASSETS="vendor")
     scripts = [next(arg for arg in command if arg.endswith(".py")) for command in recipes if "python" in command[0]]
     assert scripts == ["tools/make_student.py", "tools/make_slides.py", "tools/make_html.py"]
     monkeypatch.chdir(tmp_path)
@@ -194,7 +204,7 @@ def test_make_student_slides_html_on_a_copy(tmp_path, monkeypatch, capsys):
     stem = NOTEBOOKS[0].stem
     assert (tmp_path / "student" / f"{stem}.ipynb").exists()
     deck = (tmp_path / "slides" / f"{stem}.slides.html").read_text(encoding="utf-8")
-    assert '"reveal.js/dist/reveal.js"' in deck
+    assert '"vendor/reveal.js/dist/reveal.js"' in deck and 'src="vendor/require.js"' in deck
     index = (tmp_path / "_build" / "html" / "index.html").read_text(encoding="utf-8")
     assert re.search(rf'href="notebooks/{stem}\.html"', index)
     capsys.readouterr()

@@ -5,11 +5,19 @@ slide below the current one, ``fragment`` appears on the next click, ``-`` stays
 ``notes`` are left out of the deck. The deck is 1280 × 800 (a 16:10 projector), so the course's figures (at most
 1100 px wide) show at full size; a slide taller than the screen scrolls.
 
-Building needs no network. Viewing does: the HTML loads reveal.js (and require.js, jQuery, MathJax and the widget
-manager) from public CDNs. To present offline, put a copy of reveal.js 4 next to the slides and pass its path,
-e.g. ``--reveal-url-prefix reveal.js`` (``make slides REVEAL_URL_PREFIX=reveal.js``).
+Building needs no network. Viewing does, by default: the page loads reveal.js 4, require.js, jQuery and MathJax 2
+(and the widget manager, for the playgrounds' saved state) from public CDNs. To present offline, give
+``--assets DIR`` (``make slides SLIDES_ASSETS=DIR``), a folder, relative to the slides, holding::
 
-Usage: ``python tools/make_slides.py [--output-dir slides] [--reveal-url-prefix URL] [notebook ...]``.
+    DIR/reveal.js/          reveal.js 4.0.2 (its dist/ and plugin/ folders)
+    DIR/require.js          require.js 2
+    DIR/jquery.min.js       jQuery 2
+    DIR/MathJax/MathJax.js  MathJax 2.7 (the whole package)
+
+for example from npm: ``npm pack reveal.js@4.0.2 requirejs@2.1.10 jquery@2.1.4 mathjax@2.7.7`` and unpack each
+tarball's ``package/``. ``--reveal-url-prefix`` moves reveal.js alone.
+
+Usage: ``python tools/make_slides.py [--output-dir slides] [--assets DIR] [--reveal-url-prefix URL] [notebook ...]``.
 """
 
 from __future__ import annotations
@@ -27,8 +35,19 @@ SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
 SLIDE_WIDTH, SLIDE_HEIGHT = 1280, 800
 
 
-def slides_exporter(reveal_url_prefix: str | None = None):
-    """nbconvert's SlidesExporter with the course's deck settings."""
+def offline_asset_urls(assets: str) -> dict[str, str]:
+    """SlidesExporter settings that load every script from ``assets`` (a folder relative to the slides)."""
+    assets = assets.rstrip("/")
+    return {
+        "reveal_url_prefix": f"{assets}/reveal.js",
+        "require_js_url": f"{assets}/require.js",
+        "jquery_url": f"{assets}/jquery.min.js",
+        "mathjax_url": f"{assets}/MathJax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+    }
+
+
+def slides_exporter(reveal_url_prefix: str | None = None, assets: str | None = None):
+    """nbconvert's SlidesExporter with the course's deck settings (scripts from ``assets`` when given)."""
     from nbconvert import SlidesExporter
     from traitlets.config import Config
 
@@ -37,6 +56,8 @@ def slides_exporter(reveal_url_prefix: str | None = None):
     config.SlidesExporter.reveal_number = "c/t"
     config.SlidesExporter.reveal_width = str(SLIDE_WIDTH)
     config.SlidesExporter.reveal_height = str(SLIDE_HEIGHT)
+    for name, url in (offline_asset_urls(assets) if assets else {}).items():
+        config.SlidesExporter[name] = url
     if reveal_url_prefix:
         config.SlidesExporter.reveal_url_prefix = reveal_url_prefix
     return SlidesExporter(config=config)
@@ -80,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every course notebook)")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "slides")
+    parser.add_argument("--assets", default=None,
+                        help="folder (relative to the slides) with reveal.js/, require.js, jquery.min.js and "
+                             "MathJax/ to present offline; default: public CDNs")
     parser.add_argument("--reveal-url-prefix", default=None,
                         help="where reveal.js 4 is (a URL, or a path relative to the slides); default: a CDN")
     args = parser.parse_args(argv)
-    exporter = slides_exporter(args.reveal_url_prefix)
+    exporter = slides_exporter(args.reveal_url_prefix, args.assets)
     for notebook in args.notebooks or course_notebooks():
         problems = slide_metadata_problems(read_notebook(notebook))
         if problems:
