@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("MPLBACKEND", None)          # the inline backend, as in `make execute`
     os.environ["PYTHONHASHSEED"] = "0"
     notebooks = [path.resolve() for path in (args.notebooks or course_notebooks())]
-    print(f"{len(notebooks)} notebooks, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+    plural = "" if len(notebooks) == 1 else "s"
+    print(f"{len(notebooks)} notebook{plural}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
           f"one fresh kernel each, run one after the other")
     print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8}   slowest cells (index: s)")
     total, failed = 0.0, []
