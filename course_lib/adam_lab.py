@@ -259,8 +259,9 @@ def ema_momentum_update(params, grad, state, *, lr=1e-3, beta=0.9):
         m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad \theta_t = \theta_{t-1} - \eta\, m_t / (1-\beta^t)
 
     This is the limit of Adam as ε → ∞ with η/ε held fixed: η m̂ / (√v̂ + ε) ≈ (η/ε) m̂ once ε ≫ √v̂. The
-    moving average m_t equals (1 − β) times PyTorch's momentum buffer b ← βb + g (apart from the first
-    steps), so this is momentum SGD with learning rate (1 − β)η. State: ``step``, ``exp_avg``.
+    moving average m_t is exactly (1 − β) times PyTorch's momentum buffer b_t = βb_{t−1} + g_t (both start
+    at 0), so apart from the bias correction 1/(1 − β^t), which fades after a few 1/(1 − β) steps, this is
+    PyTorch's momentum SGD with learning rate (1 − β)η. State: ``step``, ``exp_avg``.
     """
     step = state["step"] + 1
     exp_avg = beta * state["exp_avg"] + (1 - beta) * grad
@@ -361,13 +362,18 @@ class LearningRateSweep:
 
 def learning_rate_sweep(objective: Objective, x0, methods: Mapping[str, Callable[[np.ndarray], rules.Rule]],
                         lrs, seeds: int = 5, steps: int = 1000, noise_std: float = 0.0,
-                        seed: int = 0) -> LearningRateSweep:
+                        seed: int = 0, average_last: int = 1) -> LearningRateSweep:
     """Run every method at every learning rate, ``seeds`` times, in one batched :func:`descend` per method.
 
     ``methods`` maps a name to a factory that takes an array of learning rates of shape (runs, 1) and returns
     a rule, e.g. ``{"adam": lambda lr: rules.adam(lr=lr)}``. Gradients carry N(0, noise_std²) noise; every
     method sees the same noise sequence (common random numbers), each seed its own.
+
+    The final gap of a run is f(θ_T) − f*, or with ``average_last`` = k > 1 the mean of f(θ_t) − f* over the
+    last k iterates (with noisy gradients the iterates jitter, and one iterate is a noisy measurement).
     """
+    if int(average_last) != average_last or not 1 <= average_last <= steps:
+        raise ValueError(f"Invalid average_last: {average_last} (between 1 and steps)")
     lrs = np.asarray(lrs, dtype=float).ravel()
     if lrs.size == 0 or not np.all(lrs > 0):
         raise ValueError(f"Invalid lrs: {lrs.tolist()} (give positive learning rates)")
@@ -379,7 +385,9 @@ def learning_rate_sweep(objective: Objective, x0, methods: Mapping[str, Callable
     for name, make_rule in methods.items():
         grad = noisy_grad(objective, noise_std, seed) if noise_std > 0 else None
         trajectory = descend(objective, x0, make_rule(lr_column), steps, grad=grad)
-        gap = trajectory.values[-1].reshape(len(lrs), int(seeds)) - objective.minimum
+        with np.errstate(invalid="ignore", over="ignore"):
+            tail = trajectory.values[-int(average_last):].mean(axis=0)
+        gap = tail.reshape(len(lrs), int(seeds)) - objective.minimum
         final[name] = np.where(np.isfinite(gap), gap, np.inf)
     initial_gap = float(objective.value(x0) - objective.minimum)
     return LearningRateSweep(lrs, final, initial_gap, int(steps), float(noise_std))
@@ -387,10 +395,12 @@ def learning_rate_sweep(objective: Objective, x0, methods: Mapping[str, Callable
 
 def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequence[str] | None = None,
                              tolerance: float | None = 1e-2, title: str | None = None, linestyle: str = "-",
-                             label_suffix: str = ""):
+                             label_suffix: str = "", relative: bool = False):
     """Median final gap against η on log–log axes, with the 10–90 % band over seeds.
 
-    Diverged runs are drawn at the top of the axes (a cross); ``tolerance`` draws the "usable" threshold.
+    Diverged runs are drawn as crosses above the curves (one row per method); ``tolerance`` draws the
+    "usable" threshold. With ``relative`` the gaps are divided by f(θ_0) − f*, so that problems of different
+    scale share one axis.
     """
     import matplotlib.pyplot as plt
 
@@ -398,12 +408,13 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
 
     ax = ax if ax is not None else plt.gca()
     methods = list(methods) if methods is not None else sweep.methods
-    finite = np.concatenate([g[np.isfinite(g)] for g in sweep.final_gap.values()])
-    ceiling = max(float(finite.max()) if finite.size else 1.0, sweep.initial_gap) * 10
-    for name in methods:
+    scale = sweep.initial_gap if relative else 1.0
+    finite = np.concatenate([g[np.isfinite(g)] for g in sweep.final_gap.values()]) / scale
+    ceiling = max(float(finite.max()) if finite.size else 1.0, sweep.initial_gap / scale) * 10
+    for row, name in enumerate(methods):
         color = method_color(name)
-        median = sweep.median(name)
-        low, high = sweep.spread(name)
+        median = sweep.median(name) / scale
+        low, high = (q / scale for q in sweep.spread(name))
         shown = np.isfinite(median)
         ax.plot(sweep.lrs[shown], median[shown], linestyle, color=color, marker=".",
                 label=METHOD_LABELS.get(name, name) + label_suffix)
@@ -411,13 +422,13 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
         ax.fill_between(sweep.lrs[band], low[band], high[band], color=color, alpha=0.2, lw=0)
         blown = sweep.diverged(name) > 0.5
         if blown.any():
-            ax.plot(sweep.lrs[blown], np.full(blown.sum(), ceiling), "x", color=color)
+            ax.plot(sweep.lrs[blown], np.full(blown.sum(), ceiling * 2.0**row), "x", color=color)
     if tolerance is not None:
-        ax.axhline(tolerance * sweep.initial_gap, color="k", lw=0.8, ls=":")
+        ax.axhline(tolerance * sweep.initial_gap / scale, color="k", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η")
-    ax.set_ylabel("f(θ_T) − f*")
+    ax.set_ylabel("(f(θ_T) − f*) / (f(θ_0) − f*)" if relative else "f(θ_T) − f*")
     if title:
         ax.set_title(title)
     return ax
@@ -483,8 +494,10 @@ def compare_on_landscapes(methods: Mapping[str, Callable[[np.ndarray], rules.Rul
             for name, (objective, start, _) in landscapes.items()}
 
 
-def plot_landscape_comparison(results, landscapes: Mapping | None = None):
-    """Paths on the contours (top row) and f(θ_t) − f* (bottom row), one column per landscape."""
+def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolution: int = 150,
+                              floor: float = 1e-16):
+    """Paths on the contours (top row) and f(θ_t) − f* (bottom row, drawn down to ``floor``), one column per
+    landscape; the legends give each method's learning rate."""
     import matplotlib.pyplot as plt
 
     from .plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
@@ -494,14 +507,14 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None):
     for column, (name, runs) in enumerate(results.items()):
         objective, _, bounds = landscapes[name]
         top, bottom = axes[0, column], axes[1, column]
-        plot_contours(objective, top, bounds=bounds)
+        plot_contours(objective, top, bounds=bounds, resolution=resolution)
         for method, (lr, trajectory) in runs.items():
-            plot_path(trajectory, top, method=method, markers=False, label=f"{METHOD_LABELS[method]}, η = {lr:.2g}")
-            gap = np.maximum(trajectory.suboptimality(objective.minimum), 1e-30)
-            plot_loss(gap, bottom, method=method)
+            plot_path(trajectory, top, method=method, markers=False)
+            gap = np.maximum(trajectory.suboptimality(objective.minimum), floor)
+            plot_loss(gap, bottom, method=method, label=f"{METHOD_LABELS[method]}, η = {lr:.2g}")
         top.set_title(name)
-        top.legend(loc="lower right", fontsize=7)
-        bottom.set_ylim(1e-30, None)
+        bottom.set_ylim(floor / 3, None)
+        bottom.legend(loc="lower left", fontsize=7)
     return fig
 
 
