@@ -559,7 +559,7 @@ class OnlineRun:
         return np.cumsum(self.losses - self.best_losses) / t
 
 
-def reddi_counterexample(C: float = 3.0, steps: int = 600, lr: float = 0.5, amsgrad: bool = False,
+def reddi_counterexample(C: float = 3.0, steps: int = 300, lr: float = 0.5, amsgrad: bool = False,
                          x0: float = 0.0, beta2: float | None = None, eps: float = 1e-8,
                          optimizer_class=None) -> OnlineRun:
     r"""The online problem of Reddi, Kale & Kumar (2018, theorem 1), run with a torch optimizer.
@@ -604,7 +604,7 @@ def reddi_counterexample(C: float = 3.0, steps: int = 600, lr: float = 0.5, amsg
     return OnlineRun(np.array(points), np.array(losses), np.array(best))
 
 
-def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: float = 0.5, steps: int = 600):
+def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: float = 0.5, steps: int = 300):
     """x_t for Adam and AMSGrad on the Reddi–Kale–Kumar problem; the view of notebook 07's playground.
 
     ``log10_beta2`` = None uses the theorem's β₂ = 1/(1 + C²).
@@ -643,7 +643,7 @@ def counterexample_playground():
                                         continuous_update=False),
         lr=widgets.FloatLogSlider(value=0.5, base=10, min=-2, max=0.5, step=0.1, description="η",
                                   continuous_update=False),
-        steps=widgets.IntSlider(value=600, min=30, max=3000, step=30, description="steps",
+        steps=widgets.IntSlider(value=300, min=30, max=3000, step=30, description="steps",
                                 continuous_update=False),
     )
     display(controls)
