@@ -757,22 +757,24 @@ def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch
 
 
 def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None, seed: int = 0,
-                      device=None):
+                      device=None, history: History | None = None):
     """Train the seed classifier once and draw its learning curves (loss and accuracy); returns the figure.
 
     This is the view behind notebook 08's playground. ``dataset`` defaults to
     :func:`course_lib.data.breast_cancer`. A learning rate that makes training
-    diverge is shown as a message on the figure instead of an error.
+    diverge is shown as a message on the figure instead of an error. Pass the
+    ``history`` of a run already made with these settings to draw it without training again.
     """
     import matplotlib.pyplot as plt
 
     from .data import breast_cancer
 
-    dataset = dataset if dataset is not None else breast_cancer()
     fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
     colour_key = "gd" if method == "sgd" else method
     try:
-        _, history = train_classifier(dataset, method, lr, epochs=epochs, seed=seed, device=device)
+        if history is None:
+            dataset = dataset if dataset is not None else breast_cancer()
+            _, history = train_classifier(dataset, method, lr, epochs=epochs, seed=seed, device=device)
     except DivergenceError as error:
         for ax in axes:
             ax.text(0.5, 0.5, "diverged:\n" + str(error).split(". ")[0], ha="center", va="center", wrap=True,

@@ -467,6 +467,9 @@ def test_show_training_run_draws_curves_or_the_divergence(small):
     assert "validation accuracy" in fig._suptitle.get_text()
     fig = training.show_training_run("sgd", 1e20, 3, dataset=small, device="cpu")
     assert "diverged" in fig._suptitle.get_text()
+    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    fig = training.show_training_run("adam", 1e-3, 3, history=history)  # draws the given run, no training
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), history.train_loss)
     plt.close("all")
 
 
