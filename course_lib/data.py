@@ -235,7 +235,8 @@ def load_csv(path, target: str, *, val_fraction: float = 0.2, test_fraction: flo
 def _source_name(path) -> str:
     if isinstance(path, (str, os.PathLike)):
         return repr(os.fspath(path))
-    return repr(getattr(path, "name", "<stream>"))
+    name = getattr(path, "name", None)
+    return repr(name) if isinstance(name, str) else "the CSV text"
 
 
 def _number(cell: str, column: str, line: int, source: str) -> float:

@@ -290,10 +290,11 @@ def _check_pair(pair, name: str, dtype: torch.dtype):
 def _check_model_output(model, X: torch.Tensor, name: str) -> None:
     """One forward pass on two rows: the model must accept X and return one logit per sample."""
     was_training = model.training
+    device = next((param.device for param in model.parameters()), X.device)
     model.eval()
     try:
         with torch.no_grad():
-            out = model(X[:2])
+            out = model(X[:2].to(device))
     except RuntimeError as error:
         raise ValueError(f"the model cannot take {name} X of shape {tuple(X.shape)}: {error}") from None
     finally:

@@ -220,6 +220,11 @@ def test_load_csv_structural_errors(text, words):
         data.load_csv(io.StringIO(text), target="y")
 
 
+def test_load_csv_names_a_text_stream_in_its_errors():
+    with pytest.raises(ValueError, match="^the CSV text, line 4: missing value"):
+        data.load_csv(_csv_with(""), target="Outcome")
+
+
 def test_load_csv_rejects_other_inputs():
     with pytest.raises(TypeError, match="file path or a text stream"):
         data.load_csv(42, target="y")

@@ -489,11 +489,14 @@ def test_training_playground_builds_and_redraws(small):
 # ------------------------------------------------------------------------------------------
 @needs_cuda
 def test_fit_runs_on_cuda_and_keeps_everything_there(small):
-    model = _model()
+    model = _model().to("cuda")  # a model already on the GPU, data on the CPU
     optimizer = optim.Adam(model.parameters(), lr=0.01)
     history = training.fit(model, optimizer, small.train, small.val, epochs=3, device="cuda", progress=False)
     assert next(model.parameters()).is_cuda and history.epochs == 3
     assert all(v.is_cuda for s in optimizer.state.values() for k, v in s.items() if k != "step")
+    assert training.evaluate(model, small.val)[0] == pytest.approx(history.val_loss[-1], abs=1e-6)
+    result = training.lr_range_test(model, optimizer, small.train, 1e-4, 1.0, 20, device="cuda")
+    assert len(result.lrs) == 20 and next(model.parameters()).is_cuda
 
 
 @needs_cuda
