@@ -90,7 +90,7 @@ def run_dataloader(X, y, device):
     return time.perf_counter() - started, model
 
 
-def optimizer_step_cost(device, steps=2000, repeats=5):
+def optimizer_step_cost(device, steps=200, repeats=25):
     """Microseconds per optimizer.step() on the seed network, gradients fixed (only the update is timed)."""
     costs = {}
     for name, make in (("course_lib.optim.Adam", optim.Adam), ("torch.optim.Adam", torch.optim.Adam)):
@@ -152,7 +152,7 @@ def main():
 
     costs = optimizer_step_cost(device)
     ours, theirs = costs["course_lib.optim.Adam"], costs["torch.optim.Adam"]
-    print("\ncost of one optimizer step on the seed network (gradients fixed, fastest of 5 × 2,000 steps):")
+    print("\ncost of one optimizer step on the seed network (gradients fixed, fastest of 25 × 200 steps):")
     for name, cost in costs.items():
         print(f"  {name:<24}{cost:>8.1f} µs/step")
     print(f"  ratio course_lib / torch: {ours / theirs:.2f}×")
