@@ -36,3 +36,28 @@ def learning_rate_playground(x0: float = 5.0) -> widgets.interactive:
     )
     display(controls)
     return controls
+
+
+def training_playground(dataset=None, *, device=None) -> widgets.interactive:
+    """Notebook 08: pick an optimizer, a learning rate and a number of epochs; see the classifier's learning curves.
+
+    The callback is :func:`course_lib.training.show_training_run` (each change trains the seed network once,
+    a fraction of a second on a laptop CPU for the breast-cancer data).
+    """
+    from .data import breast_cancer
+    from .training import METHOD_TITLES, show_training_run
+
+    dataset = dataset if dataset is not None else breast_cancer()
+    controls = widgets.interactive(
+        show_figure(lambda method, lr, epochs: show_training_run(method, lr, epochs, dataset=dataset, device=device)),
+        method=widgets.Dropdown(options=[(title, name) for name, title in METHOD_TITLES.items()], value="adam",
+                                description="optimizer"),
+        lr=widgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=1, step=0.25, description="η",
+                                  continuous_update=False, readout_format=".1e"),
+        epochs=widgets.IntSlider(value=50, min=1, max=200, description="epochs", continuous_update=False),
+    )
+    display(controls)
+    return controls
+
+
+__all__ += ["training_playground"]
