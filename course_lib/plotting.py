@@ -212,7 +212,7 @@ def show_quadratic_descent(lr: float = 1.0, kappa: float = 10.0, angle: float = 
     best_lr, best_rate = 2 / (mu + L), (kappa - 1) / (kappa + 1)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.25, 1]})
-    plot_contours(objective, left, bounds=window, levels=20, log=False, resolution=200)
+    plot_contours(objective, left, bounds=window, levels=20, log=False, resolution=150)
     plot_path(trajectory, left, label=f"η = {lr:.2f}")
     left.set_title(f"f(θ) = ½ θᵀAθ, κ = {kappa:.3g}" + (f", rotated {np.degrees(angle):.0f}°" if angle else ""))
     left.legend(loc="lower right")
