@@ -112,12 +112,24 @@ class LogisticRegressionProblem:
                              f"and the intercept); got shape {tuple(params.shape)}")
         return params
 
+    @staticmethod
+    def _margins(params, design, labels):
+        """y_i z_iᵀθ for every sample: shape (..., m). ``design`` is (m, dim), or (..., m, dim) per run."""
+        if design.ndim == 2:  # one matrix product for all points (a stacked matmul is much slower)
+            flat = params.reshape(-1, params.shape[-1]) @ design.T
+            return labels * flat.reshape(params.shape[:-1] + design.shape[:1])
+        return labels * (design @ params[..., None])[..., 0]
+
     def loss(self, params, batch=None):
-        """f(θ), or f_B(θ) on the samples ``batch`` (indices); shape (..., dim) in, (...) out."""
+        """f(θ), or the minibatch objective f_B(θ) on the samples ``batch``; shape (..., dim) in, (...) out.
+
+        ``batch`` is an integer array of sample indices: shape (m,) for one
+        minibatch shared by every point, or (..., m), one minibatch per point.
+        """
         params = params if _is_tensor(params) else np.asarray(params, dtype=float)
         self._check(params)
         design, labels, mask = self._data(params, batch)
-        margins = labels * (params @ design.T)                      # y_i z_iᵀθ, shape (..., m)
+        margins = self._margins(params, design, labels)
         penalty = 0.5 * self.weight_decay * (mask * params**2).sum(-1)
         if _is_tensor(params):
             import torch
@@ -126,18 +138,25 @@ class LogisticRegressionProblem:
         return np.logaddexp(0.0, -margins).mean(-1) + penalty
 
     def grad(self, params, batch=None):
-        """∇f(θ) = −(1/m) Σ y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all samples or the minibatch ``batch``."""
+        """∇f(θ) = −(1/m) Σ y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all samples or the minibatch ``batch``.
+
+        Shapes as for :meth:`loss`, with a trailing axis of length dim on the result.
+        """
         params = params if _is_tensor(params) else np.asarray(params, dtype=float)
         self._check(params)
         design, labels, mask = self._data(params, batch)
-        margins = labels * (params @ design.T)
+        margins = self._margins(params, design, labels)
         if _is_tensor(params):
             weights = -labels * (-margins).sigmoid()
         else:
             from scipy.special import expit
 
             weights = -labels * expit(-margins)
-        return (weights @ design) / design.shape[0] + self.weight_decay * mask * params
+        if design.ndim == 2:
+            data_term = weights @ design
+        else:
+            data_term = (weights[..., None, :] @ design)[..., 0, :]
+        return data_term / design.shape[-2] + self.weight_decay * mask * params
 
     def sample_grads(self, params) -> np.ndarray:
         """The n per-sample gradients ∇f_i(θ) (penalty included), shape (n, dim); their mean is ∇f(θ)."""
@@ -202,6 +221,12 @@ def reference_optimum(problem: LogisticRegressionProblem, tol: float = 1e-12) ->
     return params, float(problem.loss(params))
 
 
+def _check_batch_size(batch_size, n_samples):
+    if int(batch_size) != batch_size or not 1 <= batch_size <= n_samples:
+        raise ValueError(f"Invalid batch_size: {batch_size} (an integer from 1 to n_samples = {n_samples})")
+    return int(batch_size)
+
+
 def epoch_batches(rng: np.random.Generator, n_samples: int, batch_size: int, replacement: bool = False):
     """The minibatches of one epoch: n sample indices cut into consecutive batches of ``batch_size``.
 
@@ -210,10 +235,13 @@ def epoch_batches(rng: np.random.Generator, n_samples: int, batch_size: int, rep
     draws (``replacement=True``). The last batch is smaller when ``batch_size``
     does not divide n. Every epoch thus costs exactly n per-sample gradients.
     """
-    if int(batch_size) != batch_size or not 1 <= batch_size <= n_samples:
-        raise ValueError(f"Invalid batch_size: {batch_size} (an integer from 1 to n_samples = {n_samples})")
-    order = rng.integers(0, n_samples, n_samples) if replacement else rng.permutation(n_samples)
-    return [order[start:start + int(batch_size)] for start in range(0, n_samples, int(batch_size))]
+    batch_size = _check_batch_size(batch_size, n_samples)
+    order = _epoch_order(rng, n_samples, replacement)
+    return [order[start:start + batch_size] for start in range(0, n_samples, batch_size)]
+
+
+def _epoch_order(rng, n_samples, replacement):
+    return rng.integers(0, n_samples, n_samples) if replacement else rng.permutation(n_samples)
 
 
 def _check_epochs(epochs):
@@ -222,49 +250,66 @@ def _check_epochs(epochs):
     return int(epochs)
 
 
-def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, epochs: int, seed: int = 0,
-                  replacement: bool = False, every: str = "epoch") -> np.ndarray:
+def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, epochs: int, seed=0,
+                  replacement: bool = False, every="epoch") -> np.ndarray:
     """Minibatch SGD θ_t = θ_{t−1} − η ∇f_{B_t}(θ_{t−1}) in NumPy; returns the recorded iterates.
 
     ``x0`` is a point (dim,) or a batch of starts (runs, dim); ``lr`` a number or
-    an array (runs, 1) of learning rates, one per run. All runs see the same
-    minibatches (from ``np.random.default_rng(seed)``, see :func:`epoch_batches`).
-    ``batch_size`` = n is full-batch gradient descent. The result holds θ_0 and
-    then the iterate after every epoch (``every="epoch"``) or every step
-    (``every="step"``): shape (records, *x0.shape).
+    an array (runs, 1) of learning rates, one per run. With one ``seed`` every
+    run sees the same minibatches, those of :func:`epoch_batches` with
+    ``np.random.default_rng(seed)``; with a sequence of seeds, one per run, run r
+    draws its own minibatches from ``np.random.default_rng(seed[r])`` (independent
+    repetitions, still advanced together, one array operation per step).
+    ``batch_size`` = n is full-batch gradient descent.
+
+    The result holds θ_0 and then the iterate after every epoch
+    (``every="epoch"``), every step (``"step"``) or every k-th step (an int k):
+    shape (records, *runs, dim).
     """
-    if every not in ("epoch", "step"):
-        raise ValueError(f"Invalid every: {every!r} (use 'epoch' or 'step')")
+    if not (every in ("epoch", "step") or (isinstance(every, int) and every >= 1)):
+        raise ValueError(f"Invalid every: {every!r} (use 'epoch', 'step' or a positive number of steps)")
     epochs = _check_epochs(epochs)
+    batch_size = _check_batch_size(batch_size, problem.n_samples)
+    record_every = 1 if every == "step" else every
     rule = sgd(lr=lr)
+    seeds = np.asarray(seed)
+    rngs = [np.random.default_rng(int(s)) for s in seeds.ravel()]
     x = np.asarray(x0, dtype=float)
-    x = np.broadcast_to(x, np.broadcast_shapes(x.shape, np.shape(lr)[:-1] + (problem.dim,))).copy()
-    rng = np.random.default_rng(seed)
+    run_shape = np.broadcast_shapes(x.shape[:-1], np.shape(lr)[:-1], seeds.shape)
+    x = np.broadcast_to(x, run_shape + (problem.dim,)).copy()
     state = rule.init(x)
-    records = [x]
+    records, step = [x], 0
     for _ in range(epochs):
-        for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
-            x, state = rule.update(x, problem.grad(x, batch), state)
-            if every == "step":
+        # the epoch's sample order: (n,) shared by all runs, or (runs, n) with one seed per run
+        orders = np.stack([_epoch_order(rng, problem.n_samples, replacement) for rng in rngs])
+        orders = orders[0] if seeds.ndim == 0 else orders
+        for start in range(0, problem.n_samples, batch_size):
+            x, state = rule.update(x, problem.grad(x, orders[..., start:start + batch_size]), state)
+            step += 1
+            if record_every != "epoch" and step % record_every == 0:
                 records.append(x)
-        if every == "epoch":
+        if record_every == "epoch":
             records.append(x)
     return np.stack(records)
 
 
 def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, batch_size: int, seed: int = 0,
-          replacement: bool = False, scheduler=None) -> np.ndarray:
-    """The PyTorch training loop on ``problem``; returns θ after every epoch, shape (epochs + 1, dim).
+          replacement: bool = False, scheduler=None) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch training loop on ``problem``.
 
     ``params`` is the torch tensor (requires_grad) that ``optimizer`` updates.
     For each minibatch (the same ones as :func:`minibatch_sgd` with this seed):
     ``zero_grad()``, ``loss.backward()`` through autograd, ``optimizer.step()``;
     after each epoch ``scheduler.step()`` when a learning-rate scheduler is given.
+
+    Returns θ after every epoch, shape (epochs + 1, dim), θ_0 included, and the
+    learning rate each epoch ran with (that of the first param group), shape (epochs,).
     """
     epochs = _check_epochs(epochs)
     rng = np.random.default_rng(seed)
-    records = [params.detach().cpu().numpy().copy()]
+    records, lrs = [params.detach().cpu().numpy().copy()], []
     for _ in range(epochs):
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
         for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
             optimizer.zero_grad()
             problem.loss(params, batch).backward()
@@ -272,4 +317,4 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         if scheduler is not None:
             scheduler.step()
         records.append(params.detach().cpu().numpy().copy())
-    return np.stack(records)
+    return np.stack(records), np.array(lrs)

@@ -183,6 +183,31 @@ def test_many_runs_at_once_equal_separate_runs(problem):
         np.testing.assert_allclose(together[:, run], alone, rtol=1e-13, atol=1e-15)
 
 
+def test_one_minibatch_per_point(problem):
+    points = _points(problem, n=3, seed=6)
+    batches = np.array([[0, 1, 2], [5, 5, 9], [568, 0, 17]])
+    np.testing.assert_allclose(problem.loss(points, batches),
+                               [problem.loss(p, b) for p, b in zip(points, batches)], rtol=1e-13)
+    np.testing.assert_allclose(problem.grad(points, batches),
+                               [problem.grad(p, b) for p, b in zip(points, batches)], rtol=1e-12, atol=1e-15)
+    tensor = torch.tensor(points, requires_grad=True)
+    problem.loss(tensor, batches).sum().backward()
+    np.testing.assert_allclose(tensor.grad.numpy(), problem.grad(points, batches), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+def test_one_seed_per_run_equals_separate_runs(problem, replacement):
+    seeds, lrs = [3, 4, 5], np.array([[0.05], [0.05], [0.2]])
+    together = P.minibatch_sgd(problem, np.zeros(problem.dim), lrs, 7, 2, seed=seeds, replacement=replacement,
+                               every=20)
+    assert together.shape == (1 + 2 * 82 // 20, 3, problem.dim)
+    for run, (seed, lr) in enumerate(zip(seeds, lrs[:, 0])):
+        alone = P.minibatch_sgd(problem, np.zeros(problem.dim), lr, 7, 2, seed=seed, replacement=replacement,
+                                every="step")
+        np.testing.assert_allclose(together[:, run], alone[::20], rtol=1e-12, atol=1e-15)
+    assert not np.allclose(together[-1, 0], together[-1, 1])   # same lr, different seeds: different paths
+
+
 def test_train_equals_numpy_sgd_and_torch_optim_with_a_scheduler(problem):
     def run(optimizer_class, scheduler=True):
         params = torch.zeros(problem.dim, dtype=torch.float64, requires_grad=True)
@@ -190,13 +215,15 @@ def test_train_equals_numpy_sgd_and_torch_optim_with_a_scheduler(problem):
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1) if scheduler else None
         return P.train(problem, params, optimizer, 4, 64, seed=3, scheduler=schedule), optimizer
 
-    ours, optimizer = run(optim.SGD)
-    theirs, _ = run(torch.optim.SGD)
+    (ours, lrs), optimizer = run(optim.SGD)
+    (theirs, _), _ = run(torch.optim.SGD)
     assert ours.shape == (5, problem.dim)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lrs, [0.5, 0.5, 0.05, 0.05], rtol=1e-15)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)
     # without a scheduler the torch loop is the NumPy runner
-    constant, _ = run(optim.SGD, scheduler=False)
+    (constant, lrs), _ = run(optim.SGD, scheduler=False)
+    assert np.all(lrs == 0.5)
     numpy_run = P.minibatch_sgd(problem, np.zeros(problem.dim), 0.5, 64, 4, seed=3)
     np.testing.assert_allclose(constant, numpy_run, rtol=1e-11, atol=1e-13)
     assert problem.loss(constant[-1]) < problem.loss(constant[0])
@@ -207,7 +234,7 @@ def test_train_on_cuda_matches_cpu(problem):
     results = []
     for device in ("cpu", "cuda"):
         params = torch.zeros(problem.dim, dtype=torch.float64, device=device, requires_grad=True)
-        results.append(P.train(problem, params, optim.SGD([params], lr=0.3), 2, 32, seed=1))
+        results.append(P.train(problem, params, optim.SGD([params], lr=0.3), 2, 32, seed=1)[0])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-10, atol=1e-12)
 
 
