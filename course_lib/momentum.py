@@ -187,7 +187,7 @@ def show_momentum_descent(lr: float = 1.0, momentum: float = 0.9, nesterov: bool
     left.plot(*np.asarray(x0, dtype=float), "o", color="k", markersize=6, zorder=6)
     left.set_xlim(-x_reach, x_reach)
     left.set_ylim(-y_reach, y_reach)
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8)
     gap = view.run.suboptimality(view.objective.minimum)
     gap = np.where(np.isfinite(gap) & (gap < 1e30), gap, np.nan)
     right.semilogy(view.gd_run.suboptimality(), color=method_color("gd"), lw=1.2,
