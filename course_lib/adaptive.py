@@ -45,6 +45,9 @@ DEFAULT_RULES = {"gd": sgd(lr=1.0), "adagrad": adagrad(lr=1.0), "rmsprop": rmspr
 """The three runs of notebook 05's playground (L = 1, so gradient descent runs at η = 1/L)."""
 
 
+_STYLES = {"gd": ("-", 1.2), "adagrad": ("-", 2.4), "rmsprop": ("--", 1.4)}  # AdaGrad and RMSProp often overlap
+
+
 def effective_step_sizes(rule: Rule, grads) -> np.ndarray:
     """The per-coordinate step η_{t,i} a diagonal rule takes when fed the gradients g_1, …, g_T.
 
@@ -113,10 +116,12 @@ def show_adaptive_descent(angle: float = 20.0, kappa: float = 100.0, steps: int 
         lr = rule.hyperparams["lr"] if rule is not None else float("nan")
         label = f"{METHOD_LABELS[name]}, η = {lr:g}"
         points = run.points[np.all(np.isfinite(run.points), axis=-1)]
-        left.plot(*points.T, "-", marker=".", markersize=2.5, lw=1.1, color=method_color(name), label=label)
+        style, width = _STYLES.get(name, ("-", 1.2))
+        left.plot(*points.T, style, marker=".", markersize=2.5, lw=width, color=method_color(name), label=label)
         with np.errstate(over="ignore", invalid="ignore"):
             distance = run.distances(view.objective.minimizer)
-        right.semilogy(np.where(distance > 0, distance, np.nan), color=method_color(name), label=label)
+        right.semilogy(np.where(distance > 0, distance, np.nan), style, lw=width, color=method_color(name),
+                       label=label)
     left.plot(*view.runs["gd"].points[0], "o", color="k", markersize=6, zorder=6)
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
     right.set_xlabel("step t")
