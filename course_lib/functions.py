@@ -270,3 +270,25 @@ OBJECTIVES = {
     "himmelblau": himmelblau,
     "rastrigin": rastrigin(),
 }
+
+
+class _Lessard(Objective):
+    def value(self, x):
+        x = self._check(x)[..., 0]
+        xp = _math(x)
+        return xp.where(x < 1, 12.5 * x**2, xp.where(x < 2, 0.5 * x**2 + 24 * x - 12, 12.5 * x**2 - 24 * x + 36))
+
+    def grad(self, x):
+        x = self._check(x)
+        return np.where(x < 1, 25 * x, np.where(x < 2, x + 24, 25 * x - 24))
+
+
+lessard = _Lessard("Lessard's piecewise quadratic", 1, np.zeros((1, 1)), 0.0, ((-4.0, 5.0),),
+                   "f(x) = 25x²/2 (x < 1), x²/2 + 24x − 12 (1 ≤ x < 2), 25x²/2 − 24x + 36 (x ≥ 2)")
+"""Lessard, Recht & Packard (2016): smooth (L = 25) and strongly convex (μ = 1), minimum 0 at x = 0.
+
+Its curvature is 25 except on [1, 2), where it is 1, and the gradient is
+continuous. Heavy ball with Polyak's quadratic tuning for κ = 25 falls into a
+cycle of period three on it instead of converging (notebook 04).
+"""
+__all__.append("lessard")

@@ -9,7 +9,15 @@ from IPython.display import display
 
 from .plotting import show_x_squared_descent
 
-__all__ = ["learning_rate_playground", "show_figure"]
+__all__ = [
+    "show_figure",
+    "learning_rate_playground",
+    "conditioning_playground",
+    "sgd_playground",
+    "momentum_playground",
+    "adaptive_playground",
+    "training_playground",
+]
 
 
 def show_figure(draw):
@@ -60,9 +68,6 @@ def training_playground(dataset=None, *, device=None) -> widgets.interactive:
     return controls
 
 
-__all__ += ["training_playground"]
-
-
 def conditioning_playground(steps: int = 40) -> widgets.interactive:
     """Notebook 02: learning-rate and condition-number sliders for gradient descent on a 2-D quadratic.
 
@@ -104,4 +109,42 @@ def sgd_playground(problem, optimum, epochs: int = 20) -> widgets.interactive:
     return controls
 
 
-__all__ += ["conditioning_playground", "sgd_playground"]
+
+def momentum_playground(kappa: float = 100.0) -> widgets.interactive:
+    """Notebook 04: learning-rate and momentum sliders (and a Nesterov switch) on quadratic(κ).
+
+    The callback is :func:`course_lib.momentum.show_momentum_descent`: the path on
+    the contours and f(θ_t) − f* against the best fixed-step gradient descent.
+    """
+    from .momentum import show_momentum_descent
+
+    controls = widgets.interactive(
+        show_figure(lambda lr, momentum, nesterov: show_momentum_descent(lr=lr, momentum=momentum,
+                                                                         nesterov=nesterov, kappa=kappa)),
+        lr=widgets.FloatSlider(value=1.0, min=0.05, max=4.5, step=0.05, description="η",
+                               continuous_update=False, readout_format=".2f"),
+        momentum=widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="β",
+                                     continuous_update=False, readout_format=".2f"),
+        nesterov=widgets.Checkbox(value=False, description="Nesterov"),
+    )
+    display(controls)
+    return controls
+
+
+def adaptive_playground() -> widgets.interactive:
+    """Notebook 05: rotate an ill-conditioned valley and watch per-coordinate step sizes lose their edge.
+
+    The callback is :func:`course_lib.adaptive.show_adaptive_descent` (gradient
+    descent, AdaGrad and RMSProp on quadratic(κ) rotated by the chosen angle).
+    """
+    from .adaptive import show_adaptive_descent
+
+    controls = widgets.interactive(
+        show_figure(lambda angle, kappa: show_adaptive_descent(angle=angle, kappa=kappa)),
+        angle=widgets.FloatSlider(value=20.0, min=0.0, max=90.0, step=5.0, description="angle (°)",
+                                  continuous_update=False, readout_format=".0f"),
+        kappa=widgets.FloatLogSlider(value=100.0, base=10, min=0, max=3, step=0.25, description="κ",
+                                     continuous_update=False, readout_format=".3g"),
+    )
+    display(controls)
+    return controls

@@ -34,4 +34,24 @@ def test_sgd_playground_builds_and_redraws():
     batch_slider.value = 64
     sampling.value = True
     assert controls.kwargs == {"lr": lr_slider.value, "batch_size": 64, "replacement": True}
+
+
+def test_momentum_playground_builds_and_redraws():
+    controls = widgets.momentum_playground()
+    lr_slider, momentum_slider, nesterov_box = controls.children[:3]
+    assert (lr_slider.value, momentum_slider.value, nesterov_box.value) == (1.0, 0.9, False)
+    lr_slider.value = 3.3
+    nesterov_box.value = True  # η = 3.3 with Nesterov diverges: the view must still draw
+    assert controls.kwargs == {"lr": 3.3, "momentum": 0.9, "nesterov": True}
+    momentum_slider.value = 0.0  # Nesterov without momentum falls back to gradient descent
+    plt.close("all")
+
+
+def test_adaptive_playground_builds_and_redraws():
+    controls = widgets.adaptive_playground()
+    angle_slider, kappa_slider = controls.children[:2]
+    assert (angle_slider.value, kappa_slider.value) == (20.0, 100.0)
+    angle_slider.value = 45.0
+    kappa_slider.value = 1000.0
+    assert controls.kwargs == {"angle": 45.0, "kappa": 1000.0}
     plt.close("all")
