@@ -58,7 +58,7 @@ test: lint unit nbval
 
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+		--ExecutePreprocessor.timeout=180 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
 
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py --output-dir student $(NOTEBOOKS)

@@ -27,6 +27,7 @@ __all__ = [
     "booth",
     "himmelblau",
     "rastrigin",
+    "lessard",
     "OBJECTIVES",
 ]
 
@@ -291,4 +292,3 @@ Its curvature is 25 except on [1, 2), where it is 1, and the gradient is
 continuous. Heavy ball with Polyak's quadratic tuning for κ = 25 falls into a
 cycle of period three on it instead of converging (notebook 04).
 """
-__all__.append("lessard")

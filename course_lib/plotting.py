@@ -25,6 +25,9 @@ __all__ = [
     "plot_path",
     "plot_loss",
     "show_x_squared_descent",
+    "show_quadratic_descent",
+    "batch_color",
+    "show_minibatch_sgd",
 ]
 
 # Okabe–Ito colours (readable with every common form of colour blindness), one per method.
@@ -288,4 +291,3 @@ def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16,
     return fig
 
 
-__all__ += ["show_quadratic_descent", "batch_color", "show_minibatch_sgd"]
