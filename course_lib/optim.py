@@ -50,6 +50,7 @@ asks); if parameters are re-bound later the flat buffers are rebuilt.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import logging
@@ -83,6 +84,9 @@ logger = logging.getLogger(__name__)
 
 #: The default path compiles a flat buffer holding at least this many numbers.
 COMPILE_MIN_ELEMENTS = 2**20
+
+#: On the CPU the eager flat path runs the rule on slices of this many numbers (temporaries that fit in L2).
+EAGER_CHUNK_ELEMENTS = 2**17
 
 #: The names of the execution paths, as :attr:`RuleOptimizer.paths` reports them.
 PATHS = ("per-tensor", "multi-tensor", "flat, eager", "flat, compiled")
@@ -253,7 +257,9 @@ class CompiledRule:
 
     ``graph`` is the traced rule: ``print(compiled.graph.code)`` shows the tensor operations that remain
     once the rule's Python ``if`` s were decided by ``static``; ``source`` is the code ``torch.compile``
-    generated from it, and :meth:`kernel_count` counts the kernels in it.
+    generated from it, and :meth:`kernel_count` counts the kernels in it. On the CPU the operations on
+    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue`` that runs
+    eagerly before the kernel, which then only reads their results.
     """
 
     name: str
@@ -266,9 +272,15 @@ class CompiledRule:
     kernel: Callable = field(repr=False)
     source: str = field(default="", repr=False)
     compile_seconds: float = 0.0
+    prologue: torch.fx.GraphModule | None = field(default=None, repr=False)
+    scalar_positions: list = field(default_factory=list, repr=False)
+    vector_positions: list = field(default_factory=list, repr=False)
 
     def __call__(self, *tensors):
-        return self.kernel(*tensors)
+        if self.prologue is None:
+            return self.kernel(*tensors)
+        values = self.prologue(*[tensors[i] for i in self.scalar_positions])
+        return self.kernel(*[tensors[i] for i in self.vector_positions], *values)
 
     def kernel_count(self) -> int:
         """The kernels in the generated code: C++ loops for the CPU, triton kernels for a GPU."""
@@ -342,6 +354,7 @@ def compile_rule(rule: rules.Rule, dtype=torch.float32, device="cpu") -> Compile
 def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> CompiledRule:
     import time
 
+    import torch._inductor.config
     from torch._inductor.graph import GraphLowering
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -360,15 +373,74 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
     examples += [torch.zeros(1, dtype=hyper_dtype, device=device) if name == "step"
                  else torch.ones(4, dtype=dtype, device=device) for name in state_names]
     examples += [torch.full((1,), 0.5, dtype=hyper_dtype, device=device) for _ in range(n_hyper)]
+    scalar_positions = [i for i, example in enumerate(examples) if example.numel() == 1]
 
     start = time.perf_counter()
     graph = make_fx(flat_step)(*[example.clone() for example in examples])
-    kernel = torch.compile(graph, dynamic=True, fullgraph=True)
+    prologue, main, vector_positions = None, graph, list(range(len(examples)))
+    if device.type == "cpu":
+        # A C++ loop recomputes every expression for each chunk of 16 numbers, β₁ᵗ and β₂ᵗ included (it cannot
+        # prove them loop-invariant), so on the CPU the one-number operations run first, eagerly, and the
+        # kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
+        prologue, main, vector_positions = _split_scalar_prologue(graph, scalar_positions)
+    kernel = torch.compile(main, dynamic=True, fullgraph=True)
+    compiled = CompiledRule(rule.name, dict(static), state_names, layout, dtype, device, graph, kernel,
+                            prologue=prologue, scalar_positions=scalar_positions, vector_positions=vector_positions)
     sources: list[str] = []
-    with mock.patch.object(GraphLowering, "save_output_code", sources.append):
-        kernel(*examples)  # compile now, on a tiny example; the kernel serves every length
-    return CompiledRule(rule.factory_name, dict(static), state_names, layout, dtype, device, graph, kernel,
-                        "\n".join(sources), time.perf_counter() - start)
+    # dynamic_threads: the CPU loop runs on torch.get_num_threads() threads, decided when it runs (without it,
+    # a kernel compiled for every length is one serial loop).
+    with mock.patch.object(GraphLowering, "save_output_code", sources.append), \
+            torch._inductor.config.patch({"cpp.dynamic_threads": True}):
+        compiled(*examples)  # compile now, on a tiny example; the kernel serves every length
+    compiled.source = "\n".join(sources)
+    compiled.compile_seconds = time.perf_counter() - start
+    return compiled
+
+
+def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
+    """Split a traced rule into its one-number operations (a prologue) and the element-wise rest.
+
+    Returns ``(prologue, main, vector_positions)``: ``prologue(*scalar inputs)`` returns the one-number values
+    that the element-wise operations use, and ``main(*vector inputs, *those values)`` does the rest.
+    """
+    graph = copy.deepcopy(graph)  # the caller keeps the faithful trace
+    placeholders = [node for node in graph.graph.nodes if node.op == "placeholder"]
+    scalar = {placeholders[i] for i in scalar_positions}
+    aten = torch.ops.aten
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.all_input_nodes and all(n in scalar for n in node.all_input_nodes):
+            scalar.add(node)
+        elif node.target is aten.div.Tensor and node.args[1] in scalar:
+            # x / c → x · (1/c): one reciprocal in the prologue instead of a division per number (≤ 1 ulp apart)
+            with graph.graph.inserting_before(node):
+                reciprocal = graph.graph.call_function(aten.reciprocal.default, (node.args[1],))
+            scalar.add(reciprocal)
+            node.target, node.args = aten.mul.Tensor, (node.args[0], reciprocal)
+    element_wise = [node for node in graph.graph.nodes if node.op == "call_function" and node not in scalar]
+    handed_over = list(dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar))
+
+    first, env = torch.fx.Graph(), {}
+    for node in placeholders:
+        if node in scalar:
+            env[node] = first.placeholder(node.name)
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node in scalar:
+            env[node] = first.node_copy(node, env.__getitem__)
+    first.output(tuple(env[node] for node in handed_over))
+
+    second, env = torch.fx.Graph(), {}
+    for node in placeholders:
+        if node not in scalar:
+            env[node] = second.placeholder(node.name)
+    for node in handed_over:
+        env[node] = second.placeholder(f"{node.name}_value")
+    for node in element_wise:
+        env[node] = second.node_copy(node, env.__getitem__)
+    second.output(None)
+    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar]
+    return torch.fx.GraphModule(graph, first), torch.fx.GraphModule(graph, second), vector_positions
 
 
 def _warn_once(message: str) -> None:
@@ -421,6 +493,7 @@ class _FlatBucket:
         self.step_tensor = torch.zeros(1, dtype=hyper_dtype, device=self.device)  # for the compiled kernel
         self.step_tensor_value = 0
         self.hyper_tensors, self.hyper_values = [], []
+        self.compiled_key, self.compiled = None, None
         self.path = None
         self.refresh_signature(state)
 
@@ -502,30 +575,17 @@ class _FlatBucket:
                 signatures.add((step, tuple(n for n in self.state_names if param_state.get(n) is None)))
         self.signature = signatures.pop() if len(signatures) == 1 else None
 
-    def whole_step(self, rule, state, compiled: CompiledRule | None):
+    def whole_step(self, rule, state, compiled: CompiledRule | None, values=()):
         """One step of the rule over the whole buffer: all parameters have gradients and the same state."""
         fresh = self.signature == "fresh"
         step, none_names = (0, ()) if fresh else self.signature
         if fresh:
             none_names = tuple(name for name in self.state_names if name not in self.state_flat)
         if compiled is not None and not none_names:
-            self._compiled_step(rule, compiled, step)
+            self._compiled_step(compiled, step, values)
             self.path = "flat, compiled"
         else:
-            rule_state = {"step": step} if self.has_step else {}
-            for name in self.state_names:
-                rule_state[name] = None if name in none_names else self.state_flat[name]
-            new_param, new_state = rule.update(self.param_flat, self.grad_flat, rule_state)
-            self.param_flat.copy_(new_param)
-            for name in self.state_names:
-                value = new_state.get(name)
-                if value is None:
-                    continue
-                if name in self.state_flat:
-                    self.state_flat[name].copy_(value)
-                else:  # a state entry that starts as None (SGD's momentum buffer) now has its buffer
-                    self.state_flat[name] = value
-                    self.state_views[name] = self._views(value)
+            self._eager_step(rule, step, none_names)
             self.path = "flat, eager"
         if self.has_step:
             self.steps.add_(1)
@@ -535,8 +595,35 @@ class _FlatBucket:
                 self.attach(i, state[param])
         self.signature = (step + 1, new_none)
 
-    def _compiled_step(self, rule, compiled, step):
-        _, layout, values = _split_hyperparams(rule.hyperparams)
+    def _chunks(self):
+        """Slices of the buffers to run the eager rule on: cache-sized on the CPU, everything at once elsewhere.
+
+        Each operation of the eager rule allocates a temporary as long as its input; on the CPU, megabyte-sized
+        temporaries cost page faults and miss the caches (several times slower than chunks that fit in L2).
+        """
+        size = EAGER_CHUNK_ELEMENTS if self.device.type == "cpu" else self.numel
+        return [slice(start, start + size) for start in range(0, self.numel, size)]
+
+    def _eager_step(self, rule, step, none_names):
+        new_names = []
+        for chunk in self._chunks():
+            rule_state = {"step": step} if self.has_step else {}
+            for name in self.state_names:
+                rule_state[name] = None if name in none_names else self.state_flat[name][chunk]
+            new_param, new_state = rule.update(self.param_flat[chunk], self.grad_flat[chunk], rule_state)
+            self.param_flat[chunk].copy_(new_param)
+            for name in self.state_names:
+                value = new_state.get(name)
+                if value is None:
+                    continue
+                if name not in self.state_flat:  # a state entry that starts as None (SGD's momentum buffer)
+                    self.state_flat[name] = torch.empty_like(self.param_flat)
+                    new_names.append(name)
+                self.state_flat[name][chunk].copy_(value)
+        for name in new_names:
+            self.state_views[name] = self._views(self.state_flat[name])
+
+    def _compiled_step(self, compiled, step, values):
         if len(values) != len(self.hyper_tensors):
             self.hyper_tensors = [torch.full((1,), v, dtype=_hyper_dtype(self.dtype), device=self.device)
                                   for v in values]
@@ -604,12 +691,15 @@ class RuleOptimizer(torch.optim.Optimizer):
         _check_execution(foreach, fused)
         self._execution_defaults = {"foreach": foreach, "fused": fused}
         self._flat: dict[int, _FlatGroup] = {}
+        self._rules: dict[int, tuple] = {}
         defaults = {**defaults, **{key: self._execution_defaults[key] for key in self._torch_execution_keys}}
         super().__init__(params, defaults)
 
     @classmethod
-    def _hyper_names(cls) -> list[str]:
-        return list(inspect.signature(cls.rule_factory).parameters)
+    def _hyper_names(cls) -> tuple[str, ...]:
+        if "_hyper_names_cache" not in cls.__dict__:
+            cls._hyper_names_cache = tuple(inspect.signature(cls.rule_factory).parameters)
+        return cls._hyper_names_cache
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -619,6 +709,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_execution_defaults", {"foreach": self.defaults.get("foreach"),
                                                          "fused": self.defaults.get("fused")})
         self._flat = {}  # loaded state is not in the flat buffers yet: rebuild them at the next step
+        self._rules = {}
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
@@ -626,10 +717,21 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.rule_for(group)  # check the group's own hyperparameters too
         _check_execution(*self._execution(group), where=f" in param group {len(self.param_groups) - 1}")
         self.__dict__.setdefault("_flat", {}).clear()
+        self.__dict__.setdefault("_rules", {}).clear()
 
     def rule_for(self, group) -> rules.Rule:
         """The rule with this param group's current hyperparameters (an lr scheduler may have changed them)."""
         return self.rule_factory(**{name: _plain(group[name]) for name in self._hyper_names()})
+
+    def _rule(self, index, group):
+        """``rule_for(group)`` and its split for the compiled kernel, rebuilt only when a hyperparameter changed."""
+        names = self._hyper_names()
+        key = tuple(_plain(group[name]) for name in names)
+        cached = self._rules.get(index)
+        if cached is None or cached[0] != key:
+            rule = self.rule_factory(**dict(zip(names, key)))
+            cached = self._rules[index] = (key, rule, _split_hyperparams(rule.hyperparams))
+        return cached[1], cached[2]
 
     # ---- choosing a path ---------------------------------------------------------------------------------
     def _execution(self, group):
@@ -671,10 +773,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            rule = self.rule_for(group)
+            rule, split = self._rule(index, group)
             path = self.path_for(group)
             if path == "flat":
-                self._step_flat(index, group, rule)
+                self._step_flat(index, group, rule, split)
                 continue
             self._flat.pop(index, None)
             if path == "multi-tensor":
@@ -740,7 +842,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     for param, view in zip(batch, bucket.write(batch, name, value)):
                         self.state[param][name] = view
 
-    def _step_flat(self, index, group, rule):
+    def _step_flat(self, index, group, rule, split):
         """Path 3: the rule once over each flat buffer (compiled when wanted and possible)."""
         layout = self._flat.get(index)
         if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
@@ -750,7 +852,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             active = bucket.active_gradients(owner)
             if active is None and bucket.signature is not None:
                 before = bucket.path
-                bucket.whole_step(rule, self.state, self._compiled_for(bucket, rule, group))
+                bucket.whole_step(rule, self.state, self._compiled_for(bucket, rule, split, group), split[2])
                 if bucket.path != before:
                     logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", owner, index,
                                 bucket.path, len(bucket.params), bucket.numel, bucket.dtype, bucket.device)
@@ -773,11 +875,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         buckets = [_FlatBucket(params, rule, self.state) for params in by_kind.values()]
         return _FlatGroup(group["params"], buckets, loose)
 
-    def _compiled_for(self, bucket, rule, group) -> CompiledRule | None:
+    def _compiled_for(self, bucket, rule, split, group) -> CompiledRule | None:
         """The compiled kernel for this bucket, or None to run the rule eagerly."""
         _, fused = self._execution(group)
         if not (fused or bucket.numel >= COMPILE_MIN_ELEMENTS):
             return None
+        static, layout, _ = split
+        key = (rule.update_fn, tuple(static.items()), layout)
+        if bucket.compiled_key != key:
+            bucket.compiled_key, bucket.compiled = key, self._compile(bucket, rule)
+        return bucket.compiled
+
+    def _compile(self, bucket, rule) -> CompiledRule | None:
         reason = compile_unavailable_reason(bucket.device)
         if reason is None:
             try:
