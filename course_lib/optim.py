@@ -804,7 +804,6 @@ class RuleOptimizer(torch.optim.Optimizer):
         With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
         are written into the flat buffers' views.
         """
-        batches = defaultdict(list)
         for param in params:
             self._check(param)
             state = self.state[param]
@@ -813,28 +812,25 @@ class RuleOptimizer(torch.optim.Optimizer):
                     self._store(state, rule.init(param))
                 else:
                     bucket.attach(bucket.index[id(param)], state)
-            rule_state = self._rule_state(state)
-            none_names = tuple(name for name, value in rule_state.items() if value is None)
-            batches[(param.device, param.dtype, rule_state.get("step"), none_names)].append((param, rule_state))
-        for (*_, none_names), members in batches.items():
-            batch = [param for param, _ in members]
-            rule_state = {}
-            for name in members[0][1]:
-                if name == "step" or name in none_names:
-                    rule_state[name] = members[0][1][name]
-                else:
-                    rule_state[name] = TensorList([state[name] for _, state in members])
+        states = [self.state[param] for param in params]
+        stepped = [state for state in states if "step" in state]
+        steps = iter(torch.stack([state["step"] for state in stepped]).tolist() if stepped else [])
+        batches = defaultdict(list)
+        for param, state in zip(params, states):
+            step = int(next(steps)) if "step" in state else None
+            none_names = tuple(name for name, value in state.items() if value is None)
+            batches[(param.device, param.dtype, step, none_names)].append(param)
+        for (_, _, step, none_names), batch in batches.items():
+            first = self.state[batch[0]]
+            rule_state = {name: step if name == "step" else None if name in none_names
+                          else TensorList([self.state[param][name] for param in batch]) for name in first}
             new_params, new_state = rule.update(TensorList(batch), TensorList([p.grad for p in batch]), rule_state)
             torch._foreach_copy_(batch, new_params.tensors)
             for name, value in new_state.items():
                 if value is None:
                     continue
-                if name == "step":
-                    for param in batch:
-                        if bucket is None:
-                            self._store(self.state[param], {"step": value})
-                        else:
-                            self.state[param]["step"].fill_(float(value))
+                if name == "step":  # in place, as torch.optim does: one operation for the whole batch
+                    torch._foreach_add_([self.state[param]["step"] for param in batch], float(value - step))
                 elif bucket is None:
                     for param, tensor in zip(batch, value):
                         self.state[param][name] = tensor
