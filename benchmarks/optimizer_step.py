@@ -76,15 +76,9 @@ def input_batch(model: torch.nn.Module, device, batch: int = 32) -> torch.Tensor
 # ------------------------------------------------------------------------------------------------------
 # Contenders
 # ------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
 def never_compile():
-    """course_lib's default flat path compiles large buffers; this forces it to stay eager."""
-    saved = optim.COMPILE_MIN_ELEMENTS
-    optim.COMPILE_MIN_ELEMENTS = math.inf
-    try:
-        yield
-    finally:
-        optim.COMPILE_MIN_ELEMENTS = saved
+    """course_lib's default flat path compiles large buffers; this keeps it eager."""
+    return optim.compile_min_elements(math.inf)
 
 
 CONTENDERS = {

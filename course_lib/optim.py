@@ -50,6 +50,7 @@ asks); if parameters are re-bound later the flat buffers are rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import inspect
@@ -77,6 +78,7 @@ __all__ = [
     "compile_unavailable_reason",
     "CompileFallbackWarning",
     "COMPILE_MIN_ELEMENTS",
+    "compile_min_elements",
     "PATHS",
 ]
 
@@ -441,6 +443,17 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
     second.output(None)
     vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar]
     return torch.fx.GraphModule(graph, first), torch.fx.GraphModule(graph, second), vector_positions
+
+
+@contextlib.contextmanager
+def compile_min_elements(elements):
+    """Temporarily change :data:`COMPILE_MIN_ELEMENTS` (``math.inf``: the default flat path never compiles)."""
+    global COMPILE_MIN_ELEMENTS
+    saved, COMPILE_MIN_ELEMENTS = COMPILE_MIN_ELEMENTS, elements
+    try:
+        yield
+    finally:
+        COMPILE_MIN_ELEMENTS = saved
 
 
 def _warn_once(message: str) -> None:

@@ -34,7 +34,10 @@ __all__ = [
     "launches_per_step",
     "step_time_ms",
     "make_parameters",
+    "median_ms",
     "median_step_ms",
+    "launch_overhead_us",
+    "copy_bandwidth_gbs",
     "show_step_time_model",
 ]
 
@@ -146,25 +149,41 @@ def make_parameters(total: int, tensors: int, device="cpu", seed: int = 0) -> li
     return params
 
 
-def median_step_ms(optimizer, steps: int = 10, repeats: int = 3, warmup: int = 2) -> float:
-    """Median over ``repeats`` of the mean wall-clock milliseconds of ``optimizer.step()``."""
-    devices = {p.device.type for group in optimizer.param_groups for p in group["params"]}
-
-    def sync():
-        if "cuda" in devices:
-            torch.cuda.synchronize()
-
+def median_ms(run, device="cpu", steps: int = 10, repeats: int = 3, warmup: int = 2) -> float:
+    """Median over ``repeats`` of the mean wall-clock milliseconds of ``run()`` (GPU work waited for)."""
+    cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
-        optimizer.step()
-    sync()
+        run()
+    if cuda:
+        torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(steps):
-            optimizer.step()
-        sync()
+            run()
+        if cuda:
+            torch.cuda.synchronize()
         times.append((time.perf_counter() - start) / steps * 1e3)
     return statistics.median(times)
+
+
+def median_step_ms(optimizer, steps: int = 10, repeats: int = 3, warmup: int = 2) -> float:
+    """Median over ``repeats`` of the mean wall-clock milliseconds of ``optimizer.step()``."""
+    device = next(p.device for group in optimizer.param_groups for p in group["params"])
+    return median_ms(optimizer.step, device, steps, repeats, warmup)
+
+
+def launch_overhead_us(device="cpu", repeats: int = 2000) -> float:
+    """Microseconds of one tiny in-place operation: the fixed cost of launching a kernel from Python."""
+    one = torch.zeros(1, device=device)
+    return median_ms(lambda: one.add_(1), device, repeats, 3) * 1e3
+
+
+def copy_bandwidth_gbs(parameters: int, device="cpu") -> float:
+    """GB/s of a device-to-device copy spanning as much memory as θ, g, m, v (2N float32 read and written)."""
+    source = torch.rand(2 * parameters, device=device)
+    target = torch.empty_like(source)
+    return 16 * parameters / (median_ms(lambda: target.copy_(source), device, 10, 3) * 1e-3) / 1e9
 
 
 def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch_us: float = 5.0,
@@ -181,7 +200,7 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
         moved = bytes_per_param if path == "flat, compiled" else unfused_bytes
         launches = launches_per_step(path, tensors, operations)
         ax.plot(sizes, step_time_ms(sizes, launches, moved, bandwidth_gbs, launch_us), color=PATH_COLORS[path],
-                label=f"{path}: {launches:,} launches, {moved} B/parameter")
+                ls="--" if path == "multi-tensor" else "-", label=f"{path}: {launches:,} launches, {moved} B/parameter")
     ax.plot(sizes, step_time_ms(sizes, 0, bytes_per_param, bandwidth_gbs, launch_us), color="k", ls=":",
             lw=1, label=f"floor: {bytes_per_param} B/parameter at {bandwidth_gbs:g} GB/s")
     ax.axvline(parameters, color="k", lw=0.8, ls="--")
