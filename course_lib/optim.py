@@ -714,6 +714,9 @@ class RuleOptimizer(torch.optim.Optimizer):
             cls._hyper_names_cache = tuple(inspect.signature(cls.rule_factory).parameters)
         return cls._hyper_names_cache
 
+    def __getstate__(self):
+        return {**super().__getstate__(), "_execution_defaults": self._execution_defaults}
+
     def __setstate__(self, state):
         super().__setstate__(state)
         for group in self.param_groups:

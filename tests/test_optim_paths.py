@@ -421,3 +421,27 @@ def test_benchmark_runs_and_prints_its_table(capsys):
     assert "321 parameters in 4 tensors" in out and "torch fused" in out and "course flat, compiled" in out
     assert "% of copy" in out and "ms/iteration" in out
     assert len(results[("tiny", "synthetic")]["rows"]) == 7 and len(results[("tiny", "training")]["rows"]) == 8
+
+
+def test_pickled_optimizer_keeps_its_path_and_rebuilds_its_buffers():
+    import pickle
+
+    inputs, targets = _data()
+    model = _network()
+    opt = optim.RMSprop(model.parameters(), lr=0.01, fused=True)  # torch's RMSprop has no fused: kept anyway
+    _train(model, opt, 3, inputs, targets)
+    clone_model = copy.deepcopy(model)
+    clone = optim.RMSprop(clone_model.parameters(), lr=0.01)
+    restored = pickle.loads(pickle.dumps(opt))
+    assert restored._execution_defaults == {"foreach": None, "fused": True} and restored._flat == {}
+    clone.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _train(model, opt, 3, inputs, targets, start=3)
+    _train(clone_model, clone, 3, inputs, targets, start=3)
+    assert _max_difference(model, clone_model) < TOLERANCE
+
+
+def test_compile_min_elements_is_restored():
+    before = optim.COMPILE_MIN_ELEMENTS
+    with optim.compile_min_elements(float("inf")):
+        assert optim.COMPILE_MIN_ELEMENTS == float("inf")
+    assert optim.COMPILE_MIN_ELEMENTS == before

@@ -70,3 +70,8 @@ def test_step_time_playground_builds_and_redraws():
     fig = speed.show_step_time_model(tensors=10)
     assert len(fig.axes[0].lines) == 6
     plt.close("all")
+
+
+def test_machine_constants_are_positive_and_finite():
+    assert 0 < speed.launch_overhead_us(repeats=50) < 1e5
+    assert 0 < speed.copy_bandwidth_gbs(10_000) < 1e5
