@@ -13,14 +13,23 @@ KERNEL_NAME := choosing-an-optimizer
 # Notebooks must run with the inline backend: an exported MPLBACKEND=Agg would silently drop every figure.
 NB_ENV := env -u MPLBACKEND PYTHONHASHSEED=0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# The slides load reveal.js, require.js, jQuery and MathJax from CDNs; to present offline, set SLIDES_ASSETS to a
+# folder relative to slides/ that holds them (see tools/make_slides.py), or REVEAL_URL_PREFIX to move reveal.js alone.
+SLIDES_ASSETS ?=
+REVEAL_URL_PREFIX ?=
 
-.PHONY: help venv lab test lint unit nbval execute clean
+.PHONY: help venv lab test lint unit nbval execute clean student slides html images course-time
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
 	@echo "make test     set up .venv and run ruff, the unit tests and every notebook (nbval)"
 	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
 	@echo "make clean    remove .venv and generated files"
+	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
+	@echo "make slides   reveal.js slides of every notebook in slides/ (SLIDES_ASSETS=dir to present offline)"
+	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
+	@echo "make images   redraw the README figures in images/ from course_lib"
+	@echo "make course-time  execute every notebook and print seconds per notebook against the 120 s target"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +59,23 @@ test: lint unit nbval
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+
+student: $(STAMP)
+	$(BIN)/python tools/make_student.py --output-dir student $(NOTEBOOKS)
+
+slides: $(STAMP)
+	$(BIN)/python tools/make_slides.py --output-dir slides $(if $(SLIDES_ASSETS),--assets $(SLIDES_ASSETS),) \
+		$(if $(REVEAL_URL_PREFIX),--reveal-url-prefix $(REVEAL_URL_PREFIX),) $(NOTEBOOKS)
+
+html: $(STAMP)
+	rm -rf _build/html
+	$(BIN)/python tools/make_html.py --output-dir _build/html $(NOTEBOOKS)
+
+images: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python tools/make_images.py --output-dir images
+
+course-time: $(STAMP)
+	$(NB_ENV) $(BIN)/python benchmarks/course_time.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) student slides _build .pytest_cache .ruff_cache

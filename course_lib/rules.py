@@ -191,9 +191,11 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
               \quad\text{(AMSGrad: PyTorch keeps the max of } v_t\text{)}   \\
         \theta_t &= \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \varepsilon)
 
-    ε is added *after* the bias-corrected square root (PyTorch and the paper);
-    Keras adds its "epsilon hat" the same way. State: ``step`` t, ``exp_avg``
-    m_t, ``exp_avg_sq`` v_t and, with AMSGrad, ``max_exp_avg_sq``.
+    ε is added *after* the bias-corrected square root, as in the paper's
+    Algorithm 1 and PyTorch. Keras adds its ``epsilon`` ("epsilon hat" ε̂) to
+    the uncorrected √v_t instead, which equals this update with
+    ε = ε̂ / √(1 − β₂^t) (notebook 06, section 5). State: ``step`` t,
+    ``exp_avg`` m_t, ``exp_avg_sq`` v_t and, with AMSGrad, ``max_exp_avg_sq``.
     """
     beta1, beta2 = betas
     step = state["step"] + 1

@@ -38,6 +38,74 @@ def learning_rate_playground(x0: float = 5.0) -> widgets.interactive:
     return controls
 
 
+def training_playground(dataset=None, *, device=None) -> widgets.interactive:
+    """Notebook 08: pick an optimizer, a learning rate and a number of epochs; see the classifier's learning curves.
+
+    The callback is :func:`course_lib.training.show_training_run` (each change trains the seed network once,
+    a fraction of a second on a laptop CPU for the breast-cancer data).
+    """
+    from .data import breast_cancer
+    from .training import METHOD_TITLES, show_training_run
+
+    dataset = dataset if dataset is not None else breast_cancer()
+    controls = widgets.interactive(
+        show_figure(lambda method, lr, epochs: show_training_run(method, lr, epochs, dataset=dataset, device=device)),
+        method=widgets.Dropdown(options=[(title, name) for name, title in METHOD_TITLES.items()], value="adam",
+                                description="optimizer"),
+        lr=widgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=1, step=0.25, description="η",
+                                  continuous_update=False, readout_format=".1e"),
+        epochs=widgets.IntSlider(value=50, min=1, max=200, description="epochs", continuous_update=False),
+    )
+    display(controls)
+    return controls
+
+
+__all__ += ["training_playground"]
+
+
+def conditioning_playground(steps: int = 40) -> widgets.interactive:
+    """Notebook 02: learning-rate and condition-number sliders for gradient descent on a 2-D quadratic.
+
+    L = 1, so the stability bound is η < 2. The callback is
+    :func:`course_lib.plotting.show_quadratic_descent`.
+    """
+    from .plotting import show_quadratic_descent
+
+    controls = widgets.interactive(
+        show_figure(lambda lr, kappa: show_quadratic_descent(lr=lr, kappa=kappa, steps=steps)),
+        lr=widgets.FloatSlider(value=1.0, min=0.05, max=2.2, step=0.01, description="η",
+                               continuous_update=False, readout_format=".2f"),
+        kappa=widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3, step=0.05, description="κ",
+                                     continuous_update=False, readout_format=".3g"),
+    )
+    display(controls)
+    return controls
+
+
+def sgd_playground(problem, optimum, epochs: int = 20) -> widgets.interactive:
+    """Notebook 03: learning rate, batch size and sampling for minibatch SGD on a real problem.
+
+    ``problem`` and ``optimum`` come from :mod:`course_lib.problems`. The
+    callback is :func:`course_lib.plotting.show_minibatch_sgd`.
+    """
+    from .plotting import show_minibatch_sgd
+
+    sizes = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, problem.n_samples})
+    controls = widgets.interactive(
+        show_figure(lambda lr, batch_size, replacement: show_minibatch_sgd(
+            problem, optimum, lr=lr, batch_size=batch_size, epochs=epochs, replacement=replacement)),
+        lr=widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0.5, step=0.1, description="η",
+                                  continuous_update=False, readout_format=".3g"),
+        batch_size=widgets.SelectionSlider(options=sizes, value=16, description="B", continuous_update=False),
+        replacement=widgets.ToggleButtons(options=[("reshuffled", False), ("with replacement", True)],
+                                          value=False, description="sampling"),
+    )
+    display(controls)
+    return controls
+
+
+__all__ += ["conditioning_playground", "sgd_playground"]
+
 def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168):
     """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
 

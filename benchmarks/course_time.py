@@ -1,0 +1,92 @@
+"""How long the whole course takes to execute: seconds per notebook and the total, against the 120 s target.
+
+Every course notebook runs top to bottom in a fresh ``python3`` kernel, the way ``make execute`` runs it (the
+kernel of this interpreter, ``MPLBACKEND`` unset, ``PYTHONHASHSEED=0``, the notebook's folder as working
+directory), one after the other. Nothing is written back. For each notebook it prints the wall time (kernel start
+and shutdown included), the time spent in cells, and the slowest cells.
+
+Usage: ``.venv/bin/python benchmarks/course_time.py [--target 120] [notebook ...]`` (``make course-time``).
+Exit status 1 when a notebook fails; ``--strict`` also fails when the total is over the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 120.0
+
+
+def course_notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def _seconds(cell) -> float:
+    """A cell's execution time from the timestamps nbclient records (0 when missing)."""
+    stamps = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = datetime.fromisoformat(stamps["iopub.execute_input"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(stamps["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return (end - start).total_seconds()
+
+
+def time_notebook(path: Path, timeout: int = 900) -> dict:
+    """Execute one notebook in memory; return its wall time, time in cells and slowest cells."""
+    nb = nbformat.read(str(path), as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    wall = time.perf_counter() - start
+    cells = [(index, _seconds(cell)) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    slowest = sorted(cells, key=lambda item: -item[1])[:3]
+    return {"wall": wall, "cells": sum(seconds for _, seconds in cells), "slowest": slowest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every course notebook)")
+    parser.add_argument("--target", type=float, default=TARGET_SECONDS, help="seconds for the whole course")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when the total is over the target")
+    args = parser.parse_args(argv)
+
+    os.environ.pop("MPLBACKEND", None)          # the inline backend, as in `make execute`
+    os.environ["PYTHONHASHSEED"] = "0"
+    notebooks = [path.resolve() for path in (args.notebooks or course_notebooks())]
+    plural = "" if len(notebooks) == 1 else "s"
+    print(f"{len(notebooks)} notebook{plural}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+          f"one fresh kernel each, run one after the other")
+    print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8}   slowest cells (index: s)")
+    total, failed = 0.0, []
+    for path in notebooks:
+        try:
+            result = time_notebook(path)
+        except Exception as error:  # a failing notebook is reported, and the others still run
+            failed.append(path.name)
+            print(f"{path.name:<44} FAILED: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+            continue
+        total += result["wall"]
+        slowest = ", ".join(f"{index}: {seconds:.2f}" for index, seconds in result["slowest"])
+        print(f"{path.name:<44} {result['wall']:7.1f} {result['cells']:8.1f}   {slowest}")
+    verdict = "within" if total <= args.target else "OVER"
+    print(f"{'total':<44} {total:7.1f}            {verdict} the {args.target:.0f} s target "
+          f"({100 * total / args.target:.0f}% of it)")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
+    return 1 if args.strict and total > args.target else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

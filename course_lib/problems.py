@@ -1,0 +1,320 @@
+r"""A real convex problem whose exact optimum is known: L2-regularized logistic regression.
+
+Notebook 03 studies stochastic gradient descent on scikit-learn's bundled
+breast cancer data (569 tumours, 30 features, no download). With the features
+standardized and a column of ones appended for the intercept, each sample is a
+row z_i ∈ R^{d+1} of the ``design`` matrix with a label y_i ∈ {−1, +1}, and the
+objective over θ = (w, b) is
+
+.. math::
+
+    f(\theta) = \frac1n \sum_{i=1}^n \log\bigl(1 + e^{-y_i z_i^\top \theta}\bigr)
+                + \frac\lambda2 \lVert w \rVert^2 ,
+
+the mean logistic loss plus an L2 penalty λ (``weight_decay``) on the weights w
+(not on the intercept b, as in scikit-learn). f is smooth and, thanks to λ,
+strongly convex in w, so it has one minimizer θ* and a minimum f* that
+:func:`reference_optimum` computes with scikit-learn's Newton solver.
+
+``loss`` and ``grad`` take a point θ of shape (dim,) or a batch of points
+(..., dim), NumPy arrays or torch tensors, and optionally the indices of a
+minibatch B: then they are the minibatch objective f_B(θ) (the mean over B
+plus the same penalty) and its gradient, whose average over B drawn uniformly is
+∇f(θ). :func:`minibatch_sgd` (NumPy, many runs at once) and :func:`train`
+(the PyTorch training loop, with any ``torch.optim`` optimizer and learning-rate
+scheduler) run minibatch SGD on it with the same minibatches for a given seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .rules import sgd
+
+__all__ = [
+    "LogisticRegressionProblem",
+    "breast_cancer",
+    "reference_optimum",
+    "epoch_batches",
+    "minibatch_sgd",
+    "train",
+]
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+@dataclass(frozen=True, eq=False)
+class LogisticRegressionProblem:
+    """Mean logistic loss plus (λ/2)‖w‖² over θ = (w, b); see the module docstring.
+
+    ``design`` is the (n, dim) matrix of samples z_i (its last column is ones,
+    for the intercept) and ``labels`` the (n,) vector of y_i ∈ {−1, +1}.
+    """
+
+    name: str
+    design: np.ndarray
+    labels: np.ndarray
+    weight_decay: float
+    _tensors: dict = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def n_samples(self) -> int:
+        return self.design.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.design.shape[1]
+
+    @property
+    def penalized(self) -> np.ndarray:
+        """1 for the weights w, 0 for the intercept b (not penalized)."""
+        mask = np.ones(self.dim)
+        mask[-1] = 0.0
+        return mask
+
+    @property
+    def smoothness(self) -> float:
+        """L = λ_max(ZᵀZ)/(4n) + λ: an upper bound on every eigenvalue of the Hessian, at every θ.
+
+        (The logistic loss has second derivative σ(1 − σ) ≤ 1/4.) Gradient
+        descent with η ≤ 1/L never increases f.
+        """
+        return float(np.linalg.eigvalsh(self.design.T @ self.design)[-1] / (4 * self.n_samples)
+                     + self.weight_decay)
+
+    def _data(self, params, batch):
+        """(design, labels, mask) of the samples in ``batch``, as arrays or as tensors like ``params``."""
+        if not _is_tensor(params):
+            design, labels = self.design, self.labels
+            if batch is not None:
+                batch = np.asarray(batch)
+                design, labels = design[batch], labels[batch]
+            return design, labels, self.penalized
+        import torch
+
+        key = (params.dtype, params.device)
+        if key not in self._tensors:  # one copy per dtype and device, made once
+            self._tensors[key] = tuple(torch.as_tensor(a, dtype=params.dtype, device=params.device)
+                                       for a in (self.design, self.labels, self.penalized))
+        design, labels, mask = self._tensors[key]
+        if batch is not None:
+            batch = torch.as_tensor(np.asarray(batch), device=params.device)
+            design, labels = design[batch], labels[batch]
+        return design, labels, mask
+
+    def _check(self, params):
+        if params.shape[-1:] != (self.dim,):
+            raise ValueError(f"params must have {self.dim} coordinates (last axis; {self.dim - 1} weights "
+                             f"and the intercept); got shape {tuple(params.shape)}")
+        return params
+
+    @staticmethod
+    def _margins(params, design, labels):
+        """y_i z_iᵀθ for every sample: shape (..., m). ``design`` is (m, dim), or (..., m, dim) per run."""
+        if design.ndim == 2:  # one matrix product for all points (a stacked matmul is much slower)
+            flat = params.reshape(-1, params.shape[-1]) @ design.T
+            return labels * flat.reshape(params.shape[:-1] + design.shape[:1])
+        return labels * (design @ params[..., None])[..., 0]
+
+    def loss(self, params, batch=None):
+        """f(θ), or the minibatch objective f_B(θ) on the samples ``batch``; shape (..., dim) in, (...) out.
+
+        ``batch`` is an integer array of sample indices: shape (m,) for one
+        minibatch shared by every point, or (..., m), one minibatch per point.
+        """
+        params = params if _is_tensor(params) else np.asarray(params, dtype=float)
+        self._check(params)
+        design, labels, mask = self._data(params, batch)
+        margins = self._margins(params, design, labels)
+        penalty = 0.5 * self.weight_decay * (mask * params**2).sum(-1)
+        if _is_tensor(params):
+            import torch
+
+            return torch.logaddexp(torch.zeros_like(margins), -margins).mean(-1) + penalty
+        return np.logaddexp(0.0, -margins).mean(-1) + penalty
+
+    def grad(self, params, batch=None):
+        """∇f(θ) = −(1/m) Σ y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all samples or the minibatch ``batch``.
+
+        Shapes as for :meth:`loss`, with a trailing axis of length dim on the result.
+        """
+        params = params if _is_tensor(params) else np.asarray(params, dtype=float)
+        self._check(params)
+        design, labels, mask = self._data(params, batch)
+        margins = self._margins(params, design, labels)
+        if _is_tensor(params):
+            weights = -labels * (-margins).sigmoid()
+        else:
+            from scipy.special import expit
+
+            weights = -labels * expit(-margins)
+        if design.ndim == 2:
+            data_term = weights @ design
+        else:
+            data_term = (weights[..., None, :] @ design)[..., 0, :]
+        return data_term / design.shape[-2] + self.weight_decay * mask * params
+
+    def sample_grads(self, params) -> np.ndarray:
+        """The n per-sample gradients ∇f_i(θ) (penalty included), shape (n, dim); their mean is ∇f(θ)."""
+        from scipy.special import expit
+
+        params = self._check(np.asarray(params, dtype=float))
+        margins = self.labels * (self.design @ params)
+        weights = -self.labels * expit(-margins)
+        return weights[:, None] * self.design + self.weight_decay * self.penalized * params
+
+    def gradient_noise(self, params) -> float:
+        """tr Σ(θ) = (1/n) Σ_i ‖∇f_i(θ) − ∇f(θ)‖²: the variance of a one-sample gradient at θ.
+
+        A minibatch of B samples drawn independently (with replacement) has
+        gradient variance tr Σ / B.
+        """
+        grads = self.sample_grads(params)
+        return float(((grads - grads.mean(0)) ** 2).sum(1).mean())
+
+    def hessian(self, params) -> np.ndarray:
+        """∇²f(θ) = (1/n) Σ σ_i (1 − σ_i) z_i z_iᵀ + λ diag(1, …, 1, 0), with σ_i = σ(z_iᵀθ)."""
+        from scipy.special import expit
+
+        params = self._check(np.asarray(params, dtype=float))
+        prob = expit(self.design @ params)
+        curvature = prob * (1 - prob)
+        return (self.design * curvature[:, None]).T @ self.design / self.n_samples + np.diag(
+            self.weight_decay * self.penalized)
+
+
+def breast_cancer(weight_decay: float = 1e-2) -> LogisticRegressionProblem:
+    """Logistic regression on scikit-learn's breast cancer data (bundled, no download).
+
+    569 samples, 30 features standardized to mean 0 and variance 1, plus an
+    intercept: dim = 31. Label +1 is "benign", −1 "malignant".
+    """
+    if not weight_decay > 0:
+        raise ValueError(f"Invalid weight_decay: {weight_decay} (must be positive for a unique optimum)")
+    from sklearn.datasets import load_breast_cancer
+
+    features, target = load_breast_cancer(return_X_y=True)
+    features = (features - features.mean(0)) / features.std(0)
+    design = np.hstack([features, np.ones((features.shape[0], 1))])
+    labels = 2.0 * target - 1.0
+    return LogisticRegressionProblem(f"breast cancer logistic regression, λ={weight_decay:g}", design, labels,
+                                     float(weight_decay))
+
+
+def reference_optimum(problem: LogisticRegressionProblem, tol: float = 1e-12) -> tuple[np.ndarray, float]:
+    """θ* and f* = f(θ*) from scikit-learn's solver (Newton–Cholesky, tolerance ``tol``).
+
+    scikit-learn minimizes C Σ_i log(1 + e^{−y_i(xᵢᵀw + b)}) + ½‖w‖², the same
+    problem as ours times C·n when C = 1/(nλ).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = problem.design[:, :-1], problem.labels
+    model = LogisticRegression(C=1.0 / (problem.n_samples * problem.weight_decay), tol=tol, max_iter=1000,
+                               solver="newton-cholesky")
+    model.fit(features, labels)
+    params = np.append(model.coef_.ravel(), model.intercept_)
+    return params, float(problem.loss(params))
+
+
+def _check_batch_size(batch_size, n_samples):
+    if int(batch_size) != batch_size or not 1 <= batch_size <= n_samples:
+        raise ValueError(f"Invalid batch_size: {batch_size} (an integer from 1 to n_samples = {n_samples})")
+    return int(batch_size)
+
+
+def epoch_batches(rng: np.random.Generator, n_samples: int, batch_size: int, replacement: bool = False):
+    """The minibatches of one epoch: n sample indices cut into consecutive batches of ``batch_size``.
+
+    The n indices are a random permutation (``replacement=False``: every sample
+    once per epoch, like a shuffling ``DataLoader``) or n independent uniform
+    draws (``replacement=True``). The last batch is smaller when ``batch_size``
+    does not divide n. Every epoch thus costs exactly n per-sample gradients.
+    """
+    batch_size = _check_batch_size(batch_size, n_samples)
+    order = _epoch_order(rng, n_samples, replacement)
+    return [order[start:start + batch_size] for start in range(0, n_samples, batch_size)]
+
+
+def _epoch_order(rng, n_samples, replacement):
+    return rng.integers(0, n_samples, n_samples) if replacement else rng.permutation(n_samples)
+
+
+def _check_epochs(epochs):
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"Invalid epochs: {epochs} (a non-negative integer)")
+    return int(epochs)
+
+
+def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, epochs: int, seed=0,
+                  replacement: bool = False, every="epoch") -> np.ndarray:
+    """Minibatch SGD θ_t = θ_{t−1} − η ∇f_{B_t}(θ_{t−1}) in NumPy; returns the recorded iterates.
+
+    ``x0`` is a point (dim,) or a batch of starts (runs, dim); ``lr`` a number or
+    an array (runs, 1) of learning rates, one per run. With one ``seed`` every
+    run sees the same minibatches, those of :func:`epoch_batches` with
+    ``np.random.default_rng(seed)``; with a sequence of seeds, one per run, run r
+    draws its own minibatches from ``np.random.default_rng(seed[r])`` (independent
+    repetitions, still advanced together, one array operation per step).
+    ``batch_size`` = n is full-batch gradient descent.
+
+    The result holds θ_0 and then the iterate after every epoch
+    (``every="epoch"``), every step (``"step"``) or every k-th step (an int k):
+    shape (records, *runs, dim).
+    """
+    if not (every in ("epoch", "step") or (isinstance(every, int) and every >= 1)):
+        raise ValueError(f"Invalid every: {every!r} (use 'epoch', 'step' or a positive number of steps)")
+    epochs = _check_epochs(epochs)
+    batch_size = _check_batch_size(batch_size, problem.n_samples)
+    record_every = 1 if every == "step" else every
+    rule = sgd(lr=lr)
+    seeds = np.asarray(seed)
+    rngs = [np.random.default_rng(int(s)) for s in seeds.ravel()]
+    x = np.asarray(x0, dtype=float)
+    run_shape = np.broadcast_shapes(x.shape[:-1], np.shape(lr)[:-1], seeds.shape)
+    x = np.broadcast_to(x, run_shape + (problem.dim,)).copy()
+    state = rule.init(x)
+    records, step = [x], 0
+    for _ in range(epochs):
+        # the epoch's sample order: (n,) shared by all runs, or (runs, n) with one seed per run
+        orders = np.stack([_epoch_order(rng, problem.n_samples, replacement) for rng in rngs])
+        orders = orders[0] if seeds.ndim == 0 else orders
+        for start in range(0, problem.n_samples, batch_size):
+            x, state = rule.update(x, problem.grad(x, orders[..., start:start + batch_size]), state)
+            step += 1
+            if record_every != "epoch" and step % record_every == 0:
+                records.append(x)
+        if record_every == "epoch":
+            records.append(x)
+    return np.stack(records)
+
+
+def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, batch_size: int, seed: int = 0,
+          replacement: bool = False, scheduler=None) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch training loop on ``problem``.
+
+    ``params`` is the torch tensor (requires_grad) that ``optimizer`` updates.
+    For each minibatch (the same ones as :func:`minibatch_sgd` with this seed):
+    ``zero_grad()``, ``loss.backward()`` through autograd, ``optimizer.step()``;
+    after each epoch ``scheduler.step()`` when a learning-rate scheduler is given.
+
+    Returns θ after every epoch, shape (epochs + 1, dim), θ_0 included, and the
+    learning rate each epoch ran with (that of the first param group), shape (epochs,).
+    """
+    epochs = _check_epochs(epochs)
+    rng = np.random.default_rng(seed)
+    records, lrs = [params.detach().cpu().numpy().copy()], []
+    for _ in range(epochs):
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
+            optimizer.zero_grad()
+            problem.loss(params, batch).backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        records.append(params.detach().cpu().numpy().copy())
+    return np.stack(records), np.array(lrs)

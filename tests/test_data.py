@@ -1,0 +1,230 @@
+"""course_lib.data: splits, scaling (against scikit-learn's StandardScaler), CSV loading and its errors."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+from course_lib import data
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    return data.breast_cancer()
+
+
+def _raw_rows(dataset, split):
+    """Undo the standardization: the original feature values of a split."""
+    X, _ = getattr(dataset, split)
+    return X.double().numpy() * dataset.std + dataset.mean
+
+
+def _match_rows(rows, table):
+    """Index of each row in ``table`` (rows are unique in the breast-cancer table)."""
+    distances = np.abs(rows[:, None, :] - table[None, :, :]).max(axis=-1)
+    index = distances.argmin(axis=1)
+    assert np.all(distances[np.arange(len(rows)), index] < 1e-3)
+    return index
+
+
+def test_breast_cancer_shapes_types_and_labels(cancer):
+    assert cancer.sizes == {"train": 341, "val": 114, "test": 114}
+    assert cancer.n_features == 30 and len(cancer.feature_names) == 30
+    assert cancer.feature_names[0] == "mean radius"
+    assert cancer.classes == ("malignant", "benign")
+    for split in ("train", "val", "test"):
+        X, y = getattr(cancer, split)
+        assert X.dtype == torch.float32 and y.dtype == torch.float32
+        assert y.shape == (X.shape[0],)
+        assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
+    assert "breast cancer" in repr(cancer) and "train=341" in repr(cancer)
+
+
+def test_breast_cancer_is_stratified_and_the_splits_partition_the_table(cancer):
+    table = load_breast_cancer()
+    overall = table.target.mean()  # 357 / 569 benign
+    for split in ("train", "val", "test"):
+        assert abs(cancer.positive_fraction(split) - overall) < 0.01
+    indices = np.concatenate([_match_rows(_raw_rows(cancer, split), table.data) for split in ("train", "val", "test")])
+    assert sorted(indices.tolist()) == list(range(569))  # disjoint, and nothing left out
+    # labels travel with their rows
+    train_index = _match_rows(_raw_rows(cancer, "train"), table.data)
+    assert np.array_equal(cancer.train[1].numpy(), table.target[train_index])
+
+
+def test_scaling_uses_training_statistics_only(cancer):
+    table = load_breast_cancer()
+    scaler = StandardScaler().fit(table.data[_match_rows(_raw_rows(cancer, "train"), table.data)])
+    for split in ("train", "val", "test"):
+        rows = table.data[_match_rows(_raw_rows(cancer, split), table.data)]
+        np.testing.assert_allclose(getattr(cancer, split)[0].numpy(), scaler.transform(rows), atol=1e-5)
+    X_train = cancer.train[0].double()
+    assert X_train.mean(0).abs().max() < 1e-5 and (X_train.std(0, unbiased=False) - 1).abs().max() < 1e-5
+    assert cancer.val[0].double().mean(0).abs().max() > 0.05  # validation is not re-centred on itself
+
+
+def test_same_seed_same_split_other_seed_other_split(cancer):
+    again = data.breast_cancer()
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(again, split)[0], getattr(cancer, split)[0])
+    other = data.breast_cancer(seed=1)
+    assert not torch.equal(other.test[1], cancer.test[1]) or not torch.equal(other.test[0], cancer.test[0])
+
+
+def test_fractions_and_empty_splits():
+    dataset = data.synthetic_binary(100, 8, val_fraction=0, test_fraction=0)
+    assert dataset.sizes == {"train": 100, "val": 0, "test": 0}
+    assert dataset.val[0].shape == (0, 8)
+    dataset = data.synthetic_binary(200, 8, val_fraction=0.1, test_fraction=0.3)
+    assert dataset.sizes == {"train": 120, "val": 20, "test": 60}
+
+
+def test_synthetic_binary_shape_balance_and_determinism():
+    dataset = data.synthetic_binary(768, 8, seed=3)
+    assert sum(dataset.sizes.values()) == 768 and dataset.n_features == 8
+    assert 0.25 < dataset.positive_fraction() < 0.75
+    assert torch.equal(dataset.train[0], data.synthetic_binary(768, 8, seed=3).train[0])
+    assert not torch.equal(dataset.train[0], data.synthetic_binary(768, 8, seed=4).train[0])
+    with pytest.raises(ValueError, match="n >= 10"):
+        data.synthetic_binary(5)
+
+
+def test_to_device_keeps_everything():
+    dataset = data.synthetic_binary(50, 4).to("cpu")
+    assert dataset.train[0].device.type == "cpu" and dataset.n_features == 4
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(labels=np.array([0, 1, 2] * 10)), "labels must be 0 or 1"),
+    (dict(labels=np.zeros(29)), "labels must have shape"),
+    (dict(features=np.zeros(30)), "2-D"),
+    (dict(val_fraction=1.2), "val_fraction"),
+    (dict(test_fraction=-0.1), "test_fraction"),
+    (dict(val_fraction=0.5, test_fraction=0.5), "< 1"),
+    (dict(feature_names=["a"]), "feature_names"),
+])
+def test_split_and_scale_rejects_bad_arguments(bad, words):
+    arguments = dict(features=np.random.default_rng(0).normal(size=(30, 3)), labels=np.array([0, 1] * 15))
+    arguments.update(bad)
+    with pytest.raises(ValueError, match=words):
+        data.split_and_scale(arguments.pop("features"), arguments.pop("labels"), **arguments)
+
+
+def test_constant_column_is_centred_not_divided_by_zero():
+    features = np.column_stack([np.arange(40.0), np.full(40, 7.0)])
+    dataset = data.split_and_scale(features, np.array([0, 1] * 20))
+    assert torch.all(dataset.train[0][:, 1] == 0) and torch.isfinite(dataset.test[0]).all()
+
+
+# ------------------------------------------------------------------------------------------
+# load_csv
+# ------------------------------------------------------------------------------------------
+def _diabetes_like(rows=60, seed=0):
+    """A CSV shaped like the Pima diabetes table (8 features, 'Outcome' 0/1)."""
+    rng = np.random.default_rng(seed)
+    names = ["Pregnancies", "Glucose", "BloodPressure", "SkinThickness", "Insulin", "BMI",
+             "DiabetesPedigreeFunction", "Age"]
+    X = rng.normal(size=(rows, 8)).round(3)
+    y = (X[:, 1] + 0.5 * rng.normal(size=rows) > 0).astype(int)
+    lines = [",".join(names + ["Outcome"])]
+    lines += [",".join([f"{v:g}" for v in row] + [str(label)]) for row, label in zip(X, y)]
+    return "\n".join(lines) + "\n", X, y, names
+
+
+def test_load_csv_matches_split_and_scale(tmp_path):
+    text, X, y, names = _diabetes_like()
+    path = tmp_path / "diabetes.csv"
+    path.write_text(text)
+    loaded = data.load_csv(path, target="Outcome")
+    direct = data.split_and_scale(X, y, feature_names=names)
+    for split in ("train", "val", "test"):
+        assert torch.allclose(getattr(loaded, split)[0], getattr(direct, split)[0])
+        assert torch.equal(getattr(loaded, split)[1], getattr(direct, split)[1])
+    assert loaded.feature_names == tuple(names) and loaded.classes == (0, 1) and loaded.name == "diabetes.csv"
+    # a text stream works the same, and so does the target in any column position
+    streamed = data.load_csv(io.StringIO(text), target="Outcome")
+    assert torch.equal(streamed.train[0], loaded.train[0])
+
+
+def test_load_csv_target_anywhere_and_two_labels_of_any_kind():
+    csv_text = "label,a,b\n" + "".join(f"{'yes' if i % 3 else 'no'},{i},{i * i}\n" for i in range(30))
+    dataset = data.load_csv(io.StringIO(csv_text), target="label")
+    assert dataset.classes == ("no", "yes") and dataset.feature_names == ("a", "b")
+    assert abs(dataset.positive_fraction() - 2 / 3) < 0.05
+    numeric = "a,b,Outcome\n" + "".join(f"{i},{-i},{1 + (i % 2)}\n" for i in range(30))
+    assert data.load_csv(io.StringIO(numeric), target="Outcome").classes == (1, 2)  # 1 → 0, 2 → 1
+    numeric = "a,b,y\n" + "".join(f"{i},{-i},{[10, 9][i % 2]}\n" for i in range(30))
+    assert data.load_csv(io.StringIO(numeric), target="y").classes == (9, 10)  # numeric order, not text order
+
+
+def test_load_csv_missing_file_says_which(tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        data.load_csv(missing, target="Outcome")
+
+
+def _csv_with(cell, line=4, column="Glucose"):
+    text, *_ = _diabetes_like(rows=20)
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    fields = lines[line - 1].split(",")
+    fields[header.index(column)] = cell
+    lines[line - 1] = ",".join(fields)
+    return io.StringIO("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("cell", ["abc", "12,5".replace(",", ";"), "1e"])
+def test_load_csv_non_numeric_column_says_column_and_line(cell):
+    with pytest.raises(ValueError, match=r"line 4: column 'Glucose' is not numeric"):
+        data.load_csv(_csv_with(cell), target="Outcome")
+
+
+@pytest.mark.parametrize("cell", ["", "NA", "nan", "?", " "])
+def test_load_csv_missing_value_says_column_and_line(cell):
+    with pytest.raises(ValueError, match=r"line 4: missing value in column 'Glucose'"):
+        data.load_csv(_csv_with(cell), target="Outcome")
+
+
+def test_load_csv_missing_or_infinite_target_and_features():
+    with pytest.raises(ValueError, match=r"line 6: missing value in target column 'Outcome'"):
+        data.load_csv(_csv_with("", line=6, column="Outcome"), target="Outcome")
+    with pytest.raises(ValueError, match="non-finite"):
+        data.load_csv(_csv_with("inf"), target="Outcome")
+
+
+def test_load_csv_non_binary_target():
+    three = "a,y\n" + "".join(f"{i},{i % 3}\n" for i in range(30))
+    with pytest.raises(ValueError, match=r"target column 'y' must be binary .* found 3: \[0, 1, 2\]"):
+        data.load_csv(io.StringIO(three), target="y")
+    one = "a,y\n" + "".join(f"{i},1\n" for i in range(30))
+    with pytest.raises(ValueError, match="found 1"):
+        data.load_csv(io.StringIO(one), target="y")
+    continuous = "a,y\n" + "".join(f"{i},{i / 7:.3f}\n" for i in range(30))
+    with pytest.raises(ValueError, match=r"found 30: .* \(30 in all\)"):
+        data.load_csv(io.StringIO(continuous), target="y")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "empty"),
+    ("a,b,y\n", "no data rows"),
+    ("a,b,label\n1,2,0\n", "no target column 'y'"),
+    ("a,a,y\n1,2,0\n", "duplicated"),
+    ("y\n0\n1\n", "no feature columns"),
+    ("a,b,y\n1,2,0\n1,2\n", "line 3: 2 fields, but the header has 3"),
+])
+def test_load_csv_structural_errors(text, words):
+    with pytest.raises(ValueError, match=words):
+        data.load_csv(io.StringIO(text), target="y")
+
+
+def test_load_csv_names_a_text_stream_in_its_errors():
+    with pytest.raises(ValueError, match="^the CSV text, line 4: missing value"):
+        data.load_csv(_csv_with(""), target="Outcome")
+
+
+def test_load_csv_rejects_other_inputs():
+    with pytest.raises(TypeError, match="file path or a text stream"):
+        data.load_csv(42, target="y")

@@ -1,0 +1,523 @@
+"""course_lib.training: fit against a hand-written loop and scikit-learn's metrics, bad input, divergence,
+checkpoints, the lr range test, devices (CUDA tests run only where a GPU is present)."""
+
+import copy
+import math
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, log_loss
+
+from course_lib import data, optim, training
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A 321-parameter network runs fastest on one thread (and does not stall when the other cores are busy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.synthetic_binary(160, 8, seed=0)
+
+
+def _model(features=8, seed=0):
+    torch.manual_seed(seed)
+    return training.seed_classifier(features)
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------------------
+# device and seeds
+# ------------------------------------------------------------------------------------------
+def test_pick_device_default_order(monkeypatch):
+    monkeypatch.delenv(training.DEVICE_ENV, raising=False)
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if training._mps_available() else "cpu")
+    assert training.pick_device().type == expected
+
+
+def test_pick_device_environment_variable_forces_a_device(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert training.pick_device() == torch.device("cpu")
+    assert training.pick_device("cpu") == torch.device("cpu")  # an explicit argument wins
+    monkeypatch.setenv("COURSE_DEVICE", "toaster")
+    with pytest.raises(ValueError, match="COURSE_DEVICE='toaster' is not a device name"):
+        training.pick_device()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error for a GPU that is absent")
+def test_pick_device_refuses_a_missing_gpu(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="not available"):
+        training.pick_device()
+
+
+def test_seed_everything_same_seed_same_numbers():
+    import random
+
+    def draw():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    training.seed_everything(7)
+    first = draw()
+    training.seed_everything(7)
+    assert draw() == first
+    training.seed_everything(8)
+    assert draw() != first
+    with pytest.raises(ValueError, match="seed"):
+        training.seed_everything(-1)
+
+
+def test_seed_classifier_is_the_seed_network():
+    model = training.seed_classifier(8)
+    assert sum(p.numel() for p in model.parameters()) == 8 * 32 + 32 + 32 + 1 == 321
+    assert [type(layer).__name__ for layer in model] == ["Linear", "ReLU", "Linear"]
+    assert model(torch.zeros(5, 8)).shape == (5, 1)
+    with pytest.raises(ValueError, match="positive"):
+        training.seed_classifier(0)
+
+
+# ------------------------------------------------------------------------------------------
+# fit: equal to a hand-written loop, metrics equal to scikit-learn's
+# ------------------------------------------------------------------------------------------
+def _hand_loop(model, optimizer, X, y, epochs, batch_size, seed):
+    """The textbook PyTorch loop, with fit's shuffles."""
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for epoch in range(epochs):
+        order = torch.randperm(len(X), generator=training._epoch_generator(seed, epoch))
+        for start in range(0, len(X), batch_size):
+            rows = order[start:start + batch_size]
+            loss = loss_fn(model(X[rows]).squeeze(1), y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+@pytest.mark.parametrize("optimizer_name", ["Adam", "SGD"])
+@pytest.mark.parametrize("batch_size", [32, 7, None])
+def test_fit_equals_a_hand_written_loop(small, optimizer_name, batch_size):
+    ours, theirs = _model(), _model()
+    fit_history = training.fit(ours, getattr(optim, optimizer_name)(ours.parameters(), lr=0.01), small.train,
+                               epochs=4, batch_size=batch_size, device="cpu", progress=False, seed=3)
+    X, y = small.train
+    _hand_loop(theirs, getattr(optim, optimizer_name)(theirs.parameters(), lr=0.01), X, y, 4,
+               batch_size or len(X), seed=3)
+    assert _same(_params(ours), _params(theirs))
+    assert not _same(_params(ours), _params(_model()))  # it trained
+    steps_per_epoch = 1 if batch_size is None else math.ceil(len(X) / batch_size)
+    assert fit_history.steps == [steps_per_epoch * (e + 1) for e in range(4)]
+
+
+def test_history_metrics_equal_scikit_learn(small):
+    """Full-batch epoch 1: the training loss is measured at the starting weights; validation after the step."""
+    model = _model()
+    start = _model()
+    history = training.fit(model, optim.SGD(model.parameters(), lr=0.5), small.train, small.val, epochs=1,
+                           batch_size=None, device="cpu", progress=False, seed=0)
+    X, y = small.train
+    with torch.no_grad():
+        p_start = torch.sigmoid(start(X)).squeeze(1).double().numpy()
+        p_val = torch.sigmoid(model(small.val[0])).squeeze(1).double().numpy()
+    assert history.train_loss[0] == pytest.approx(log_loss(y.numpy(), p_start), abs=1e-6)
+    assert history.train_accuracy[0] == pytest.approx(accuracy_score(y.numpy(), p_start > 0.5))
+    assert history.val_loss[0] == pytest.approx(log_loss(small.val[1].numpy(), p_val), abs=1e-6)
+    assert history.val_accuracy[0] == pytest.approx(accuracy_score(small.val[1].numpy(), p_val > 0.5))
+    assert history.lr == [0.5] and history.steps == [1] and history.seconds[0] > 0
+
+
+def test_minibatch_training_loss_is_the_size_weighted_mean(small):
+    """With batches of 40, 40 and 16 rows the epoch loss weighs each batch loss by its size."""
+    model = _model()
+    recorded = []
+
+    def loss(logits, targets):
+        value = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        recorded.append((value.item(), len(targets)))
+        return value
+
+    history = training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, epochs=1, batch_size=40,
+                           loss=loss, device="cpu", progress=False, seed=0)
+    sizes = [n for _, n in recorded]
+    assert sizes == [40, 40, 16] and sum(sizes) == small.sizes["train"]
+    expected = sum(v * n for v, n in recorded) / sum(sizes)
+    assert history.train_loss[0] == pytest.approx(expected, rel=1e-6)
+    assert math.isnan(history.val_loss[0])
+
+
+def test_fit_learns_the_breast_cancer_data():
+    cancer = data.breast_cancer()
+    model, history = training.train_classifier(cancer, "adam", 1e-3, device="cpu")
+    assert history.epochs == 50 and history.steps[-1] == 50 * 11
+    assert history.train_loss[-1] < 0.1 < history.train_loss[0]
+    assert history.val_accuracy[-1] > 0.95
+    assert training.evaluate(model, cancer.test)[1] > 0.95
+
+
+def test_same_seed_same_history(small):
+    runs = []
+    for _ in range(2):
+        training.seed_everything(11)
+        model = training.seed_classifier(8)
+        runs.append(training.fit(model, optim.Adam(model.parameters(), lr=0.01), small.train, small.val,
+                                 epochs=3, device="cpu", progress=False))
+    assert runs[0].same_metrics(runs[1]) and runs[0].seed == runs[1].seed
+    training.seed_everything(12)
+    model = training.seed_classifier(8)
+    other = training.fit(model, optim.Adam(model.parameters(), lr=0.01), small.train, small.val, epochs=3,
+                         device="cpu", progress=False)
+    assert not other.same_metrics(runs[0], tolerance=1e-6)
+
+
+def test_course_and_torch_adam_give_the_same_history():
+    cancer = data.breast_cancer()
+    _, ours = training.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="course")
+    _, theirs = training.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="torch")
+    assert ours.same_metrics(theirs, tolerance=1e-5)
+
+
+def test_dataloader_is_accepted_and_matches_the_hand_loop(small):
+    X, y = small.train
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16, shuffle=False)
+    ours, theirs = _model(), _model()
+    history = training.fit(ours, optim.SGD(ours.parameters(), lr=0.05), loader, loader, epochs=2, device="cpu",
+                           progress=False)
+    opt = optim.SGD(theirs.parameters(), lr=0.05)
+    for _ in range(2):
+        for start in range(0, len(X), 16):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(theirs(X[start:start + 16]).squeeze(1),
+                                                                        y[start:start + 16])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert _same(_params(ours), _params(theirs))
+    assert history.val_loss[-1] == pytest.approx(training.evaluate(ours, (X, y))[0], rel=1e-6)
+    bad = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y * 2), batch_size=16)
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        training.fit(_model(), optim.SGD(_model().parameters(), lr=0.1), bad, epochs=1, device="cpu",
+                     progress=False)
+
+
+def test_y_of_shape_n_by_1_and_float64_inputs_work(small):
+    X, y = small.train
+    model = _model()
+    history = training.fit(model, optim.Adam(model.parameters()), (X.double(), y[:, None]), epochs=1,
+                           device="cpu", progress=False)
+    assert history.epochs == 1 and next(model.parameters()).dtype == torch.float32
+
+
+def test_progress_bar_shows_epochs_loss_and_accuracy(small, capsys):
+    model = _model()
+    training.fit(model, optim.Adam(model.parameters()), small.train, small.val, epochs=2, device="cpu",
+                 progress=True)
+    shown = capsys.readouterr().err
+    assert "2/2" in shown and "loss=" in shown and "acc=" in shown and "val_acc=" in shown
+    training.fit(model, optim.Adam(model.parameters()), small.train, epochs=2, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: ValueError before any step
+# ------------------------------------------------------------------------------------------
+def _bad_inputs(small):
+    X, y = small.train
+    nan_X = X.clone()
+    nan_X[3, 2] = float("nan")
+    inf_X = X.clone()
+    inf_X[0, 0] = float("inf")
+    return [
+        ((X, y[:-1]), "different lengths: 96 samples but 95 labels"),
+        ((X, y * 2), "labels 0 and 1 only; found \\[2.0\\]"),
+        ((X, y - 0.5), "labels 0 and 1 only"),
+        ((nan_X, y), "NaN or infinite values \\(first at row 3, column 2\\)"),
+        ((inf_X, y), "NaN or infinite"),
+        ((X[:, 0], y), "must be 2-D"),
+        ((X, torch.stack([y, y], 1)), "shape \\(n,\\) or \\(n, 1\\)"),
+        ((X[:, :5], y), "cannot take train X of shape \\(96, 5\\)"),
+        ((X, y, y), "pair \\(X, y\\)"),
+        ((X[:0], y[:0]), "empty"),
+    ]
+
+
+def test_bad_input_raises_value_error_before_training(small):
+    for train, words in _bad_inputs(small):
+        model = _model()
+        before = _params(model)
+        with pytest.raises(ValueError, match=words):
+            training.fit(model, optim.SGD(model.parameters(), lr=0.1), train, epochs=1, device="cpu",
+                         progress=False)
+        assert _same(before, _params(model))
+
+
+def test_bad_validation_data_and_arguments(small):
+    model = _model()
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    X_val, y_val = small.val
+    with pytest.raises(ValueError, match="val y must hold labels 0 and 1"):
+        training.fit(model, optimizer, small.train, (X_val, y_val + 1), device="cpu", progress=False)
+    for arguments, words in [(dict(epochs=-1), "epochs"), (dict(epochs=2.5), "epochs"),
+                             (dict(batch_size=0), "batch_size"), (dict(batch_size=True), "batch_size")]:
+        with pytest.raises(ValueError, match=words):
+            training.fit(model, optimizer, small.train, device="cpu", progress=False, **arguments)
+    with pytest.raises(ValueError, match="optimizer must be a torch.optim.Optimizer"):
+        training.fit(model, "adam", small.train, device="cpu", progress=False)
+    wide = torch.nn.Linear(8, 3)
+    with pytest.raises(ValueError, match="one logit per sample"):
+        training.fit(wide, optim.SGD(wide.parameters(), lr=0.1), small.train, device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------------------------------
+# divergence
+# ------------------------------------------------------------------------------------------
+def test_divergence_stops_with_epoch_step_and_lr(small):
+    model = _model()
+    with pytest.raises(training.DivergenceError) as caught:
+        training.fit(model, optim.SGD(model.parameters(), lr=1e20), small.train, small.val, epochs=5,
+                     batch_size=32, device="cpu", progress=False, seed=0)
+    message = str(caught.value)
+    assert "epoch 1, step 2 of 3" in message and "lr = 1e+20" in message
+    assert "smaller" in message and "1e+19" in message
+    assert isinstance(caught.value, FloatingPointError) and caught.value.history.epochs == 0
+
+
+def test_divergence_in_a_later_epoch_keeps_the_completed_history():
+    table = data.synthetic_binary(200, 8)
+    model = _model()
+    with pytest.raises(training.DivergenceError, match=r"lr = 100\b") as caught:
+        training.fit(model, optim.SGD(model.parameters(), lr=100), table.train, epochs=20, batch_size=32,
+                     device="cpu", progress=False, seed=1)
+    epoch, step = (int(n) for n in re.search(r"at epoch (\d+), step (\d+) of 4", str(caught.value)).groups())
+    assert epoch >= 2 and 1 <= step <= 4
+    assert caught.value.history.epochs == epoch - 1  # the epochs before the failure are kept
+    assert f"optimizer step {4 * (epoch - 1) + step})" in str(caught.value)
+
+
+def test_weights_blown_up_by_the_last_step_are_caught_on_validation(small):
+    model = _model()
+    with pytest.raises(training.DivergenceError, match="validation loss became nan after epoch 1"):
+        training.fit(model, optim.SGD(model.parameters(), lr=1e6), data.synthetic_binary(200, 8).train,
+                     data.synthetic_binary(200, 8).val, epochs=3, batch_size=32, device="cpu", progress=False,
+                     seed=0)
+
+
+# ------------------------------------------------------------------------------------------
+# checkpoints
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["adam", "momentum", "rmsprop"])
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(small, tmp_path, method):
+    def fresh(seed=0):
+        model = _model(seed=seed)
+        return model, training.make_optimizer(method, model.parameters(), 0.01)
+
+    model, optimizer = fresh()
+    uninterrupted = training.fit(model, optimizer, small.train, small.val, epochs=6, batch_size=16, device="cpu",
+                                 progress=False, seed=5)
+    expected = _params(model)
+
+    model, optimizer = fresh()
+    training.fit(model, optimizer, small.train, small.val, epochs=3, batch_size=16, device="cpu", progress=False,
+                 seed=5, checkpoint=tmp_path / "run.pt")
+    del model, optimizer  # the process "dies" here
+
+    model, optimizer = fresh(seed=99)  # different starting weights: everything must come from the file
+    history = training.load_checkpoint(tmp_path / "run.pt", model, optimizer)
+    assert history.epochs == 3 and history.seed == 5
+    resumed = training.fit(model, optimizer, small.train, small.val, epochs=3, batch_size=16, device="cpu",
+                           progress=False, history=history)
+    assert _same(_params(model), expected)
+    assert resumed.same_metrics(uninterrupted)
+
+
+def test_checkpoint_loads_with_weights_only_and_rejects_other_files(small, tmp_path):
+    model = _model()
+    optimizer = optim.Adam(model.parameters())
+    history = training.fit(model, optimizer, small.train, epochs=1, device="cpu", progress=False)
+    training.save_checkpoint(tmp_path / "c.pt", model, optimizer, history)
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert set(payload) >= {"model", "optimizer", "history", "torch_rng"}
+    assert payload["history"]["train_loss"] == history.train_loss
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a course_lib.training checkpoint"):
+        training.load_checkpoint(tmp_path / "other.pt", model)
+    with pytest.raises(ValueError, match="differs from the resumed history"):
+        training.fit(model, optimizer, small.train, epochs=1, device="cpu", progress=False, history=history,
+                     seed=history.seed + 1)
+
+
+# ------------------------------------------------------------------------------------------
+# History, evaluate
+# ------------------------------------------------------------------------------------------
+def test_history_round_trip_plot_and_repr(small):
+    model = _model()
+    history = training.fit(model, optim.Adam(model.parameters()), small.train, small.val, epochs=3, device="cpu",
+                           progress=False, label="demo")
+    again = training.History.from_dict(history.to_dict())
+    assert again.same_metrics(history) and again.label == "demo" and len(again) == 3
+    assert "demo: 3 epochs" in repr(history) and repr(training.History()) == "History(0 epochs)"
+    assert history.total_seconds == pytest.approx(sum(history.seconds))
+    axes = history.plot(method="adam")
+    assert len(axes) == 2 and len(axes[0].lines) == 2 and axes[0].get_yscale() == "log"
+    assert axes[0].get_xlabel() == "epochs"
+    no_val = training.fit(_model(), optim.Adam(_model().parameters()), small.train, epochs=1, device="cpu",
+                          progress=False)
+    assert len(no_val.plot(metrics=("loss",))[0].lines) == 1  # NaN validation curves are not drawn
+    with pytest.raises(ValueError, match="unknown metric"):
+        history.metric("val_f1")
+    plt.close("all")
+
+
+def test_evaluate_equals_scikit_learn(small):
+    model = _model()
+    X, y = small.test
+    loss, accuracy = training.evaluate(model, small.test)
+    with torch.no_grad():
+        p = torch.sigmoid(model(X)).squeeze(1).double().numpy()
+    assert loss == pytest.approx(log_loss(y.numpy(), p), abs=1e-6)
+    assert accuracy == pytest.approx(accuracy_score(y.numpy(), p > 0.5))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=7)
+    assert training.evaluate(model, loader) == pytest.approx((loss, accuracy), abs=1e-6)
+    with pytest.raises(ValueError, match="labels 0 and 1"):
+        training.evaluate(model, (X, y + 3))
+
+
+# ------------------------------------------------------------------------------------------
+# lr range test
+# ------------------------------------------------------------------------------------------
+def test_lr_range_test_sweeps_exponentially_and_restores_everything(small):
+    model = _model()
+    optimizer = optim.Adam(model.parameters(), lr=0.003)
+    training.fit(model, optimizer, small.train, epochs=1, device="cpu", progress=False)  # non-trivial state
+    weights, state = _params(model), copy.deepcopy(optimizer.state_dict())  # state_dict() shares tensors
+    result = training.lr_range_test(model, optimizer, small.train, 1e-5, 1e-1, 50, device="cpu")
+    assert len(result.lrs) == len(result.losses) == len(result.smoothed) == 50 and not result.stopped_early
+    assert result.lrs[0] == pytest.approx(1e-5) and result.lrs[-1] == pytest.approx(1e-1)
+    assert np.allclose(result.lrs[1:] / result.lrs[:-1], (1e4) ** (1 / 49))
+    assert _same(weights, _params(model))
+    after = optimizer.state_dict()
+    assert after["param_groups"][0]["lr"] == 0.003
+    for key, value in state["state"].items():
+        for name, tensor in value.items():
+            assert torch.equal(tensor, after["state"][key][name])
+    assert result.smoothed[-1] < result.smoothed[0]  # a good range: the loss went down
+
+
+def test_lr_range_test_stops_when_the_loss_explodes(small):
+    model = _model()
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    result = training.lr_range_test(model, optimizer, small.train, 1e-3, 1e6, 200, device="cpu")
+    assert result.stopped_early and len(result.lrs) < 200
+    assert result.smoothed[-1] > 4 * result.smoothed.min() or not np.isfinite(result.losses[-1])
+    assert 1e-3 <= result.best_lr() < result.lrs[-1]
+    assert result.suggestion() == pytest.approx(result.best_lr() / 10)
+    again = training.lr_range_test(model, optimizer, small.train, 1e-3, 1e6, 200, device="cpu")
+    assert np.array_equal(again.losses, result.losses)  # deterministic
+    ax = result.plot(method="gd")
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate η"
+    plt.close("all")
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (dict(start_lr=0.0), "start_lr"), (dict(start_lr=1.0, end_lr=0.1), "start_lr"),
+    (dict(steps=1), "steps"), (dict(smoothing=1.0), "smoothing"), (dict(diverge_factor=1.0), "diverge_factor"),
+])
+def test_lr_range_test_rejects_bad_arguments(small, arguments, words):
+    model = _model()
+    with pytest.raises(ValueError, match=words):
+        training.lr_range_test(model, optim.SGD(model.parameters()), small.train, device="cpu", **arguments)
+
+
+# ------------------------------------------------------------------------------------------
+# notebook 08 helpers and its playground
+# ------------------------------------------------------------------------------------------
+def test_make_optimizer_methods():
+    model = _model()
+    assert isinstance(training.make_optimizer("momentum", model.parameters(), 0.1), optim.SGD)
+    assert training.make_optimizer("momentum", model.parameters(), 0.1).defaults["momentum"] == 0.9
+    assert isinstance(training.make_optimizer("adamw", model.parameters(), 0.1, library="torch"), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="unknown method"):
+        training.make_optimizer("lion", model.parameters(), 0.1)
+    with pytest.raises(ValueError, match="library"):
+        training.make_optimizer("adam", model.parameters(), 0.1, library="jax")
+
+
+def test_full_batch_gd_takes_one_step_per_epoch(small):
+    _, history = training.train_classifier(small, "gd", 0.5, epochs=4, device="cpu")
+    assert history.steps == [1, 2, 3, 4]
+
+
+def test_show_training_run_draws_curves_or_the_divergence(small):
+    fig = training.show_training_run("sgd", 0.1, 3, dataset=small, device="cpu")
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    assert "validation accuracy" in fig._suptitle.get_text()
+    fig = training.show_training_run("sgd", 1e20, 3, dataset=small, device="cpu")
+    assert "diverged" in fig._suptitle.get_text()
+    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    fig = training.show_training_run("adam", 1e-3, 3, history=history)  # draws the given run, no training
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), history.train_loss)
+    plt.close("all")
+
+
+def test_training_playground_builds_and_redraws(small):
+    from course_lib import widgets
+
+    controls = widgets.training_playground(small, device="cpu")
+    method, lr, epochs = controls.children[:3]
+    assert (method.value, lr.value, epochs.value) == ("adam", 1e-3, 50)
+    epochs.value = 2  # triggers the callback, which must not raise
+    assert controls.kwargs == {"method": "adam", "lr": 1e-3, "epochs": 2}
+    plt.close("all")
+
+
+# ------------------------------------------------------------------------------------------
+# CUDA (run only where a GPU is present)
+# ------------------------------------------------------------------------------------------
+@needs_cuda
+def test_fit_runs_on_cuda_and_keeps_everything_there(small):
+    model = _model().to("cuda")  # a model already on the GPU, data on the CPU
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    history = training.fit(model, optimizer, small.train, small.val, epochs=3, device="cuda", progress=False)
+    assert next(model.parameters()).is_cuda and history.epochs == 3
+    assert all(v.is_cuda for s in optimizer.state.values() for k, v in s.items() if k != "step")
+    assert training.evaluate(model, small.val)[0] == pytest.approx(history.val_loss[-1], abs=1e-6)
+    result = training.lr_range_test(model, optimizer, small.train, 1e-4, 1.0, 20, device="cuda")
+    assert len(result.lrs) == 20 and next(model.parameters()).is_cuda
+
+
+@needs_cuda
+@pytest.mark.parametrize("method", ["adam", "momentum"])
+def test_same_seed_same_metrics_on_cpu_and_gpu(method):
+    cancer = data.breast_cancer()
+    _, on_cpu = training.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cpu")
+    _, on_gpu = training.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cuda")
+    assert on_cpu.same_metrics(on_gpu, tolerance=1e-3)
+    assert abs(on_cpu.val_accuracy[-1] - on_gpu.val_accuracy[-1]) <= 1 / 114 + 1e-9
+
+
+@needs_cuda
+def test_gpu_checkpoint_resumes_on_the_cpu(small, tmp_path):
+    model = _model()
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    history = training.fit(model, optimizer, small.train, epochs=2, device="cuda", progress=False,
+                           checkpoint=tmp_path / "gpu.pt")
+    cpu_model = _model(seed=3)
+    cpu_optimizer = optim.Adam(cpu_model.parameters(), lr=0.01)
+    loaded = training.load_checkpoint(tmp_path / "gpu.pt", cpu_model, cpu_optimizer)
+    assert loaded.same_metrics(history)
+    training.fit(cpu_model, cpu_optimizer, small.train, epochs=1, device="cpu", progress=False, history=loaded)
+    assert not next(cpu_model.parameters()).is_cuda
