@@ -17,6 +17,7 @@ __all__ = [
     "momentum_playground",
     "adaptive_playground",
     "training_playground",
+    "step_time_playground",
 ]
 
 
@@ -145,6 +146,29 @@ def adaptive_playground() -> widgets.interactive:
                                   continuous_update=False, readout_format=".0f"),
         kappa=widgets.FloatLogSlider(value=100.0, base=10, min=0, max=3, step=0.25, description="κ",
                                      continuous_update=False, readout_format=".3g"),
+    )
+    display(controls)
+    return controls
+
+
+def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168):
+    """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
+
+    The callback is :func:`course_lib.speed.show_step_time_model`.
+    """
+    from .speed import show_step_time_model
+
+    controls = widgets.interactive(
+        show_figure(lambda tensors, bandwidth_gbs, launch_us, parameters: show_step_time_model(
+            tensors=tensors, bandwidth_gbs=bandwidth_gbs, launch_us=launch_us, operations=operations,
+            bytes_per_param=bytes_per_param, unfused_bytes=unfused_bytes, parameters=parameters)),
+        tensors=widgets.IntSlider(value=300, min=1, max=2000, description="tensors", continuous_update=False),
+        bandwidth_gbs=widgets.FloatLogSlider(value=40.0, base=10, min=0, max=3.7, description="GB/s",
+                                             continuous_update=False),
+        launch_us=widgets.FloatLogSlider(value=5.0, base=10, min=-0.5, max=2, description="µs/launch",
+                                         continuous_update=False),
+        parameters=widgets.FloatLogSlider(value=2e6, base=10, min=2, max=9, description="N",
+                                          continuous_update=False),
     )
     display(controls)
     return controls

@@ -1,0 +1,210 @@
+"""What an optimizer step costs: bytes moved, operations launched, and a two-term time model (notebook 10).
+
+An element-wise update such as Adam does a handful of arithmetic operations per parameter, far too few to keep a
+processor busy, so its time is set by two things only:
+
+* **bytes**: every step reads θ, g and the state and writes θ and the state back. For Adam in float32 that is
+  7 arrays × 4 bytes = 28 bytes per parameter (:func:`bytes_per_parameter`), the least any implementation
+  can move; an implementation that runs each operation as its own kernel moves several times more
+  (:func:`unfused_bytes_per_parameter`);
+* **launches**: each operation started from Python costs a fixed overhead (microseconds), whatever its size.
+
+:func:`step_time_ms` adds the two: ``launches × overhead + bytes / bandwidth``. Tiny models sit on the flat,
+launch-bound part of that curve; large ones on the bandwidth-bound line.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from . import rules
+
+__all__ = [
+    "PATH_COLORS",
+    "traffic",
+    "bytes_per_parameter",
+    "unfused_bytes_per_parameter",
+    "count_operations",
+    "launches_per_step",
+    "step_time_ms",
+    "make_parameters",
+    "median_ms",
+    "median_step_ms",
+    "launch_overhead_us",
+    "copy_bandwidth_gbs",
+    "show_step_time_model",
+]
+
+#: One colour per execution path (the methods keep their course colours; these are the ways to run them).
+PATH_COLORS = {
+    "per-tensor": "#999999",
+    "multi-tensor": "#56B4E9",
+    "flat, eager": "#E69F00",
+    "flat, compiled": "#009E73",
+    "torch fused": "#CC79A7",
+}
+
+
+def traffic(rule: rules.Rule) -> tuple[int, int]:
+    """(arrays read, arrays written) per parameter and step: θ, g and the state in; θ and the state out."""
+    state = [name for name in rule.init(np.zeros(1)) if name != "step"]  # None entries become arrays later
+    return 2 + len(state), 1 + len(state)
+
+
+def bytes_per_parameter(rule: rules.Rule, dtype=torch.float32) -> int:
+    """Bytes one step must move per parameter when every array is read once and written once."""
+    reads, writes = traffic(rule)
+    return (reads + writes) * torch.empty((), dtype=dtype).element_size()
+
+
+def unfused_bytes_per_parameter(graph: torch.fx.GraphModule, itemsize: int = 4) -> int:
+    """Bytes per parameter when each operation of a traced rule runs as its own kernel.
+
+    Every operation on full-length tensors reads its full-length inputs and writes its output (an in-place
+    ``copy_`` reads one and writes one); operations on single numbers are free. ``graph`` is a traced rule,
+    :attr:`course_lib.optim.CompiledRule.graph`.
+    """
+    total = 0
+    long = _long_nodes(graph)
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node in long:
+            total += sum(1 for n in node.all_input_nodes if n in long) + 1
+    return total * itemsize
+
+
+def _long_nodes(graph):
+    """The nodes of a traced rule that are as long as the parameters (the others hold single numbers)."""
+    long = set()
+    for node in graph.graph.nodes:
+        value = node.meta.get("val", node.meta.get("tensor_meta"))
+        if node.op in ("placeholder", "call_function") and value is not None and _numel(value) > 1:
+            long.add(node)
+    return long
+
+
+def _numel(value):
+    shape = getattr(value, "shape", ())
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def count_operations(step) -> Counter:
+    """The torch operations (by name) that run when ``step()`` is called, as the dispatcher sees them.
+
+    Each one is a kernel launched from Python (or C++), with its fixed overhead. A kernel compiled by
+    ``torch.compile`` is called directly and does not pass through the dispatcher.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.counts = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count() as counter:
+        step()
+    return counter.counts
+
+
+def launches_per_step(path: str, tensors: int, operations: int) -> int:
+    """Kernels started per step: per tensor, ``operations`` for each tensor; multi-tensor and flat eager,
+    ``operations`` (each over all tensors); flat and compiled, one."""
+    if path == "per-tensor":
+        return operations * tensors
+    if path in ("multi-tensor", "flat, eager"):
+        return operations
+    if path == "flat, compiled":
+        return 1
+    raise ValueError(f"Invalid path: {path!r} (expected per-tensor, multi-tensor, 'flat, eager' or 'flat, compiled')")
+
+
+def step_time_ms(parameters, launches, bytes_per_param, bandwidth_gbs, launch_us):
+    """The two-term model: ``launches × launch_us + parameters × bytes_per_param / bandwidth``, in ms."""
+    parameters = np.asarray(parameters, dtype=float)
+    return launches * launch_us * 1e-3 + parameters * bytes_per_param / (bandwidth_gbs * 1e9) * 1e3
+
+
+def make_parameters(total: int, tensors: int, device="cpu", seed: int = 0) -> list[torch.nn.Parameter]:
+    """``tensors`` float32 parameters (half matrices, half short vectors) with ``total`` numbers and gradients."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors, matrices = tensors // 2, tensors - tensors // 2
+    vector_size = max(1, min(64, total // (10 * tensors)))
+    sizes = [vector_size] * vectors
+    rest = total - sum(sizes)
+    sizes += [rest // matrices + (1 if i < rest % matrices else 0) for i in range(matrices)]
+    params = []
+    for size in sizes:
+        param = torch.nn.Parameter(torch.randn(size, generator=generator).to(device))
+        param.grad = (torch.randn(size, generator=generator) * 1e-3).to(device)
+        params.append(param)
+    return params
+
+
+def median_ms(run, device="cpu", steps: int = 10, repeats: int = 3, warmup: int = 2) -> float:
+    """Median over ``repeats`` of the mean wall-clock milliseconds of ``run()`` (GPU work waited for)."""
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(warmup):
+        run()
+    if cuda:
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            run()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def median_step_ms(optimizer, steps: int = 10, repeats: int = 3, warmup: int = 2) -> float:
+    """Median over ``repeats`` of the mean wall-clock milliseconds of ``optimizer.step()``."""
+    device = next(p.device for group in optimizer.param_groups for p in group["params"])
+    return median_ms(optimizer.step, device, steps, repeats, warmup)
+
+
+def launch_overhead_us(device="cpu", repeats: int = 2000) -> float:
+    """Microseconds of one tiny in-place operation: the fixed cost of launching a kernel from Python."""
+    one = torch.zeros(1, device=device)
+    return median_ms(lambda: one.add_(1), device, repeats, 3) * 1e3
+
+
+def copy_bandwidth_gbs(parameters: int, device="cpu") -> float:
+    """GB/s of a device-to-device copy spanning as much memory as θ, g, m, v (2N float32 read and written)."""
+    source = torch.rand(2 * parameters, device=device)
+    target = torch.empty_like(source)
+    return 16 * parameters / (median_ms(lambda: target.copy_(source), device, 10, 3) * 1e-3) / 1e9
+
+
+def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch_us: float = 5.0,
+                         operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168,
+                         parameters: float = 2e6):
+    """Predicted ms per step against the number of parameters for the four paths (log-log), with a marker.
+
+    The eager paths move ``unfused_bytes`` per parameter (each operation is its own pass over memory); the
+    compiled one moves ``bytes_per_param``. The playground of notebook 10 redraws this figure.
+    """
+    sizes = np.logspace(2, 9, 200)
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    for path in ("per-tensor", "multi-tensor", "flat, eager", "flat, compiled"):
+        moved = bytes_per_param if path == "flat, compiled" else unfused_bytes
+        launches = launches_per_step(path, tensors, operations)
+        ax.plot(sizes, step_time_ms(sizes, launches, moved, bandwidth_gbs, launch_us), color=PATH_COLORS[path],
+                ls="--" if path == "multi-tensor" else "-", label=f"{path}: {launches:,} launches, {moved} B/parameter")
+    ax.plot(sizes, step_time_ms(sizes, 0, bytes_per_param, bandwidth_gbs, launch_us), color="k", ls=":",
+            lw=1, label=f"floor: {bytes_per_param} B/parameter at {bandwidth_gbs:g} GB/s")
+    ax.axvline(parameters, color="k", lw=0.8, ls="--")
+    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="predicted ms per step",
+           title=f"launch-bound left, bandwidth-bound right ({tensors} tensors, {launch_us:g} µs per launch)")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig

@@ -1,0 +1,447 @@
+"""course_lib.optim's three execution paths against torch.optim: same numbers, state dicts and errors.
+
+Every optimizer of the grid in test_optim.py runs per tensor (foreach=False), multi-tensor (foreach=True), flat
+and eager (the default for small buffers) and flat and compiled (fused=True). torch.compile is slow to compile on
+a small CPU, so the compiled runs share kernels: one compilation per distinct set of switches of a rule (its
+booleans, weight_decay and momentum), whatever the buffer length or the other hyperparameters.
+"""
+
+import copy
+import importlib.util
+import pathlib
+import warnings
+
+import pytest
+import torch
+from test_optim import CASES, GRIDS, TOLERANCE, _data, _groups, _max_difference, _network, _train
+
+from course_lib import optim, rules
+
+PATHS = {
+    "per-tensor": dict(foreach=False),
+    "multi-tensor": dict(foreach=True),
+    "flat-eager": dict(),
+    "flat-compiled": dict(fused=True),
+}
+REPORTED = {"per-tensor": "per-tensor", "multi-tensor": "multi-tensor", "flat-eager": "flat, eager",
+            "flat-compiled": "flat, compiled"}
+CASE_IDS = [f"{n}-{i}" for n, g in GRIDS.items() for i in range(len(g))]
+LAST = [(n, g[-1]) for n, g in GRIDS.items()]
+
+
+def _assert_same_state(ours_opt, theirs_opt, ours, theirs):
+    for p_ours, p_theirs in zip(ours.parameters(), theirs.parameters()):
+        state_ours, state_theirs = ours_opt.state[p_ours], theirs_opt.state[p_theirs]
+        assert set(state_ours) == set(state_theirs)
+        for key in state_theirs:
+            assert torch.allclose(torch.as_tensor(state_ours[key], dtype=torch.float64),
+                                  torch.as_tensor(state_theirs[key], dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
+def test_every_path_equals_torch_optim_in_float64(name, kwargs, path):
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
+    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
+    _train(ours, ours_opt, 60, inputs, targets)
+    _train(theirs, theirs_opt, 60, inputs, targets)
+    assert _max_difference(ours, theirs) < TOLERANCE
+    assert _max_difference(ours, _network()) > 1e-3  # the models really moved
+    _assert_same_state(ours_opt, theirs_opt, ours, theirs)
+    assert all(REPORTED[path] in line for line in ours_opt.paths), ours_opt.paths
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("name, kwargs", LAST, ids=list(GRIDS))
+def test_state_dicts_move_between_torch_and_every_path(name, kwargs, path):
+    inputs, targets = _data()
+    # torch.optim's state dict loads into this path, and training continues as torch's does
+    reference = _network()
+    reference_opt = getattr(torch.optim, name)(_groups(reference, kwargs), **kwargs)
+    _train(reference, reference_opt, 10, inputs, targets)
+    saved_model, saved_opt = copy.deepcopy(reference.state_dict()), copy.deepcopy(reference_opt.state_dict())
+    _train(reference, reference_opt, 10, inputs, targets, start=10)
+
+    resumed = _network(seed=99)
+    resumed.load_state_dict(saved_model)
+    resumed_opt = getattr(optim, name)(_groups(resumed, kwargs), **kwargs, **PATHS[path])
+    resumed_opt.load_state_dict(saved_opt)
+    _train(resumed, resumed_opt, 10, inputs, targets, start=10)
+    assert _max_difference(resumed, reference) < TOLERANCE
+
+    # and this path's state dict (taken mid-run, after the flat buffers exist) loads into torch.optim
+    ours = _network()
+    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
+    _train(ours, ours_opt, 10, inputs, targets)
+    saved_model, saved_opt = copy.deepcopy(ours.state_dict()), copy.deepcopy(ours_opt.state_dict())
+    _train(ours, ours_opt, 10, inputs, targets, start=10)
+    theirs = _network(seed=7)
+    theirs.load_state_dict(saved_model)
+    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
+    theirs_opt.load_state_dict(copy.deepcopy(saved_opt))  # torch updates loaded state in place
+    _train(theirs, theirs_opt, 10, inputs, targets, start=10)
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+    # and into this path again: exactly the same continuation
+    again = _network(seed=5)
+    again.load_state_dict(saved_model)
+    again_opt = getattr(optim, name)(_groups(again, kwargs), **kwargs, **PATHS[path])
+    again_opt.load_state_dict(saved_opt)
+    _train(again, again_opt, 10, inputs, targets, start=10)
+    assert _max_difference(again, ours) == 0.0
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_parameters_without_gradient_are_skipped_on_every_path(name, path):
+    used = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    unused = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = getattr(optim, name)([used, unused], lr=0.1, **PATHS[path])
+    for _ in range(3):
+        opt.zero_grad()
+        (used**2).sum().backward()
+        opt.step()
+    assert unused.grad is None
+    assert torch.equal(unused, torch.ones(3, dtype=torch.float64))
+    assert len(opt.state[unused]) == 0
+    assert not torch.equal(used, torch.ones(3, dtype=torch.float64))
+
+
+class _TwoBranches(torch.nn.Module):
+    """A network whose second branch is used on even steps only: its parameters skip every other step."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.trunk = torch.nn.Linear(8, 4).double()
+        self.branch = torch.nn.Linear(4, 1).double()
+        self.other = torch.nn.Linear(4, 1).double()
+
+    def forward(self, x, step):
+        hidden = torch.tanh(self.trunk(x))
+        return self.branch(hidden) + (self.other(hidden) if step % 2 == 0 else 0.0)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("name, kwargs", LAST, ids=list(GRIDS))
+def test_parameters_that_skip_some_steps_match_torch(name, kwargs, path):
+    inputs, targets = _data()
+    runs = []
+    for opt_class, extra in ((getattr(torch.optim, name), {}), (getattr(optim, name), PATHS[path])):
+        model = _TwoBranches()
+        opt = opt_class(model.parameters(), **kwargs, **extra)
+        for step in range(12):
+            opt.zero_grad()
+            ((model(inputs, step) - targets) ** 2).mean().backward()
+            opt.step()
+        runs.append((model, opt))
+    (theirs, theirs_opt), (ours, ours_opt) = runs
+    assert _max_difference(ours, theirs) < TOLERANCE
+    _assert_same_state(ours_opt, theirs_opt, ours, theirs)
+
+
+SCHEDULERS = {
+    "step": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5),
+    "cosine": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=30),
+    "lambda": lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 1 / (1 + epoch)),
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_every_path_follows_lr_schedulers(scheduler, path):
+    inputs, targets = _data()
+    runs = []
+    for module, extra in ((torch.optim, {}), (optim, PATHS[path])):
+        model = _network()
+        opt = module.Adam(model.parameters(), lr=0.01, **extra)
+        sched = SCHEDULERS[scheduler](opt)
+        for step in range(30):
+            _train(model, opt, 1, inputs, targets, start=step)
+            sched.step()
+        runs.append(model)
+    assert _max_difference(*runs) < TOLERANCE
+
+
+def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
+    from torch._dynamo.utils import counters
+
+    inputs, targets = _data()
+    model = _network()
+    opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99), fused=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25)
+    _train(model, opt, 1, inputs, targets)  # the first step compiles (or finds the kernel compiled already)
+    kernels, graphs = len(optim._COMPILED), counters["stats"]["unique_graphs"]
+    frames = counters["frames"]["total"]
+    learning_rates = set()
+    for step in range(1, 25):
+        _train(model, opt, 1, inputs, targets, start=step)
+        sched.step()
+        learning_rates.add(opt.param_groups[0]["lr"])
+    assert len(learning_rates) == 24  # the learning rate changed at every step ...
+    assert len(optim._COMPILED) == kernels  # ... and no new kernel was traced,
+    assert counters["stats"]["unique_graphs"] == graphs  # nor a new graph compiled by torch.compile,
+    assert counters["frames"]["total"] == frames  # nor a frame handed to dynamo again
+    assert opt.paths == ["group 0: flat, compiled (4 tensors, 161 float64 numbers on cpu)"]
+    # the kernel serves every buffer length: a second network of another size reuses it
+    other = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 1)).double()
+    other_opt = optim.Adam(other.parameters(), lr=0.02, betas=(0.8, 0.99), fused=True)
+    other(inputs[:, :5]).square().mean().backward()
+    other_opt.step()
+    other_opt.step()
+    assert len(optim._COMPILED) == kernels
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_several_dtypes_in_one_group_get_one_buffer_each():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64)), torch.nn.Parameter(torch.randn(5)),
+              torch.nn.Parameter(torch.randn(3, dtype=torch.float64)), torch.nn.Parameter(torch.randn(2, 2))]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    ours, theirs = optim.Adam(params, lr=0.05), torch.optim.Adam(twins, lr=0.05)
+    for step in range(20):
+        for group in (params, twins):
+            for i, p in enumerate(group):
+                p.grad = torch.cos(p.detach() * (i + 1) + step)
+        ours.step()
+        theirs.step()
+    assert len(ours.paths) == 2 and "float64" in ours.paths[0] and "float32" in ours.paths[1]
+    for a, b in zip(params, twins):
+        assert a.dtype == b.dtype
+        assert torch.allclose(a, b, rtol=0, atol=1e-10 if a.dtype == torch.float64 else 1e-5)
+
+
+def test_flat_path_puts_parameters_gradients_and_state_in_one_buffer():
+    inputs, targets = _data()
+    model = _network()
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    _train(model, opt, 2, inputs, targets)
+    (bucket,) = opt._flat[0].buckets
+    assert bucket.numel == sum(p.numel() for p in model.parameters()) == 161
+    for i, param in enumerate(model.parameters()):
+        start, stop = bucket.bounds[i]
+        assert param.data_ptr() == bucket.param_flat[start:stop].data_ptr()
+        assert param.grad.data_ptr() == bucket.grad_flat[start:stop].data_ptr()
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert opt.state[param][name].data_ptr() == bucket.state_flat[name][start:stop].data_ptr()
+    # zero_grad(set_to_none=False) keeps the views: autograd then accumulates straight into the flat buffer
+    opt.zero_grad(set_to_none=False)
+    assert bucket.grad_flat.abs().max() == 0
+    ((model(inputs) - targets) ** 2).mean().backward()
+    assert bucket.grad_flat.abs().max() > 0
+    assert all(p.grad.data_ptr() == bucket.grad_views[i].data_ptr() for i, p in enumerate(model.parameters()))
+    # zero_grad() sets them to None, as torch does; the next step gathers autograd's fresh gradients
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_rebinding_parameters_rebuilds_the_buffers():
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    ours_opt, theirs_opt = optim.Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    for step in range(10):
+        if step == 4:
+            for param in ours.parameters():
+                param.data = param.data.clone()  # the parameters no longer live in the flat buffer
+        _train(ours, ours_opt, 1, inputs, targets, start=step)
+        _train(theirs, theirs_opt, 1, inputs, targets, start=step)
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+
+@pytest.mark.parametrize("name, kwargs", [("SGD", dict(lr=0.05, momentum=0.9, dampening=0.5)),
+                                          ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.05))])
+def test_eager_flat_path_in_cache_sized_chunks_is_exact(name, kwargs, monkeypatch):
+    monkeypatch.setattr(optim, "EAGER_CHUNK_ELEMENTS", 7)  # 161 numbers in 23 chunks
+    inputs, targets = _data()
+    runs = []
+    for extra in (dict(foreach=False), dict()):
+        model = _network()
+        _train(model, getattr(optim, name)(model.parameters(), **kwargs, **extra), 30, inputs, targets)
+        runs.append(model)
+    assert _max_difference(*runs) == 0.0  # the same operations on the same numbers: bit for bit
+
+
+def test_default_compiles_large_buffers_only(monkeypatch, caplog):
+    inputs, targets = _data()
+    model = _network()
+    opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99))
+    _train(model, opt, 1, inputs, targets)
+    assert "flat, eager" in opt.paths[0]
+    monkeypatch.setattr(optim, "COMPILE_MIN_ELEMENTS", 100)  # 161 numbers are now "large"
+    with caplog.at_level("INFO", logger="course_lib.optim"):
+        _train(model, opt, 1, inputs, targets, start=1)
+    assert "flat, compiled" in opt.paths[0]
+    assert "Adam, param group 0: flat, compiled" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(foreach=True, fused=True), "foreach=True and fused=True cannot be combined"),
+    (dict(foreach="yes"), "Invalid foreach value"),
+    (dict(fused=1.5), "Invalid fused value"),
+])
+def test_bad_foreach_and_fused_raise_clear_errors(kwargs, words):
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    for name in GRIDS:
+        with pytest.raises(ValueError, match=words):
+            getattr(optim, name)(param, **kwargs)
+    if kwargs.get("foreach") is True:
+        with pytest.raises(RuntimeError, match="fused"):  # torch.optim refuses the combination too
+            torch.optim.Adam(param, **kwargs)
+
+
+def test_bad_combination_in_a_param_group_raises():
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="in param group 1"):
+        optim.Adam([{"params": params[:1]}, {"params": params[1:], "foreach": True, "fused": True}])
+
+
+def test_param_groups_may_choose_different_paths():
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    groups = [{"params": ours[0].parameters(), "foreach": True}, {"params": ours[2].parameters(), "lr": 0.005}]
+    ours_opt = optim.RMSprop(groups, lr=0.01, momentum=0.5, foreach=False)
+    theirs_opt = torch.optim.RMSprop(_groups(theirs, dict(lr=0.01)), lr=0.01, momentum=0.5)
+    _train(ours, ours_opt, 30, inputs, targets)
+    _train(theirs, theirs_opt, 30, inputs, targets)
+    assert ours_opt.paths == ["group 0: multi-tensor", "group 1: per-tensor"]
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+
+def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeypatch):
+    monkeypatch.setattr(optim, "_UNAVAILABLE", {"cpu": "no C++ compiler (simulated)"})
+    monkeypatch.setattr(optim, "_WARNED", set())
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .no C.. compiler"):
+        ours_opt = optim.Adam(ours.parameters(), lr=0.01, fused=True)
+        _train(ours, ours_opt, 1, inputs, targets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once is enough
+        _train(ours, ours_opt, 19, inputs, targets, start=1)
+    _train(theirs, torch.optim.Adam(theirs.parameters(), lr=0.01), 20, inputs, targets)
+    assert ours_opt.paths[0].startswith("group 0: flat, eager")
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+
+def test_a_failing_compilation_falls_back_with_a_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor exploded (simulated)")
+
+    monkeypatch.setattr(optim, "_trace_and_compile", broken)
+    monkeypatch.setattr(optim, "_COMPILED", {})
+    monkeypatch.setattr(optim, "_COMPILE_ERRORS", {})
+    monkeypatch.setattr(optim, "_WARNED", set())
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    with pytest.warns(optim.CompileFallbackWarning, match="inductor exploded"):
+        _train(ours, optim.SGD(ours.parameters(), lr=0.05, momentum=0.9, fused=True), 10, inputs, targets)
+    _train(theirs, torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9), 10, inputs, targets)
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+
+def test_compiled_rule_is_one_kernel_and_shows_its_graph():
+    compiled = optim.compile_rule(rules.adam(lr=0.01, betas=(0.8, 0.99)), torch.float64, "cpu")
+    assert compiled.kernel_count() == 1
+    assert compiled.operation_count() >= 20  # about two dozen operations, one kernel
+    code = compiled.graph.code
+    assert "aten.sqrt" in code and "aten.copy_" in code
+    assert "if " not in code  # the rule's Python branches were decided when it was traced
+    assert compiled.state_names == ("step", "exp_avg", "exp_avg_sq")
+    assert compiled.hyper_layout == (("lr", None), ("betas", 2), ("eps", None))
+    # only the switches are part of what was compiled: another learning rate gets the same kernel
+    assert optim.compile_rule(rules.adam(lr=0.5, betas=(0.5, 0.9), eps=1e-3), torch.float64, "cpu") is compiled
+
+
+def test_tensor_list_does_the_arithmetic_of_each_tensor():
+    import numpy as np
+
+    torch.manual_seed(0)
+    a = [torch.randn(3), torch.randn(2, 2)]
+    b = [torch.rand(3) + 1, torch.rand(2, 2) + 1]
+    A, B = optim.TensorList(a), optim.TensorList(b)
+    cases = [
+        (A + B, [x + y for x, y in zip(a, b)]), (A - B, [x - y for x, y in zip(a, b)]),
+        (A * B, [x * y for x, y in zip(a, b)]), (A / B, [x / y for x, y in zip(a, b)]),
+        (0.5 * A, [0.5 * x for x in a]), (A + 1, [x + 1 for x in a]), (1 - A, [1 - x for x in a]),
+        (2 / B, [2 / y for y in b]), (-A, [-x for x in a]), (B.sqrt(), [y.sqrt() for y in b]),
+        (A.maximum(B), [x.maximum(y) for x, y in zip(a, b)]), (A**2, [x**2 for x in a]),
+        (np.float64(0.25) * A, [0.25 * x for x in a]), (A * torch.tensor(3.0), [x * 3 for x in a]),
+    ]
+    for result, expected in cases:
+        assert isinstance(result, optim.TensorList) and len(result) == 2
+        for got, want in zip(result, expected):
+            torch.testing.assert_close(got, want)
+
+
+def test_the_same_rule_runs_on_a_tensor_list():
+    torch.manual_seed(1)
+    params = [torch.randn(3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)]
+    grads = [torch.randn_like(p) for p in params]
+    rule = rules.rmsprop(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)
+    one_by_one = [rule.update(p, g, rule.init(p))[0] for p, g in zip(params, grads)]
+    states = [rule.init(p) for p in params]
+    together_state = {"step": 0, **{k: optim.TensorList([s[k] for s in states]) for k in states[0] if k != "step"}}
+    together, _ = rule.update(optim.TensorList(params), optim.TensorList(grads), together_state)
+    for got, want in zip(together, one_by_one):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("name, kwargs", list(CASES)[::12])
+def test_float32_compiled_matches_torch_closely(name, kwargs):
+    inputs, targets = (t.float() for t in _data())
+    ours, theirs = _network().float(), _network().float()
+    _train(ours, getattr(optim, name)(ours.parameters(), **kwargs, fused=True), 40, inputs, targets)
+    _train(theirs, getattr(torch.optim, name)(theirs.parameters(), **kwargs), 40, inputs, targets)
+    assert _max_difference(ours, theirs) < 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the course's CI machines)")
+@pytest.mark.parametrize("path", list(PATHS))
+def test_every_path_on_a_gpu_matches_torch(path):
+    inputs, targets = (t.cuda() for t in _data())
+    ours, theirs = _network().cuda(), _network().cuda()
+    _train(ours, optim.Adam(ours.parameters(), lr=0.01, **PATHS[path]), 30, inputs, targets)
+    _train(theirs, torch.optim.Adam(theirs.parameters(), lr=0.01), 30, inputs, targets)
+    assert _max_difference(ours, theirs) < TOLERANCE
+
+
+def test_benchmark_runs_and_prints_its_table(capsys):
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "optimizer_step.py"
+    spec = importlib.util.spec_from_file_location("optimizer_step", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    threads = torch.get_num_threads()
+    try:
+        results = benchmark.main(["--device", "cpu", "--sizes", "tiny", "--steps", "2", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "321 parameters in 4 tensors" in out and "torch fused" in out and "course flat, compiled" in out
+    assert "% of copy" in out and "ms/iteration" in out
+    assert len(results[("tiny", "synthetic")]["rows"]) == 7 and len(results[("tiny", "training")]["rows"]) == 8
+
+
+def test_pickled_optimizer_keeps_its_path_and_rebuilds_its_buffers():
+    import pickle
+
+    inputs, targets = _data()
+    model = _network()
+    opt = optim.RMSprop(model.parameters(), lr=0.01, fused=True)  # torch's RMSprop has no fused: kept anyway
+    _train(model, opt, 3, inputs, targets)
+    clone_model = copy.deepcopy(model)
+    clone = optim.RMSprop(clone_model.parameters(), lr=0.01)
+    restored = pickle.loads(pickle.dumps(opt))
+    assert restored._execution_defaults == {"foreach": None, "fused": True} and restored._flat == {}
+    clone.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _train(model, opt, 3, inputs, targets, start=3)
+    _train(clone_model, clone, 3, inputs, targets, start=3)
+    assert _max_difference(model, clone_model) < TOLERANCE
+
+
+def test_compile_min_elements_is_restored():
+    before = optim.COMPILE_MIN_ELEMENTS
+    with optim.compile_min_elements(float("inf")):
+        assert optim.COMPILE_MIN_ELEMENTS == float("inf")
+    assert optim.COMPILE_MIN_ELEMENTS == before
