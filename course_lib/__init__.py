@@ -12,6 +12,7 @@ adaptive   per-coordinate effective step sizes of AdaGrad and RMSProp (notebook 
 adam_lab   bias correction, step sizes, learning-rate sweeps, AMSGrad and Wilson et al. experiments (06-07)
 data       datasets as train/validation/test tensors
 training   devices, seeding, fit, checkpoints, the learning-rate range test (08-09)
+guide      the decision guide's experiments: sparse features, races at tuned learning rates (notebook 09)
 speed      the cost model of an optimizer step (notebook 10)
 plotting   the course style, one colour per method, contour and loss plots
 widgets    ipywidgets playgrounds whose callbacks are course_lib functions
