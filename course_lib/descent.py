@@ -52,13 +52,17 @@ class Trajectory:
 
 
 def descend(objective: Objective, x0, rule: Rule, steps: int,
-            grad: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Trajectory:
+            grad: Callable[[np.ndarray, int], np.ndarray] | None = None,
+            schedule: Callable[[int], float] | None = None) -> Trajectory:
     """Run ``rule`` on ``objective`` for ``steps`` steps from ``x0``.
 
     ``x0`` is a point of shape (dim,) or a batch of starting points (runs, dim);
     a scalar is taken as a 1-D point. A rule whose hyperparameters are arrays of
     shape (runs, 1) runs one configuration per row. ``grad(x, t)`` replaces the
     exact gradient (to add noise, say); by default it is ``objective.grad``.
+    ``schedule(t)`` multiplies the learning rate of step t (t = 1, …, ``steps``),
+    as the multiplier of a ``torch.optim.lr_scheduler.LambdaLR`` stepped every
+    step would; the rule's state carries over from step to step as in one run.
 
     Returns a :class:`Trajectory` with ``steps + 1`` points, θ_0 included.
     """
@@ -77,7 +81,11 @@ def descend(objective: Objective, x0, rule: Rule, steps: int,
     state = rule.init(x)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(1, int(steps) + 1):
-            x, state = rule.update(x, gradient(x, t), state)
+            if schedule is None:
+                x, state = rule.update(x, gradient(x, t), state)
+            else:
+                hyper = {**rule.hyperparams, "lr": rule.hyperparams["lr"] * schedule(t)}
+                x, state = rule.update_fn(x, gradient(x, t), state, **hyper)
             points[t] = x
         values = objective.value(points)
     return Trajectory(points, values, rule.name)

@@ -9,7 +9,6 @@
   runs on minibatches, vectorized over learning rates.
 * :func:`best_learning_rate`, :func:`fastest_learning_rate`, :func:`steps_to_tolerance`
   — a fair race: each rule at its own best η of a grid, all candidates in one batched run.
-* :func:`descend_scheduled` — :func:`~course_lib.descent.descend` with a learning-rate schedule.
 * :func:`show_learning_rate_choice` and :func:`choice_playground` — the
   playground: an optimizer and an η for the seed classifier, seen on its
   learning-rate range test and on its learning curves.
@@ -29,7 +28,7 @@ from functools import cached_property
 import numpy as np
 
 from . import rules
-from .descent import Trajectory, _batch_shape, descend
+from .descent import Trajectory, descend
 from .functions import Objective
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "best_learning_rate",
     "steps_to_tolerance",
     "fastest_learning_rate",
-    "descend_scheduled",
     "method_range_test",
     "show_learning_rate_choice",
     "choice_playground",
@@ -221,38 +219,6 @@ def fastest_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndar
     needed = steps_to_tolerance(batch.values, tolerance, objective.minimum)
     best = int(np.argmin(needed))
     return float(lrs[best]), float(needed[best])
-
-
-def descend_scheduled(objective: Objective, x0, rule: rules.Rule, steps: int, schedule: Callable[[int], float],
-                      grad: Callable | None = None) -> Trajectory:
-    r"""Like :func:`descend`, with the learning rate of step t set to η · ``schedule(t)`` (t = 1, …, ``steps``).
-
-    The rule's state (momentum buffers, squared-gradient sums) carries over from
-    step to step as in one run; only η changes, as a
-    ``torch.optim.lr_scheduler`` would change it (``schedule`` is the multiplier
-    of a ``LambdaLR``, counted in steps). A constant ``schedule`` of 1 gives
-    exactly :func:`descend`.
-    """
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"Invalid steps: {steps} (a non-negative integer)")
-    base_lr = rule.hyperparams["lr"]
-    x = np.asarray(x0, dtype=float)
-    if x.ndim == 0:
-        x = x.reshape(1)
-    if x.shape[-1] != objective.dim:
-        raise ValueError(f"x0 has {x.shape[-1]} coordinates but {objective.name} takes {objective.dim}")
-    x = np.broadcast_to(x, _batch_shape(x, rule) + (objective.dim,)).copy()
-    gradient = grad if grad is not None else (lambda point, t: objective.grad(point))
-    points = np.empty((int(steps) + 1,) + x.shape)
-    points[0] = x
-    state = rule.init(x)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(1, int(steps) + 1):
-            hyper = {**rule.hyperparams, "lr": base_lr * schedule(t)}
-            x, state = rule.update_fn(x, gradient(x, t), state, **hyper)
-            points[t] = x
-        values = objective.value(points)
-    return Trajectory(points, values, rule.name)
 
 
 # --------------------------------------------------------------------------------------

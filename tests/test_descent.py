@@ -1,5 +1,7 @@
 """course_lib.descent: the NumPy runner agrees with torch.optim on the same objective."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -92,3 +94,30 @@ def test_bad_input(x0, steps, words):
 def test_bad_array_hyperparameter_shape():
     with pytest.raises(ValueError, match="trailing axis"):
         descend(F.quadratic(), [1.0, 1.0], rules.sgd(lr=np.array([0.1, 0.2])), 5)
+
+
+def test_constant_schedule_is_descend_exactly():
+    bowl = F.quadratic(kappa=10, angle=0.3)
+    rule = rules.adam(lr=np.array([[0.01], [0.1]]))
+    plain = descend(bowl, [-4.0, 2.0], rule, 50)
+    scheduled = descend(bowl, [-4.0, 2.0], rule, 50, schedule=lambda t: 1.0)
+    assert np.array_equal(plain.points, scheduled.points)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_schedule_matches_torch_sgd_with_lambda_lr_stepped_every_step(momentum):
+    bowl = F.quadratic(kappa=10, angle=0.5)
+    schedule = lambda t: 0.5 * (1 + math.cos(math.pi * (t - 1) / 60))   # noqa: E731  cosine over 60 steps
+    ours = descend(bowl, [-4.0, 2.0], rules.sgd(lr=0.3, momentum=momentum), 60, schedule=schedule)
+    theta = torch.tensor([-4.0, 2.0], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([theta], lr=0.3, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: schedule(k + 1))
+    hessian = torch.as_tensor(bowl.hessian)
+    points = [theta.detach().numpy().copy()]
+    for _ in range(60):
+        optimizer.zero_grad()
+        (0.5 * theta @ hessian @ theta).backward()
+        optimizer.step()
+        scheduler.step()
+        points.append(theta.detach().numpy().copy())
+    assert np.allclose(ours.points, np.array(points), rtol=1e-10, atol=1e-12)

@@ -176,42 +176,6 @@ def test_fastest_learning_rate_is_near_the_optimal_step_of_notebook_02():
     assert guide.fastest_learning_rate(bowl, [-4.0, 2.4], lambda lr: rules.sgd(lr=lr), [1e-6], 10)[1] == math.inf
 
 
-# --- schedules ----------------------------------------------------------------------------------------------------
-
-def test_constant_schedule_is_descend_exactly():
-    bowl = quadratic(kappa=10, angle=0.3)
-    rule = rules.adam(lr=np.array([[0.01], [0.1]]))
-    plain = descend(bowl, [-4.0, 2.0], rule, 50)
-    scheduled = guide.descend_scheduled(bowl, [-4.0, 2.0], rule, 50, lambda t: 1.0)
-    assert np.array_equal(plain.points, scheduled.points)
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_schedule_matches_torch_sgd_with_lambda_lr_stepped_every_step(momentum):
-    bowl = quadratic(kappa=10, angle=0.5)
-    schedule = lambda t: 0.5 * (1 + math.cos(math.pi * (t - 1) / 60))   # noqa: E731  cosine over 60 steps
-    ours = guide.descend_scheduled(bowl, [-4.0, 2.0], rules.sgd(lr=0.3, momentum=momentum), 60, schedule)
-    theta = torch.tensor([-4.0, 2.0], dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.SGD([theta], lr=0.3, momentum=momentum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: schedule(k + 1))
-    hessian = torch.as_tensor(bowl.hessian)
-    points = [theta.detach().numpy().copy()]
-    for _ in range(60):
-        optimizer.zero_grad()
-        (0.5 * theta @ hessian @ theta).backward()
-        optimizer.step()
-        scheduler.step()
-        points.append(theta.detach().numpy().copy())
-    assert np.allclose(ours.points, np.array(points), rtol=1e-10, atol=1e-12)
-
-
-def test_descend_scheduled_checks_its_arguments():
-    with pytest.raises(ValueError, match="steps"):
-        guide.descend_scheduled(x_squared, 1.0, rules.sgd(lr=0.1), -1, lambda t: 1.0)
-    with pytest.raises(ValueError, match="coordinates"):
-        guide.descend_scheduled(x_squared, [1.0, 2.0], rules.sgd(lr=0.1), 3, lambda t: 1.0)
-
-
 # --- the playground -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
