@@ -8,7 +8,7 @@ For every parameter set it times Adam (lr = 1e-3, float32) through
 
 * torch.optim.Adam with ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True``, and
 * course_lib.optim.Adam per tensor (``foreach=False``), multi-tensor (``foreach=True``), flat and eager
-  (the default below :data:`course_lib.optim.COMPILE_MIN_ELEMENTS`, forced here at every size) and flat and
+  (the default below :data:`course_lib.fast_paths.COMPILE_MIN_ELEMENTS`, forced here at every size) and flat and
   compiled (``fused=True``),
 
 in two settings: a *synthetic step* (gradients preset once, only ``step()`` timed) and *real training*

@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_optim import CASES, GRIDS, TOLERANCE, _data, _groups, _max_difference, _network, _train
 
-from course_lib import optim, rules
+from course_lib import fast_paths, optim, rules
 
 PATHS = {
     "per-tensor": dict(foreach=False),
@@ -173,7 +173,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
     opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99), fused=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25)
     _train(model, opt, 1, inputs, targets)  # the first step compiles (or finds the kernel compiled already)
-    kernels, graphs = len(optim._COMPILED), counters["stats"]["unique_graphs"]
+    kernels, graphs = len(fast_paths._COMPILED), counters["stats"]["unique_graphs"]
     frames = counters["frames"]["total"]
     learning_rates = set()
     for step in range(1, 25):
@@ -181,7 +181,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
         sched.step()
         learning_rates.add(opt.param_groups[0]["lr"])
     assert len(learning_rates) == 24  # the learning rate changed at every step ...
-    assert len(optim._COMPILED) == kernels  # ... and no new kernel was traced,
+    assert len(fast_paths._COMPILED) == kernels  # ... and no new kernel was traced,
     assert counters["stats"]["unique_graphs"] == graphs  # nor a new graph compiled by torch.compile,
     assert counters["frames"]["total"] == frames  # nor a frame handed to dynamo again
     assert opt.paths == ["group 0: flat, compiled (4 tensors, 161 float64 numbers on cpu)"]
@@ -191,7 +191,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
     other(inputs[:, :5]).square().mean().backward()
     other_opt.step()
     other_opt.step()
-    assert len(optim._COMPILED) == kernels
+    assert len(fast_paths._COMPILED) == kernels
     assert counters["stats"]["unique_graphs"] == graphs
 
 
@@ -253,7 +253,7 @@ def test_rebinding_parameters_rebuilds_the_buffers():
 @pytest.mark.parametrize("name, kwargs", [("SGD", dict(lr=0.05, momentum=0.9, dampening=0.5)),
                                           ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.05))])
 def test_eager_flat_path_in_cache_sized_chunks_is_exact(name, kwargs, monkeypatch):
-    monkeypatch.setattr(optim, "EAGER_CHUNK_ELEMENTS", 7)  # 161 numbers in 23 chunks
+    monkeypatch.setattr(fast_paths, "EAGER_CHUNK_ELEMENTS", 7)  # 161 numbers in 23 chunks
     inputs, targets = _data()
     runs = []
     for extra in (dict(foreach=False), dict()):
@@ -269,7 +269,7 @@ def test_default_compiles_large_buffers_only(monkeypatch, caplog):
     opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99))
     _train(model, opt, 1, inputs, targets)
     assert "flat, eager" in opt.paths[0]
-    monkeypatch.setattr(optim, "COMPILE_MIN_ELEMENTS", 100)  # 161 numbers are now "large"
+    monkeypatch.setattr(fast_paths, "COMPILE_MIN_ELEMENTS", 100)  # 161 numbers are now "large"
     with caplog.at_level("INFO", logger="course_lib.optim"):
         _train(model, opt, 1, inputs, targets, start=1)
     assert "flat, compiled" in opt.paths[0]
@@ -310,8 +310,8 @@ def test_param_groups_may_choose_different_paths():
 
 
 def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeypatch):
-    monkeypatch.setattr(optim, "_UNAVAILABLE", {"cpu": "no C++ compiler (simulated)"})
-    monkeypatch.setattr(optim, "_WARNED", set())
+    monkeypatch.setattr(fast_paths, "_UNAVAILABLE", {"cpu": "no C++ compiler (simulated)"})
+    monkeypatch.setattr(fast_paths, "_WARNED", set())
     inputs, targets = _data()
     ours, theirs = _network(), _network()
     with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .no C.. compiler"):
@@ -329,10 +329,10 @@ def test_a_failing_compilation_falls_back_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("inductor exploded (simulated)")
 
-    monkeypatch.setattr(optim, "_trace_and_compile", broken)
-    monkeypatch.setattr(optim, "_COMPILED", {})
-    monkeypatch.setattr(optim, "_COMPILE_ERRORS", {})
-    monkeypatch.setattr(optim, "_WARNED", set())
+    monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
+    monkeypatch.setattr(fast_paths, "_COMPILED", {})
+    monkeypatch.setattr(fast_paths, "_COMPILE_ERRORS", {})
+    monkeypatch.setattr(fast_paths, "_WARNED", set())
     inputs, targets = _data()
     ours, theirs = _network(), _network()
     with pytest.warns(optim.CompileFallbackWarning, match="inductor exploded"):
@@ -441,7 +441,7 @@ def test_pickled_optimizer_keeps_its_path_and_rebuilds_its_buffers():
 
 
 def test_compile_min_elements_is_restored():
-    before = optim.COMPILE_MIN_ELEMENTS
+    before = fast_paths.COMPILE_MIN_ELEMENTS
     with optim.compile_min_elements(float("inf")):
-        assert optim.COMPILE_MIN_ELEMENTS == float("inf")
-    assert optim.COMPILE_MIN_ELEMENTS == before
+        assert fast_paths.COMPILE_MIN_ELEMENTS == float("inf")
+    assert fast_paths.COMPILE_MIN_ELEMENTS == before

@@ -1,0 +1,762 @@
+"""The two fast ways to run a rule: on lists of tensors, and over one flat buffer, compiled.
+
+:mod:`course_lib.optim` runs every rule per tensor by default in its reference
+path (``foreach=False``); this module holds the machinery of the other two
+paths, which :class:`course_lib.optim.RuleOptimizer` mixes in
+(:class:`FastPaths`). Notebook 10 explains and measures them.
+
+* :class:`TensorList`: a list of tensors whose arithmetic is one
+  ``torch._foreach_*`` call per operation, so a rule written for one tensor
+  runs unchanged on all the tensors of a param group (the multi-tensor path).
+* flat buffers (``_FlatBucket``): parameters, gradients and state as views
+  into one contiguous buffer per dtype and device, so the rule runs once on a
+  single long tensor; :func:`compile_rule` traces the rule into a graph of
+  tensor operations and compiles it with ``torch.compile`` into one fused
+  kernel (the flat path), with an eager fallback that says so once
+  (:class:`CompileFallbackWarning`).
+
+There is no second copy of any update rule here: every path calls the rule
+functions of :mod:`course_lib.rules`.
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import logging
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from unittest import mock
+
+import torch
+
+from . import rules
+
+__all__ = [
+    "FastPaths",
+    "TensorList",
+    "CompiledRule",
+    "compile_rule",
+    "compile_unavailable_reason",
+    "CompileFallbackWarning",
+    "COMPILE_MIN_ELEMENTS",
+    "EAGER_CHUNK_ELEMENTS",
+    "compile_min_elements",
+    "PATHS",
+]
+
+logger = logging.getLogger("course_lib.optim")  # the optimizers' log, whichever module writes it
+
+#: The default path compiles a flat buffer holding at least this many numbers.
+COMPILE_MIN_ELEMENTS = 2**20
+
+#: On the CPU the eager flat path runs the rule on slices of this many numbers (temporaries that fit in L2).
+EAGER_CHUNK_ELEMENTS = 2**17
+
+#: The names of the execution paths, as :attr:`RuleOptimizer.paths` reports them.
+PATHS = ("per-tensor", "multi-tensor", "flat, eager", "flat, compiled")
+
+
+
+class CompileFallbackWarning(UserWarning):
+    """torch.compile was wanted for the flat path but is unavailable; the rule runs eagerly instead."""
+
+
+
+def _scalar_dtype():
+    """The dtype torch.optim uses for its ``step`` counters."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+
+# --------------------------------------------------------------------------------------
+# Path 2: a list of tensors that does arithmetic like one tensor
+# --------------------------------------------------------------------------------------
+class TensorList:
+    """Tensors that do arithmetic together: every operation is one ``torch._foreach_*`` call.
+
+    ``a + b``, ``0.9 * a``, ``a * a``, ``-a``, ``a / b``, ``a.sqrt()``, ``a.maximum(b)`` act element-wise on
+    each tensor of the list (``b`` another TensorList of the same length, a number, or a 0-d tensor),
+    which is all a rule of :mod:`course_lib.rules` needs. So the rule written for one tensor runs
+    unchanged on every tensor of a param group at once:
+
+    >>> params = TensorList([torch.ones(2), torch.ones(3)])
+    >>> (params - 0.5 * params).tensors
+    [tensor([0.5000, 0.5000]), tensor([0.5000, 0.5000, 0.5000])]
+    """
+
+    __slots__ = ("tensors",)
+    __array_ufunc__ = None  # NumPy scalars on the left hand the operation to us instead of iterating
+
+    def __init__(self, tensors):
+        self.tensors = list(tensors)
+
+    def __len__(self):
+        return len(self.tensors)
+
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def __getitem__(self, index):
+        return self.tensors[index]
+
+    def __repr__(self):
+        return f"TensorList({len(self.tensors)} tensors)"
+
+    @staticmethod
+    def _operand(other):
+        if isinstance(other, TensorList):
+            return other.tensors
+        if isinstance(other, (int, float, torch.Tensor)) and not isinstance(other, bool):
+            return other
+        return NotImplemented
+
+    def _binary(self, op, other):
+        operand = self._operand(other)
+        if operand is NotImplemented:
+            return NotImplemented
+        return TensorList(op(self.tensors, operand))
+
+    def __add__(self, other):
+        return self._binary(torch._foreach_add, other)
+
+    def __sub__(self, other):
+        return self._binary(torch._foreach_sub, other)
+
+    def __mul__(self, other):
+        return self._binary(torch._foreach_mul, other)
+
+    def __truediv__(self, other):
+        return self._binary(torch._foreach_div, other)
+
+    def __pow__(self, other):
+        return self._binary(torch._foreach_pow, other)
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+    def __rsub__(self, other):  # other − self
+        return (-self)._binary(torch._foreach_add, other)
+
+    def __rtruediv__(self, other):  # other / self
+        return TensorList(torch._foreach_reciprocal(self.tensors))._binary(torch._foreach_mul, other)
+
+    def __neg__(self):
+        return TensorList(torch._foreach_neg(self.tensors))
+
+    def __abs__(self):
+        return TensorList(torch._foreach_abs(self.tensors))
+
+    def sqrt(self):
+        return TensorList(torch._foreach_sqrt(self.tensors))
+
+    def maximum(self, other):
+        return self._binary(torch._foreach_maximum, other)
+
+
+# --------------------------------------------------------------------------------------
+# Path 3: the rule traced once and compiled into one kernel over flat buffers
+# --------------------------------------------------------------------------------------
+# The rules branch on these hyperparameters (``if _nonzero(weight_decay): ...``), so they stay Python numbers,
+# fixed when the rule is traced: a new value means a new compilation. Every other number is fed to the kernel
+# as a one-element tensor, so an lr scheduler changes lr (or betas, eps, ...) at every step without recompiling.
+_BRANCHING_HYPERPARAMS = frozenset({"weight_decay", "momentum"})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _split_hyperparams(hyperparams):
+    """``(static, layout, values)``: switches fixed at trace time, and the numbers fed in as tensors.
+
+    ``layout`` lists ``(name, count)`` for the tensor-fed hyperparameters (``count`` is ``None`` for a
+    number and the length for a tuple such as ``betas``); ``values`` are their numbers, flattened.
+    """
+    static, layout, values = {}, [], []
+    for name, value in hyperparams.items():
+        if name not in _BRANCHING_HYPERPARAMS and _is_number(value):
+            layout.append((name, None))
+            values.append(float(value))
+        elif name not in _BRANCHING_HYPERPARAMS and isinstance(value, tuple) and all(map(_is_number, value)):
+            layout.append((name, len(value)))
+            values.extend(float(v) for v in value)
+        else:
+            static[name] = value
+    return static, tuple(layout), values
+
+
+def _unflatten(layout, tensors):
+    """The keyword arguments of a rule from the flat list of hyperparameter tensors."""
+    hyper, position = {}, 0
+    for name, count in layout:
+        if count is None:
+            hyper[name] = tensors[position]
+            position += 1
+        else:
+            hyper[name] = tuple(tensors[position:position + count])
+            position += count
+    return hyper
+
+
+def _hyper_dtype(dtype):
+    """Hyperparameters and step counters in float64 for float64 buffers, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    """A rule of :mod:`course_lib.rules` traced into tensor operations and compiled by ``torch.compile``.
+
+    Call it as ``compiled(param, grad, *state, *hyperparameters)`` with 1-D buffers for the parameters,
+    the gradient and each state entry (in the order of ``state_names``; ``step`` is a one-element tensor
+    holding the number of steps taken so far) and one-element tensors for the hyperparameters (in the order
+    of ``hyper_layout``): it updates ``param`` and the state in place, in one pass over memory. (One-element
+    rather than 0-d tensors: torch.compile 2.13 silently drops in-place writes to 0-d float64 CPU inputs.)
+
+    ``graph`` is the traced rule: ``print(compiled.graph.code)`` shows the tensor operations that remain
+    once the rule's Python ``if`` s were decided by ``static``; ``source`` is the code ``torch.compile``
+    generated from it, and :meth:`kernel_count` counts the kernels in it. On the CPU the operations on
+    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue`` that runs
+    eagerly before the kernel, which then only reads their results.
+    """
+
+    name: str
+    static: dict
+    state_names: tuple
+    hyper_layout: tuple
+    dtype: torch.dtype
+    device: torch.device
+    graph: torch.fx.GraphModule = field(repr=False)
+    kernel: Callable = field(repr=False)
+    source: str = field(default="", repr=False)
+    compile_seconds: float = 0.0
+    prologue: torch.fx.GraphModule | None = field(default=None, repr=False)
+    scalar_positions: list = field(default_factory=list, repr=False)
+    vector_positions: list = field(default_factory=list, repr=False)
+
+    def __call__(self, *tensors):
+        if self.prologue is None:
+            return self.kernel(*tensors)
+        values = self.prologue(*[tensors[i] for i in self.scalar_positions])
+        return self.kernel(*[tensors[i] for i in self.vector_positions], *values)
+
+    def kernel_count(self) -> int:
+        """The kernels in the generated code: C++ loops for the CPU, triton kernels for a GPU."""
+        return self.source.count("async_compile.cpp_pybinding(") + self.source.count("async_compile.triton(")
+
+    def operation_count(self) -> int:
+        """The tensor operations of the traced rule, in-place writes included."""
+        return sum(node.op == "call_function" for node in self.graph.graph.nodes)
+
+
+_COMPILED: dict = {}
+_COMPILE_ERRORS: dict = {}
+_UNAVAILABLE: dict = {}
+_WARNED: set = set()
+
+
+def compile_unavailable_reason(device="cpu") -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or ``None`` when it can."""
+    device_type = torch.device(device).type
+    if device_type not in _UNAVAILABLE:
+        _UNAVAILABLE[device_type] = _probe_compile(device_type)
+    return _UNAVAILABLE[device_type]
+
+
+def _probe_compile(device_type: str) -> str | None:
+    if not hasattr(torch, "compile"):
+        return "this version of torch has no torch.compile"
+    try:
+        from torch._dynamo import is_dynamo_supported
+
+        if not is_dynamo_supported():
+            return "torch.compile does not support this Python version or platform"
+        if device_type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+    except Exception as error:  # noqa: BLE001 - any failure means "not available here"
+        if device_type == "cpu":
+            return f"no working C++ compiler was found (torch.compile needs one for CPU kernels): {error!r}"
+        return f"torch.compile cannot start: {error!r}"
+    if device_type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "triton is not installed (torch.compile needs it for GPU kernels)"
+    return None
+
+
+def compile_rule(rule: rules.Rule, dtype=torch.float32, device="cpu") -> CompiledRule:
+    """The rule compiled into one kernel over flat buffers of ``dtype`` on ``device`` (cached).
+
+    The rule is traced once with ``make_fx``: its Python control flow (``if amsgrad``, ``if
+    _nonzero(weight_decay)``, ...) runs for real and disappears, leaving only tensor operations, whose
+    inputs are the buffers and the numeric hyperparameters as one-element tensors. ``torch.compile`` (inductor)
+    fuses that graph into one kernel, compiled for every buffer length at once (``dynamic=True``). The
+    cache key holds what the graph depends on: the rule, its switches (booleans, ``weight_decay``,
+    ``momentum``), dtype and device; the other hyperparameters may change freely.
+    """
+    device = torch.device(device)
+    static, layout, _ = _split_hyperparams(rule.hyperparams)
+    state_names = tuple(rule.init(torch.zeros(2, dtype=dtype, device=device)))
+    key = (rule.update_fn, tuple(static.items()), layout, state_names, dtype, str(device))
+    if key in _COMPILE_ERRORS:
+        raise RuntimeError(_COMPILE_ERRORS[key])
+    if key not in _COMPILED:
+        try:
+            _COMPILED[key] = _trace_and_compile(rule, static, layout, state_names, dtype, device)
+        except Exception as error:
+            _COMPILE_ERRORS[key] = f"compiling {rule.name} failed: {type(error).__name__}: {error}".split("\n")[0]
+            raise
+    return _COMPILED[key]
+
+
+def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> CompiledRule:
+    import time
+
+    import torch._inductor.config
+    from torch._inductor.graph import GraphLowering
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    update_fn, n_state = rule.update_fn, len(state_names)
+
+    def flat_step(param, grad, *tensors):
+        state = dict(zip(state_names, tensors[:n_state]))
+        new_param, new_state = update_fn(param, grad, state, **static, **_unflatten(layout, tensors[n_state:]))
+        param.copy_(new_param)  # write the results back in place: the kernel's only stores
+        for name in state_names:
+            state[name].copy_(new_state[name])
+
+    hyper_dtype = _hyper_dtype(dtype)
+    n_hyper = sum(1 if count is None else count for _, count in layout)
+    examples = [torch.ones(4, dtype=dtype, device=device), torch.ones(4, dtype=dtype, device=device)]
+    examples += [torch.zeros(1, dtype=hyper_dtype, device=device) if name == "step"
+                 else torch.ones(4, dtype=dtype, device=device) for name in state_names]
+    examples += [torch.full((1,), 0.5, dtype=hyper_dtype, device=device) for _ in range(n_hyper)]
+    scalar_positions = [i for i, example in enumerate(examples) if example.numel() == 1]
+
+    start = time.perf_counter()
+    graph = make_fx(flat_step)(*[example.clone() for example in examples])
+    prologue, main, vector_positions = None, graph, list(range(len(examples)))
+    if device.type == "cpu":
+        # A C++ loop recomputes every expression for each chunk of 16 numbers, β₁ᵗ and β₂ᵗ included (it cannot
+        # prove them loop-invariant), so on the CPU the one-number operations run first, eagerly, and the
+        # kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
+        prologue, main, vector_positions = _split_scalar_prologue(graph, scalar_positions)
+    kernel = torch.compile(main, dynamic=True, fullgraph=True)
+    compiled = CompiledRule(rule.name, dict(static), state_names, layout, dtype, device, graph, kernel,
+                            prologue=prologue, scalar_positions=scalar_positions, vector_positions=vector_positions)
+    sources: list[str] = []
+    # dynamic_threads: the CPU loop runs on torch.get_num_threads() threads, decided when it runs (without it,
+    # a kernel compiled for every length is one serial loop).
+    with mock.patch.object(GraphLowering, "save_output_code", sources.append), \
+            torch._inductor.config.patch({"cpp.dynamic_threads": True}):
+        compiled(*examples)  # compile now, on a tiny example; the kernel serves every length
+    compiled.source = "\n".join(sources)
+    compiled.compile_seconds = time.perf_counter() - start
+    return compiled
+
+
+def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
+    """Split a traced rule into its one-number operations (a prologue) and the element-wise rest.
+
+    Returns ``(prologue, main, vector_positions)``: ``prologue(*scalar inputs)`` returns the one-number values
+    that the element-wise operations use, and ``main(*vector inputs, *those values)`` does the rest.
+    """
+    graph = copy.deepcopy(graph)  # the caller keeps the faithful trace
+    placeholders = [node for node in graph.graph.nodes if node.op == "placeholder"]
+    scalar = {placeholders[i] for i in scalar_positions}
+    aten = torch.ops.aten
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.all_input_nodes and all(n in scalar for n in node.all_input_nodes):
+            scalar.add(node)
+        elif node.target is aten.div.Tensor and node.args[1] in scalar:
+            # x / c → x · (1/c): one reciprocal in the prologue instead of a division per number (≤ 1 ulp apart)
+            with graph.graph.inserting_before(node):
+                reciprocal = graph.graph.call_function(aten.reciprocal.default, (node.args[1],))
+            scalar.add(reciprocal)
+            node.target, node.args = aten.mul.Tensor, (node.args[0], reciprocal)
+    element_wise = [node for node in graph.graph.nodes if node.op == "call_function" and node not in scalar]
+    handed_over = list(dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar))
+
+    first, env = torch.fx.Graph(), {}
+    for node in placeholders:
+        if node in scalar:
+            env[node] = first.placeholder(node.name)
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node in scalar:
+            env[node] = first.node_copy(node, env.__getitem__)
+    first.output(tuple(env[node] for node in handed_over))
+
+    second, env = torch.fx.Graph(), {}
+    for node in placeholders:
+        if node not in scalar:
+            env[node] = second.placeholder(node.name)
+    for node in handed_over:
+        env[node] = second.placeholder(f"{node.name}_value")
+    for node in element_wise:
+        env[node] = second.node_copy(node, env.__getitem__)
+    second.output(None)
+    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar]
+    return torch.fx.GraphModule(graph, first), torch.fx.GraphModule(graph, second), vector_positions
+
+
+@contextlib.contextmanager
+def compile_min_elements(elements):
+    """Temporarily change :data:`COMPILE_MIN_ELEMENTS` (``math.inf``: the default flat path never compiles)."""
+    global COMPILE_MIN_ELEMENTS
+    saved, COMPILE_MIN_ELEMENTS = COMPILE_MIN_ELEMENTS, elements
+    try:
+        yield
+    finally:
+        COMPILE_MIN_ELEMENTS = saved
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, CompileFallbackWarning, stacklevel=4)
+
+
+class _FlatBucket:
+    """The parameters of one param group with one dtype and device, laid end to end in flat buffers.
+
+    ``param.data`` and ``param.grad`` of every parameter become views of ``param_flat`` and ``grad_flat``;
+    each state entry (``exp_avg``, ...) is a view of one flat buffer per name, and the ``step`` counters
+    are 0-d views of one small tensor. ``state[param]`` therefore holds torch.optim's per-parameter state
+    (``state_dict()`` works unchanged) while the rule can run once over the whole buffer.
+    """
+
+    def __init__(self, params, rule, state):
+        self.params = list(params)
+        self.index = {id(param): i for i, param in enumerate(self.params)}
+        self.shapes = [param.shape for param in self.params]
+        self.bounds = []
+        start = 0
+        for param in self.params:
+            self.bounds.append((start, start + param.numel()))
+            start += param.numel()
+        self.numel = start
+        self.dtype, self.device = self.params[0].dtype, self.params[0].device
+
+        self.param_flat = torch.cat([param.detach().reshape(-1) for param in self.params])
+        for param, view in zip(self.params, self._views(self.param_flat)):
+            param.data = view
+        self.param_pointers = [param.data_ptr() for param in self.params]
+        self.grad_flat = torch.zeros_like(self.param_flat)
+        self.grad_views = self._views(self.grad_flat)
+        self.gather_gradients([i for i, param in enumerate(self.params) if param.grad is not None])
+
+        initial = rule.init(self.param_flat)  # the rule's own initial state, for the whole buffer at once
+        self.has_step = "step" in initial
+        self.state_names = [name for name in initial if name != "step"]
+        self.state_flat = {name: value for name, value in initial.items()
+                           if name != "step" and isinstance(value, torch.Tensor)}
+        self.state_views = {name: self._views(value) for name, value in self.state_flat.items()}
+        self.steps = torch.zeros(len(self.params), dtype=_scalar_dtype())
+        for i, param in enumerate(self.params):
+            if state[param]:  # state saved earlier or loaded from a state dict: move it into the buffers
+                self._adopt(i, state[param])
+
+        hyper_dtype = _hyper_dtype(self.dtype)
+        self.step_tensor = torch.zeros(1, dtype=hyper_dtype, device=self.device)  # for the compiled kernel
+        self.step_tensor_value = 0
+        self.hyper_tensors, self.hyper_values = [], []
+        self.compiled_key, self.compiled = None, None
+        self.path = None
+        self.refresh_signature(state)
+
+    # ---- layout --------------------------------------------------------------------------------------
+    def _views(self, flat):
+        return [flat[start:stop].view(shape) for (start, stop), shape in zip(self.bounds, self.shapes)]
+
+    def view(self, name, i):
+        """The view of state entry ``name`` for parameter ``i`` (allocating the flat buffer on first use)."""
+        if name not in self.state_flat:
+            self.state_flat[name] = torch.zeros_like(self.param_flat)
+            self.state_views[name] = self._views(self.state_flat[name])
+        return self.state_views[name][i]
+
+    def _adopt(self, i, param_state):
+        if "step" in param_state:
+            self.steps[i] = float(param_state["step"])
+            param_state["step"] = self.steps[i]
+        for name in self.state_names:
+            value = param_state.get(name)
+            if isinstance(value, torch.Tensor):
+                view = self.view(name, i)
+                view.copy_(value)
+                param_state[name] = view
+
+    def attach(self, i, param_state):
+        """Point a parameter's torch.optim state at its views (a fresh parameter gets the initial values)."""
+        if self.has_step:
+            param_state["step"] = self.steps[i]
+        for name in self.state_names:
+            param_state[name] = self.state_views[name][i] if name in self.state_flat else None
+
+    def intact(self) -> bool:
+        """False when a parameter was re-bound (``param.data = ...``, ``model.to(...)``) since the build."""
+        return [param.data_ptr() for param in self.params] == self.param_pointers
+
+    # ---- gradients ----------------------------------------------------------------------------------
+    def active_gradients(self, owner: str):
+        """Indices of the parameters that have a gradient, or ``None`` when all have one in the buffer.
+
+        Gradients that autograd allocated (after ``zero_grad()`` set them to ``None``) are copied into the
+        flat buffer and ``param.grad`` becomes the view again; ``None`` gradients are left alone (skipped).
+        """
+        if all(param.grad is view for param, view in zip(self.params, self.grad_views)):
+            return None
+        active, fresh = [], []
+        for i, (param, view) in enumerate(zip(self.params, self.grad_views)):
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad is not view:
+                if grad.is_sparse:
+                    raise RuntimeError(f"{owner} does not support sparse gradients")
+                fresh.append(i)
+            active.append(i)
+        self.gather_gradients(fresh)
+        return None if len(active) == len(self.params) else active
+
+    def gather_gradients(self, indices):
+        if not indices:
+            return
+        if len(indices) == len(self.params):
+            torch.cat([param.grad.reshape(-1) for param in self.params], out=self.grad_flat)
+        else:
+            torch._foreach_copy_([self.grad_views[i] for i in indices], [self.params[i].grad for i in indices])
+        for i in indices:
+            self.params[i].grad = self.grad_views[i]
+
+    # ---- uniform state: can the rule run once over the whole buffer? ------------------------------------
+    def refresh_signature(self, state):
+        """Record the common (step, entries that are None) of all parameters, or None when they differ."""
+        signatures = set()
+        for param in self.params:
+            param_state = state[param]
+            if not param_state:
+                signatures.add("fresh")
+            else:
+                step = int(param_state["step"]) if self.has_step else 0
+                signatures.add((step, tuple(n for n in self.state_names if param_state.get(n) is None)))
+        self.signature = signatures.pop() if len(signatures) == 1 else None
+
+    def whole_step(self, rule, state, compiled: CompiledRule | None, values=()):
+        """One step of the rule over the whole buffer: all parameters have gradients and the same state."""
+        fresh = self.signature == "fresh"
+        step, none_names = (0, ()) if fresh else self.signature
+        if fresh:
+            none_names = tuple(name for name in self.state_names if name not in self.state_flat)
+        if compiled is not None and not none_names:
+            self._compiled_step(compiled, step, values)
+            self.path = "flat, compiled"
+        else:
+            self._eager_step(rule, step, none_names)
+            self.path = "flat, eager"
+        if self.has_step:
+            self.steps.add_(1)
+        new_none = tuple(name for name in self.state_names if name not in self.state_flat)
+        if fresh or new_none != none_names:
+            for i, param in enumerate(self.params):
+                self.attach(i, state[param])
+        self.signature = (step + 1, new_none)
+
+    def _chunks(self):
+        """Slices of the buffers to run the eager rule on: cache-sized on the CPU, everything at once elsewhere.
+
+        Each operation of the eager rule allocates a temporary as long as its input; on the CPU, megabyte-sized
+        temporaries cost page faults and miss the caches (several times slower than chunks that fit in L2).
+        """
+        size = EAGER_CHUNK_ELEMENTS if self.device.type == "cpu" else self.numel
+        return [slice(start, start + size) for start in range(0, self.numel, size)]
+
+    def _eager_step(self, rule, step, none_names):
+        new_names = []
+        for chunk in self._chunks():
+            rule_state = {"step": step} if self.has_step else {}
+            for name in self.state_names:
+                rule_state[name] = None if name in none_names else self.state_flat[name][chunk]
+            new_param, new_state = rule.update(self.param_flat[chunk], self.grad_flat[chunk], rule_state)
+            self.param_flat[chunk].copy_(new_param)
+            for name in self.state_names:
+                value = new_state.get(name)
+                if value is None:
+                    continue
+                if name not in self.state_flat:  # a state entry that starts as None (SGD's momentum buffer)
+                    self.state_flat[name] = torch.empty_like(self.param_flat)
+                    new_names.append(name)
+                self.state_flat[name][chunk].copy_(value)
+        for name in new_names:
+            self.state_views[name] = self._views(self.state_flat[name])
+
+    def _compiled_step(self, compiled, step, values):
+        if len(values) != len(self.hyper_tensors):
+            self.hyper_tensors = [torch.full((1,), v, dtype=_hyper_dtype(self.dtype), device=self.device)
+                                  for v in values]
+            self.hyper_values = list(values)
+        for i, value in enumerate(values):  # an lr scheduler changes a number here, not the kernel
+            if value != self.hyper_values[i]:
+                self.hyper_tensors[i].fill_(value)
+                self.hyper_values[i] = value
+        if self.step_tensor_value != step:
+            self.step_tensor.fill_(step)
+        state = [self.step_tensor if name == "step" else self.state_flat[name] for name in compiled.state_names]
+        compiled(self.param_flat, self.grad_flat, *state, *self.hyper_tensors)
+        self.step_tensor_value = step + 1
+
+    def write(self, params, name, values):
+        """Store new state values of some parameters into their views (the multi-tensor fallback)."""
+        views = []
+        for param in params:
+            view = self.view(name, self.index[id(param)])
+            views.append(view)
+        torch._foreach_copy_(views, list(values))
+        return views
+
+
+@dataclass(eq=False)
+class _FlatGroup:
+    """The flat layout of one param group: buckets per dtype/device, and parameters left out of them."""
+
+    params_list: list
+    buckets: list
+    loose: list  # parameters that do not require grad at build time (or are not real floating point)
+
+    def matches(self, group) -> bool:
+        return group["params"] is self.params_list and len(group["params"]) == self.size
+
+    @property
+    def size(self):
+        return sum(len(bucket.params) for bucket in self.buckets) + len(self.loose)
+
+
+class FastPaths:
+    """The multi-tensor and flat paths of :class:`course_lib.optim.RuleOptimizer` (a mix-in).
+
+    The optimizer keeps its flat layouts in ``self._flat`` (one per param group) and calls
+    :meth:`_step_multi_tensor` or :meth:`_step_flat`; ``zero_grad(set_to_none=False)`` zeroes each flat
+    gradient buffer in one operation.
+    """
+
+    def _step_multi_tensor(self, rule, params, bucket: _FlatBucket | None = None):
+        """Path 2: the rule once per (device, dtype, step) on :class:`TensorList` s of all those tensors.
+
+        With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
+        are written into the flat buffers' views.
+        """
+        for param in params:
+            self._check(param)
+            state = self.state[param]
+            if not state:
+                if bucket is None:
+                    self._store(state, rule.init(param))
+                else:
+                    bucket.attach(bucket.index[id(param)], state)
+        states = [self.state[param] for param in params]
+        stepped = [state for state in states if "step" in state]
+        steps = iter(torch.stack([state["step"] for state in stepped]).tolist() if stepped else [])
+        batches = defaultdict(list)
+        for param, state in zip(params, states):
+            step = int(next(steps)) if "step" in state else None
+            none_names = tuple(name for name, value in state.items() if value is None)
+            batches[(param.device, param.dtype, step, none_names)].append(param)
+        for (_, _, step, none_names), batch in batches.items():
+            first = self.state[batch[0]]
+            rule_state = {name: step if name == "step" else None if name in none_names
+                          else TensorList([self.state[param][name] for param in batch]) for name in first}
+            new_params, new_state = rule.update(TensorList(batch), TensorList([p.grad for p in batch]), rule_state)
+            torch._foreach_copy_(batch, new_params.tensors)
+            for name, value in new_state.items():
+                if value is None:
+                    continue
+                if name == "step":  # in place, as torch.optim does: one operation for the whole batch
+                    torch._foreach_add_([self.state[param]["step"] for param in batch], float(value - step))
+                elif bucket is None:
+                    for param, tensor in zip(batch, value):
+                        self.state[param][name] = tensor
+                else:
+                    for param, view in zip(batch, bucket.write(batch, name, value)):
+                        self.state[param][name] = view
+
+    def _step_flat(self, index, group, rule, split):
+        """Path 3: the rule once over each flat buffer (compiled when wanted and possible)."""
+        layout = self._flat.get(index)
+        if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
+            layout = self._flat[index] = self._build_flat(group, rule)
+        owner = type(self).__name__
+        for bucket in layout.buckets:
+            active = bucket.active_gradients(owner)
+            if active is None and bucket.signature is not None:
+                before = bucket.path
+                bucket.whole_step(rule, self.state, self._compiled_for(bucket, rule, split, group), split[2])
+                if bucket.path != before:
+                    logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", owner, index,
+                                bucket.path, len(bucket.params), bucket.numel, bucket.dtype, bucket.device)
+            else:
+                params = bucket.params if active is None else [bucket.params[i] for i in active]
+                if params:
+                    self._step_multi_tensor(rule, params, bucket)
+                bucket.refresh_signature(self.state)
+        loose = [param for param in layout.loose if param.grad is not None]
+        if loose:
+            self._step_multi_tensor(rule, loose)
+
+    def _build_flat(self, group, rule) -> _FlatGroup:
+        by_kind, loose = defaultdict(list), []
+        for param in group["params"]:
+            if param.requires_grad and param.is_floating_point() and param.numel() > 0:
+                by_kind[(param.device, param.dtype)].append(param)
+            else:
+                loose.append(param)
+        buckets = [_FlatBucket(params, rule, self.state) for params in by_kind.values()]
+        return _FlatGroup(group["params"], buckets, loose)
+
+    def _compiled_for(self, bucket, rule, split, group) -> CompiledRule | None:
+        """The compiled kernel for this bucket, or None to run the rule eagerly."""
+        _, fused = self._execution(group)
+        if not (fused or bucket.numel >= COMPILE_MIN_ELEMENTS):
+            return None
+        static, layout, _ = split
+        key = (rule.update_fn, tuple(static.items()), layout)
+        if bucket.compiled_key != key:
+            bucket.compiled_key, bucket.compiled = key, self._compile(bucket, rule)
+        return bucket.compiled
+
+    def _compile(self, bucket, rule) -> CompiledRule | None:
+        reason = compile_unavailable_reason(bucket.device)
+        if reason is None:
+            try:
+                return compile_rule(rule, bucket.dtype, bucket.device)
+            except Exception as error:  # noqa: BLE001 - fall back, and say so
+                reason = f"{type(error).__name__}: {error}".split("\n")[0]
+        _warn_once(f"course_lib.optim: torch.compile is unavailable for {bucket.device.type} ({reason}); "
+                   f"{type(self).__name__} runs the flat path eagerly (same rule and results, one kernel per "
+                   "operation instead of one fused kernel)")
+        return None
+
+    def zero_grad(self, set_to_none: bool = True):
+        """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""
+        if set_to_none or not self._flat:
+            return super().zero_grad(set_to_none)
+        in_buffers = set()
+        for layout in self._flat.values():
+            for bucket in layout.buckets:
+                bucket.grad_flat.zero_()
+                in_buffers.update(id(p) for p, view in zip(bucket.params, bucket.grad_views) if p.grad is view)
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None and id(param) not in in_buffers:
+                    if param.grad.grad_fn is not None:
+                        param.grad.detach_()
+                    else:
+                        param.grad.requires_grad_(False)
+                    param.grad.zero_()
+        return None
