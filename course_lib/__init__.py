@@ -3,7 +3,8 @@
 Modules
 -------
 rules      one pure update function per optimizer (NumPy arrays and torch tensors alike)
-optim      drop-in torch.optim classes built on those rules (per-tensor, multi-tensor and flat compiled paths)
+optim      drop-in torch.optim classes built on those rules; the reference per-tensor path
+fast_paths the multi-tensor (torch._foreach_*) and flat, compiled paths that optim mixes in (notebook 10)
 functions  toy objectives with exact gradients and known minimizers
 descent    run a rule on an objective (vectorized over runs) and keep the path
 problems   logistic regression on real data with its exact optimum; minibatch SGD runners (notebook 03)
