@@ -13,13 +13,7 @@ from course_lib import data, guide, rules, training
 from course_lib.descent import descend
 from course_lib.functions import quadratic, x_squared
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,16 @@ def _max_difference(model_a, model_b):
     return max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
 
 
+def _assert_same_state(ours_opt, theirs_opt, ours, theirs):
+    """Same state, under the same names, for every parameter."""
+    for p_ours, p_theirs in zip(ours.parameters(), theirs.parameters()):
+        state_ours, state_theirs = ours_opt.state[p_ours], theirs_opt.state[p_theirs]
+        assert set(state_ours) == set(state_theirs)
+        for key in state_theirs:
+            assert torch.allclose(torch.as_tensor(state_ours[key], dtype=torch.float64),
+                                  torch.as_tensor(state_theirs[key], dtype=torch.float64), rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("name, kwargs", CASES, ids=[f"{n}-{i}" for n, g in GRIDS.items() for i in range(len(g))])
 def test_equals_torch_optim_in_float64(name, kwargs):
     inputs, targets = _data()
@@ -98,13 +108,7 @@ def test_equals_torch_optim_in_float64(name, kwargs):
     assert _max_difference(ours, theirs) < TOLERANCE
     # The models really moved (a test of equality between two frozen models would prove nothing).
     assert _max_difference(ours, _network()) > 1e-3
-    # Same state, under the same names.
-    for p_ours, p_theirs in zip(ours.parameters(), theirs.parameters()):
-        state_ours, state_theirs = ours_opt.state[p_ours], theirs_opt.state[p_theirs]
-        assert set(state_ours) == set(state_theirs)
-        for key in state_theirs:
-            assert torch.allclose(torch.as_tensor(state_ours[key], dtype=torch.float64),
-                                  torch.as_tensor(state_theirs[key], dtype=torch.float64), rtol=0, atol=1e-9)
+    _assert_same_state(ours_opt, theirs_opt, ours, theirs)
 
 
 @pytest.mark.parametrize("name", list(GRIDS))

@@ -13,7 +13,17 @@ import warnings
 
 import pytest
 import torch
-from test_optim import CASES, GRIDS, TOLERANCE, _data, _groups, _max_difference, _network, _train
+from test_optim import (
+    CASES,
+    GRIDS,
+    TOLERANCE,
+    _assert_same_state,
+    _data,
+    _groups,
+    _max_difference,
+    _network,
+    _train,
+)
 
 from course_lib import fast_paths, optim, rules
 
@@ -27,15 +37,6 @@ REPORTED = {"per-tensor": "per-tensor", "multi-tensor": "multi-tensor", "flat-ea
             "flat-compiled": "flat, compiled"}
 CASE_IDS = [f"{n}-{i}" for n, g in GRIDS.items() for i in range(len(g))]
 LAST = [(n, g[-1]) for n, g in GRIDS.items()]
-
-
-def _assert_same_state(ours_opt, theirs_opt, ours, theirs):
-    for p_ours, p_theirs in zip(ours.parameters(), theirs.parameters()):
-        state_ours, state_theirs = ours_opt.state[p_ours], theirs_opt.state[p_theirs]
-        assert set(state_ours) == set(state_theirs)
-        for key in state_theirs:
-            assert torch.allclose(torch.as_tensor(state_ours[key], dtype=torch.float64),
-                                  torch.as_tensor(state_theirs[key], dtype=torch.float64), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("path", list(PATHS))

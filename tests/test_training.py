@@ -16,13 +16,7 @@ from course_lib import data, optim, training
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A 321-parameter network runs fastest on one thread (and does not stall when the other cores are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
