@@ -446,6 +446,16 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     return history
 
 
+def _train_step(model, optimizer, loss_fn, inputs, targets):
+    """One optimizer step on one batch; returns the batch loss and the logits, both detached."""
+    logits = model(inputs).reshape(targets.shape)
+    batch_loss = loss_fn(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    batch_loss.backward()
+    optimizer.step()
+    return batch_loss.detach(), logits.detach()
+
+
 def _train_epoch_in_memory(model, optimizer, loss_fn, X, y, batch_size, generator):
     """One epoch over in-memory tensors: one gather, then slices. Nothing is read back to the host here."""
     n = X.shape[0]
@@ -455,13 +465,9 @@ def _train_epoch_in_memory(model, optimizer, loss_fn, X, y, batch_size, generato
     step_losses, step_logits = [], []
     for start in range(0, n, batch):
         inputs, targets = X_epoch[start:start + batch], y_epoch[start:start + batch]
-        logits = model(inputs).reshape(targets.shape)
-        batch_loss = loss_fn(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        optimizer.step()
-        step_losses.append(batch_loss.detach())
-        step_logits.append(logits.detach())
+        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets)
+        step_losses.append(batch_loss)
+        step_logits.append(logits)
     sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
     logits = torch.cat(step_logits)
     correct = ((logits > 0) == (y_epoch > 0.5)).sum()
@@ -475,13 +481,9 @@ def _train_epoch_loader(model, optimizer, loss_fn, loader, device, dtype):
     for step, batch in enumerate(loader):
         inputs, targets = _check_pair(batch, f"train batch {step + 1}", dtype)
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = model(inputs).reshape(targets.shape)
-        batch_loss = loss_fn(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        optimizer.step()
-        step_losses.append(batch_loss.detach())
-        counts.append(((logits.detach() > 0) == (targets > 0.5)).sum())
+        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets)
+        step_losses.append(batch_loss)
+        counts.append(((logits > 0) == (targets > 0.5)).sum())
         sizes.append(len(targets))
     if not step_losses:
         raise ValueError("the train DataLoader yielded no batches")
