@@ -8,7 +8,7 @@ For every parameter set it times Adam (lr = 1e-3, float32) through
 
 * torch.optim.Adam with ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True``, and
 * course_lib.optim.Adam per tensor (``foreach=False``), multi-tensor (``foreach=True``), flat and eager
-  (the default below :data:`course_lib.fast_paths.COMPILE_MIN_ELEMENTS`, forced here at every size) and flat and
+  (``fused=True`` with compilation switched off by :func:`course_lib.optim.compile_min_elements`) and flat and
   compiled (``fused=True``),
 
 in two settings: a *synthetic step* (gradients preset once, only ``step()`` timed) and *real training*
@@ -77,7 +77,7 @@ def input_batch(model: torch.nn.Module, device, batch: int = 32) -> torch.Tensor
 # Contenders
 # ------------------------------------------------------------------------------------------------------
 def never_compile():
-    """course_lib's default flat path compiles large buffers; this keeps it eager."""
+    """course_lib's flat path (``fused=True``) compiles its buffers; this keeps it eager."""
     return optim.compile_min_elements(math.inf)
 
 
@@ -87,7 +87,7 @@ CONTENDERS = {
     "torch fused": (lambda params: torch.optim.Adam(params, lr=1e-3, fused=True), contextlib.nullcontext),
     "course per-tensor": (lambda params: optim.Adam(params, lr=1e-3, foreach=False), contextlib.nullcontext),
     "course multi-tensor": (lambda params: optim.Adam(params, lr=1e-3, foreach=True), contextlib.nullcontext),
-    "course flat, eager": (lambda params: optim.Adam(params, lr=1e-3), never_compile),
+    "course flat, eager": (lambda params: optim.Adam(params, lr=1e-3, fused=True), never_compile),
     "course flat, compiled": (lambda params: optim.Adam(params, lr=1e-3, fused=True), contextlib.nullcontext),
 }
 

@@ -1,19 +1,22 @@
 """The two fast ways to run a rule: on lists of tensors, and over one flat buffer, compiled.
 
-:mod:`course_lib.optim` runs every rule per tensor by default in its reference
-path (``foreach=False``); this module holds the machinery of the other two
-paths, which :class:`course_lib.optim.RuleOptimizer` mixes in
+:mod:`course_lib.optim` runs every rule per tensor in its reference path (the
+default on the CPU, as in torch.optim); this module holds the machinery of the
+other two paths, which :class:`course_lib.optim.RuleOptimizer` mixes in
 (:class:`FastPaths`). Notebook 10 explains and measures them.
 
 * :class:`TensorList`: a list of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, so a rule written for one tensor
-  runs unchanged on all the tensors of a param group (the multi-tensor path).
+  runs unchanged on all the tensors of a param group (the multi-tensor path,
+  ``foreach=True``, and the default where torch.optim defaults to foreach).
 * flat buffers (``_FlatBucket``): parameters, gradients and state as views
   into one contiguous buffer per dtype and device, so the rule runs once on a
   single long tensor; :func:`compile_rule` traces the rule into a graph of
   tensor operations and compiles it with ``torch.compile`` into one fused
-  kernel (the flat path), with an eager fallback that says so once
-  (:class:`CompileFallbackWarning`).
+  kernel (the flat path, ``fused=True``), with an eager fallback that says so
+  once (:class:`CompileFallbackWarning`). Hyperparameters enter the kernel as
+  values, so schedulers never recompile it; :func:`compilations` counts the
+  compilations, and at most :data:`KERNEL_CACHE_SIZE` kernels are kept.
 
 There is no second copy of any update rule here: every path calls the rule
 functions of :mod:`course_lib.rules`.
@@ -27,7 +30,7 @@ import copy
 import importlib.util
 import logging
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from unittest import mock
@@ -46,13 +49,19 @@ __all__ = [
     "COMPILE_MIN_ELEMENTS",
     "EAGER_CHUNK_ELEMENTS",
     "compile_min_elements",
+    "compilations",
+    "KERNEL_CACHE_SIZE",
     "PATHS",
 ]
 
 logger = logging.getLogger("course_lib.optim")  # the optimizers' log, whichever module writes it
 
-#: The default path compiles a flat buffer holding at least this many numbers.
-COMPILE_MIN_ELEMENTS = 2**20
+#: The flat path (``fused=True``) compiles a flat buffer holding at least this many numbers, and runs smaller
+#: ones eagerly: 0, every buffer is compiled; ``math.inf`` (:func:`compile_min_elements`), none is.
+COMPILE_MIN_ELEMENTS = 0
+
+#: How many compiled kernels :func:`compile_rule` keeps (the least recently used one goes first).
+KERNEL_CACHE_SIZE = 32
 
 #: On the CPU the eager flat path runs the rule on slices of this many numbers (temporaries that fit in L2).
 EAGER_CHUNK_ELEMENTS = 2**17
@@ -161,28 +170,28 @@ class TensorList:
 # --------------------------------------------------------------------------------------
 # Path 3: the rule traced once and compiled into one kernel over flat buffers
 # --------------------------------------------------------------------------------------
-# The rules branch on these hyperparameters (``if _nonzero(weight_decay): ...``), so they stay Python numbers,
-# fixed when the rule is traced: a new value means a new compilation. Every other number is fed to the kernel
-# as a one-element tensor, so an lr scheduler changes lr (or betas, eps, ...) at every step without recompiling.
-_BRANCHING_HYPERPARAMS = frozenset({"weight_decay", "momentum"})
-
-
+# Every number among the hyperparameters is fed to the compiled kernel as a one-element tensor, so an lr
+# scheduler changes lr, momentum, betas, weight decay or eps at every step without recompiling. Only whether a
+# term exists is fixed when the rule is traced: a hyperparameter that is zero (no weight decay, no momentum) is
+# a constant of the trace, and the rules' ``if _nonzero(weight_decay): ...`` drop its term. A nonzero one is a
+# tensor whose example value, when the rule is traced, is nonzero too, so the same ``if`` keeps its term.
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _split_hyperparams(hyperparams):
-    """``(static, layout, values)``: switches fixed at trace time, and the numbers fed in as tensors.
+    """``(static, layout, values)``: what is fixed at trace time, and the numbers fed in as tensors.
 
-    ``layout`` lists ``(name, count)`` for the tensor-fed hyperparameters (``count`` is ``None`` for a
-    number and the length for a tuple such as ``betas``); ``values`` are their numbers, flattened.
+    ``static`` holds the switches (booleans, ...) and the hyperparameters that are zero; ``layout`` lists
+    ``(name, count)`` for the tensor-fed hyperparameters (``count`` is ``None`` for a number and the length
+    for a tuple such as ``betas``); ``values`` are their numbers, flattened. A tuple with a zero in it is static.
     """
     static, layout, values = {}, [], []
     for name, value in hyperparams.items():
-        if name not in _BRANCHING_HYPERPARAMS and _is_number(value):
+        if _is_number(value) and value != 0:
             layout.append((name, None))
             values.append(float(value))
-        elif name not in _BRANCHING_HYPERPARAMS and isinstance(value, tuple) and all(map(_is_number, value)):
+        elif isinstance(value, tuple) and value and all(_is_number(v) and v != 0 for v in value):
             layout.append((name, len(value)))
             values.extend(float(v) for v in value)
         else:
@@ -254,7 +263,34 @@ class CompiledRule:
         return sum(node.op == "call_function" for node in self.graph.graph.nodes)
 
 
-_COMPILED: dict = {}
+class _KernelCache(OrderedDict):
+    """The compiled kernels by what they depend on: at most :data:`KERNEL_CACHE_SIZE`, least recently used out.
+
+    Every kernel stored is one compilation (:func:`compilations` counts them).
+    """
+
+    stored = 0
+
+    def __getitem__(self, key):
+        self.move_to_end(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        _KernelCache.stored += 1
+        while len(self) > KERNEL_CACHE_SIZE:
+            self.popitem(last=False)
+
+
+def compilations() -> int:
+    """How many kernels :func:`compile_rule` has compiled in this process (one per distinct structure of a rule).
+
+    An lr scheduler, however it changes the hyperparameters, adds none as long as no term appears or vanishes.
+    """
+    return _KernelCache.stored
+
+
+_COMPILED: dict = _KernelCache()
 _COMPILE_ERRORS: dict = {}
 _UNAVAILABLE: dict = {}
 _WARNED: set = set()
@@ -408,7 +444,7 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
 
 @contextlib.contextmanager
 def compile_min_elements(elements):
-    """Temporarily change :data:`COMPILE_MIN_ELEMENTS` (``math.inf``: the default flat path never compiles)."""
+    """Temporarily change :data:`COMPILE_MIN_ELEMENTS` (``math.inf``: the flat path, ``fused=True``, runs eagerly)."""
     global COMPILE_MIN_ELEMENTS
     saved, COMPILE_MIN_ELEMENTS = COMPILE_MIN_ELEMENTS, elements
     try:
@@ -458,7 +494,7 @@ class _FlatBucket:
         self.state_flat = {name: value for name, value in initial.items()
                            if name != "step" and isinstance(value, torch.Tensor)}
         self.state_views = {name: self._views(value) for name, value in self.state_flat.items()}
-        self.steps = torch.zeros(len(self.params), dtype=_scalar_dtype())
+        self.steps = torch.zeros(len(self.params), dtype=torch.float32)  # torch's fused steps: float32 always
         for i, param in enumerate(self.params):
             if state[param]:  # state saved earlier or loaded from a state dict: move it into the buffers
                 self._adopt(i, state[param])
@@ -721,8 +757,7 @@ class FastPaths:
 
     def _compiled_for(self, bucket, rule, split, group) -> CompiledRule | None:
         """The compiled kernel for this bucket, or None to run the rule eagerly."""
-        _, fused = self._execution(group)
-        if not (fused or bucket.numel >= COMPILE_MIN_ELEMENTS):
+        if bucket.numel < COMPILE_MIN_ELEMENTS:
             return None
         static, layout, _ = split
         key = (rule.update_fn, tuple(static.items()), layout)

@@ -15,32 +15,51 @@ parameters, call the rule, and write the results back.
 Three ways to run one rule
 --------------------------
 The same rule function runs in one of three ways, chosen per param group with
-torch's keywords ``foreach=`` and ``fused=`` (notebook 10 measures them):
+torch's keywords ``foreach=`` and ``fused=``, which mean what they mean in
+torch.optim (notebook 10 measures the three):
 
-* **per tensor** (``foreach=False``): the rule once per parameter tensor, the
-  reference path. About a dozen small operations per tensor per step.
-* **multi-tensor** (``foreach=True``, or ``fused=False``): the rule once per
-  group on :class:`TensorList` s, lists of tensors whose arithmetic is one
+* **per tensor** (``foreach=False``; also ``fused=False``): the rule once per
+  parameter tensor, the reference path. About a dozen small operations per
+  tensor per step.
+* **multi-tensor** (``foreach=True``): the rule once per group on
+  :class:`TensorList` s, lists of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, over all tensors at once.
-* **flat** (``fused=True``, and the default): parameters, gradients and state
-  are views into one contiguous buffer per dtype and device (``param.data`` and
-  ``param.grad`` become views of it), so the rule runs on a single long tensor.
-  With ``fused=True`` the rule is traced once into a graph of tensor operations
-  and compiled by ``torch.compile`` into one fused kernel that reads θ, g and the
-  state once and writes θ and the state once (:func:`compile_rule`). The
-  default (``foreach=None, fused=None``) compiles a buffer of at least
-  :data:`course_lib.fast_paths.COMPILE_MIN_ELEMENTS` numbers, where compiling pays for itself within a
-  few hundred steps, and runs smaller ones eagerly. Where compilation is
-  unavailable (no C++ compiler for the CPU, no triton for the GPU, an
-  unsupported Python), the flat path runs eagerly and a
-  :class:`CompileFallbackWarning` says so, once.
+* **flat** (``fused=True``): parameters, gradients and state are views into one
+  contiguous buffer per dtype and device (``param.data`` and ``param.grad``
+  become views of it), and the rule, traced once into a graph of tensor
+  operations, is compiled by ``torch.compile`` into one fused kernel that reads
+  θ, g and the state once and writes θ and the state once
+  (:func:`compile_rule`). The hyperparameters enter the kernel as values, so an
+  lr scheduler (``OneCycleLR`` cycling ``momentum`` or ``betas`` too) never
+  recompiles it; only whether a term exists (a zero ``weight_decay``, say) is
+  part of what is compiled. Where compilation is unavailable (no C++ compiler
+  for the CPU, no triton for the GPU, an unsupported Python), or for buffers
+  below :data:`course_lib.fast_paths.COMPILE_MIN_ELEMENTS` numbers
+  (:func:`compile_min_elements`), the flat path runs the rule eagerly, and a
+  :class:`CompileFallbackWarning` says so, once, when compilation is unavailable.
+
+The default (``foreach=None, fused=None``) is torch.optim's: the multi-tensor
+path where torch would take its ``foreach`` implementation (every parameter on
+a device with foreach kernels, such as CUDA), the per-tensor path otherwise (on
+the CPU). The flat path is never a default, because it rebinds every
+``param.data`` and ``param.grad``: it is opt-in with ``fused=True``.
+``foreach=True`` together with ``fused=True`` is refused as torch refuses it.
 
 The machinery of the multi-tensor and flat paths lives in
 :mod:`course_lib.fast_paths`; this module keeps the classes, the reference
-path and the choice between paths. ``foreach=True`` together with
-``fused=True`` is refused with a ``ValueError``.
-Every path gives torch.optim's numbers (tested in float64 to 1e-10); the
-eager paths give the reference path's numbers bit for bit.
+path, the checks of the arguments and the choice between paths.
+Every path gives torch.optim's numbers (tested in float64 to 1e-10, and in
+bfloat16 and float16 to those types' precision); the eager paths give the
+reference path's numbers bit for bit.
+
+Where these classes differ from torch.optim on purpose: ``capturable=True``
+(CUDA-graph capture) and ``differentiable=True`` (gradients through the step)
+are refused with an error that says so; complex parameters and sparse gradients
+are refused; hyperparameters of a param group are checked as those given to the
+constructor are (torch checks only the latter); and ``foreach`` and ``fused``
+must be ``True``, ``False`` or ``None``. Arrays of hyperparameters (batched runs)
+are a feature of :mod:`course_lib.rules`, not of these classes, which take
+numbers (or one-element tensors where torch does).
 
 How the flat path keeps torch's semantics: ``zero_grad()`` (``set_to_none=True``)
 still sets gradients to ``None``, so parameters that receive no gradient are
@@ -56,6 +75,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from . import rules
@@ -90,44 +110,111 @@ __all__ = [
 
 
 def _plain(value):
-    """0-d tensors (a tensor ``lr``, say) as Python floats, tuples element-wise."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0:
+    """One-element tensors (a tensor ``lr``, say) as Python floats, tuples element-wise."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     return value
 
 
-def _check_execution(foreach, fused, where="") -> None:
+#: torch.optim's execution keywords: how a step runs, not what it computes.
+EXECUTION_KEYWORDS = ("foreach", "capturable", "differentiable", "fused")
+
+
+def _check_execution(foreach, fused, where="", capturable=False, differentiable=False, owner="") -> None:
     for name, value in (("foreach", foreach), ("fused", fused)):
         if value not in (None, True, False):
             raise ValueError(f"Invalid {name} value{where}: {value!r} (expected True, False or None)")
     if foreach and fused:
-        raise ValueError(f"foreach=True and fused=True cannot be combined{where}: choose foreach=True for the "
-                         "multi-tensor path or fused=True for the flat, compiled path")
+        raise RuntimeError(f"`fused` and `foreach` cannot be `True` together{where}: choose foreach=True for the "
+                           "multi-tensor path or fused=True for the flat, compiled path")
+    reasons = {"capturable": "capturing the step in a CUDA graph",
+               "differentiable": "letting gradients flow through the step, which runs under torch.no_grad()"}
+    for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+        if value not in (None, True, False):
+            raise ValueError(f"Invalid {name} value{where}: {value!r} (expected True or False)")
+        if value:
+            raise NotImplementedError(f"{owner} does not support {name}=True{where} ({reasons[name]}); "
+                                      f"pass {name}=False, or use torch.optim where it supports it")
+
+
+def _check_tensor_hyperparam(name, value, where="") -> None:
+    """torch.optim's rule for hyperparameters given as tensors (one element), and no arrays or lists here."""
+    if isinstance(value, tuple):
+        for i, element in enumerate(value):
+            _check_tensor_hyperparam(f"{name}[{i}]", element, where)
+    elif isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor {name} must be 1-element{where}")
+    elif isinstance(value, (list, np.ndarray)):
+        raise ValueError(f"Invalid {name}{where}: {value!r}: these optimizers take a number (or a one-element "
+                         "tensor); arrays of hyperparameters are for batched runs of course_lib.rules")
+
+
+def _foreach_devices() -> list[str]:
+    """The device types with foreach kernels, as torch.optim decides its default."""
+    try:
+        from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
+
+        return _get_foreach_kernels_supported_devices()
+    except ImportError:  # an older or newer torch: its list as of 2.13
+        return ["cuda", "xpu", "mtia", torch._C._get_privateuse1_backend_name()]
 
 
 class RuleOptimizer(FastPaths, torch.optim.Optimizer):
     """A :class:`torch.optim.Optimizer` whose update is a rule from :mod:`course_lib.rules`.
 
     Subclasses set ``rule_factory`` (``rules.adam``, say) and pass its keyword
-    arguments as ``defaults``. Parameters whose ``.grad`` is ``None`` are skipped:
-    they get no state and no step. ``foreach`` and ``fused`` choose how the rule
-    runs (see the module docstring); a param group may override them.
+    arguments as ``defaults``, with the execution keywords ``foreach``, ``fused``,
+    ``capturable`` and ``differentiable`` that their constructor takes. Parameters
+    whose ``.grad`` is ``None`` are skipped: they get no state and no step.
+    ``foreach`` and ``fused`` choose how the rule runs (see the module docstring);
+    a param group may override them. Every param group, the constructor's and
+    those added later, is checked (:meth:`check_group`) before it is registered.
     """
 
     rule_factory: Callable[..., rules.Rule]
-    #: The execution keywords that torch's twin class also keeps in ``defaults`` (its state dicts carry them).
-    _torch_execution_keys = ("foreach", "fused")
+    #: The execution keywords that torch's twin class keeps in ``defaults`` (its state dicts carry them); by
+    #: default those among :data:`EXECUTION_KEYWORDS` that the subclass's constructor takes.
+    _torch_execution_keys: tuple[str, ...] | None = None
+    #: True where torch's twin keeps its for-loop by default for a tensor ``lr`` (Adam, AdamW).
+    _tensor_lr_keeps_for_loop = False
 
-    def __init__(self, params, defaults, *, foreach=None, fused=None):
-        self.rule_factory(**defaults)  # torch.optim's ValueError for bad hyperparameters
-        _check_execution(foreach, fused)
-        self._execution_defaults = {"foreach": foreach, "fused": fused}
+    def __init__(self, params, defaults, *, foreach=None, fused=None, capturable=False, differentiable=False):
+        self._execution_defaults = {"foreach": foreach, "fused": fused, "capturable": capturable,
+                                    "differentiable": differentiable}
+        self.check_group(defaults)  # torch.optim's errors, before the parameters are looked at
         self._flat: dict = {}  # param group index -> its flat layout (fast_paths)
         self._rules: dict[int, tuple] = {}
-        defaults = {**defaults, **{key: self._execution_defaults[key] for key in self._torch_execution_keys}}
+        defaults = {**defaults, **{key: self._execution_defaults[key] for key in self._torch_keys()}}
         super().__init__(params, defaults)
+
+    @classmethod
+    def _torch_keys(cls) -> tuple[str, ...]:
+        if cls._torch_execution_keys is None:
+            taken = inspect.signature(cls.__init__).parameters
+            return tuple(key for key in EXECUTION_KEYWORDS if key in taken)
+        return cls._torch_execution_keys
+
+    def _group_execution(self, group) -> dict:
+        """The execution keywords of a param group (the constructor's where the group does not set them)."""
+        defaults = self.__dict__.get("_execution_defaults", {})
+        return {key: group.get(key, defaults.get(key)) for key in EXECUTION_KEYWORDS}
+
+    def check_group(self, group, where="") -> None:
+        """Raise torch.optim's error for a param group's invalid hyperparameters or execution keywords.
+
+        ``group`` maps names to values (``params`` is not looked at); a missing hyperparameter takes the
+        rule's default, a missing execution keyword the constructor's.
+        """
+        hyper = {name: group[name] for name in self._hyper_names() if name in group}
+        for name, value in hyper.items():
+            _check_tensor_hyperparam(name, value, where)
+        self.rule_factory(**{name: _plain(value) for name, value in hyper.items()})  # ranges: torch's ValueError
+        execution = self._group_execution(group)
+        _check_execution(execution["foreach"], execution["fused"], where, execution["capturable"],
+                         execution["differentiable"], type(self).__name__)
 
     @classmethod
     def _hyper_names(cls) -> tuple[str, ...]:
@@ -143,16 +230,18 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
         for group in self.param_groups:
             for name, value in self.defaults.items():
                 group.setdefault(name, value)
-        self.__dict__.setdefault("_execution_defaults", {"foreach": self.defaults.get("foreach"),
-                                                         "fused": self.defaults.get("fused")})
+        execution = self.__dict__.setdefault("_execution_defaults", {})
+        for key in EXECUTION_KEYWORDS:
+            execution.setdefault(key, self.defaults.get(key, False if key in ("capturable", "differentiable")
+                                                          else None))
         self._flat = {}  # loaded state is not in the flat buffers yet: rebuild them at the next step
         self._rules = {}
 
     def add_param_group(self, param_group):
+        """Check the group as the constructor's (torch's errors), then register it (torch's own checks)."""
+        if isinstance(param_group, dict):
+            self.check_group({**self.defaults, **param_group}, where=f" in param group {len(self.param_groups)}")
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        self.rule_for(group)  # check the group's own hyperparameters too
-        _check_execution(*self._execution(group), where=f" in param group {len(self.param_groups) - 1}")
         self.__dict__.setdefault("_flat", {}).clear()
         self.__dict__.setdefault("_rules", {}).clear()
 
@@ -172,18 +261,36 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
 
     # ---- choosing a path ---------------------------------------------------------------------------------
     def _execution(self, group):
-        return (group.get("foreach", self._execution_defaults["foreach"]),
-                group.get("fused", self._execution_defaults["fused"]))
+        execution = self._group_execution(group)
+        return execution["foreach"], execution["fused"]
 
     def path_for(self, group) -> str:
-        """``"per-tensor"``, ``"multi-tensor"`` or ``"flat"``: the path this param group takes."""
-        foreach, fused = self._execution(group)
-        _check_execution(foreach, fused)
+        """``"per-tensor"``, ``"multi-tensor"`` or ``"flat"``: the path this param group takes.
+
+        As in torch.optim: ``fused=True`` the flat path, ``foreach=True`` the multi-tensor path, and with
+        neither set the multi-tensor path where torch would choose its foreach implementation (every
+        parameter with a gradient on a device with foreach kernels: CUDA, not the CPU), else per tensor.
+        """
+        execution = self._group_execution(group)
+        _check_execution(execution["foreach"], execution["fused"], "", execution["capturable"],
+                         execution["differentiable"], type(self).__name__)
+        foreach, fused = execution["foreach"], execution["fused"]
         if fused:
             return "flat"
-        if foreach or fused is False:
+        if foreach:
             return "multi-tensor"
-        return "per-tensor" if foreach is False else "flat"
+        if foreach is None and fused is None and self._torch_would_use_foreach(group):
+            return "multi-tensor"
+        return "per-tensor"
+
+    def _torch_would_use_foreach(self, group) -> bool:
+        """torch.optim's default (``_default_to_fused_or_foreach``) for the parameters that have gradients."""
+        params = [param for param in group["params"] if param.grad is not None]
+        if not params or (self._tensor_lr_keeps_for_loop and isinstance(group.get("lr"), torch.Tensor)):
+            return False
+        devices = _foreach_devices()
+        return all(type(param) in (torch.Tensor, torch.nn.Parameter) and param.device.type in devices
+                   for param in params)
 
     @property
     def paths(self) -> list[str]:
@@ -266,10 +373,10 @@ class SGD(RuleOptimizer):
     rule_factory = staticmethod(rules.sgd)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, fused=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, differentiable=differentiable)
 
 
 class Adagrad(RuleOptimizer):
@@ -278,11 +385,11 @@ class Adagrad(RuleOptimizer):
     rule_factory = staticmethod(rules.adagrad)
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
-                 *, maximize=False, foreach=None, fused=None):
+                 foreach=None, *, maximize=False, differentiable=False, fused=None):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
                                       maximize=maximize),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, differentiable=differentiable)
 
 
 class RMSprop(RuleOptimizer):
@@ -292,37 +399,58 @@ class RMSprop(RuleOptimizer):
     """
 
     rule_factory = staticmethod(rules.rmsprop)
-    _torch_execution_keys = ("foreach",)
+    _torch_execution_keys = ("foreach", "capturable", "differentiable")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
-                 maximize=False, foreach=None, fused=None):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 capturable=False, foreach=None, maximize=False, differentiable=False, *, fused=None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
-class Adam(RuleOptimizer):
+class _AdamChecks:
+    """torch.optim.Adam's own rules for a tensor ``lr`` and tensor ``betas``, in torch's order (Adam, AdamW)."""
+
+    _tensor_lr_keeps_for_loop = True
+
+    def check_group(self, group, where=""):
+        foreach, capturable = (self._group_execution(group)[key] for key in ("foreach", "capturable"))
+        if isinstance(group.get("lr"), torch.Tensor) and foreach and not capturable:
+            raise ValueError(f"lr as a Tensor is not supported for capturable=False and foreach=True{where}")
+        super().check_group(group, where)
+        betas = group.get("betas", (0.9, 0.999))
+        if not (all(isinstance(beta, float) for beta in betas)
+                or all(isinstance(beta, torch.Tensor) for beta in betas)):
+            raise ValueError(f"betas must be either both floats or both Tensors{where}")
+        for i, beta in enumerate(betas):
+            if isinstance(beta, torch.Tensor) and foreach and not capturable:
+                raise ValueError(f"betas[{i}] as a Tensor is not supported for capturable=False and foreach=True"
+                                 f"{where}")
+
+
+class Adam(_AdamChecks, RuleOptimizer):
     """Adam, with ``amsgrad`` and L2 or decoupled weight decay (:func:`course_lib.rules.adam_update`)."""
 
     rule_factory = staticmethod(rules.adam)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=False, foreach=None, fused=None):
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
-class AdamW(RuleOptimizer):
+class AdamW(_AdamChecks, RuleOptimizer):
     """AdamW: Adam with decoupled weight decay θ ← (1 − ηλ)θ (:func:`course_lib.rules.adamw`)."""
 
     rule_factory = staticmethod(rules.adamw)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, foreach=None, fused=None):
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize),
-                         foreach=foreach, fused=fused)
+                                      maximize=maximize, decoupled_weight_decay=True),  # kept, as torch does
+                         foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
