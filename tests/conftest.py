@@ -17,3 +17,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def torch_optim_db():
+    """torch's own optimizer test database (``torch.testing._internal.common_optimizers.optim_db``) by class name.
+
+    It ships with torch; its import needs ``expecttest`` (a torch development dependency, not a course one),
+    which only its ``TestCase`` uses: a stand-in is registered when the package is absent.
+    """
+    import sys
+    import types
+    import unittest
+
+    try:
+        import expecttest  # noqa: F401
+    except ImportError:
+        stand_in = types.ModuleType("expecttest")
+        stand_in.TestCase, stand_in.ACCEPT = unittest.TestCase, False
+        sys.modules["expecttest"] = stand_in
+    from torch.testing._internal.common_optimizers import optim_db
+
+    return {info.name: info for info in optim_db}

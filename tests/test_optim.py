@@ -1,12 +1,16 @@
 """course_lib.optim against torch.optim: same numbers, same state dicts, same errors."""
 
 import copy
+import inspect
 import itertools
+import math
+import sys
 
+import numpy as np
 import pytest
 import torch
 
-from course_lib import optim
+from course_lib import fast_paths, optim
 
 STEPS = 120
 TOLERANCE = 1e-10
@@ -111,14 +115,172 @@ def test_equals_torch_optim_in_float64(name, kwargs):
     _assert_same_state(ours_opt, theirs_opt, ours, theirs)
 
 
+#: Keywords our classes take that their torch.optim twin does not, and why.
+EXTRA_KEYWORDS = {"RMSprop": {"fused"}}  # torch.optim.RMSprop has no fused; here it selects the flat path
+
+
 @pytest.mark.parametrize("name", list(GRIDS))
 def test_same_signature_and_defaults_as_torch(name):
-    ours, theirs = getattr(optim, name), getattr(torch.optim, name)
+    ours, theirs = inspect.signature(getattr(optim, name)), inspect.signature(getattr(torch.optim, name))
+    for expected in theirs.parameters.values():  # every keyword of torch's, with its kind and default
+        assert expected.name in ours.parameters, expected.name
+        got = ours.parameters[expected.name]
+        assert got.kind == expected.kind, expected.name
+        assert got.default == expected.default and type(got.default) is type(expected.default), expected.name
+
+    def positional(signature):
+        return [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+    assert positional(ours) == positional(theirs)  # the same order, so positional calls mean the same
+    extra = set(ours.parameters) - set(theirs.parameters)
+    assert extra == EXTRA_KEYWORDS.get(name, set())
+    assert all(ours.parameters[keyword].kind is inspect.Parameter.KEYWORD_ONLY for keyword in extra)
+    # and the same defaults dictionary, the one state dicts carry in their param groups
     param = [torch.nn.Parameter(torch.zeros(3))]
-    defaults_ours = ours(param).defaults
-    defaults_theirs = theirs(param).defaults
-    for key, value in defaults_ours.items():
-        assert defaults_theirs[key] == value, key
+    assert getattr(optim, name)(param).defaults == getattr(torch.optim, name)(param).defaults
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_capturable_and_differentiable_true_are_refused_clearly(name):
+    taken = inspect.signature(getattr(torch.optim, name)).parameters
+    keywords = [keyword for keyword in ("capturable", "differentiable") if keyword in taken]
+    assert "differentiable" in keywords
+    for keyword in keywords:
+        param = torch.nn.Parameter(torch.zeros(2))
+        message = f"{name} does not support {keyword}=True"
+        getattr(optim, name)([param], **{keyword: False})  # False, torch's default, is accepted
+        with pytest.raises(NotImplementedError, match=message):
+            getattr(optim, name)([param], **{keyword: True})
+        opt = getattr(optim, name)([param])
+        with pytest.raises(NotImplementedError, match=message + " in param group 1"):
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], keyword: True})
+        saved = opt.state_dict()
+        saved["param_groups"][0][keyword] = True  # a state dict saved by torch.optim with the keyword on
+        opt.load_state_dict(saved)
+        param.grad = torch.ones(2)
+        with pytest.raises(NotImplementedError, match=message):
+            opt.step()
+        assert torch.equal(param, torch.zeros(2))
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_refuses_what_torch_refuses_in_its_own_error_inputs(name, torch_optim_db):
+    """torch's published error inputs for this optimizer: the same exception (or warning) type, torch's message."""
+    from torch.testing._internal.common_optimizers import OptimizerErrorEnum
+
+    cases = torch_optim_db[name].optim_error_inputs_func(device="cpu", dtype=torch.float32)
+    assert len(cases) >= 7
+    for case in cases:
+        inputs = case.optimizer_error_input
+        expect = pytest.warns if issubclass(case.error_type, Warning) else pytest.raises
+        with expect(case.error_type, match=case.error_regex) as caught:
+            opt = getattr(optim, name)(inputs.params, **inputs.kwargs)
+            if case.error_on == OptimizerErrorEnum.STEP_ERROR:
+                opt.step()
+        if expect is pytest.raises:
+            assert caught.type is case.error_type, (inputs.desc, caught.type)
+
+
+def _run_few_steps(opt_class, kwargs, steps=5):
+    inputs, targets = _data()
+    model = _network()
+    opt = opt_class(model.parameters(), **kwargs)
+    _train(model, opt, steps, inputs, targets)
+    return model, opt
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_torch_published_configurations_give_torch_numbers(name, torch_optim_db, monkeypatch):
+    """torch's own hyperparameter configurations for this optimizer (CPU's and GPU's), on three paths, in float64.
+
+    Skipped, and counted: configurations with ``capturable=True`` (refused here, see the test above).
+    The flat path runs eagerly here; test_optim_paths holds the compiled kernel to torch.
+    """
+    monkeypatch.setattr(fast_paths, "COMPILE_MIN_ELEMENTS", math.inf)
+    configs = torch_optim_db[name].optim_inputs_func(device="cuda", dtype=torch.float64)
+    paths = {"default": {}, "multi-tensor": dict(foreach=True), "flat": dict(fused=True)}
+    compared, skipped = 0, [config.desc for config in configs if config.kwargs.get("capturable")]
+    for config in configs:
+        if config.kwargs.get("capturable"):
+            continue
+        theirs, theirs_opt = _run_few_steps(getattr(torch.optim, name), config.kwargs)
+        for path, extra in paths.items():
+            try:
+                ours, ours_opt = _run_few_steps(getattr(optim, name), {**config.kwargs, **extra})
+            except ValueError:  # a tensor lr with foreach=True: torch refuses it too
+                with pytest.raises(ValueError):
+                    getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(2))], **config.kwargs, **extra)
+                continue
+            assert _max_difference(ours, theirs) < TOLERANCE, (config.desc, path)
+            _assert_same_state(ours_opt, theirs_opt, ours, theirs)
+            compared += 1
+        assert _max_difference(theirs, _network()) > 0, config.desc  # the configuration moved the model
+    assert compared >= 2 * len(configs) - len(skipped) and len(configs) >= 5
+    assert all("capturable" in desc for desc in skipped)
+
+
+def test_default_path_is_torchs(monkeypatch):
+    inputs, targets = _data()
+    model = _network()
+    pointers = [p.data_ptr() for p in model.parameters()]
+    chosen = {}
+    for kwargs in (dict(), dict(fused=False), dict(foreach=False), dict(foreach=False, fused=False),
+                   dict(foreach=True), dict(foreach=True, fused=False)):
+        opt = optim.Adam(model.parameters(), lr=0.01, **kwargs)
+        _train(model, opt, 2, inputs, targets)
+        chosen[tuple(kwargs.items())] = opt.paths
+    assert chosen == {(): ["group 0: per-tensor"], (("fused", False),): ["group 0: per-tensor"],
+                      (("foreach", False),): ["group 0: per-tensor"],
+                      (("foreach", False), ("fused", False)): ["group 0: per-tensor"],
+                      (("foreach", True),): ["group 0: multi-tensor"],
+                      (("foreach", True), ("fused", False)): ["group 0: multi-tensor"]}
+    assert [p.data_ptr() for p in model.parameters()] == pointers  # parameters are never re-bound by these paths
+    # torch agrees on the CPU: neither its fused nor its foreach implementation by default
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    assert _default_to_fused_or_foreach(list(model.parameters()), False, False) == (False, False)
+    # where torch would use foreach (all parameters on a device with foreach kernels), so does the default
+    for module in ("torch.optim.optimizer", "torch.utils._foreach_utils"):
+        monkeypatch.setattr(sys.modules[module], "_get_foreach_kernels_supported_devices", lambda: ["cpu"])
+    assert _default_to_fused_or_foreach(list(model.parameters()), False, False) == (False, True)
+    for opt_class, lr, path in ((optim.Adam, 0.01, "multi-tensor"), (optim.SGD, torch.tensor(0.01), "multi-tensor"),
+                                (optim.Adam, torch.tensor(0.01), "per-tensor")):  # torch's Adam: tensor lr, for-loop
+        opt = opt_class(model.parameters(), lr=lr)
+        _train(model, opt, 1, inputs, targets)
+        assert opt.paths == [f"group 0: {path}"], (opt_class, lr)
+
+
+@pytest.mark.parametrize("group, error, words", [
+    (dict(lr=-1.0), ValueError, "Invalid learning rate"),
+    (dict(lr=torch.tensor([0.1, 0.1])), ValueError, "Tensor lr must be 1-element in param group 1"),
+    (dict(weight_decay=-0.5), ValueError, "Invalid weight_decay value"),
+    (dict(foreach=True, fused=True), RuntimeError, "`fused` and `foreach` cannot be `True` together in param group 1"),
+    (dict(fused="yes"), ValueError, "Invalid fused value in param group 1"),
+    (dict(differentiable=True), NotImplementedError, "does not support differentiable=True in param group 1"),
+])
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_add_param_group_checks_before_registering(name, group, error, words):
+    inputs, targets = _data()
+    model = _network()
+    first, second = list(model[0].parameters()), list(model[2].parameters())
+    opt = getattr(optim, name)(first, lr=0.01)
+    with pytest.raises(error, match=words):
+        opt.add_param_group({"params": second, **group})
+    assert len(opt.param_groups) == 1 and {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in first}
+    _train(model, opt, 2, inputs, targets)  # the optimizer still works ...
+    opt.add_param_group({"params": second, "lr": 0.005})  # ... and the parameters were not kept by the bad group
+    _train(model, opt, 2, inputs, targets, start=2)
+    assert len(opt.param_groups) == 2
+
+
+def test_arrays_of_hyperparameters_are_for_rules_not_for_these_classes():
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="batched runs of course_lib.rules"):
+        optim.SGD(param, lr=np.array([0.1, 0.2]))
+    with pytest.raises(ValueError):  # torch refuses it too (an ambiguous truth value)
+        torch.optim.SGD(param, lr=np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="Tensor eps must be 1-element"):
+        optim.Adam(param, eps=torch.tensor([1e-8, 1e-8]))
 
 
 @pytest.mark.parametrize("name, kwargs", [(n, g[-1]) for n, g in GRIDS.items()])
