@@ -285,7 +285,7 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
     ax.plot(sizes, step_time_ms(sizes, 0, bytes_per_param, bandwidth_gbs, launch_us), color="k", ls=":",
             lw=1, label=f"bytes alone: {bytes_per_param} B/parameter at {bandwidth_gbs:g} GB/s")
     ax.axvline(parameters, color="k", lw=0.8, ls="--")
-    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="predicted ms per step",
+    ax.set(xscale="log", yscale="log", xlabel="parameters $N$", ylabel="predicted ms per step",
            title=f"launch-bound left, bandwidth-bound right ({tensors} tensors, {launch_us:g} µs per launch)")
     ax.legend(loc="upper left", fontsize=8)
     return fig
