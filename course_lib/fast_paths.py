@@ -18,6 +18,15 @@ other two paths, which :class:`course_lib.optim.RuleOptimizer` mixes in
   values, so schedulers never recompile it; :func:`compilations` counts the
   compilations, and at most :data:`KERNEL_CACHE_SIZE` kernels are kept.
 
+Where ``torch.compile`` cannot build a kernel (no C++ compiler for the CPU, no
+triton for the GPU, an unsupported Python or CPU capability), :func:`compile_rule`
+does not raise: it returns the traced rule run eagerly (``fallback_reason`` says
+why, ``kernel_count()`` is 0) and warns once. Set the environment variable
+``COURSE_NO_COMPILE=1`` to force that fallback on a machine where compilation
+works (to see, or test, what a learner without a compiler gets); inside
+``with compile_disabled():`` the same happens without a warning (to time the flat
+path eagerly, say).
+
 There is no second copy of any update rule here: every path calls the rule
 functions of :mod:`course_lib.rules`.
 """
@@ -29,6 +38,7 @@ import contextlib
 import copy
 import importlib.util
 import logging
+import os
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -45,6 +55,8 @@ __all__ = [
     "CompiledRule",
     "compile_rule",
     "compile_unavailable_reason",
+    "NO_COMPILE_VARIABLE",
+    "compile_disabled",
     "CompileFallbackWarning",
     "COMPILE_MIN_ELEMENTS",
     "EAGER_CHUNK_ELEMENTS",
@@ -232,6 +244,10 @@ class CompiledRule:
     generated from it, and :meth:`kernel_count` counts the kernels in it. On the CPU the operations on
     single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue`` that runs
     eagerly before the kernel, which then only reads their results.
+
+    ``fallback_reason`` is ``None`` for a compiled kernel; where ``torch.compile`` could not build one it says
+    why, ``kernel`` is the traced graph run eagerly (same numbers, one operation at a time) and ``source`` is
+    empty.
     """
 
     name: str
@@ -247,6 +263,7 @@ class CompiledRule:
     prologue: torch.fx.GraphModule | None = field(default=None, repr=False)
     scalar_positions: list = field(default_factory=list, repr=False)
     vector_positions: list = field(default_factory=list, repr=False)
+    fallback_reason: str | None = None
 
     def __call__(self, *tensors):
         if self.prologue is None:
@@ -292,12 +309,42 @@ def compilations() -> int:
 
 _COMPILED: dict = _KernelCache()
 _COMPILE_ERRORS: dict = {}
+_FALLBACKS: dict = {}
 _UNAVAILABLE: dict = {}
 _WARNED: set = set()
 
+#: Set this environment variable (to anything but "" or "0") to run without torch.compile, as on a machine without
+#: a C++ compiler: :func:`compile_rule` then returns its eager fallback.
+NO_COMPILE_VARIABLE = "COURSE_NO_COMPILE"
+
+
+_DISABLED_REASON = "compilation switched off by compile_disabled()"
+_DISABLED: list = []  # non-empty inside ``with compile_disabled():``
+
+
+@contextlib.contextmanager
+def compile_disabled():
+    """Inside this block :func:`compile_rule` returns its eager fallback without a warning, so ``fused=True``
+    builds the flat path eagerly (for timing it against the compiled kernel); outside, nothing changes."""
+    _DISABLED.append(True)
+    try:
+        yield
+    finally:
+        _DISABLED.pop()
+
 
 def compile_unavailable_reason(device="cpu") -> str | None:
-    """Why ``torch.compile`` cannot build kernels for ``device`` here, or ``None`` when it can."""
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or ``None`` when it can.
+
+    Checked once per device type (is there a C++ compiler, triton, a supported Python?), except the switches
+    ``COURSE_NO_COMPILE`` and :func:`compile_disabled`, read at every call. A compilation can still fail where
+    this says ``None`` (torch 2.13 with ``ATEN_CPU_CAPABILITY=default`` generates C++ that does not compile):
+    :func:`compile_rule` falls back then too, and its ``fallback_reason`` says why.
+    """
+    if _DISABLED:
+        return _DISABLED_REASON
+    if os.environ.get(NO_COMPILE_VARIABLE, "") not in ("", "0"):
+        return f"{NO_COMPILE_VARIABLE} is set: compilation switched off on purpose"
     device_type = torch.device(device).type
     if device_type not in _UNAVAILABLE:
         _UNAVAILABLE[device_type] = _probe_compile(device_type)
@@ -334,27 +381,41 @@ def compile_rule(rule: rules.Rule, dtype=torch.float32, device="cpu") -> Compile
     fuses that graph into one kernel, compiled for every buffer length at once (``dynamic=True``). The
     cache key holds what the graph depends on: the rule, its switches (booleans, ``weight_decay``,
     ``momentum``), dtype and device; the other hyperparameters may change freely.
+
+    Where compilation is unavailable or fails (:func:`compile_unavailable_reason`, ``COURSE_NO_COMPILE=1``), the
+    result is the traced graph run eagerly, with ``fallback_reason`` set and a :class:`CompileFallbackWarning`
+    (once per reason); it never raises for want of a compiler.
     """
     device = torch.device(device)
     static, layout, _ = _split_hyperparams(rule.hyperparams)
     state_names = tuple(rule.init(torch.zeros(2, dtype=dtype, device=device)))
     key = (rule.update_fn, tuple(static.items()), layout, state_names, dtype, str(device))
-    if key in _COMPILE_ERRORS:
-        raise RuntimeError(_COMPILE_ERRORS[key])
-    if key not in _COMPILED:
+    reason = compile_unavailable_reason(device)
+    if reason is None and key in _COMPILED:
+        return _COMPILED[key]
+    if reason is None and key not in _COMPILE_ERRORS:
         try:
             _COMPILED[key] = _trace_and_compile(rule, static, layout, state_names, dtype, device)
-        except Exception as error:
-            _COMPILE_ERRORS[key] = f"compiling {rule.name} failed: {type(error).__name__}: {error}".split("\n")[0]
-            raise
-    return _COMPILED[key]
+            return _COMPILED[key]
+        except Exception as error:  # noqa: BLE001 - fall back, and say so
+            detail = " ".join(line.strip() for line in str(error).splitlines()[:2] if line.strip())
+            _COMPILE_ERRORS[key] = f"compiling {rule.name} failed: {type(error).__name__}: {detail}"
+    reason = reason or _COMPILE_ERRORS[key]
+    if (key, reason) not in _FALLBACKS:
+        graph, _, _ = _trace(rule, static, layout, state_names, dtype, device)
+        _FALLBACKS[(key, reason)] = CompiledRule(rule.name, dict(static), state_names, layout, dtype, device,
+                                                 graph, graph, fallback_reason=reason)
+    message = (f"course_lib.optim: torch.compile is unavailable for {device.type} ({reason}); the flat path runs "
+               "the rule eagerly (same rule and results, one kernel per operation instead of one fused kernel)")
+    if reason != _DISABLED_REASON and message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, CompileFallbackWarning, stacklevel=2)
+    return _FALLBACKS[(key, reason)]
 
 
-def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> CompiledRule:
-    import time
-
-    import torch._inductor.config
-    from torch._inductor.graph import GraphLowering
+def _trace(rule, static, layout, state_names, dtype, device):
+    """``(graph, examples, scalar_positions)``: the rule traced by ``make_fx`` into tensor operations that update
+    the flat buffers in place, the example inputs it was traced on, and which of them are one-number tensors."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     update_fn, n_state = rule.update_fn, len(state_names)
@@ -373,9 +434,18 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
                  else torch.ones(4, dtype=dtype, device=device) for name in state_names]
     examples += [torch.full((1,), 0.5, dtype=hyper_dtype, device=device) for _ in range(n_hyper)]
     scalar_positions = [i for i, example in enumerate(examples) if example.numel() == 1]
+    graph = make_fx(flat_step)(*[example.clone() for example in examples])
+    return graph, examples, scalar_positions
+
+
+def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> CompiledRule:
+    import time
+
+    import torch._inductor.config
+    from torch._inductor.graph import GraphLowering
 
     start = time.perf_counter()
-    graph = make_fx(flat_step)(*[example.clone() for example in examples])
+    graph, examples, scalar_positions = _trace(rule, static, layout, state_names, dtype, device)
     prologue, main, vector_positions = None, graph, list(range(len(examples)))
     if device.type == "cpu":
         # A C++ loop recomputes every expression for each chunk of 16 numbers, β₁ᵗ and β₂ᵗ included (it cannot
@@ -451,12 +521,6 @@ def compile_min_elements(elements):
         yield
     finally:
         COMPILE_MIN_ELEMENTS = saved
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, CompileFallbackWarning, stacklevel=4)
 
 
 class _FlatBucket:
@@ -766,16 +830,8 @@ class FastPaths:
         return bucket.compiled
 
     def _compile(self, bucket, rule) -> CompiledRule | None:
-        reason = compile_unavailable_reason(bucket.device)
-        if reason is None:
-            try:
-                return compile_rule(rule, bucket.dtype, bucket.device)
-            except Exception as error:  # noqa: BLE001 - fall back, and say so
-                reason = f"{type(error).__name__}: {error}".split("\n")[0]
-        _warn_once(f"course_lib.optim: torch.compile is unavailable for {bucket.device.type} ({reason}); "
-                   f"{type(self).__name__} runs the flat path eagerly (same rule and results, one kernel per "
-                   "operation instead of one fused kernel)")
-        return None
+        compiled = compile_rule(rule, bucket.dtype, bucket.device)  # warns once where it has to fall back
+        return None if compiled.fallback_reason else compiled  # the chunked eager flat path beats the eager graph
 
     def zero_grad(self, set_to_none: bool = True):
         """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""

@@ -1,16 +1,19 @@
-"""What an optimizer step costs: bytes moved, operations launched, and a two-term time model (notebook 10).
+"""What an optimizer step costs: bytes moved, operations launched, memory kept, and a two-term time model
+(notebook 10).
 
 An element-wise update such as Adam does a handful of arithmetic operations per parameter, far too few to keep a
 processor busy, so its time is set by two things only:
 
 * **bytes**: every step reads θ, g and the state and writes θ and the state back. For Adam in float32 that is
-  7 arrays × 4 bytes = 28 bytes per parameter (:func:`bytes_per_parameter`), the least any implementation
-  can move; an implementation that runs each operation as its own kernel moves several times more
-  (:func:`unfused_bytes_per_parameter`);
+  7 arrays × 4 bytes = 28 bytes per parameter (:func:`bytes_per_parameter`), the least a step that runs after
+  the backward pass on float32 state can move; an implementation that runs each operation as its own kernel
+  moves several times more (:func:`unfused_bytes_per_parameter`);
 * **launches**: each operation started from Python costs a fixed overhead (microseconds), whatever its size.
 
 :func:`step_time_ms` adds the two: ``launches × overhead + bytes / bandwidth``. Tiny models sit on the flat,
-launch-bound part of that curve; large ones on the bandwidth-bound line.
+launch-bound part of that curve; large ones on the bandwidth-bound line. :func:`floor_ms` measures the time no
+step can beat on this machine (the fastest one-pass kernels over the same memory), and
+:func:`memory_per_parameter` counts the memory an optimizer keeps between steps.
 """
 
 from __future__ import annotations
@@ -24,20 +27,25 @@ import numpy as np
 import torch
 
 from . import rules
+from .fast_paths import EAGER_CHUNK_ELEMENTS
 
 __all__ = [
     "PATH_COLORS",
     "traffic",
     "bytes_per_parameter",
     "unfused_bytes_per_parameter",
+    "state_arrays",
+    "memory_per_parameter",
     "count_operations",
+    "eager_slices",
     "launches_per_step",
     "step_time_ms",
     "make_parameters",
     "median_ms",
     "median_step_ms",
     "launch_overhead_us",
-    "copy_bandwidth_gbs",
+    "floor_kernels",
+    "floor_ms",
     "show_step_time_model",
 ]
 
@@ -51,10 +59,34 @@ PATH_COLORS = {
 }
 
 
+def state_arrays(rule: rules.Rule) -> int:
+    """How many arrays as large as θ the rule keeps as state (Adam: m and v, 2; SGD without momentum: 0)."""
+    return len([name for name in rule.init(np.zeros(1)) if name != "step"])  # None entries become arrays later
+
+
 def traffic(rule: rules.Rule) -> tuple[int, int]:
     """(arrays read, arrays written) per parameter and step: θ, g and the state in; θ and the state out."""
-    state = [name for name in rule.init(np.zeros(1)) if name != "step"]  # None entries become arrays later
-    return 2 + len(state), 1 + len(state)
+    state = state_arrays(rule)
+    return 2 + state, 1 + state
+
+
+def memory_per_parameter(rule: rules.Rule, precision: str = "float32") -> dict[str, int]:
+    """Bytes per parameter that training keeps in memory between steps, by kind (activations not included).
+
+    * ``"float32"``: weights θ, gradients g and every state array in float32, 4 bytes each:
+      4 + 4 + 4·k for a rule with k state arrays (:func:`state_arrays`);
+    * ``"mixed"`` (mixed-precision training as in Micikevicius et al. 2018 and the ZeRO paper, Rajbhandari et al.
+      2020): weights and gradients in 16 bits (2 bytes each), a float32 master copy of the weights that the
+      optimizer updates, and the state in float32: 2 + 2 + 4 + 4·k (Adam: 16 bytes, "2 + 2 + 12" in ZeRO).
+
+    Returns ``{"weights": ..., "gradients": ..., "master weights": ..., "optimizer state": ...}``.
+    """
+    k = state_arrays(rule)
+    if precision == "float32":
+        return {"weights": 4, "gradients": 4, "master weights": 0, "optimizer state": 4 * k}
+    if precision == "mixed":
+        return {"weights": 2, "gradients": 2, "master weights": 4, "optimizer state": 4 * k}
+    raise ValueError(f"Invalid precision: {precision!r} (expected 'float32' or 'mixed')")
 
 
 def bytes_per_parameter(rule: rules.Rule, dtype=torch.float32) -> int:
@@ -115,13 +147,25 @@ def count_operations(step) -> Counter:
     return counter.counts
 
 
-def launches_per_step(path: str, tensors: int, operations: int) -> int:
-    """Kernels started per step: per tensor, ``operations`` for each tensor; multi-tensor and flat eager,
-    ``operations`` (each over all tensors); flat and compiled, one."""
+def eager_slices(parameters, device="cpu"):
+    """Slices the flat eager path cuts a buffer of ``parameters`` numbers into: ⌈N / 2¹⁷⌉ on a CPU (each
+    slice's temporaries fit in the cache), one elsewhere (:data:`course_lib.fast_paths.EAGER_CHUNK_ELEMENTS`)."""
+    if torch.device(device).type != "cpu":
+        return np.ones_like(np.asarray(parameters), dtype=int) if np.ndim(parameters) else 1
+    slices = np.maximum(1, np.ceil(np.asarray(parameters, dtype=float) / EAGER_CHUNK_ELEMENTS)).astype(int)
+    return slices if np.ndim(parameters) else int(slices)
+
+
+def launches_per_step(path: str, tensors: int, operations: int, slices=1):
+    """Kernels started per step: per tensor, ``operations`` for each tensor; multi-tensor, ``operations``
+    (each over all tensors); flat and eager, ``operations`` per slice of the buffer (``slices``, see
+    :func:`eager_slices`); flat and compiled, one."""
     if path == "per-tensor":
         return operations * tensors
-    if path in ("multi-tensor", "flat, eager"):
+    if path == "multi-tensor":
         return operations
+    if path == "flat, eager":
+        return operations * slices
     if path == "flat, compiled":
         return 1
     raise ValueError(f"Invalid path: {path!r} (expected per-tensor, multi-tensor, 'flat, eager' or 'flat, compiled')")
@@ -179,11 +223,48 @@ def launch_overhead_us(device="cpu", repeats: int = 2000) -> float:
     return median_ms(lambda: one.add_(1), device, repeats, 3) * 1e3
 
 
-def copy_bandwidth_gbs(parameters: int, device="cpu") -> float:
-    """GB/s of a device-to-device copy spanning as much memory as θ, g, m, v (2N float32 read and written)."""
-    source = torch.rand(2 * parameters, device=device)
-    target = torch.empty_like(source)
-    return 16 * parameters / (median_ms(lambda: target.copy_(source), device, 10, 3) * 1e-3) / 1e9
+def floor_kernels(parameters: int, device="cpu") -> dict:
+    """One-pass kernels over four arrays of ``parameters`` float32 numbers (the memory of θ, g, m, v), as
+    ``{name: (run, bytes per call)}``, each doing no more work than an Adam step:
+
+    * ``"θ += g, m += v"``: ``torch._foreach_add_`` in place, reading 4 arrays and writing 2 (24 bytes per
+      number; written arrays were just read, so no extra write-allocate traffic);
+    * ``"torch fused Adam, one tensor"``: torch.optim's fused Adam on a single tensor, reading θ, g, m, v and
+      writing θ, m, v in one pass (28 bytes per number), the step's own mix of reads and writes.
+    """
+    generator = torch.Generator().manual_seed(0)
+    theta, grad, exp_avg, exp_avg_sq = (torch.rand(parameters, generator=generator).to(device) for _ in range(4))
+    param = torch.nn.Parameter(torch.rand(parameters, generator=generator).to(device))
+    param.grad = torch.rand(parameters, generator=generator).to(device) * 1e-3
+    fused = torch.optim.Adam([param], lr=1e-3, fused=True)
+    return {
+        "θ += g, m += v": (lambda: torch._foreach_add_([theta, exp_avg], [grad, exp_avg_sq]), 24 * parameters),
+        "torch fused Adam, one tensor": (fused.step, 28 * parameters),
+    }
+
+
+def floor_ms(parameters: int, device="cpu", bytes_per_param: int = 28, repeats: int = 5, steps: int = 5) -> float:
+    """The least time, in ms, in which this machine moves ``bytes_per_param`` bytes for each of ``parameters``
+    numbers, on the current threads: the best bandwidth of the :func:`floor_kernels`, each the fastest of
+    ``repeats`` runs of ``steps`` calls. Measured at the size of the step (caches included), so no step over
+    that memory can beat it; take the minimum of several calls, interleaved with what you time, on a busy
+    machine."""
+    cuda = torch.device(device).type == "cuda"
+    best = float("inf")
+    for run, moved in floor_kernels(parameters, device).values():
+        for _ in range(2):
+            run()
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            if cuda:
+                torch.cuda.synchronize()
+            seconds_per_byte = (time.perf_counter() - start) / steps / moved
+            best = min(best, seconds_per_byte * bytes_per_param * parameters * 1e3)
+    return best
 
 
 def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch_us: float = 5.0,
@@ -202,9 +283,9 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
         ax.plot(sizes, step_time_ms(sizes, launches, moved, bandwidth_gbs, launch_us), color=PATH_COLORS[path],
                 ls="--" if path == "multi-tensor" else "-", label=f"{path}: {launches:,} launches, {moved} B/parameter")
     ax.plot(sizes, step_time_ms(sizes, 0, bytes_per_param, bandwidth_gbs, launch_us), color="k", ls=":",
-            lw=1, label=f"floor: {bytes_per_param} B/parameter at {bandwidth_gbs:g} GB/s")
+            lw=1, label=f"bytes alone: {bytes_per_param} B/parameter at {bandwidth_gbs:g} GB/s")
     ax.axvline(parameters, color="k", lw=0.8, ls="--")
-    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="predicted ms per step",
+    ax.set(xscale="log", yscale="log", xlabel="parameters $N$", ylabel="predicted ms per step",
            title=f"launch-bound left, bandwidth-bound right ({tensors} tensors, {launch_us:g} µs per launch)")
     ax.legend(loc="upper left", fontsize=8)
     return fig

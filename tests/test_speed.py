@@ -1,11 +1,14 @@
-"""course_lib.speed: byte counts from the rules, operation counts from the dispatcher, the time model."""
+"""course_lib.speed: byte counts from the rules, operation counts from the dispatcher, the time model, the
+memory an optimizer keeps; and what notebook 10 gets where torch.compile cannot build a kernel."""
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from course_lib import optim, rules, speed, widgets
+from course_lib import fast_paths, optim, rules, speed, widgets
 
 
 @pytest.mark.parametrize("rule, expected", [
@@ -28,22 +31,36 @@ def test_unfused_adam_moves_six_times_the_bytes():
     assert unfused == 168 and unfused == 6 * speed.bytes_per_parameter(rules.adam())
 
 
+def _arithmetic(counts):
+    names = {"mul", "add", "div", "sqrt", "sub"}
+    return sum(n for op, n in counts.items() if op.removeprefix("_foreach_") in names)
+
+
 def test_operation_counts_match_the_launch_model():
     counts = {}
     for name, kwargs in (("per-tensor", dict(foreach=False)), ("multi-tensor", dict(foreach=True)),
-                         ("flat, eager", dict())):
-        opt = optim.Adam(speed.make_parameters(3000, 30), lr=1e-3, **kwargs)
-        opt.step()
-        counts[name] = speed.count_operations(opt.step)
-    arithmetic = {"mul", "add", "div", "sqrt", "sub"}
-    per_tensor = sum(counts["per-tensor"][op] for op in arithmetic)
-    flat = sum(counts["flat, eager"][op] for op in arithmetic)
-    multi = sum(n for op, n in counts["multi-tensor"].items() if op.removeprefix("_foreach_") in arithmetic)
-    assert flat == multi == 14  # Adam's rule: 14 element-wise operations
-    assert per_tensor == speed.launches_per_step("per-tensor", 30, 14) == 30 * 14
+                         ("flat, eager", dict(fused=True))):
+        with fast_paths.compile_disabled():  # fused=True runs the flat path eagerly
+            opt = optim.Adam(speed.make_parameters(3000, 30), lr=1e-3, **kwargs)
+            opt.step()
+            counts[name] = speed.count_operations(opt.step)
+    assert opt.paths[0].startswith("group 0: flat, eager")
+    assert _arithmetic(counts["flat, eager"]) == _arithmetic(counts["multi-tensor"]) == 14  # Adam: 14 operations
+    assert _arithmetic(counts["per-tensor"]) == speed.launches_per_step("per-tensor", 30, 14) == 30 * 14
     assert speed.launches_per_step("flat, compiled", 30, 14) == 1
     with pytest.raises(ValueError, match="path"):
         speed.launches_per_step("fast", 30, 14)
+
+
+def test_the_eager_flat_path_launches_its_operations_once_per_slice_on_a_cpu():
+    parameters = 2 * fast_paths.EAGER_CHUNK_ELEMENTS + 1  # three slices
+    with fast_paths.compile_disabled():
+        opt = optim.Adam(speed.make_parameters(parameters, 4), lr=1e-3, fused=True)
+        opt.step()
+        counts = speed.count_operations(opt.step)
+    assert speed.eager_slices(parameters) == 3 and speed.eager_slices(parameters, "cuda") == 1
+    assert list(speed.eager_slices(np.array([1, 2**17, 2**17 + 1]))) == [1, 1, 2]
+    assert _arithmetic(counts) == speed.launches_per_step("flat, eager", 4, 14, slices=3) == 42
 
 
 def test_step_time_model_has_a_launch_floor_and_a_bandwidth_slope():
@@ -74,4 +91,158 @@ def test_step_time_playground_builds_and_redraws():
 
 def test_machine_constants_are_positive_and_finite():
     assert 0 < speed.launch_overhead_us(repeats=50) < 1e5
-    assert 0 < speed.copy_bandwidth_gbs(10_000) < 1e5
+    kernels = speed.floor_kernels(10_000)
+    assert [moved for _, moved in kernels.values()] == [24 * 10_000, 28 * 10_000]  # bytes each kernel moves
+    floor = speed.floor_ms(10_000, repeats=2, steps=2)
+    assert 0 < floor < 1e3
+    assert speed.floor_ms(10_000, bytes_per_param=0, repeats=1, steps=1) == 0
+
+
+# --- the memory an optimizer keeps --------------------------------------------------------------------------
+
+MAKERS = {
+    "gd": (rules.sgd(lr=0.1), lambda ps: torch.optim.SGD(ps, lr=0.1)),
+    "momentum": (rules.sgd(lr=0.1, momentum=0.9), lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)),
+    "adam": (rules.adam(), lambda ps: torch.optim.Adam(ps)),
+    "amsgrad": (rules.adam(amsgrad=True), lambda ps: torch.optim.Adam(ps, amsgrad=True)),
+    "adamw": (rules.adamw(), lambda ps: torch.optim.AdamW(ps)),
+}
+
+
+def _tensor_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_memory_per_parameter_matches_what_torch_optim_keeps(name):
+    rule, make = MAKERS[name]
+    parameters = 1000
+    master = speed.make_parameters(parameters, 4)  # float32
+    optimizer = make(master)
+    optimizer.step()
+    state = [value for entry in optimizer.state_dict()["state"].values() for key, value in entry.items()
+             if key != "step" and isinstance(value, torch.Tensor)]  # a step counter per tensor, not per number
+    fp32 = speed.memory_per_parameter(rule)
+    assert fp32["weights"] * parameters == _tensor_bytes(master)
+    assert fp32["gradients"] * parameters == _tensor_bytes(p.grad for p in master)
+    assert fp32["optimizer state"] * parameters == _tensor_bytes(state)
+    assert fp32["master weights"] == 0
+    # mixed precision: the model in bfloat16, the optimizer on a float32 master copy
+    model = [p.detach().to(torch.bfloat16).requires_grad_() for p in master]
+    for p, m in zip(model, master):
+        p.grad = m.grad.to(torch.bfloat16)
+    mixed = speed.memory_per_parameter(rule, "mixed")
+    assert mixed["weights"] * parameters == _tensor_bytes(model)
+    assert mixed["gradients"] * parameters == _tensor_bytes(p.grad for p in model)
+    assert mixed["master weights"] * parameters == _tensor_bytes(master)
+    assert mixed["optimizer state"] == fp32["optimizer state"]
+
+
+def test_memory_per_parameter_totals_and_errors():
+    totals = {name: sum(speed.memory_per_parameter(rule, "mixed").values()) for name, (rule, _) in MAKERS.items()}
+    assert totals["adam"] == 16  # ZeRO's "2 + 2 + 12" for mixed-precision Adam
+    assert totals == {"gd": 8, "momentum": 12, "adam": 16, "amsgrad": 20, "adamw": 16}
+    with pytest.raises(ValueError, match="precision"):
+        speed.memory_per_parameter(rules.adam(), "float16")
+
+
+# --- without torch.compile -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_compile_caches(monkeypatch):
+    """Empty caches and warning memory, so each test sees compile_rule decide afresh."""
+    for name in ("_COMPILED", "_COMPILE_ERRORS", "_FALLBACKS", "_UNAVAILABLE"):
+        monkeypatch.setattr(fast_paths, name, {})
+    monkeypatch.setattr(fast_paths, "_WARNED", set())
+
+
+def _start_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(50, generator=generator, dtype=torch.float64),
+            torch.randn(50, generator=generator, dtype=torch.float64))
+
+
+def _two_steps_through(compiled):
+    """θ after two Adam steps (η = 0.1) through ``compiled(param, grad, step, m, v, lr, β₁, β₂, ε)``."""
+    param, grad = _start_and_gradient()
+    state = [torch.zeros(1, dtype=torch.float64), torch.zeros(50, dtype=torch.float64),
+             torch.zeros(50, dtype=torch.float64)]
+    hyper = [torch.full((1,), value, dtype=torch.float64) for value in (0.1, 0.9, 0.999, 1e-8)]
+    for _ in range(2):
+        compiled(param, grad, *state, *hyper)
+    return param
+
+
+def _two_steps_of_the_rule():
+    param, grad = _start_and_gradient()
+    rule = rules.adam(lr=0.1)
+    state = rule.init(param)
+    for _ in range(2):
+        param, state = rule.update(param, grad, state)
+    return param
+
+
+def test_switched_off_compilation_gives_the_eager_rule_and_warns_once(monkeypatch, fresh_compile_caches):
+    monkeypatch.setenv("COURSE_NO_COMPILE", "1")
+    assert "COURSE_NO_COMPILE" in optim.compile_unavailable_reason("cpu")
+    with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .COURSE_NO_COMPILE is set"):
+        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    assert fallback.fallback_reason.startswith("COURSE_NO_COMPILE is set")
+    assert fallback.kernel_count() == 0 and fallback.source == ""
+    assert fallback.operation_count() == 25 and "aten.sqrt" in fallback.graph.code  # the same traced rule
+    assert torch.equal(_two_steps_through(fallback), _two_steps_of_the_rule())  # eager: bit for bit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once is enough
+        assert optim.compile_rule(rules.adam(lr=0.5), torch.float64, "cpu") is fallback
+        # and the optimizer's flat path, asked to compile, runs eagerly without a second warning
+        params = speed.make_parameters(1000, 3)
+        reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for p, r in zip(params, reference):
+            r.grad = p.grad.clone()
+        ours, theirs = optim.Adam(params, lr=0.1, fused=True), torch.optim.Adam(reference, lr=0.1)
+        for _ in range(3):
+            ours.step()
+            theirs.step()
+    assert ours.paths[0].startswith("group 0: flat, eager")
+    assert max((a - b).abs().max().item() for a, b in zip(params, reference)) < 1e-6
+
+
+def test_without_a_cpp_compiler_compile_rule_falls_back(monkeypatch, fresh_compile_caches):
+    import torch._inductor.cpp_builder
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found (simulated)")
+
+    monkeypatch.delenv("COURSE_NO_COMPILE", raising=False)
+    monkeypatch.setattr(torch._inductor.cpp_builder, "get_cpp_compiler", no_compiler)
+    reason = optim.compile_unavailable_reason("cpu")
+    assert reason.startswith("no working C++ compiler was found") and "simulated" in reason
+    with pytest.warns(optim.CompileFallbackWarning, match="no working C.. compiler"):
+        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    assert fallback.fallback_reason == reason and fallback.kernel_count() == 0
+    assert torch.equal(_two_steps_through(fallback), _two_steps_of_the_rule())
+
+
+def test_a_failing_compilation_is_remembered_and_falls_back(monkeypatch, fresh_compile_caches):
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("C++ compile error\nerror: 'at::vec' has not been declared (simulated)")
+
+    monkeypatch.delenv("COURSE_NO_COMPILE", raising=False)
+    monkeypatch.setattr(fast_paths, "_UNAVAILABLE", {"cpu": None})
+    monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
+    with pytest.warns(optim.CompileFallbackWarning, match="compiling adam failed: RuntimeError: C.. compile error"):
+        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    assert "at::vec" in fallback.fallback_reason
+    assert optim.compile_rule(rules.adam(lr=0.2), torch.float64, "cpu") is fallback and len(calls) == 1
+
+
+def test_compile_disabled_is_silent_and_temporary(fresh_compile_caches):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fast_paths.compile_disabled():
+            assert optim.compile_unavailable_reason("cpu") == "compilation switched off by compile_disabled()"
+            assert optim.compile_rule(rules.sgd(lr=0.1), torch.float32, "cpu").fallback_reason
+    assert optim.compile_unavailable_reason("cpu") != "compilation switched off by compile_disabled()"
