@@ -1,6 +1,7 @@
 # The "Choosing an optimizer" course. Two commands do everything on a fresh machine:
 #   make lab    create .venv, install, open JupyterLab on the first notebook
 #   make test   create .venv if needed, install, run ruff, the unit tests and every notebook under nbval
+#   make test-portable   every notebook under nbval again with other BLAS kernels, SIMD levels and thread counts
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,16 +14,21 @@ KERNEL_NAME := choosing-an-optimizer
 # Notebooks must run with the inline backend: an exported MPLBACKEND=Agg would silently drop every figure.
 NB_ENV := env -u MPLBACKEND PYTHONHASHSEED=0
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+	-n $(JOBS) --dist loadscope
+# JupyterLab settings shipped with the course (no "get notified about Jupyter news?" pop-up on first start)
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 # The slides load reveal.js, require.js, jQuery and MathJax from CDNs; to present offline, set SLIDES_ASSETS to a
 # folder relative to slides/ that holds them (see tools/make_slides.py), or REVEAL_URL_PREFIX to move reveal.js alone.
 SLIDES_ASSETS ?=
 REVEAL_URL_PREFIX ?=
 
-.PHONY: help venv lab test lint unit nbval execute clean student slides html images course-time
+.PHONY: help venv lab test test-portable lint unit nbval execute clean student slides html images course-time
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
 	@echo "make test     set up .venv and run ruff, the unit tests and every notebook (nbval)"
+	@echo "make test-portable  every notebook (nbval) under other BLAS kernels, SIMD levels and thread counts"
 	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
 	@echo "make clean    remove .venv and generated files"
 	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
@@ -40,7 +46,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-lab: $(STAMP)
+$(LAB_OVERRIDES): tools/jupyterlab_overrides.json $(STAMP)
+	@mkdir -p $(dir $@)
+	cp tools/jupyterlab_overrides.json $@
+
+lab: $(STAMP) $(LAB_OVERRIDES)
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL_NAME) --display-name "Python (choosing-an-optimizer)"
 	$(NB_ENV) $(BIN)/jupyter lab $(ROOT_FLAG) $(FIRST_NOTEBOOK)
 
@@ -51,10 +61,13 @@ unit: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -n $(JOBS)
 
 nbval: $(STAMP)
-	$(NB_ENV) $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
-		-n $(JOBS) --dist loadscope $(NOTEBOOKS)
+	$(NB_ENV) $(NBVAL) $(NOTEBOOKS)
 
 test: lint unit nbval
+
+# The same nbval run once per setting of tools/portable_nbval.py (README, "How the tests work").
+test-portable: $(STAMP)
+	$(NB_ENV) $(BIN)/python tools/portable_nbval.py -- $(NBVAL) -q $(NOTEBOOKS)
 
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \

@@ -34,6 +34,8 @@ import torch
 
 __all__ = ["Dataset", "split_and_scale", "breast_cancer", "load_csv", "synthetic_binary", "MISSING_MARKERS"]
 
+SPLITS = ("train", "val", "test")
+
 # Cells that mean "no value" in the CSVs learners meet (compared case-insensitively, after stripping spaces).
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 
@@ -68,6 +70,8 @@ class Dataset:
 
     def positive_fraction(self, split: str = "train") -> float:
         """The fraction of rows labelled 1 in ``split`` (stratification keeps it equal across splits)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
         labels = getattr(self, split)[1]
         return float(labels.mean()) if len(labels) else float("nan")
 
@@ -92,27 +96,48 @@ def split_and_scale(features, labels, *, val_fraction: float = 0.2, test_fractio
     validation split round(``val_fraction`` · n) rows. Means and standard deviations come from
     the training rows only; a constant column keeps std 1 (it is only centred).
     Fractions of 0 give empty splits (shape (0, d)).
+
+    Raises ``ValueError`` naming the row and column of a NaN or infinite
+    feature, and naming the class and the split when a class has too few rows
+    to be stratified.
     """
     from sklearn.model_selection import train_test_split
 
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
+    try:
+        features = np.asarray(features, dtype=np.float64)
+        labels = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"features and labels must hold numbers: {error}") from None
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D array (rows × features); got shape {features.shape}")
+    if features.shape[0] == 0:
+        raise ValueError("features has no rows")
     if labels.shape != (features.shape[0],):
         raise ValueError(f"labels must have shape ({features.shape[0]},) to match features; got {labels.shape}")
     if not np.all(np.isin(labels, (0.0, 1.0))):
         raise ValueError(f"labels must be 0 or 1; found {sorted(set(labels.tolist()))[:10]}")
+    names = tuple(feature_names) if feature_names is not None else tuple(f"x{i + 1}" for i in range(features.shape[1]))
+    if len(names) != features.shape[1]:
+        raise ValueError(f"feature_names has {len(names)} names for {features.shape[1]} features")
+    if not np.all(np.isfinite(features)):
+        bad = np.argwhere(~np.isfinite(features))
+        row, column = (int(i) for i in bad[0])
+        raise ValueError(f"features hold {len(bad)} NaN or infinite value(s), the first {features[row, column]} at "
+                         f"row {row}, column {column} ({names[column]!r}); fill or drop them before splitting "
+                         "(one would spoil the whole column's mean and standard deviation)")
     for fraction_name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= fraction < 1:
             raise ValueError(f"{fraction_name} must be in [0, 1); got {fraction}")
     if val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction + test_fraction must be < 1; got {val_fraction + test_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - 1:
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 2; got {seed!r}")
 
     rows = np.arange(len(labels))
     test_count, val_count = round(test_fraction * len(rows)), round(val_fraction * len(rows))
-    rest, test_rows = _split(rows, labels, test_count, seed, train_test_split)
-    train_rows, val_rows = _split(rest, labels[rest], val_count, seed + 1, train_test_split)
+    rest, test_rows = _split(rows, labels, test_count, seed, train_test_split, "test", "", classes)
+    train_rows, val_rows = _split(rest, labels[rest], val_count, seed + 1, train_test_split, "validation",
+                                  " left after the test split", classes)
 
     mean = features[train_rows].mean(axis=0)
     std = features[train_rows].std(axis=0)
@@ -122,16 +147,32 @@ def split_and_scale(features, labels, *, val_fraction: float = 0.2, test_fractio
         X = torch.tensor((features[index] - mean) / std, dtype=torch.float32).reshape(len(index), features.shape[1])
         return X, torch.tensor(labels[index], dtype=torch.float32)
 
-    names = tuple(feature_names) if feature_names is not None else tuple(f"x{i + 1}" for i in range(features.shape[1]))
-    if len(names) != features.shape[1]:
-        raise ValueError(f"feature_names has {len(names)} names for {features.shape[1]} features")
     return Dataset(pair(train_rows), pair(val_rows), pair(test_rows), names, tuple(classes), mean, std, name)
 
 
-def _split(rows, labels, count, seed, train_test_split):
-    """``count`` rows split off ``rows``, stratified by ``labels``."""
+def _split(rows, labels, count, seed, train_test_split, split: str, source: str, classes=(0, 1)):
+    """``count`` rows split off ``rows``, stratified by ``labels``; ``split``, ``source`` and the class names
+    ``classes`` (of labels 0 and 1) make the errors say where.
+
+    A stratified split needs every class to have at least 2 of the rows and
+    each side at least one row per class (scikit-learn's rules, checked here so
+    that the error can say which class and which split).
+    """
     if count == 0:
         return rows, rows[:0]
+    present, counts = np.unique(labels, return_counts=True)
+    advice = "use more rows, or a smaller val_fraction / test_fraction (0 leaves that split empty)"
+    if counts.min() < 2:
+        label = int(present[counts.argmin()])
+        name = f" ({classes[label]!r})" if len(classes) == 2 and classes[label] != label else ""
+        raise ValueError(f"cannot split off the {split} rows stratified by class: class {label}{name} has only "
+                         f"{counts.min()} of the {len(rows)} rows{source}, and a stratified split needs at least 2 "
+                         f"per class; " + advice)
+    if count < len(present) or len(rows) - count < len(present):
+        side, size = (split, count) if count < len(present) else ("remaining", len(rows) - count)
+        raise ValueError(f"cannot split off {count} {split} rows from the {len(rows)} rows{source} stratified by "
+                         f"class: the {side} rows would be {size}, too few to hold each of the {len(present)} "
+                         "classes; " + advice)
     return train_test_split(rows, test_size=count, random_state=seed, stratify=labels)
 
 
@@ -159,7 +200,8 @@ def synthetic_binary(n: int = 768, features: int = 8, *, seed: int = 0, val_frac
     helps but a linear model already does fairly well (like real tabular data).
     The same ``seed`` gives the same table on every machine.
     """
-    if n < 10 or features < 2:
+    if (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or isinstance(features, bool)
+            or not isinstance(features, (int, np.integer)) or n < 10 or features < 2):
         raise ValueError(f"synthetic_binary needs n >= 10 and features >= 2; got n={n}, features={features}")
     rng = np.random.default_rng(seed)
     mixing = np.eye(features) + 0.3 * rng.standard_normal((features, features))

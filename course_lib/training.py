@@ -85,21 +85,35 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     available raises ``RuntimeError`` instead of silently falling back, so a
     "GPU" run never quietly happens on the CPU.
     """
-    choice = preferred if preferred is not None else os.environ.get(DEVICE_ENV, "").strip()
+    if preferred is not None:
+        return _named_device(preferred, "preferred")
+    choice = os.environ.get(DEVICE_ENV, "").strip()
     if choice:
-        source = "preferred" if preferred is not None else f"${DEVICE_ENV}"
-        try:
-            device = torch.device(choice)
-        except (RuntimeError, ValueError) as error:
-            raise ValueError(f"{source}={str(choice)!r} is not a device name (try cpu, cuda, cuda:0 or mps)") from error
-        if not _available(device):
-            raise RuntimeError(f"{source}={str(choice)!r} asks for {device}, which is not available on this machine")
-        return device
+        return _named_device(choice, f"${DEVICE_ENV}")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _named_device(choice, source: str) -> torch.device:
+    """The device named by ``choice`` (a string or ``torch.device``), checked to exist on this machine.
+
+    ``source`` says where the name came from (``'device'``, ``'$COURSE_DEVICE'``…) so the error can point at it.
+    """
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"{source}={str(choice)!r} is not a device name (try cpu, cuda, cuda:0 or mps)") from error
+    if not _available(device):
+        raise RuntimeError(f"{source}={str(choice)!r} asks for {device}, which is not available on this machine")
+    return device
+
+
+def _device_argument(device) -> torch.device:
+    """``device=`` of fit, evaluate and lr_range_test: :func:`pick_device`'s choice when None, else checked."""
+    return pick_device() if device is None else _named_device(device, "device")
 
 
 def seed_everything(seed: int) -> int:
@@ -258,10 +272,22 @@ def _model_dtype(model) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def _check_pair(pair, name: str, dtype: torch.dtype):
-    """``(X, y)`` as tensors of the model's dtype, after the checks ``fit`` promises."""
+def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = True):
+    """``(X, y)`` as tensors of the model's dtype, after the checks ``fit`` promises.
+
+    ``name`` says where the pair came from (``'train'``, ``'train batch 3'``…); a batch a DataLoader yielded
+    or an argument that cannot be a DataLoader (``loader_allowed=False``) gets an error that says so.
+    """
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise ValueError(f"{name} must be a pair (X, y) of tensors or a DataLoader; got {type(pair).__name__}")
+        what = type(pair).__name__ if not isinstance(pair, (tuple, list)) else f"a sequence of {len(pair)} items"
+        if " batch " in name:
+            raise ValueError(f"{name}: a DataLoader must yield pairs (X, y) of tensors; got {what}")
+        if _is_loader(pair) and not loader_allowed:
+            raise ValueError(f"{name} must be an in-memory pair (X, y) of tensors here, not a {what} (the "
+                             "minibatches are drawn from the tensors); for a TensorDataset pass "
+                             "loader.dataset.tensors")
+        expected = "a pair (X, y) of tensors or a DataLoader" if loader_allowed else "a pair (X, y) of tensors"
+        raise ValueError(f"{name} must be {expected}; got {what}")
     X, y = (torch.as_tensor(part) for part in pair)
     if X.ndim < 2:
         raise ValueError(f"{name} X must be 2-D (samples × features); got shape {tuple(X.shape)}")
@@ -299,10 +325,41 @@ def _check_model_output(model, X: torch.Tensor, name: str) -> None:
         raise ValueError(f"the model cannot take {name} X of shape {tuple(X.shape)}: {error}") from None
     finally:
         model.train(was_training)
-    rows = min(2, X.shape[0])
-    if tuple(out.shape) not in ((rows,), (rows, 1)):
-        raise ValueError(f"the model returns shape {tuple(out.shape)} for {rows} samples; fit expects one logit per "
-                         f"sample, shape ({rows},) or ({rows}, 1)")
+    _check_logits(out, min(2, X.shape[0]), name)
+
+
+def _check_logits(logits: torch.Tensor, rows: int, name: str) -> None:
+    """The model's output for ``rows`` samples of ``name`` must be one logit per sample."""
+    if tuple(logits.shape) not in ((rows,), (rows, 1)):
+        raise ValueError(f"the model returns shape {tuple(logits.shape)} for {rows} samples of {name}; expected "
+                         f"one logit per sample, shape ({rows},) or ({rows}, 1) (a binary classifier's last layer "
+                         "has one output)")
+
+
+def _forward(model, inputs: torch.Tensor, targets: torch.Tensor, name: str) -> torch.Tensor:
+    """The model's logits for a checked batch, shaped like ``targets``; a model that cannot take the batch or
+    returns another shape raises ``ValueError`` naming the batch (DataLoader batches are only seen here)."""
+    try:
+        logits = model(inputs)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as error:
+        raise ValueError(f"the model cannot take {name} X of shape {tuple(inputs.shape)}: {error}") from error
+    _check_logits(logits, len(targets), name)
+    return logits.reshape(targets.shape)
+
+
+def _check_model_and_optimizer(model, optimizer) -> None:
+    """``model`` is a module and ``optimizer`` a torch optimizer that updates at least one of its parameters."""
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+    owned = {id(param) for group in optimizer.param_groups for param in group["params"]}
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    if trainable and not any(id(param) in owned for param in trainable):
+        raise ValueError("the optimizer holds none of the model's parameters, so training would change nothing: "
+                         "build it from this model, e.g. optim.Adam(model.parameters())")
 
 
 def _is_loader(data) -> bool:
@@ -365,9 +422,20 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (full batch); got {batch_size!r}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
-    device = pick_device() if device is None else torch.device(device)
+    _check_model_and_optimizer(model, optimizer)
+    if train is None:
+        raise ValueError("train is None: fit needs training data, an (X, y) pair of tensors or a DataLoader")
+    if loss is not None and not callable(loss):
+        raise ValueError(f"loss must be callable, loss(logits, targets) -> the batch mean; got {type(loss).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
+    if history is not None and not isinstance(history, History):
+        raise ValueError(f"history must be the History of an earlier run (or None); got {type(history).__name__}")
+    if checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        if not os.path.isdir(folder):
+            raise ValueError(f"checkpoint={os.fspath(checkpoint)!r}: the folder {folder!r} does not exist")
+    device = _device_argument(device)
     loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
     dtype = _model_dtype(model)
 
@@ -446,9 +514,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     return history
 
 
-def _train_step(model, optimizer, loss_fn, inputs, targets):
+def _train_step(model, optimizer, loss_fn, inputs, targets, name="train batch"):
     """One optimizer step on one batch; returns the batch loss and the logits, both detached."""
-    logits = model(inputs).reshape(targets.shape)
+    logits = _forward(model, inputs, targets, name)
     batch_loss = loss_fn(logits, targets)
     optimizer.zero_grad(set_to_none=True)
     batch_loss.backward()
@@ -481,7 +549,7 @@ def _train_epoch_loader(model, optimizer, loss_fn, loader, device, dtype):
     for step, batch in enumerate(loader):
         inputs, targets = _check_pair(batch, f"train batch {step + 1}", dtype)
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets)
+        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets, f"train batch {step + 1}")
         step_losses.append(batch_loss)
         counts.append(((logits > 0) == (targets > 0.5)).sum())
         sizes.append(len(targets))
@@ -496,17 +564,24 @@ def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, devi
 
     The input is checked as in :func:`fit`; ``device`` defaults to the model's.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if data is None:
+        raise ValueError("data is None: evaluate needs an (X, y) pair of tensors or a DataLoader")
     loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
     dtype = _model_dtype(model)
     if device is None:
         device = next((param.device for param in model.parameters()), torch.device("cpu"))
-    if _is_loader(data):
-        batches = (_check_pair(batch, f"evaluation batch {i + 1}", dtype) for i, batch in enumerate(data))
     else:
-        batches = [_check_pair(data, "evaluation data", dtype)]
+        device = _named_device(device, "device")
+    if _is_loader(data):
+        batches = ((f"evaluation batch {i + 1}", _check_pair(batch, f"evaluation batch {i + 1}", dtype))
+                   for i, batch in enumerate(data))
+    else:
+        batches = [("evaluation data", _check_pair(data, "evaluation data", dtype))]
     total_loss, correct, seen = 0.0, 0, 0
-    for X, y in batches:
-        batch_loss, batch_accuracy = _evaluate_tensors(model, X.to(device), y.to(device), loss_fn)
+    for name, (X, y) in batches:
+        batch_loss, batch_accuracy = _evaluate_tensors(model, X.to(device), y.to(device), loss_fn, name)
         total_loss += batch_loss * len(y)
         correct += round(batch_accuracy * len(y))
         seen += len(y)
@@ -516,12 +591,12 @@ def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, devi
 
 
 @torch.no_grad()
-def _evaluate_tensors(model, X, y, loss_fn) -> tuple[float, float]:
+def _evaluate_tensors(model, X, y, loss_fn, name="validation data") -> tuple[float, float]:
     """Loss and accuracy on checked tensors already on the model's device (one read-back)."""
     was_training = model.training
     model.eval()
     try:
-        logits = model(X).reshape(y.shape)
+        logits = _forward(model, X, y, name)
         both = torch.stack([loss_fn(logits, y).to(torch.float64),
                             ((logits > 0) == (y > 0.5)).sum().to(torch.float64)]).cpu()
     finally:
@@ -639,19 +714,21 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
     The model's weights and the optimizer's state (learning rates included) are
     restored afterwards, so the test leaves no trace on them.
     """
-    if not (start_lr > 0 and end_lr > start_lr):
+    if not (start_lr > 0 and end_lr > start_lr and math.isfinite(end_lr)):
         raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2; got {steps!r}")
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1); got {smoothing}")
-    if diverge_factor <= 1:
+    if not diverge_factor > 1:
         raise ValueError(f"diverge_factor must be > 1; got {diverge_factor}")
-    device = pick_device() if device is None else torch.device(device)
+    _check_model_and_optimizer(model, optimizer)
+    device = _device_argument(device)
     loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
-    X, y = _check_pair(train, "train", _model_dtype(model))
+    X, y = _check_pair(train, "lr_range_test's train", _model_dtype(model), loader_allowed=False)
     _check_model_output(model, X, "train")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (full batch); got {batch_size!r}")
 
     saved_model = copy.deepcopy(model.state_dict())
@@ -677,7 +754,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
             for group in optimizer.param_groups:
                 group["lr"] = float(lr)
             inputs, targets = X.index_select(0, rows), y.index_select(0, rows)
-            batch_loss = loss_fn(model(inputs).reshape(targets.shape), targets)
+            batch_loss = loss_fn(_forward(model, inputs, targets, f"train batch {k + 1}"), targets)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             value = float(batch_loss.detach())

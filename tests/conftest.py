@@ -1,4 +1,5 @@
-"""Shared test set-up: a non-interactive matplotlib backend for unit tests only.
+"""Shared test set-up: a non-interactive matplotlib backend for unit tests only, and playground callbacks that
+raise.
 
 (The notebooks run in their own kernels under nbval and keep the inline backend.)
 """
@@ -39,3 +40,19 @@ def torch_optim_db():
     from torch.testing._internal.common_optimizers import optim_db
 
     return {info.name: info for info in optim_db}
+
+
+class _ReraisingShell:
+    """Stands in for IPython where ipywidgets reports a callback's exception: it re-raises the exception instead."""
+
+    def showtraceback(self, *args, **kwargs):
+        raise  # called inside ipywidgets' ``except`` block: re-raises the callback's exception)
+
+
+@pytest.fixture(autouse=True)
+def playground_callbacks_raise(monkeypatch):
+    """Without a kernel, ``ipywidgets.interactive`` logs a callback's exception and carries on, so a broken
+    playground would pass its test. Here the exception propagates out of the slider assignment that triggered it."""
+    from ipywidgets.widgets import interaction
+
+    monkeypatch.setattr(interaction, "get_ipython", lambda: _ReraisingShell())

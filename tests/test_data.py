@@ -105,12 +105,56 @@ def test_to_device_keeps_everything():
     (dict(test_fraction=-0.1), "test_fraction"),
     (dict(val_fraction=0.5, test_fraction=0.5), "< 1"),
     (dict(feature_names=["a"]), "feature_names"),
+    (dict(features=np.zeros((0, 3)), labels=np.zeros(0)), "no rows"),
+    (dict(features=np.full((30, 3), "a")), "must hold numbers"),
+    (dict(seed=-1), "seed"),
+    (dict(seed=1.5), "seed"),
 ])
 def test_split_and_scale_rejects_bad_arguments(bad, words):
     arguments = dict(features=np.random.default_rng(0).normal(size=(30, 3)), labels=np.array([0, 1] * 15))
     arguments.update(bad)
     with pytest.raises(ValueError, match=words):
         data.split_and_scale(arguments.pop("features"), arguments.pop("labels"), **arguments)
+
+
+def test_a_nan_or_infinite_feature_is_named_by_row_and_column_before_it_spoils_its_column():
+    features = np.random.default_rng(0).normal(size=(30, 3))
+    features[7, 2] = np.nan
+    features[9, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 NaN or infinite value\(s\), the first nan at row 7, column 2 \('x3'\)"):
+        data.split_and_scale(features, np.array([0, 1] * 15))
+    features[7, 2] = 0.0
+    with pytest.raises(ValueError, match=r"the first inf at row 9, column 0 \('glucose'\)"):
+        data.split_and_scale(features, np.array([0, 1] * 15), feature_names=["glucose", "b", "c"])
+
+
+def test_classes_too_small_to_stratify_name_the_class_and_the_split():
+    """scikit-learn's own errors ("The least populated class in y has only 1 member") said neither."""
+    features = np.random.default_rng(0).normal(size=(20, 2))
+    one_positive = np.array([0] * 19 + [1])
+    with pytest.raises(ValueError, match=r"test rows stratified by class: class 1 \('yes'\) has only 1 of the 20"):
+        data.split_and_scale(features, one_positive, classes=("no", "yes"))
+    # a test split of half the rows takes one of the two positives; the validation split then finds one left
+    two_positives = np.array([0] * 18 + [1] * 2)
+    with pytest.raises(ValueError, match=r"validation rows .* class 1 has only 1 of the 10 rows left after the test"):
+        data.split_and_scale(features, two_positives, test_fraction=0.5)
+    with pytest.raises(ValueError, match=r"the test rows would be 1, too few to hold each of the 2 classes"):
+        data.split_and_scale(features[:5], np.array([0, 0, 1, 1, 1]), val_fraction=0.1)
+    with pytest.raises(ValueError, match=r"the remaining rows would be 1"):
+        data.split_and_scale(features[:4], np.array([0, 0, 1, 1]), val_fraction=0, test_fraction=0.75)
+    # with that split left empty the same rows are fine
+    halves = data.split_and_scale(features, two_positives, val_fraction=0, test_fraction=0.5)
+    assert halves.sizes == {"train": 10, "val": 0, "test": 10} and halves.test[1].sum() == 1
+
+
+def test_unknown_split_is_named():
+    with pytest.raises(ValueError, match="unknown split 'training'"):
+        data.synthetic_binary(50, 4).positive_fraction("training")
+
+
+def test_synthetic_binary_needs_integer_sizes():
+    with pytest.raises(ValueError, match="n >= 10"):
+        data.synthetic_binary(100.5, 8)
 
 
 def test_constant_column_is_centred_not_divided_by_zero():

@@ -203,8 +203,74 @@ def test_dataloader_is_accepted_and_matches_the_hand_loop(small):
     assert history.val_loss[-1] == pytest.approx(training.evaluate(ours, (X, y))[0], rel=1e-6)
     bad = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y * 2), batch_size=16)
     with pytest.raises(ValueError, match="labels 0 and 1"):
-        training.fit(_model(), optim.SGD(_model().parameters(), lr=0.1), bad, epochs=1, device="cpu",
+        training.fit(ours, optim.SGD(ours.parameters(), lr=0.1), bad, epochs=1, device="cpu",
                      progress=False)
+
+
+class _Recorder(torch.nn.Module):
+    """A linear model whose input column 0 is the row number: it records which rows each training step sees,
+    and whether it was in training mode then."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 1)
+        self.rows, self.modes = [], []
+
+    def forward(self, X):
+        if torch.is_grad_enabled():  # training steps, not evaluation
+            self.rows.append(X[:, 0].long().tolist())
+            self.modes.append(self.training)
+        return self.linear(X)
+
+
+def test_every_epoch_is_a_fresh_permutation_of_the_training_rows():
+    """Reshuffling each epoch is what makes the epochs differ (notebook 03's point); one fixed order would pass
+    every test that builds its expected order from fit's own generator."""
+    n, batch, epochs = 40, 8, 4
+    X, y = torch.arange(n, dtype=torch.float32)[:, None], (torch.arange(n) % 2).float()
+    model = _Recorder()
+    training.fit(model, optim.SGD(model.parameters(), lr=0.0), (X, y), epochs=epochs, batch_size=batch,
+                 device="cpu", progress=False, seed=0)
+    orders = [sum(model.rows[e * n // batch:(e + 1) * n // batch], []) for e in range(epochs)]
+    assert len(model.rows) == epochs * n // batch
+    for order in orders:
+        assert sorted(order) == list(range(n))  # every row once per epoch
+    assert len({tuple(order) for order in orders}) == epochs  # a new order every epoch
+    assert all(order != list(range(n)) for order in orders)  # shuffled, not the stored order
+    # another shuffle seed, other orders
+    other = _Recorder()
+    training.fit(other, optim.SGD(other.parameters(), lr=0.0), (X, y), epochs=1, batch_size=batch, device="cpu",
+                 progress=False, seed=1)
+    assert sum(other.rows, []) != orders[0]
+
+
+def test_fit_trains_in_training_mode_and_evaluates_in_eval_mode(small):
+    """A model left in eval mode by the user still trains in training mode (dropout on), and validation runs in
+    eval mode (dropout off, batch norm on its running statistics), after which the model's mode is restored."""
+    recorder = _Recorder().eval()
+    X = torch.arange(16, dtype=torch.float32)[:, None]
+    training.fit(recorder, optim.SGD(recorder.parameters(), lr=0.0), (X, (X[:, 0] % 2)), epochs=2, batch_size=8,
+                 device="cpu", progress=False, seed=0)
+    assert recorder.modes == [True] * 4
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(32, 1))
+    history = training.fit(model, optim.Adam(model.parameters(), lr=0.01), small.train, small.val, epochs=2,
+                           batch_size=16, device="cpu", progress=False, seed=0)
+    assert model.training  # fit leaves the model as it trained it
+    X_val, y_val = small.val
+    model.eval()
+    with torch.no_grad():
+        p = torch.sigmoid(model(X_val)).squeeze(1).double().numpy()
+    model.train()
+    assert history.val_loss[-1] == pytest.approx(log_loss(y_val.numpy(), p), abs=1e-6)
+    assert training.evaluate(model, small.val)[0] == pytest.approx(log_loss(y_val.numpy(), p), abs=1e-6)
+    assert training.evaluate(model, small.val) == training.evaluate(model, small.val)  # no dropout noise
+    assert model.training  # evaluate restores the mode it found
+    model.eval()
+    training.evaluate(model, small.val)
+    assert not model.training
 
 
 def test_y_of_shape_n_by_1_and_float64_inputs_work(small):
@@ -275,6 +341,79 @@ def test_bad_validation_data_and_arguments(small):
         training.fit(wide, optim.SGD(wide.parameters(), lr=0.1), small.train, device="cpu", progress=False)
 
 
+def test_missing_training_data_is_named(small):
+    model = _model()
+    with pytest.raises(ValueError, match="train is None: fit needs training data"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), None, small.val, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="data is None"):
+        training.evaluate(model, None)
+
+
+def test_a_model_with_two_outputs_is_refused_on_the_dataloader_path_before_any_step(small):
+    """A (B, 2) output used to die inside reshape with torch's 'shape [16] is invalid for input of size 32'."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*small.train), batch_size=16)
+    wide = torch.nn.Linear(8, 2)
+    before = _params(wide)
+    with pytest.raises(ValueError, match=r"returns shape \(16, 2\) for 16 samples of train batch 1; expected one "
+                                         r"logit per sample, shape \(16,\) or \(16, 1\)"):
+        training.fit(wide, optim.SGD(wide.parameters(), lr=0.1), loader, device="cpu", progress=False)
+    assert _same(before, _params(wide))
+    with pytest.raises(ValueError, match="returns shape \\(16, 2\\) for 16 samples of evaluation batch 1"):
+        training.evaluate(wide, loader)
+    narrow = torch.nn.Linear(5, 1)
+    with pytest.raises(ValueError, match=r"cannot take train batch 1 X of shape \(16, 8\)"):
+        training.fit(narrow, optim.SGD(narrow.parameters(), lr=0.1), loader, device="cpu", progress=False)
+    dicts = torch.utils.data.DataLoader([{"x": X, "y": y} for X, y in zip(*small.train)], batch_size=16)
+    with pytest.raises(ValueError, match=r"train batch 1: a DataLoader must yield pairs \(X, y\) of tensors; got dict"):
+        training.fit(narrow, optim.SGD(narrow.parameters(), lr=0.1), dicts, device="cpu", progress=False)
+
+
+def test_an_optimizer_of_another_model_is_refused(small):
+    """It would train nothing, silently: the loss would stay where it started."""
+    model, other = _model(), _model(seed=1)
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        training.fit(model, optim.Adam(other.parameters()), small.train, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        training.lr_range_test(model, optim.Adam(other.parameters()), small.train, device="cpu")
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module; got function"):
+        training.fit(lambda X: X, optim.Adam(other.parameters()), small.train, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (dict(seed=-1), "seed must be a non-negative integer"), (dict(seed=2.5), "seed must be"),
+    (dict(loss="bce"), "loss must be callable"), (dict(history={}), "history must be the History"),
+    (dict(checkpoint="no/such/folder/run.pt"), "the folder .* does not exist"),
+    (dict(device="toaster"), "device='toaster' is not a device name"),
+])
+def test_bad_fit_arguments_are_named_before_any_step(small, arguments, words):
+    model = _model()
+    before = _params(model)
+    with pytest.raises(ValueError, match=words):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, epochs=1, progress=False,
+                     **{"device": "cpu", **arguments})
+    assert _same(before, _params(model))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error for a GPU that is absent")
+def test_an_explicit_missing_gpu_gets_the_same_message_as_the_environment_variable(small, monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="asks for cuda, which is not available on this machine") as from_env:
+        training.pick_device()
+    monkeypatch.delenv("COURSE_DEVICE")
+    model = _model()
+    calls = [
+        lambda: training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, device="cuda",
+                             progress=False),
+        lambda: training.evaluate(model, small.val, device="cuda"),
+        lambda: training.lr_range_test(model, optim.SGD(model.parameters(), lr=0.1), small.train, device="cuda"),
+        lambda: training.train_classifier(small, "adam", 1e-3, epochs=1, device=torch.device("cuda")),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError) as explicit:
+            call()
+        assert str(explicit.value) == str(from_env.value).replace("$COURSE_DEVICE", "device")
+
+
 # ------------------------------------------------------------------------------------------
 # divergence
 # ------------------------------------------------------------------------------------------
@@ -337,6 +476,21 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(small, tmp_path
     assert resumed.same_metrics(uninterrupted)
 
 
+def test_load_checkpoint_restores_torchs_random_state(small, tmp_path):
+    """Dropout masks and any other torch draw after a resume are those of the uninterrupted run."""
+    model = _model()
+    optimizer = optim.Adam(model.parameters())
+    history = training.fit(model, optimizer, small.train, epochs=1, device="cpu", progress=False, seed=0)
+    training.save_checkpoint(tmp_path / "c.pt", model, optimizer, history)
+    expected = torch.rand(5)
+    torch.rand(7)
+    training.load_checkpoint(tmp_path / "c.pt", model, optimizer)
+    assert torch.equal(torch.rand(5), expected)
+    torch.rand(7)
+    training.load_checkpoint(tmp_path / "c.pt", model, optimizer, restore_rng=False)
+    assert not torch.equal(torch.rand(5), expected)
+
+
 def test_checkpoint_loads_with_weights_only_and_rejects_other_files(small, tmp_path):
     model = _model()
     optimizer = optim.Adam(model.parameters())
@@ -368,7 +522,8 @@ def test_history_round_trip_plot_and_repr(small):
     axes = history.plot(method="adam")
     assert len(axes) == 2 and len(axes[0].lines) == 2 and axes[0].get_yscale() == "log"
     assert axes[0].get_xlabel() == "epochs"
-    no_val = training.fit(_model(), optim.Adam(_model().parameters()), small.train, epochs=1, device="cpu",
+    other = _model()
+    no_val = training.fit(other, optim.Adam(other.parameters()), small.train, epochs=1, device="cpu",
                           progress=False)
     assert len(no_val.plot(metrics=("loss",))[0].lines) == 1  # NaN validation curves are not drawn
     with pytest.raises(ValueError, match="unknown metric"):
@@ -429,11 +584,48 @@ def test_lr_range_test_stops_when_the_loss_explodes(small):
 @pytest.mark.parametrize("arguments, words", [
     (dict(start_lr=0.0), "start_lr"), (dict(start_lr=1.0, end_lr=0.1), "start_lr"),
     (dict(steps=1), "steps"), (dict(smoothing=1.0), "smoothing"), (dict(diverge_factor=1.0), "diverge_factor"),
+    (dict(end_lr=math.inf), "end_lr"), (dict(diverge_factor=math.nan), "diverge_factor"),
+    (dict(batch_size=True), "batch_size"),
 ])
 def test_lr_range_test_rejects_bad_arguments(small, arguments, words):
     model = _model()
     with pytest.raises(ValueError, match=words):
         training.lr_range_test(model, optim.SGD(model.parameters()), small.train, device="cpu", **arguments)
+
+
+def test_lr_range_test_measures_each_loss_before_its_step_at_its_learning_rate(small):
+    """Full batch: loss k is f(θ_k), and θ_{k+1} = θ_k − η_k ∇f(θ_k) (plain SGD), checked against scikit-learn's
+    log loss and a hand-written step; the smoothed curve starts at the first loss (bias correction)."""
+    X, y = small.train
+    model = _model()
+    result = training.lr_range_test(model, optim.SGD(model.parameters()), small.train, 1e-3, 1.0, 3,
+                                    batch_size=None, device="cpu")
+    reference = _model()
+    for k in range(3):
+        with torch.no_grad():
+            p = torch.sigmoid(reference(X)).squeeze(1).double().numpy()
+        assert result.losses[k] == pytest.approx(log_loss(y.numpy(), p), abs=1e-6)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(reference(X).squeeze(1), y)
+        reference.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for param in reference.parameters():
+                param -= result.lrs[k] * param.grad
+    assert result.smoothed[0] == pytest.approx(result.losses[0], rel=1e-12)
+    expected = (0.9 * 0.1 * result.losses[0] + 0.1 * result.losses[1]) / (1 - 0.9**2)
+    assert result.smoothed[1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_lr_range_test_given_a_dataloader_says_what_it_takes_instead(small):
+    """It used to say "train must be a pair (X, y) of tensors or a DataLoader; got DataLoader"."""
+    model = _model()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*small.train), batch_size=16)
+    with pytest.raises(ValueError, match=r"lr_range_test's train must be an in-memory pair \(X, y\) of tensors "
+                                         r"here, not a DataLoader .* pass loader.dataset.tensors"):
+        training.lr_range_test(model, optim.SGD(model.parameters()), loader, device="cpu")
+    result = training.lr_range_test(model, optim.SGD(model.parameters()), loader.dataset.tensors, 1e-4, 1.0, 10,
+                                    device="cpu")
+    assert len(result.lrs) == 10
 
 
 # ------------------------------------------------------------------------------------------

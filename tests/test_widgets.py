@@ -1,6 +1,7 @@
 """course_lib.widgets: the playground builds, and its callback draws the tested view."""
 
 import matplotlib.pyplot as plt
+import pytest
 
 from course_lib import widgets
 
@@ -54,4 +55,17 @@ def test_adaptive_playground_builds_and_redraws():
     angle_slider.value = 45.0
     kappa_slider.value = 1000.0
     assert controls.kwargs == {"angle": 45.0, "kappa": 1000.0}
+    plt.close("all")
+
+
+def test_a_playground_whose_callback_raises_fails_its_test(monkeypatch):
+    """ipywidgets logs a callback's exception when no kernel runs; tests/conftest.py makes it propagate, so every
+    playground test above fails when its view breaks."""
+
+    def broken(**kwargs):
+        raise ZeroDivisionError("the view broke")
+
+    monkeypatch.setattr(widgets, "show_x_squared_descent", broken)
+    with pytest.raises(ZeroDivisionError, match="the view broke"):
+        widgets.learning_rate_playground()
     plt.close("all")
