@@ -179,11 +179,11 @@ def show_x_squared_descent(lr: float = 0.1, steps: int = 20, x0: float = 5.0):
     left.legend(loc="upper center")
     factor = 1 - 2 * lr
     right.semilogy(np.arange(steps + 1), np.abs(xs), "-o", color=method_color("gd"), markersize=3,
-                   label=f"|x_t|, factor |1 − 2η| = {abs(factor):.2f}")
+                   label=f"$|x_t|$, factor |1 − 2η| = {abs(factor):.2f}")
     right.set_xlabel("step t")
-    right.set_ylabel("|x_t|")
+    right.set_ylabel("$|x_t|$")
     right.legend()
-    fig.suptitle(f"Gradient descent on x², η = {lr:g}: x_t = {x0:g} · ({factor:.2f})^t")
+    fig.suptitle(f"Gradient descent on x², η = {lr:g}: $x_t$ = {x0:g} · ({factor:.2f})$^t$")
     return fig
 
 
@@ -221,14 +221,14 @@ def show_quadratic_descent(lr: float = 1.0, kappa: float = 10.0, angle: float = 
     left.legend(loc="lower right")
     t = np.arange(steps + 1)
     norms = trajectory.distances(objective.minimizer)
-    right.semilogy(t, norms, "-o", color=method_color("gd"), markersize=3, label="‖θ_t − θ*‖")
+    right.semilogy(t, norms, "-o", color=method_color("gd"), markersize=3, label="$\\|\\theta_t - \\theta^*\\|$")
     with np.errstate(over="ignore"):
         right.semilogy(t, norms[0] * rate ** t.astype(float), "--", color="k", lw=1,
-                       label=f"‖θ_0 − θ*‖ ρ^t, ρ = {rate:.3f}")
+                       label=f"$\\|\\theta_0 - \\theta^*\\|\\,\\rho^t$, ρ = {rate:.3f}")
     finite = norms[np.isfinite(norms)]
     right.set_ylim(max(finite.min(), 1e-12) / 3, min(max(finite.max(), norms[0] * 2), 1e12) * 3)
     right.set_xlabel("step t")
-    right.set_ylabel("‖θ_t − θ*‖")
+    right.set_ylabel("$\\|\\theta_t - \\theta^*\\|$")
     right.legend(loc="lower left")
     if lr >= 2 / L:
         verdict = "no convergence: η ≥ 2/L"

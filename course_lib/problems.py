@@ -18,9 +18,9 @@ strongly convex in w, so it has one minimizer θ* and a minimum f* that
 
 ``loss`` and ``grad`` take a point θ of shape (dim,) or a batch of points
 (..., dim), NumPy arrays or torch tensors, and optionally the indices of a
-minibatch B: then they are the minibatch objective f_B(θ) (the mean over B
-plus the same penalty) and its gradient, whose average over B drawn uniformly is
-∇f(θ). :func:`minibatch_sgd` (NumPy, many runs at once) and :func:`train`
+minibatch 𝓑 of B samples (B, the batch size): then they are the minibatch
+objective f_𝓑(θ) (the mean over 𝓑 plus the same penalty) and its gradient,
+whose average over 𝓑 drawn uniformly is ∇f(θ). :func:`minibatch_sgd` (NumPy, many runs at once) and :func:`train`
 (the PyTorch training loop, with any ``torch.optim`` optimizer and learning-rate
 scheduler) run minibatch SGD on it with the same minibatches for a given seed.
 """
@@ -78,9 +78,11 @@ class LogisticRegressionProblem:
 
     @property
     def smoothness(self) -> float:
-        """L = λ_max(ZᵀZ)/(4n) + λ: an upper bound on every eigenvalue of the Hessian, at every θ.
+        """L = (largest eigenvalue of ZᵀZ)/(4n) + λ: an upper bound on every Hessian eigenvalue, at every θ.
 
-        (The logistic loss has second derivative σ(1 − σ) ≤ 1/4.) Gradient
+        (The logistic loss has second derivative σ(1 − σ) ≤ 1/4; at θ = 0,
+        where every σ = ½, the bound is attained when the intercept column is
+        orthogonal to the features, as with standardized features.) Gradient
         descent with η ≤ 1/L never increases f.
         """
         return float(np.linalg.eigvalsh(self.design.T @ self.design)[-1] / (4 * self.n_samples)
@@ -121,7 +123,7 @@ class LogisticRegressionProblem:
         return labels * (design @ params[..., None])[..., 0]
 
     def loss(self, params, batch=None):
-        """f(θ), or the minibatch objective f_B(θ) on the samples ``batch``; shape (..., dim) in, (...) out.
+        """f(θ), or the minibatch objective f_𝓑(θ) on the samples ``batch``; shape (..., dim) in, (...) out.
 
         ``batch`` is an integer array of sample indices: shape (m,) for one
         minibatch shared by every point, or (..., m), one minibatch per point.
@@ -138,7 +140,7 @@ class LogisticRegressionProblem:
         return np.logaddexp(0.0, -margins).mean(-1) + penalty
 
     def grad(self, params, batch=None):
-        """∇f(θ) = −(1/m) Σ y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all samples or the minibatch ``batch``.
+        """∇f(θ) = −(1/m) sum_i y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all m samples or the minibatch ``batch``.
 
         Shapes as for :meth:`loss`, with a trailing axis of length dim on the result.
         """
@@ -168,16 +170,17 @@ class LogisticRegressionProblem:
         return weights[:, None] * self.design + self.weight_decay * self.penalized * params
 
     def gradient_noise(self, params) -> float:
-        """tr Σ(θ) = (1/n) Σ_i ‖∇f_i(θ) − ∇f(θ)‖²: the variance of a one-sample gradient at θ.
+        """tr Σ(θ) = (1/n) sum_i ‖∇f_i(θ) − ∇f(θ)‖²: the variance of a one-sample gradient at θ.
 
-        A minibatch of B samples drawn independently (with replacement) has
-        gradient variance tr Σ / B.
+        Σ(θ) is the gradient-noise covariance, (1/n) sum_i (∇f_i − ∇f)(∇f_i − ∇f)ᵀ,
+        and this is its trace. A minibatch of B samples drawn independently
+        (with replacement) has gradient covariance Σ / B and variance tr Σ / B.
         """
         grads = self.sample_grads(params)
         return float(((grads - grads.mean(0)) ** 2).sum(1).mean())
 
     def hessian(self, params) -> np.ndarray:
-        """∇²f(θ) = (1/n) Σ σ_i (1 − σ_i) z_i z_iᵀ + λ diag(1, …, 1, 0), with σ_i = σ(z_iᵀθ)."""
+        """∇²f(θ) = (1/n) sum_i σ_i (1 − σ_i) z_i z_iᵀ + λ diag(1, …, 1, 0), with σ_i = σ(z_iᵀθ)."""
         from scipy.special import expit
 
         params = self._check(np.asarray(params, dtype=float))
@@ -208,7 +211,7 @@ def breast_cancer(weight_decay: float = 1e-2) -> LogisticRegressionProblem:
 def reference_optimum(problem: LogisticRegressionProblem, tol: float = 1e-12) -> tuple[np.ndarray, float]:
     """θ* and f* = f(θ*) from scikit-learn's solver (Newton–Cholesky, tolerance ``tol``).
 
-    scikit-learn minimizes C Σ_i log(1 + e^{−y_i(xᵢᵀw + b)}) + ½‖w‖², the same
+    scikit-learn minimizes C sum_i log(1 + e^{−y_i(xᵢᵀw + b)}) + ½‖w‖², the same
     problem as ours times C·n when C = 1/(nλ).
     """
     from sklearn.linear_model import LogisticRegression
@@ -252,7 +255,7 @@ def _check_epochs(epochs):
 
 def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, epochs: int, seed=0,
                   replacement: bool = False, every="epoch") -> np.ndarray:
-    """Minibatch SGD θ_t = θ_{t−1} − η ∇f_{B_t}(θ_{t−1}) in NumPy; returns the recorded iterates.
+    """Minibatch SGD θ_t = θ_{t−1} − η ∇f_{𝓑_t}(θ_{t−1}) in NumPy; returns the recorded iterates.
 
     ``x0`` is a point (dim,) or a batch of starts (runs, dim); ``lr`` a number or
     an array (runs, 1) of learning rates, one per run. With one ``seed`` every
