@@ -460,7 +460,7 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η")
-    ax.set_ylabel("(f(θ_T) − f*) / (f(θ_0) − f*)" if relative else "f(θ_T) − f*")
+    ax.set_ylabel(r"$(f(\theta_T) - f^*)\,/\,(f(\theta_0) - f^*)$" if relative else r"$f(\theta_T) - f^*$")
     if title:
         ax.set_title(title)
     return ax
