@@ -5,7 +5,7 @@ experiments test the very code the rest of the course uses.
 
 Notebook 06, deriving Adam
     :func:`moment_estimates`, :func:`bias_correction_experiment`   raw and bias-corrected moments
-    :func:`step_ratios`, :func:`paper_step_bound`                  the effective step |Δθ| / η
+    :func:`step_ratios`, :func:`step_ratio_supremum`               the effective step |Δθ| / η and its limit
     :func:`keras_adam`, :func:`keras_eps_as_torch_eps`             Keras's "epsilon hat" placement
     :func:`noisy_grad`, :func:`learning_rate_sweep`                the learning-rate sensitivity test
     :func:`tune_on_landscape`, :func:`show_adam_landscape`         2-D landscapes and the playground
@@ -36,6 +36,7 @@ __all__ = [
     "bias_correction_experiment",
     "step_ratios",
     "paper_step_bound",
+    "step_ratio_supremum",
     "keras_adam_update",
     "keras_adam",
     "keras_eps_as_torch_eps",
@@ -184,17 +185,48 @@ def step_ratios(grads, betas=(0.9, 0.999), eps=1e-8) -> np.ndarray:
 
 
 def paper_step_bound(betas=(0.9, 0.999)) -> float:
-    """The bound on |Δθ_t| / η of Kingma & Ba (2015, section 2.1).
+    """The value Kingma & Ba (2015, section 2.1) give for |Δθ_t| / η; not a bound on every gradient stream.
 
-    |Δθ_t| ≤ η (1 − β₁)/√(1 − β₂) when (1 − β₁) > √(1 − β₂), and |Δθ_t| ≤ η otherwise. With the defaults
-    (0.9, 0.999) the first case applies: the worst case is 0.1/√0.001 ≈ 3.16 η, reached only by a gradient
-    that is zero for a long time and then suddenly is not. In the common case |m̂/√v̂| ≤ 1, because
-    |E[g]| ≤ √E[g²].
+    The paper states |Δθ_t| ≤ η (1 − β₁)/√(1 − β₂) when (1 − β₁) > √(1 − β₂), and |Δθ_t| ≤ η otherwise. The
+    first value (0.1/√0.001 ≈ 3.16 with the defaults) is what a single gradient after a long silence gives:
+    m̂ holds that one gradient with weight (1 − β₁), v̂ with weight (1 − β₂) (bias corrections → 1). It is the
+    largest step over streams with **one** nonzero gradient; streams with several can go further (up to
+    :func:`step_ratio_supremum`, ≈ 7.27 with the defaults), so neither value bounds every stream.
     """
     beta1, beta2 = rules._check_betas(betas)
     if 1 - beta1 > math.sqrt(1 - beta2):
         return (1 - beta1) / math.sqrt(1 - beta2)
     return 1.0
+
+
+def step_ratio_supremum(betas=(0.9, 0.999), step: int | None = None) -> float:
+    r"""The largest |Δθ_t| / η = |m̂_t| / √v̂_t Adam can take at step ``step`` over all gradient streams (ε = 0).
+
+    Unroll both averages, with weights w_j = β₁^j and u_j = β₂^j on g_{t−j}, and apply Cauchy–Schwarz to
+    sum w_j |g_{t−j}| = sum (w_j / √u_j) · (√u_j |g_{t−j}|):
+
+    .. math::
+
+        \frac{|\hat m_t|}{\sqrt{\hat v_t}}
+        \le \frac{1-\beta_1}{\sqrt{1-\beta_2}}\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+        \sqrt{\frac{1-r^t}{1-r}}, \qquad r = \frac{\beta_1^2}{\beta_2},
+
+    with equality when g_{t−j} ∝ w_j/u_j = (β₁/β₂)^j: gradients that **grow** by β₂/β₁ per step. With
+    ``step=None`` the limit t → ∞, (1 − β₁)/√((1 − β₂)(1 − r)), is returned: ≈ 7.27 with the defaults, the
+    supremum over all steps (the finite-t value increases towards it), and ``inf`` when β₁² ≥ β₂. ε > 0 only
+    makes steps smaller.
+    """
+    beta1, beta2 = rules._check_betas(betas)
+    if beta2 == 0:
+        raise ValueError("Invalid beta parameter at index 1: 0.0 (v̂ needs β₂ > 0 for a finite bound)")
+    r = beta1**2 / beta2
+    if step is None:
+        return (1 - beta1) / math.sqrt((1 - beta2) * (1 - r)) if r < 1 else math.inf
+    if int(step) != step or step < 1:
+        raise ValueError(f"Invalid step: {step} (a positive integer)")
+    t = int(step)
+    geometric = t if r == 1 else (1 - r**t) / (1 - r)
+    return (1 - beta1) / math.sqrt(1 - beta2) * math.sqrt(1 - beta2**t) / (1 - beta1**t) * math.sqrt(geometric)
 
 
 # ======================================================================================
@@ -428,7 +460,7 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("learning rate η")
-    ax.set_ylabel("(f(θ_T) − f*) / (f(θ_0) − f*)" if relative else "f(θ_T) − f*")
+    ax.set_ylabel(r"$(f(\theta_T) - f^*)\,/\,(f(\theta_0) - f^*)$" if relative else r"$f(\theta_T) - f^*$")
     if title:
         ax.set_title(title)
     return ax

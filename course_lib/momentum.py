@@ -1,19 +1,19 @@
 r"""Momentum on quadratics: the tuned parameters, the rate theory predicts, the rate the iterates show.
 
 On f(θ) = ½ θᵀAθ every method of notebook 04 is a linear recurrence in the
-eigenbasis of A. Along an eigen-direction with curvature λ the error e_t obeys
+eigenbasis of A. Along an eigen-direction with curvature h (an eigenvalue of A) the error e_t obeys
 
 .. math::
 
-    e_t = (1 + \beta - \eta\lambda)\, e_{t-1} - \beta\, e_{t-2}
+    e_t = (1 + \beta - \eta h)\, e_{t-1} - \beta\, e_{t-2}
         \quad\text{(heavy ball, PyTorch's } b \leftarrow \beta b + g,\ \theta \leftarrow \theta - \eta b)
 
-    e_t = (1 + \beta)(1 - \eta\lambda)\, e_{t-1} - \beta (1 - \eta\lambda)\, e_{t-2}
+    e_t = (1 + \beta)(1 - \eta h)\, e_{t-1} - \beta (1 - \eta h)\, e_{t-2}
         \quad\text{(Nesterov, PyTorch's } \theta \leftarrow \theta - \eta (g + \beta b))
 
 so the error shrinks per step by the larger root modulus of
-z² − a z + c (a = 1 + β − ηλ, c = β for heavy ball; a = (1 + β)(1 − ηλ),
-c = β(1 − ηλ) for Nesterov), maximised over the eigenvalues λ:
+z² − a z + c (a = 1 + β − ηh, c = β for heavy ball; a = (1 + β)(1 − ηh),
+c = β(1 − ηh) for Nesterov), maximised over the eigenvalues h:
 :func:`contraction_factor`. :func:`measured_rate` reads the same number off a
 run's iterates, and :func:`show_momentum_descent` is notebook 04's playground view.
 """
@@ -86,7 +86,7 @@ def polyak_tuning(L, mu) -> Tuning:
 def nesterov_tuning(L, mu) -> Tuning:
     r"""Nesterov's constant-step scheme for strongly convex f: η = 1/L, β = (√κ − 1)/(√κ + 1).
 
-    On a quadratic its slowest direction (λ = μ) has a double root at 1 − 1/√κ,
+    On a quadratic its slowest direction (h = μ) has a double root at 1 − 1/√κ,
     which is the rate returned.
     """
     L, mu = _check_curvatures(L, mu)
@@ -194,7 +194,7 @@ def show_momentum_descent(lr: float = 1.0, momentum: float = 0.9, nesterov: bool
                    label=f"gradient descent, ρ = {view.gd_rate:.3f}")
     right.semilogy(gap, color=method_color(method), label=f"{method}, ρ = {view.rate:.3f}")
     right.set_xlabel("step t")
-    right.set_ylabel("f(θ_t) − f*")
+    right.set_ylabel(r"$f(\theta_t) - f^*$")
     right.set_ylim(1e-16, 1e4)
     right.legend(loc="lower left", fontsize=8)
     verdict = "diverges" if view.rate >= 1 else f"error × {view.rate:.3f} per step"

@@ -102,6 +102,46 @@ def test_noisy_steps_stay_below_lr_and_a_late_spike_reaches_the_paper_bound():
     assert A.paper_step_bound((0.9, 0.99)) == 1.0  # (1 − β₁) = 0.1 ≤ √0.01: the bound is η itself
 
 
+def test_step_ratio_supremum_is_reached_by_growing_gradients_and_never_beaten():
+    # Closed form (Cauchy–Schwarz) against a brute-force search over gradient streams of length 6.
+    betas, t = (0.9, 0.999), 6
+    bound = A.step_ratio_supremum(betas, step=t)
+    growing = (0.999 / 0.9) ** np.arange(t)                  # the equality case: g grows by β₂/β₁ per step
+    assert A.step_ratios(growing, eps=0.0)[-1] == pytest.approx(bound, rel=1e-12)
+    rng = np.random.default_rng(0)
+    random_streams = rng.standard_normal((t, 200_000)) * np.exp(rng.uniform(-3, 3, (t, 200_000)))
+    assert A.step_ratios(random_streams, eps=0.0)[-1].max() <= bound * (1 + 1e-12)
+    from scipy.optimize import minimize
+
+    def negative_ratio(g):
+        return -A.step_ratios(g, eps=0.0)[-1]
+
+    searched = max(-minimize(negative_ratio, rng.uniform(0.1, 1, t), method="Nelder-Mead",
+                             options=dict(xatol=1e-12, fatol=1e-14, maxiter=20_000)).fun for _ in range(5))
+    assert searched == pytest.approx(bound, rel=1e-6) and searched <= bound * (1 + 1e-12)
+
+
+def test_step_ratio_supremum_beats_the_paper_value_in_torch_adam_after_a_silence():
+    limit = A.step_ratio_supremum((0.9, 0.999))
+    assert limit == pytest.approx(A.paper_step_bound((0.9, 0.999)) / math.sqrt(1 - 0.81 / 0.999), rel=1e-12)
+    assert limit == pytest.approx(7.2703, abs=1e-4)
+    assert A.step_ratio_supremum((0.9, 0.999), step=10**6) == pytest.approx(limit, rel=1e-12)
+    steps = np.arange(1, 3000)                               # the finite-t supremum grows towards the limit
+    finite = np.array([A.step_ratio_supremum((0.9, 0.999), step=int(s)) for s in steps])
+    assert np.all(np.diff(finite) > 0) and finite[-1] < limit
+    stream = np.r_[np.zeros(5000), (0.999 / 0.9) ** np.arange(50)]  # a long silence, then growing gradients
+    path, _, _ = torch_adam_path(stream[:, None], lr=0.01)              # ε = 1e-8: 0/0 guarded
+    torch_step = abs(path[-1, 0] - path[-2, 0]) / 0.01
+    assert torch_step == pytest.approx(A.step_ratios(stream)[-1], rel=1e-9)
+    assert 7.2 < torch_step <= limit and torch_step > 2 * A.paper_step_bound((0.9, 0.999))
+    assert A.step_ratio_supremum((0.9, 0.99)) == pytest.approx(0.1 / 0.1 / math.sqrt(1 - 0.81 / 0.99))
+    assert A.step_ratio_supremum((0.99, 0.9)) == math.inf   # β₁² ≥ β₂: no finite bound
+    with pytest.raises(ValueError, match="Invalid step"):
+        A.step_ratio_supremum(step=0)
+    with pytest.raises(ValueError, match="index 1"):
+        A.step_ratio_supremum((0.9, 1.0))
+
+
 # --------------------------------------------------------------------------------------
 # Keras's epsilon hat
 # --------------------------------------------------------------------------------------
