@@ -311,7 +311,7 @@ def test_counterexample_uses_the_theorems_beta2_and_a_decaying_lr():
 def test_counterexample_view_and_playground():
     fig = A.show_counterexample(C=3.0, steps=90)
     left, right = fig.axes
-    assert left.get_ylabel() == "x_t" and len(left.lines[0].get_ydata()) == 91
+    assert left.get_ylabel() == "$x_t$" and len(left.lines[0].get_ydata()) == 91
     plt.close(fig)
     controls = A.counterexample_playground()
     controls.children[0].value = 4.0
