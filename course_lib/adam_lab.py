@@ -14,6 +14,7 @@ Notebook 07, when Adam fails
     :func:`reddi_counterexample`                      Reddi, Kale & Kumar (2018): Adam versus AMSGrad
     :func:`wilson_dataset`, :func:`fit_least_squares` Wilson et al. (2017): adaptive methods and generalization
     :func:`weight_decay_experiment`                   L2 penalty inside Adam versus decoupled decay (AdamW)
+    :func:`weight_decay_grid`                         the (η, λ) test-loss map of Adam + L2 and AdamW
     :func:`ema_momentum`                              the large-ε limit of Adam
     :func:`show_counterexample`                       the playground of notebook 07
 """
@@ -61,6 +62,7 @@ __all__ = [
     "fit_least_squares",
     "classification_error",
     "weight_decay_experiment",
+    "weight_decay_grid",
 ]
 
 
@@ -653,9 +655,9 @@ def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: fl
         left.plot(run.points, color=method_color(name), label=f"{label}: x_T = {run.points[-1]:+.2f}")
         right.plot(np.arange(1, steps + 1), run.average_regret, color=method_color(name), label=label)
     left.axhline(-1, color="k", lw=0.8, ls="--")
-    left.set(xlabel="step t", ylabel="x_t", ylim=(-1.1, 1.1), title=f"C = {C:g}, β₁ = 0, β₂ = {beta2:.3g}")
+    left.set(xlabel="step $t$", ylabel="$x_t$", ylim=(-1.1, 1.1), title=f"C = {C:g}, β₁ = 0, β₂ = {beta2:.3g}")
     right.axhline(0, color="k", lw=0.8)
-    right.set(xlabel="step t", ylabel="average regret R_t / t", title="regret per step (0 = as good as x* = −1)")
+    right.set(xlabel="step $t$", ylabel="average regret $R_t / t$", title="regret per step (0 = as good as x* = −1)")
     left.legend(loc="center right")
     right.legend()
     return fig
@@ -794,3 +796,54 @@ def weight_decay_experiment(noise_std=(0.1, 3.0), target=(1.0, 1.0), weight_deca
         results[name] = {"theta": (total / (steps - steps // 2)).mean(axis=0),
                          "root_v_hat": np.sqrt(v_hat).mean(axis=0)}
     return results
+
+
+def weight_decay_grid(lrs, weight_decays, *, target, truth, noise_std, paper_decays=None, steps: int = 1500,
+                      average_last: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    r"""Test loss after training, for every (η, λ) of a grid: Adam + L2, PyTorch's AdamW and the paper's AdamW.
+
+    The training loss is f(θ) = ½‖θ − c‖² (c = ``target``), seen through noisy gradients
+    g_t = θ_{t−1} − c + σ ⊙ ξ_t with ξ_t ~ N(0, I) and a per-coordinate noise level σ = ``noise_std``. The
+    test loss is ½‖θ − w‖² with w = ``truth``: c is w seen through a finite training set, so shrinking θ
+    towards 0 can help. Three ways to add decay, all from θ_0 = 0 with Adam's defaults otherwise:
+
+    * ``'adam'``: ``rules.adam(lr=η, weight_decay=λ)``, the L2 penalty λθ added to g_t;
+    * ``'adamw'``: ``rules.adamw(lr=η, weight_decay=λ)``, PyTorch's AdamW, θ ← (1 − ηλ)θ each step;
+    * ``'adamw_paper'``: Loshchilov & Hutter's (2019) Algorithm 2 without a schedule, θ ← (1 − λ)θ each step:
+      the decay per step is λ itself, a hyperparameter separate from η (``rules.adamw`` with
+      ``weight_decay`` = λ/η); its λ grid is ``paper_decays`` (default: ``weight_decays``).
+
+    Every (η, λ) pair and every method runs in one vectorized loop on the same noise. Returns, per method,
+    the test loss averaged over the last ``average_last`` steps, shape (len(lrs), len(weight_decays));
+    ``inf`` where a run diverged.
+    """
+    lrs = np.asarray(lrs, dtype=float).ravel()
+    weight_decays = np.asarray(weight_decays, dtype=float).ravel()
+    paper_decays = weight_decays if paper_decays is None else np.asarray(paper_decays, dtype=float).ravel()
+    if (lrs.size == 0 or not np.all(lrs > 0) or weight_decays.size == 0 or not np.all(weight_decays >= 0)
+            or paper_decays.shape != weight_decays.shape or not np.all(paper_decays >= 0)):
+        raise ValueError("lrs must be positive, weight_decays and paper_decays non-negative grids of one length")
+    if int(average_last) != average_last or not 1 <= average_last <= steps:
+        raise ValueError(f"Invalid average_last: {average_last} (between 1 and steps)")
+    target, truth = np.asarray(target, dtype=float), np.asarray(truth, dtype=float)
+    noise_std = np.broadcast_to(np.asarray(noise_std, dtype=float), target.shape)
+    lr_grid, decay_grid = (a.reshape(-1, 1) for a in np.meshgrid(lrs, weight_decays, indexing="ij"))
+    paper_grid = np.meshgrid(lrs, paper_decays, indexing="ij")[1].reshape(-1, 1)
+    methods = {"adam": rules.adam(lr=lr_grid, weight_decay=decay_grid),
+               "adamw": rules.adamw(lr=lr_grid, weight_decay=decay_grid),
+               "adamw_paper": rules.adamw(lr=lr_grid, weight_decay=paper_grid / lr_grid)}
+    rng = np.random.default_rng(seed)
+    thetas = {name: np.zeros((lr_grid.size, target.size)) for name in methods}
+    states = {name: rule.init(thetas[name]) for name, rule in methods.items()}
+    totals = {name: np.zeros(lr_grid.size) for name in methods}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(int(steps)):
+            noise = noise_std * rng.standard_normal((lr_grid.size, target.size))
+            for name, rule in methods.items():
+                theta = thetas[name]
+                thetas[name], states[name] = rule.update(theta, theta - target + noise, states[name])
+                if t >= steps - average_last:
+                    totals[name] += 0.5 * np.sum((thetas[name] - truth) ** 2, axis=1)
+    shape = (lrs.size, weight_decays.size)
+    return {name: np.where(np.isfinite(total), total / average_last, np.inf).reshape(shape)
+            for name, total in totals.items()}

@@ -188,15 +188,19 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
         m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t                          \\
         v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2                        \\
         \hat m_t &= m_t / (1-\beta_1^t), \qquad \hat v_t = v_t / (1-\beta_2^t) \\
-        \hat v_t &\leftarrow \max(\hat v_{t-1}^{\max}, \hat v_t)
-              \quad\text{(AMSGrad: PyTorch keeps the max of } v_t\text{)}   \\
+        v_t^{\max} &= \max(v_{t-1}^{\max}, v_t), \qquad \hat v_t = v_t^{\max} / (1-\beta_2^t)
+              \quad\text{(AMSGrad instead, as in PyTorch)}                  \\
         \theta_t &= \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \varepsilon)
 
     ε is added *after* the bias-corrected square root, as in the paper's
     Algorithm 1 and PyTorch. Keras adds its ``epsilon`` ("epsilon hat" ε̂) to
     the uncorrected √v_t instead, which equals this update with
-    ε = ε̂ / √(1 − β₂^t) (notebook 06, section 5). State: ``step`` t,
-    ``exp_avg`` m_t, ``exp_avg_sq`` v_t and, with AMSGrad, ``max_exp_avg_sq``.
+    ε = ε̂ / √(1 − β₂^t) (notebook 06, section 5). AMSGrad takes the maximum
+    of the raw v_t (``max_exp_avg_sq`` holds v_t^max, with v_0^max = 0) and
+    bias-corrects that maximum, as ``torch.optim.Adam(amsgrad=True)`` does; the
+    paper of Reddi, Kale & Kumar (2018) has no bias correction and takes the
+    maximum of v_t itself. State: ``step`` t, ``exp_avg`` m_t, ``exp_avg_sq``
+    v_t and, with AMSGrad, ``max_exp_avg_sq`` v_t^max.
     """
     beta1, beta2 = betas
     step = state["step"] + 1

@@ -676,7 +676,7 @@ class LRRangeTest:
         return float(self.lrs[int(np.nanargmin(self.smoothed))])
 
     def suggestion(self) -> float:
-        """A starting learning rate: a tenth of :meth:`best_lr` (the usual rule of thumb, not a law)."""
+        """A starting learning rate: a tenth of :meth:`best_lr` (fastai's "minimum / 10" rule of thumb, not a law)."""
         return self.best_lr() / 10
 
     def plot(self, ax=None, *, method: str | None = None, label: str | None = None, color: str | None = None):
@@ -705,7 +705,10 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
     .. math::  \eta_k = \eta_{\text{start}} \,(\eta_{\text{end}}/\eta_{\text{start}})^{k/(\text{steps}-1)},
                \quad k = 0, \dots, \text{steps}-1
 
-    (Smith, "Cyclical learning rates", 2017). The loss falls once η is large
+    Smith ("Cyclical learning rates", 2017) introduced the range test with a
+    linear ramp; the exponential ramp, the smoothed loss and the stop at
+    ``diverge_factor`` = 4 times the lowest value are fastai's ``lr_find``
+    (Gugger, 2018). The loss falls once η is large
     enough to make progress and shoots up once η is too large; a good starting
     learning rate sits below the bottom of the curve. The test stops early when
     the loss is not finite or the smoothed loss exceeds ``diverge_factor`` times
@@ -805,8 +808,12 @@ METHOD_TITLES = {
 }
 
 
-def make_optimizer(method: str, params, lr: float, *, library: str = "course") -> torch.optim.Optimizer:
-    """The optimizer of ``method`` (a key of :data:`METHODS`) from ``course_lib.optim`` or ``torch.optim``."""
+def make_optimizer(method: str, params, lr: float, *, library: str = "course",
+                   options: dict | None = None) -> torch.optim.Optimizer:
+    """The optimizer of ``method`` (a key of :data:`METHODS`) from ``course_lib.optim`` or ``torch.optim``.
+
+    ``options`` (e.g. ``{"weight_decay": 1.0}``) override or extend the method's fixed options.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     if library == "course":
@@ -816,20 +823,21 @@ def make_optimizer(method: str, params, lr: float, *, library: str = "course") -
     else:
         raise ValueError(f"library must be 'course' or 'torch'; got {library!r}")
     spec = METHODS[method]
-    return getattr(module, spec.optimizer)(params, lr=lr, **spec.options)
+    return getattr(module, spec.optimizer)(params, lr=lr, **{**spec.options, **(options or {})})
 
 
 def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch_size: int = 32, seed: int = 0,
-                     device=None, library: str = "course", progress: bool = False):
+                     device=None, library: str = "course", progress: bool = False, options: dict | None = None):
     """Seed everything, build :func:`seed_classifier` and ``fit`` it with ``method`` at ``lr``.
 
     ``dataset`` is a :class:`course_lib.data.Dataset`; validation uses its
     ``val`` split. Full-batch methods (``'gd'``) ignore ``batch_size``.
+    ``options`` go to the optimizer (see :func:`make_optimizer`).
     Returns ``(model, history)``.
     """
     seed_everything(seed)
     model = seed_classifier(dataset.n_features)
-    optimizer = make_optimizer(method, model.parameters(), lr, library=library)
+    optimizer = make_optimizer(method, model.parameters(), lr, library=library, options=options)
     history = fit(model, optimizer, dataset.train, dataset.val, epochs=epochs,
                   batch_size=None if METHODS[method].full_batch else batch_size, device=device,
                   progress=progress, seed=seed, label=f"{METHOD_TITLES[method]}, η = {lr:g}")

@@ -351,7 +351,7 @@ def test_counterexample_uses_the_theorems_beta2_and_a_decaying_lr():
 def test_counterexample_view_and_playground():
     fig = A.show_counterexample(C=3.0, steps=90)
     left, right = fig.axes
-    assert left.get_ylabel() == "x_t" and len(left.lines[0].get_ydata()) == 91
+    assert left.get_ylabel() == "$x_t$" and len(left.lines[0].get_ydata()) == 91
     plt.close(fig)
     controls = A.counterexample_playground()
     controls.children[0].value = 4.0
@@ -428,3 +428,67 @@ def test_adamw_decay_is_multiplied_by_lr(module):
     x.grad = torch.zeros_like(x)  # m = v = 0: the only change is the decay
     opt.step()
     np.testing.assert_allclose(x.detach().numpy(), np.array([2.0, -4.0]) * (1 - 0.1 * 0.3), rtol=1e-15)
+
+
+# --------------------------------------------------------------------------------------
+# The (η, λ) map of notebook 07
+# --------------------------------------------------------------------------------------
+def test_weight_decay_grid_l2_without_noise_ends_at_the_ridge_solution():
+    target, truth = np.array([0.5, -2.0, 3.0, -0.2]), np.array([0.0, -1.0, 1.0, 0.0])
+    decays = np.array([0.1, 0.5, 2.0])
+    result = A.weight_decay_grid([1e-3], decays, target=target, truth=truth, noise_std=0.0, steps=6000,
+                                 average_last=500)
+    ridge = [0.5 * np.sum((target / (1 + lam) - truth) ** 2) for lam in decays]   # argmin ½‖θ − c‖² + ½λ‖θ‖²
+    np.testing.assert_allclose(result["adam"][0], ridge, rtol=1e-2)
+    assert result["adam"].shape == result["adamw"].shape == result["adamw_paper"].shape == (1, 3)
+
+
+def test_weight_decay_grid_paper_decay_is_torch_decay_times_lr_and_matches_rules():
+    decays = np.array([0.3, 3.0])
+    kwargs = dict(target=[1.0, -0.5, 2.0], truth=[0.5, 0.0, 1.0], noise_std=[0.1, 1.0, 3.0], steps=300,
+                  average_last=50, seed=4)
+    for lr in (1e-3, 1e-2):   # the paper's λ = PyTorch's ηλ (one η per call, so that the noise is the same)
+        result = A.weight_decay_grid([lr], decays, paper_decays=lr * decays, **kwargs)
+        np.testing.assert_allclose(result["adamw_paper"], result["adamw"], rtol=1e-12)
+        assert not np.allclose(result["adam"], result["adamw"])
+    # one cell by hand: rules.adamw on the same noise
+    rng = np.random.default_rng(4)
+    rule, theta = rules.adamw(lr=1e-2, weight_decay=decays[:, None]), np.zeros((2, 3))
+    state, total, sigma = rule.init(theta), np.zeros(2), np.array([0.1, 1.0, 3.0])
+    for t in range(300):
+        noise = sigma * rng.standard_normal((2, 3))
+        theta, state = rule.update(theta, theta - np.array([1.0, -0.5, 2.0]) + noise, state)
+        if t >= 250:
+            total += 0.5 * np.sum((theta - np.array([0.5, 0.0, 1.0])) ** 2, axis=1)
+    np.testing.assert_allclose(result["adamw"][0], total / 50, rtol=1e-12)
+
+
+def test_weight_decay_grid_marks_divergence_where_the_decay_factor_passes_minus_one():
+    lrs, decays = np.array([0.1, 0.5]), np.array([1.0, 3.0, 30.0])
+    result = A.weight_decay_grid(lrs, decays, target=[1.0], truth=[0.0], noise_std=0.5, steps=1500, average_last=10)
+    np.testing.assert_array_equal(np.isinf(result["adamw"]), np.outer(lrs, decays) > 2)
+    assert np.all(np.isfinite(result["adam"]))
+
+
+@pytest.mark.parametrize("bad", [dict(lrs=[0.0]), dict(weight_decays=[-1.0]), dict(paper_decays=[1.0, 2.0]),
+                                 dict(average_last=0)])
+def test_weight_decay_grid_checks_arguments(bad):
+    args = dict(lrs=[1e-3], weight_decays=[1.0], target=[1.0], truth=[0.0], noise_std=1.0, steps=10, average_last=5)
+    with pytest.raises(ValueError):
+        A.weight_decay_grid(**{**args, **bad})
+
+
+def test_amsgrad_docstring_states_what_the_code_does():
+    # PyTorch's AMSGrad: the maximum of the raw v_t, then the bias correction (not the maximum of v̂_t)
+    doc = rules.adam_update.__doc__
+    assert r"v_t^{\max} &= \max(v_{t-1}^{\max}, v_t)" in doc and r"\hat v_t = v_t^{\max} / (1-\beta_2^t)" in doc
+    grads = np.array([3.0, 0.1, 0.1])
+    rule, theta = rules.adam(lr=1.0, betas=(0.0, 0.5), eps=0.0, amsgrad=True), np.zeros(1)
+    state = rule.init(theta)
+    v = v_max = 0.0
+    for t, g in enumerate(grads, start=1):
+        new_theta, state = rule.update(theta, np.array([g]), state)
+        v = 0.5 * v + 0.5 * g * g
+        v_max = max(v_max, v)
+        np.testing.assert_allclose(theta - new_theta, g / np.sqrt(v_max / (1 - 0.5**t)), rtol=1e-14)
+        theta = new_theta
