@@ -23,7 +23,7 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 SLIDES_ASSETS ?=
 REVEAL_URL_PREFIX ?=
 
-.PHONY: help venv lab test test-portable lint unit nbval execute clean student slides html images course-time
+.PHONY: help venv lab test test-portable lint unit nbval execute clean student nbgrader slides html images course-time
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
@@ -32,6 +32,7 @@ help:
 	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
 	@echo "make clean    remove .venv and generated files"
 	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
+	@echo "make nbgrader an nbgrader course directory in nbgrader_course/, every notebook an assignment"
 	@echo "make slides   reveal.js slides of every notebook in slides/ (SLIDES_ASSETS=dir to present offline)"
 	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
@@ -76,6 +77,9 @@ execute: $(STAMP)
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py --output-dir student $(NOTEBOOKS)
 
+nbgrader: $(STAMP)
+	$(NB_ENV) $(BIN)/python tools/nbgrader_course.py --course-dir nbgrader_course $(NOTEBOOKS)
+
 slides: $(STAMP)
 	$(BIN)/python tools/make_slides.py --output-dir slides $(if $(SLIDES_ASSETS),--assets $(SLIDES_ASSETS),) \
 		$(if $(REVEAL_URL_PREFIX),--reveal-url-prefix $(REVEAL_URL_PREFIX),) $(NOTEBOOKS)
@@ -91,4 +95,4 @@ course-time: $(STAMP)
 	$(NB_ENV) $(BIN)/python benchmarks/course_time.py $(NOTEBOOKS)
 
 clean:
-	rm -rf $(VENV) student slides _build .pytest_cache .ruff_cache
+	rm -rf $(VENV) student nbgrader_course slides _build .pytest_cache .ruff_cache

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 from tools import check_notebooks as checks  # noqa: E402
 from tools.course import course_notebooks, read_notebook  # noqa: E402
+from tools.nbgrader_cells import tagged  # noqa: E402
 
 NOTEBOOKS = course_notebooks()
 _READ = {}
@@ -67,7 +68,7 @@ def figure():
 
 
 def good_notebook():
-    return new_notebook(cells=[
+    return tagged(new_notebook(cells=[
         md("# 99 · A tiny notebook\n\nAfter it you can check notebooks."),
         md("## What you will learn\n- checks\n\n## Before you start\nNotebook 01. About 5 minutes.", "subslide"),
         code("import numpy as np", 1),
@@ -77,7 +78,7 @@ def good_notebook():
         code("### BEGIN SOLUTION\nanswer = 6 * 7\n### END SOLUTION\nprint(answer)", 4, [stdout("42\n")]),
         code('assert answer == 42\nprint("correct")', 5, [stdout("correct\n")]),
         md("## Summary\n- done"),
-    ])
+    ]), "99")
 
 
 def test_the_good_notebook_passes_every_check():
@@ -111,9 +112,15 @@ def test_an_exercise_with_a_solution_and_a_check_is_required():
         nb.cells[7].source = 'print("correct")'
     def unclosed(nb):
         nb.cells[6].source = "### BEGIN SOLUTION\nanswer = 42"
+    def prose_quotes_a_marker(nb):  # nbgrader reads the markers anywhere in a line, prose included
+        nb.cells[5].source = "**Exercise 1.** Start after `### BEGIN SOLUTION`,\nstop at `### END SOLUTION`."
+    def stale_metadata(nb):
+        nb.cells[7].metadata["nbgrader"]["points"] = 5
     assert "no exercise" in broken(no_solution)["exercises"][0]
     assert "check cell" in broken(no_check)["exercises"][0]
-    assert "without a matching" in broken(unclosed)["exercises"][0]
+    assert "no end solution statement" in " ".join(broken(unclosed)["exercises"])
+    assert "Solution region detected in a non-solution cell" in " ".join(broken(prose_quotes_a_marker)["exercises"])
+    assert "cell 7: nbgrader metadata" in " ".join(broken(stale_metadata)["exercises"])
 
 
 def test_error_outputs_and_warnings_are_refused():

@@ -1,4 +1,5 @@
-"""The student versions (tools/make_student.py): solutions gone, stubs that raise, everything else identical."""
+"""The student versions (tools/make_student.py, nbgrader's ClearSolutions): solutions gone, stubs that raise,
+everything else identical."""
 
 import re
 import sys
@@ -14,14 +15,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools.course import cell_source, course_notebooks, read_notebook  # noqa: E402
-from tools.make_student import (  # noqa: E402
-    CODE_STUB,
-    TEXT_STUB,
-    clear_solution_regions,
-    main,
-    solution_cell_indices,
-    student_notebook,
-)
+from tools.make_student import CODE_STUB, TEXT_STUB, main, solution_cell_indices, student_notebook  # noqa: E402
+from tools.nbgrader_cells import tagged  # noqa: E402
 
 NOTEBOOKS = course_notebooks()
 
@@ -39,12 +34,29 @@ def solution_lines(source):
     return [line for m in REGION.finditer(source) for line in m.group(0).split("\n")[1:-1]]
 
 
+def one_exercise(source, cell_type="code", check="assert True"):
+    """A tagged notebook: a prompt, one solution cell with ``source``, its check."""
+    cell = new_code_cell(source) if cell_type == "code" else new_markdown_cell(source)
+    nb = new_notebook(cells=[new_markdown_cell("**Exercise 1.**"), cell, new_code_cell(check)])
+    if cell_type == "markdown":  # tools/nbgrader_cells tags code solutions; tag a written answer by hand
+        nb.cells[1].metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False,
+                                            "grade_id": "written", "schema_version": 3, "task": False}
+        return nb
+    return tagged(nb, "99")
+
+
+def stubbed(source, cell_type="code"):
+    return cell_source(student_notebook(one_exercise(source, cell_type)).cells[1])
+
+
 # --- the stub itself -------------------------------------------------------------------------------------------
 
+def test_stubs_are_nbgraders():
+    assert CODE_STUB == "# YOUR CODE HERE\nraise NotImplementedError()" and TEXT_STUB == "YOUR ANSWER HERE"
+
+
 def test_top_level_region_becomes_a_stub_that_raises_and_keeps_the_code_around_it():
-    source = "a = 1\n### BEGIN SOLUTION\nb = a + 1\n### END SOLUTION\nc = 3"
-    student, regions = clear_solution_regions(source)
-    assert regions == 1
+    student = stubbed("a = 1\n### BEGIN SOLUTION\nb = a + 1\n### END SOLUTION\nc = 3")
     assert student == "a = 1\n# YOUR CODE HERE\nraise NotImplementedError()\nc = 3"
     namespace = {}
     with pytest.raises(NotImplementedError):
@@ -61,8 +73,7 @@ def test_indented_region_keeps_the_indentation_and_the_function_raises_when_call
             ### END SOLUTION
 
         answer = 21""")
-    student, regions = clear_solution_regions(source)
-    assert regions == 1
+    student = stubbed(source)
     assert "    # YOUR CODE HERE\n    raise NotImplementedError()\n" in student
     namespace = {}
     exec(compile(student, "<cell>", "exec"), namespace)  # defining the function works
@@ -71,43 +82,38 @@ def test_indented_region_keeps_the_indentation_and_the_function_raises_when_call
         namespace["double"](3)
 
 
-def test_several_regions_in_one_cell_and_markdown_regions():
+def test_several_regions_in_one_cell_and_a_written_answer():
     source = ("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n"
               "z = 3\n  ### BEGIN SOLUTION\n  w = 4\n  ### END SOLUTION")
-    student, regions = clear_solution_regions(source)
-    assert regions == 2 and student == expected_student_source(source, CODE_STUB)
+    assert stubbed(source) == expected_student_source(source, CODE_STUB)
     text = "Why?\n### BEGIN SOLUTION\nBecause the factor is 1 − 2η.\n### END SOLUTION\nNext."
-    student, regions = clear_solution_regions(text, "markdown")
-    assert regions == 1 and student == f"Why?\n{TEXT_STUB}\nNext."
+    assert stubbed(text, "markdown") == f"Why?\n{TEXT_STUB}\nNext."
 
 
-def test_prose_that_mentions_the_markers_is_not_a_region():
-    prose = "Each solution sits between `### BEGIN SOLUTION` and `### END SOLUTION`."
-    assert clear_solution_regions(prose, "markdown") == (prose, 0)
+def test_a_marker_outside_a_solution_cell_is_refused_prose_included():
+    nb = one_exercise("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION")
+    nb.cells[0].source = "Each solution sits between `### BEGIN SOLUTION` and `### END SOLUTION`."
+    with pytest.raises(ValueError, match="cell 0: no end solution statement found"):  # one line: BEGIN wins
+        student_notebook(nb)
+    nb.cells[0].source = "A solution starts at `### BEGIN SOLUTION`\nand stops at `### END SOLUTION`."
+    with pytest.raises(ValueError, match="cell 0: Solution region detected in a non-solution cell"):
+        student_notebook(nb)
 
 
-@pytest.mark.parametrize("source, message", [
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
-    ("x = 1\n### END SOLUTION", "without a"),
-    ("### BEGIN SOLUTION\nx = 1", "without a matching"),
-    ("x = 1  ### BEGIN SOLUTION\n### END SOLUTION", "line of its own"),
-])
-def test_malformed_regions_are_refused(source, message):
-    with pytest.raises(ValueError, match=message):
-        clear_solution_regions(source)
+def test_an_unclosed_region_is_refused():
+    with pytest.raises(ValueError, match="cell 1: no end solution statement found"):
+        student_notebook(one_exercise("### BEGIN SOLUTION\nx = 1"))
 
 
 def test_whole_notebook_on_a_synthetic_notebook():
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Title"),
-        new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\nprint(answer)", execution_count=1,
-                      outputs=[nbformat.v4.new_output("stream", name="stdout", text="42\n")]),
-        new_code_cell("assert answer == 42", execution_count=2),
-    ])
+    nb = one_exercise("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\nprint(answer)", check="assert answer == 42")
+    nb.cells[1].execution_count, nb.cells[2].execution_count = 1, 2
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
     student = student_notebook(nb)
     assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
     assert student.cells[0] == nb.cells[0] and student.cells[2] == nb.cells[2]
     assert nb.cells[1].outputs, "the original must not be modified"
+    assert student.metadata == nb.metadata
 
 
 # --- every course notebook -------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
 
 from tools.course import cell_source, course_notebooks, read_notebook  # noqa: E402
 from tools.make_slides import slide_metadata_problems  # noqa: E402
-from tools.make_student import clear_solution_regions  # noqa: E402
+from tools.make_student import student_notebook  # noqa: E402
+from tools.nbgrader_cells import exercise_cells  # noqa: E402
+from tools.nbgrader_cells import problems as nbgrader_problems
 
 MACHINE_PATHS = ("/work/", "/home/", "/root/", "/tmp/", "/Users/", ".venv", "site-packages")
 MEMORY_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,16}\b")
@@ -89,23 +91,31 @@ def check_sections(nb) -> list[str]:
     return [f"no {name!r} section" for name in wanted if not any(h.startswith(name.lower()) for h in headings)]
 
 
+def _title_number(nb) -> str:
+    """"01" from the title "# 01 · …" (the notebook's number, which prefixes its nbgrader ids)."""
+    found = re.match(r"#\s+(\d+)", cell_source(nb.cells[0]).strip()) if nb.cells else None
+    return found.group(1) if found else "00"
+
+
 def check_exercises(nb) -> list[str]:
-    """At least one solution region; every region well formed; every solution cell followed by a check cell."""
-    problems, solution_cells = [], []
-    for index, cell in enumerate(nb.cells):
-        try:
-            _, regions = clear_solution_regions(cell_source(cell), cell.cell_type)
-        except ValueError as error:
-            problems.append(f"cell {index}: {error}")
-            continue
-        if regions and cell.cell_type == "code":
-            solution_cells.append(index)
-    if not solution_cells:
-        problems.append("no exercise: no code cell with a '### BEGIN SOLUTION' … '### END SOLUTION' region")
-    for index in solution_cells:
-        following = nb.cells[index + 1] if index + 1 < len(nb.cells) else None
-        if following is None or following.cell_type != "code" or "assert" not in cell_source(following):
-            problems.append(f"cell {index}: a solution cell must be followed by a check cell (code with an assert)")
+    """At least one exercise; each solution cell followed by a check cell with an assert; nbgrader can read it all.
+
+    nbgrader's ``ClearSolutions`` must accept the notebook (no marker outside a solution cell, prose included; no
+    unclosed region), and every cell must carry the nbgrader metadata ``tools/nbgrader_cells.py`` derives.
+    """
+    try:
+        pairs = exercise_cells(nb)
+    except ValueError as error:
+        return [str(error)]
+    problems = [] if pairs else ["no exercise: no code cell with a '### BEGIN SOLUTION' … '### END SOLUTION' region"]
+    for solution, check in pairs:
+        if "assert" not in cell_source(nb.cells[check]):
+            problems.append(f"cell {solution}: a solution cell must be followed by a check cell (code with an assert)")
+    problems += nbgrader_problems(nb, _title_number(nb))
+    try:
+        student_notebook(nb)
+    except ValueError as error:
+        problems.append(f"nbgrader: {error}")
     return problems
 
 

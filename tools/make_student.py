@@ -1,19 +1,18 @@
-"""Student versions of the notebooks: each solution replaced by a stub (nbgrader's marker convention).
+"""Student versions of the notebooks, made by nbgrader's own ``ClearSolutions`` preprocessor.
 
-In a code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become nbgrader's stub, indented
-like the ``BEGIN`` line::
+Every exercise's solution cell carries nbgrader's metadata (``tools/nbgrader_cells.py`` writes it), so the student
+version is what ``nbgrader generate_assignment`` would hand out, minus what a self-paced learner does not want:
+in each solution cell the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become nbgrader's stub,
+indented like the ``BEGIN`` line::
 
     # YOUR CODE HERE
     raise NotImplementedError()
 
-In a markdown cell they become ``YOUR ANSWER HERE``. A cell that had a solution loses its outputs and execution
-count; every other cell, and the notebook's metadata, are copied unchanged.
-
-This does what nbgrader's ``ClearSolutions(enforce_metadata=False)`` does, with one difference: a marker must be
-the whole line (apart from indentation). ClearSolutions matches the marker text anywhere in a line, so the prose
-"between ``### BEGIN SOLUTION`` and ``### END SOLUTION``" in a notebook's exercise introduction makes it fail
-("no end solution statement found"). nbgrader also brings a database layer and a JupyterLab extension, which a
-learner's environment does not need.
+(``YOUR ANSWER HERE`` in a markdown cell), and that cell loses its outputs and execution count. Every other cell,
+its outputs (figures included) and the notebook's metadata are copied unchanged; ``generate_assignment`` would also
+clear every output and lock cells, which suits a graded class (``make nbgrader``) but not a learner on their own.
+``ClearSolutions`` runs with ``enforce_metadata=True``: a solution region outside a solution cell is an error, as
+it is for nbgrader.
 
 Usage: ``python tools/make_student.py [--output-dir student] [notebook ...]`` (default: every course notebook).
 """
@@ -22,78 +21,48 @@ from __future__ import annotations
 
 import argparse
 import copy
-import re
 import sys
 from pathlib import Path
 
 import nbformat
+from nbgrader.preprocessors import ClearSolutions
+from nbgrader.utils import is_solution
 
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.course import ROOT, cell_source, course_notebooks, read_notebook  # noqa: E402
+from tools.course import ROOT, course_notebooks, read_notebook  # noqa: E402
 
-BEGIN_MARKER = "### BEGIN SOLUTION"
-END_MARKER = "### END SOLUTION"
-CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
-TEXT_STUB = "YOUR ANSWER HERE"
-
-_BEGIN = re.compile(r"^(?P<indent>\s*)###\s*BEGIN SOLUTION\s*$")
-_END = re.compile(r"^\s*###\s*END SOLUTION\s*$")
-
-
-def clear_solution_regions(source: str, cell_type: str = "code") -> tuple[str, int]:
-    """Replace every solution region of a cell's source by the stub; return the new source and the region count.
-
-    Raises ValueError for a nested ``BEGIN``, an ``END`` without ``BEGIN``, a ``BEGIN`` without ``END``, and, in a
-    code cell, a line that mentions a marker without being one (a solution that would otherwise leak).
-    """
-    if cell_type not in ("code", "markdown", "raw"):
-        raise ValueError(f"cell_type must be 'code', 'markdown' or 'raw', got {cell_type!r}")
-    stub = (CODE_STUB if cell_type == "code" else TEXT_STUB).split("\n")
-    kept: list[str] = []
-    in_solution = False
-    regions = 0
-    for number, line in enumerate(source.split("\n"), start=1):
-        begin, end = _BEGIN.match(line), _END.match(line)
-        if begin:
-            if in_solution:
-                raise ValueError(f"line {number}: nested {BEGIN_MARKER!r} (the previous region is not closed)")
-            in_solution, regions = True, regions + 1
-            kept.extend(begin.group("indent") + stub_line for stub_line in stub)
-        elif end:
-            if not in_solution:
-                raise ValueError(f"line {number}: {END_MARKER!r} without a {BEGIN_MARKER!r} before it")
-            in_solution = False
-        elif cell_type == "code" and ("BEGIN SOLUTION" in line or "END SOLUTION" in line):
-            raise ValueError(f"line {number}: a solution marker must be a line of its own, got {line.strip()!r}")
-        elif not in_solution:
-            kept.append(line)
-    if in_solution:
-        raise ValueError(f"{BEGIN_MARKER!r} without a matching {END_MARKER!r}")
-    return "\n".join(kept), regions
+CODE_STUB = ClearSolutions().code_stub["python"]  # "# YOUR CODE HERE\nraise NotImplementedError()"
+TEXT_STUB = ClearSolutions().text_stub            # "YOUR ANSWER HERE"
 
 
 def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with every solution region stubbed and the outputs of those cells cleared."""
+    """A copy of ``nb`` with every solution region stubbed by nbgrader and the outputs of those cells cleared.
+
+    Raises ``ValueError`` (naming the cell) where nbgrader refuses the notebook: a solution region in a cell
+    without solution metadata, a ``BEGIN`` without ``END``, nested regions.
+    """
     student = copy.deepcopy(nb)
+    student.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    clear = ClearSolutions(enforce_metadata=True)
+    resources = {"language": student.metadata["kernelspec"].get("language", "python")}
     for index, cell in enumerate(student.cells):
         try:
-            source, regions = clear_solution_regions(cell_source(cell), cell.cell_type)
-        except ValueError as error:
+            clear.preprocess_cell(cell, resources, index)
+        except RuntimeError as error:
             raise ValueError(f"cell {index}: {error}") from None
-        if not regions:
-            continue
-        cell.source = source
-        if cell.cell_type == "code":
+        if is_solution(cell) and cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    if "kernelspec" not in nb.metadata:
+        del student.metadata["kernelspec"]
     return student
 
 
 def solution_cell_indices(nb: nbformat.NotebookNode) -> list[int]:
-    """Indices of the cells that hold at least one solution region."""
-    return [i for i, cell in enumerate(nb.cells) if clear_solution_regions(cell_source(cell), cell.cell_type)[1]]
+    """Indices of the cells nbgrader treats as solution cells (``nbgrader.solution`` metadata)."""
+    return [index for index, cell in enumerate(nb.cells) if is_solution(cell)]
 
 
 def write_student_versions(notebooks, output_dir: Path | str) -> list[Path]:

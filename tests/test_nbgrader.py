@@ -1,0 +1,92 @@
+"""nbgrader end to end: every notebook's exercise metadata, and generate → submit → autograde on two notebooks.
+
+The flow is what a lecturer runs (tools/nbgrader_course.py, README "For lecturers"): ``generate_assignment``, then
+three submissions autograded in one ``nbgrader autograde`` run: the instructor's notebook (full score), the released
+student version untouched (zero on every exercise, and the grader does not crash), and the instructor's notebook
+with one exercise answered wrongly (that exercise, and only it, loses its points).
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools import nbgrader_course  # noqa: E402
+from tools.course import cell_source, course_notebooks, read_notebook  # noqa: E402
+from tools.nbgrader_cells import POINTS_PER_EXERCISE, exercise_cells, notebook_number  # noqa: E402
+
+NOTEBOOKS = course_notebooks()
+# The two fastest notebooks run the whole flow (each submission executes the notebook in a fresh kernel).
+FLOW_NOTEBOOKS = [path for path in NOTEBOOKS if path.name.startswith(("01_", "05_"))]
+
+
+def metadata(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_every_exercise_has_a_solution_cell_and_a_locked_graded_check(path):
+    nb = read_notebook(path)
+    pairs = exercise_cells(nb)
+    assert pairs, "every notebook has exercises"
+    graded = [cell for cell in nb.cells if metadata(cell).get("grade")]
+    solutions = [cell for cell in nb.cells if metadata(cell).get("solution")]
+    assert len(graded) == len(solutions) == len(pairs)
+    for exercise, (solution, check) in enumerate(pairs, start=1):
+        answer, test = metadata(nb.cells[solution]), metadata(nb.cells[check])
+        assert answer["solution"] and not answer["grade"] and not answer["locked"]
+        assert test["grade"] and test["locked"] and not test["solution"] and test["points"] > 0
+        number = notebook_number(path)
+        assert (answer["grade_id"], test["grade_id"]) == (f"{number}-exercise-{exercise}",
+                                                          f"{number}-exercise-{exercise}-check")
+    assert sum(metadata(cell).get("points", 0) for cell in nb.cells) == POINTS_PER_EXERCISE * len(pairs)
+    assert all(metadata(cell) == {} for index, cell in enumerate(nb.cells)
+               if index not in {i for pair in pairs for i in pair}), "only exercise cells carry nbgrader metadata"
+
+
+def test_grade_ids_are_unique_across_the_course():
+    ids = [metadata(cell)["grade_id"] for path in NOTEBOOKS for cell in read_notebook(path).cells if metadata(cell)]
+    assert ids and len(ids) == len(set(ids))
+
+
+def wrong_answer(nb, exercise):
+    """``nb`` with exercise ``exercise`` answered wrongly: every name its solution assigns is set to ``None``."""
+    nb = nbformat.from_dict(nb)
+    solution, _ = exercise_cells(nb)[exercise - 1]
+    cell = nb.cells[solution]
+    names = [target.id for node in ast.parse(cell_source(cell)).body if isinstance(node, ast.Assign)
+             for target in node.targets for target in ast.walk(target) if isinstance(target, ast.Name)]
+    assert names, "the solution assigns at least one name"
+    cell.source = cell_source(cell) + "\n" + "\n".join(f"{name} = None" for name in dict.fromkeys(names))
+    return nb
+
+
+@pytest.mark.parametrize("path", FLOW_NOTEBOOKS, ids=[path.name for path in FLOW_NOTEBOOKS])
+def test_generate_submit_and_autograde(path, tmp_path):
+    course = tmp_path / "course"
+    (assignment,) = nbgrader_course.prepare(course, [path])
+    released = course / "release" / assignment / path.name
+    assert released.exists(), "generate_assignment wrote the student version"
+    assert "### BEGIN SOLUTION" not in released.read_text(encoding="utf-8")
+
+    instructor = read_notebook(path)
+    checks = [nb_cell.metadata["nbgrader"]["grade_id"] for nb_cell in instructor.cells
+              if nb_cell.metadata.get("nbgrader", {}).get("grade")]
+    wrong = tmp_path / "wrong.ipynb"
+    nbformat.write(wrong_answer(instructor, 2), str(wrong))
+    nbgrader_course.submit(course, "instructor", path)
+    nbgrader_course.submit(course, "untouched", released)
+    nbgrader_course.submit(course, "wrong", wrong, assignment)
+    nbgrader_course.nbgrader(course, "autograde", assignment, "--create")
+
+    full = nbgrader_course.scores(course, assignment, "instructor")
+    assert full == {grade_id: POINTS_PER_EXERCISE for grade_id in checks}, full
+    assert nbgrader_course.scores(course, assignment, "untouched") == {grade_id: 0 for grade_id in checks}
+    lost = nbgrader_course.scores(course, assignment, "wrong")
+    assert lost == {**full, checks[1]: 0}, lost
