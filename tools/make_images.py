@@ -35,7 +35,9 @@ DPI = 100
 MAX_BYTES = 200_000
 
 # The regimes of notebook 01 (learning rate η for f(x) = x², where L = 2).
-REGIMES = {"too small": 0.01, "good": 0.1, "one step": 0.5, "oscillating": 0.8, "bouncing": 1.0, "divergent": 1.05}
+# The five regimes of notebook 01 (monotone, one step, oscillating, bouncing, divergent), monotone at two rates.
+REGIMES = {"monotone, tiny η": 0.01, "monotone": 0.1, "one step": 0.5, "oscillating": 0.8, "bouncing": 1.0,
+           "divergent": 1.05}
 
 # Rosenbrock: one hand-picked learning rate per method (a picture, not a fair race: notebooks 02-07 tune them).
 ROSENBROCK_START = (-1.2, 1.0)
