@@ -414,8 +414,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     shuffle seed); ``checkpoint`` (a path) saves model, optimizer and history after
     every epoch. ``progress`` shows a tqdm bar with epoch, loss and accuracy.
 
-    Bad input raises ``ValueError`` before any step; a NaN or infinite loss
-    raises :class:`DivergenceError` naming the epoch, the step and the learning rate.
+    Bad input raises ``ValueError`` before any step (a DataLoader's batches are
+    checked as they come, each before its step); a ``device`` that is absent
+    raises ``RuntimeError`` as :func:`pick_device` does for ``$COURSE_DEVICE``;
+    a NaN or infinite loss raises :class:`DivergenceError` naming the epoch, the
+    step and the learning rate.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer; got {epochs!r}")

@@ -93,8 +93,27 @@ def test_synthetic_binary_shape_balance_and_determinism():
 
 
 def test_to_device_keeps_everything():
-    dataset = data.synthetic_binary(50, 4).to("cpu")
+    original = data.synthetic_binary(50, 4)
+    dataset = original.to("cpu")
     assert dataset.train[0].device.type == "cpu" and dataset.n_features == 4
+    for split in ("train", "val", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(dataset, split), getattr(original, split)))
+    assert np.array_equal(dataset.mean, original.mean) and np.array_equal(dataset.std, original.std)
+    assert (dataset.feature_names, dataset.classes, dataset.name) == (original.feature_names, original.classes,
+                                                                      original.name)
+
+
+def test_positive_fraction_counts_the_labels_of_the_split_asked_for():
+    """5 positives in 10 rows split in halves: one half holds 2, the other 3, so a mix-up of splits shows."""
+    features = np.arange(10.0)[:, None]
+    dataset = data.split_and_scale(features, np.array([1] * 5 + [0] * 5), val_fraction=0, test_fraction=0.5)
+    for split in ("train", "val", "test"):
+        labels = getattr(dataset, split)[1]
+        if len(labels):
+            assert dataset.positive_fraction(split) == pytest.approx(float(labels.sum()) / len(labels))
+    fractions = sorted([dataset.positive_fraction("train"), dataset.positive_fraction("test")])
+    assert fractions == pytest.approx([0.4, 0.6])
+    assert np.isnan(dataset.positive_fraction("val"))
 
 
 @pytest.mark.parametrize("bad, words", [

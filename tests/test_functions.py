@@ -68,6 +68,10 @@ def test_quadratic_condition_number_and_rotation():
     assert rotated.kappa == pytest.approx(50.0)
     assert abs(rotated.hessian[0, 1]) > 0.1  # no longer axis-aligned
     np.testing.assert_allclose(q.hessian, np.diag([0.08, 4.0]), atol=1e-15)
+    # the angle turns the flat θ₁ axis counter-clockwise: its direction (cos 0.7, sin 0.7) keeps curvature μ
+    flat, steep = np.array([np.cos(0.7), np.sin(0.7)]), np.array([-np.sin(0.7), np.cos(0.7)])
+    np.testing.assert_allclose(rotated.hessian @ flat, 0.08 * flat, atol=1e-14)
+    np.testing.assert_allclose(rotated.hessian @ steep, 4.0 * steep, atol=1e-14)
 
 
 def test_x_squared_is_the_seed_function():

@@ -39,7 +39,7 @@ SETTINGS = (
             note="AVX2 BLAS kernels, one thread"),
     Setting("skylakex-2-threads", {"OPENBLAS_CORETYPE": "SkylakeX", "OMP_NUM_THREADS": "2"}, fallback="Sandybridge",
             note="AVX-512 BLAS kernels (AVX ones where the CPU has no AVX-512), two threads"),
-    Setting("prescott", {"OPENBLAS_CORETYPE": "Prescott"}, note="SSE3 BLAS kernels, the oldest x86-64 ones"),
+    Setting("prescott", {"OPENBLAS_CORETYPE": "Prescott"}, note="SSE3 BLAS kernels, as on CPUs without AVX"),
     Setting("aten-default", {"ATEN_CPU_CAPABILITY": "default"}, note="torch without SIMD kernels"),
 )
 
