@@ -793,8 +793,9 @@ def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay
         \theta_t &= \theta_{t-1} - \eta\, \mathrm{sign}\bigl(\beta_1 m_{t-1} + (1-\beta_1)\, g_t\bigr) \\
         m_t &= \beta_2 m_{t-1} + (1-\beta_2)\, g_t
 
-    Every coordinate moves by exactly η (or 0): the step is bounded whatever the gradient's scale, and
-    the only state is one moving average (``exp_avg`` m_t, half of Adam's memory). The direction uses
+    Without weight decay every coordinate moves by exactly η (or 0 where the interpolation is 0): the step
+    is bounded whatever the gradient's scale, and the only state is one moving average (``exp_avg`` m_t,
+    half of Adam's memory). The direction uses
     β₁ = 0.9 while the memory m_t keeps a longer β₂ = 0.99 average. With ``decoupled_weight_decay=True``
     λ is divided by the learning rate the optimizer was built with, ``init_lr`` (η₀; the current η
     when None), so the decay per step is λ η/η₀: λ itself at η = η₀, following a schedule's changes
