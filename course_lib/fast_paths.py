@@ -382,8 +382,8 @@ def compile_rule(rule: rules.Rule, dtype=torch.float32, device="cpu") -> Compile
     _nonzero(weight_decay)``, ...) runs for real and disappears, leaving only tensor operations, whose
     inputs are the buffers and the numeric hyperparameters as one-element tensors. ``torch.compile`` (inductor)
     fuses that graph into one kernel, compiled for every buffer length at once (``dynamic=True``). The
-    cache key holds what the graph depends on: the rule, its switches (booleans, ``weight_decay``,
-    ``momentum``), dtype and device; the other hyperparameters may change freely.
+    cache key holds what the graph depends on: the rule, its switches (booleans, and which hyperparameters
+    are zero), dtype and device; the values of the hyperparameters may change freely.
 
     Where compilation is unavailable or fails (:func:`compile_unavailable_reason`, ``COURSE_NO_COMPILE=1``), the
     result is the traced graph run eagerly, with ``fallback_reason`` set and a :class:`CompileFallbackWarning`

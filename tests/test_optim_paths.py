@@ -558,10 +558,16 @@ def test_low_precision_matches_torch_to_the_dtype_precision(name, path, dtype):
     """
     inputs, targets = (t.to(dtype) for t in _data())
     reference = COMPILED_LOW_PRECISION.get((name, dtype), {}) if path == "flat-compiled" else dict(foreach=False)
+    kwargs = dict(LOW_PRECISION[name])
+    if dtype == torch.float16 and name.startswith("Adam"):
+        # torch's own float16 configurations take eps = 0.1: with eps = 1e-3, g² underflows float16 (below 6e-8)
+        # in some places and not in others, depending on where each implementation rounds (torch's addcmul rounds
+        # once, the rule rounds (1 − β₂)·g and then ·g), and the two runs are 2,000 ulps apart after 5 steps
+        kwargs["eps"] = 0.1
     runs = []
     for opt_class, extra in ((getattr(torch.optim, name), reference), (getattr(optim, name), PATHS[path])):
         model = _network().to(dtype)
-        opt = opt_class(model.parameters(), **LOW_PRECISION[name], **extra)
+        opt = opt_class(model.parameters(), **kwargs, **extra)
         _train(model, opt, 5, inputs, targets)
         runs.append((model, opt))
     (theirs, theirs_opt), (ours, ours_opt) = runs
