@@ -26,6 +26,7 @@ with torch.optim's names and defaults::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -403,3 +404,641 @@ RULES: dict[str, Callable[..., Rule]] = {
     "adamw": adamw,
 }
 _FACTORY_OF = {"gd": "sgd", "momentum": "sgd", "nesterov": "sgd", "amsgrad": "adam", "adamw": "adam"}
+
+
+# ======================================================================================
+# Beyond Adam: NAdam, RAdam, Adafactor, Muon, Lion, Schedule-Free AdamW
+# ======================================================================================
+# Each rule below matches its reference (torch.optim, lion-pytorch, schedulefree) operation by operation, so
+# that the two agree to rounding in float64 (tests/test_rules_beyond_adam.py). Where the reference computes a
+# number on the host (``.item()``, Python arithmetic), so does the rule: see :func:`_as_number`.
+def _lerp(start, end, weight):
+    r"""start + w (end − start), torch's ``lerp`` (which for w ≥ ½ computes end − (end − start)(1 − w))."""
+    if hasattr(start, "lerp") and hasattr(end, "lerp") and not isinstance(weight, np.ndarray):
+        return start.lerp(end, weight)
+    if np.ndim(weight) == 0:
+        return start + weight * (end - start) if weight < 0.5 else end - (end - start) * (1 - weight)
+    return np.where(weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+
+
+def _sign(x):
+    """Element-wise sign (−1, 0 or +1) of a NumPy array or a torch tensor (or a list of tensors)."""
+    return x.sign() if hasattr(x, "sign") else np.sign(x)
+
+
+def _rsqrt(x):
+    """Element-wise 1/√x."""
+    return x.rsqrt() if hasattr(x, "rsqrt") else 1 / np.sqrt(x)
+
+
+def _minimum(a, b):
+    """min(a, b) for numbers, element-wise for arrays (a may be an array of learning rates)."""
+    if np.ndim(a) == 0 and np.ndim(b) == 0:
+        return min(_as_number(a), _as_number(b))
+    return np.minimum(a, b)
+
+
+def _clamp_min(x, low):
+    """max(x, low): a number for numbers, element-wise for arrays or tensors."""
+    if np.ndim(x) == 0 and np.ndim(low) == 0:
+        return max(_as_number(x), _as_number(low))
+    if hasattr(x, "clamp"):
+        return x.clamp(min=low)
+    return np.maximum(x, low)
+
+
+def _mean(x, axis):
+    """Mean over ``axis`` keeping it (size 1), for NumPy arrays and torch tensors."""
+    return x.mean(dim=axis, keepdim=True) if hasattr(x, "new_full") else x.mean(axis=axis, keepdims=True)
+
+
+def _root_mean_square(x, batch_axes=0):
+    r"""RMS(x) = ‖x‖₂ / √n over all axes after the first ``batch_axes``: a Python number when there are none."""
+    axes = tuple(range(batch_axes, np.ndim(x)))
+    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    if hasattr(x, "new_full"):
+        norm = x.norm(2) if batch_axes == 0 else x.square().sum(dim=axes, keepdim=True).sqrt()
+    else:
+        norm = np.sqrt(np.sum(x * x, axis=axes, keepdims=batch_axes > 0))
+    norm = _as_number(norm)
+    return norm / count**0.5
+
+
+def _scalar_one_like(params):
+    """The number 1 in torch.optim's dtype for step-like counters: float32 (float64 when torch's default is).
+
+    A 0-d CPU tensor on the torch backend (as torch.optim keeps ``mu_product``), a NumPy float32 scalar on
+    the NumPy backend, whose products with Python numbers round to float32 exactly as torch's do.
+    """
+    if hasattr(params, "new_ones"):
+        import torch
+
+        dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        return torch.tensor(1.0, dtype=dtype)
+    return np.float32(1.0)
+
+
+def _check_lr_tensor(lr):
+    if hasattr(lr, "numel") and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+
+
+def _require(message, value, valid):
+    """Raise ``ValueError(message.format(value))`` unless ``valid`` holds (everywhere, for arrays)."""
+    if not bool(np.all(valid)):
+        raise ValueError(message.format(_show(value)))
+
+
+def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum, as torch.optim.NAdam computes it.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda\,\theta_{t-1}
+              \quad\text{or}\quad \theta_{t-1} \leftarrow (1-\eta\lambda)\,\theta_{t-1}
+              \ \text{(decoupled)}                                              \\
+        \mu_t &= \beta_1 \bigl(1 - \tfrac12\, 0.96^{\,t\psi}\bigr), \qquad
+        \mu_{t+1} = \beta_1 \bigl(1 - \tfrac12\, 0.96^{\,(t+1)\psi}\bigr)      \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2                             \\
+        \theta_t &= \theta_{t-1}
+           - \eta\,\frac{1-\mu_t}{1-\prod_{i\le t}\mu_i}\,\frac{g_t}{\sqrt{v_t/(1-\beta_2^t)}+\varepsilon}
+           - \eta\,\frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i}\,\frac{m_t}{\sqrt{v_t/(1-\beta_2^t)}+\varepsilon}
+
+    ψ is ``momentum_decay``: the momentum coefficient μ_t warms up from β₁/2 towards β₁. The last line is
+    Adam's step with the bias-corrected m̂_t replaced by a look-ahead: the current gradient's share plus
+    the *next* step's momentum (Nesterov inside Adam). State: ``step`` t, ``mu_product`` ∏μ_i, ``exp_avg`` m_t,
+    ``exp_avg_sq`` v_t. Like torch, the rule keeps ∏μ_i in float32 whatever the parameters' dtype (torch's
+    dtype for step counters, float64 only when torch's default dtype is float64): a relative error of about
+    10⁻⁷ in the two step sizes, which float64 runs must reproduce to match torch.optim.NAdam to 10⁻¹⁰. The
+    products are then used as Python numbers, as torch uses them (``.item()``).
+    """
+    beta1, beta2 = betas
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    bias_correction2 = 1 - beta2**step
+    if _nonzero(weight_decay):
+        if decoupled_weight_decay:
+            params = params * (1 - lr * weight_decay)
+        else:
+            grad = grad + weight_decay * params
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+    previous = state["mu_product"]
+    if isinstance(previous, (np.ndarray, np.generic)):  # NumPy: μ rounded to ∏μ's dtype first, as torch does
+        mu_product = previous * np.asarray(mu, dtype=previous.dtype)
+    else:
+        mu_product = previous * mu
+    exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+    denom = _sqrt(exp_avg_sq / bias_correction2) + eps
+    product = _as_number(mu_product)
+    if isinstance(product, np.ndarray):  # an array of runs: the products as float64 numbers, like .item()
+        product = product.astype(np.float64)
+    product_next = product * mu_next
+    params = params + (-lr * (1.0 - mu) / (1.0 - product)) * grad / denom
+    params = params + (-lr * mu_next / (1.0 - product_next)) * exp_avg / denom
+    return params, {**state, "step": step, "mu_product": mu_product, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def nadam_init(params, **_):
+    return {"step": 0, "mu_product": _scalar_one_like(params), "exp_avg": _zeros_like(params),
+            "exp_avg_sq": _zeros_like(params)}
+
+
+def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, maximize=False):
+    r"""RAdam (Liu et al., 2020, Algorithm 2): Adam whose adaptive step is switched on as v_t becomes reliable.
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \rho_\infty &= \frac{2}{1-\beta_2} - 1, \qquad
+        \rho_t = \rho_\infty - \frac{2t\,\beta_2^t}{1-\beta_2^t}                                 \\
+        \theta_t &= \theta_{t-1} - \eta\, \hat m_t\, r_t\, \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t}+\varepsilon}
+             \quad\text{if } \rho_t > 5, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\,\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\,\rho_t}} \\
+        \theta_t &= \theta_{t-1} - \eta\, \hat m_t \quad\text{otherwise (SGD with momentum)}
+
+    with m̂_t = m_t/(1 − β₁ᵗ) and weight decay as in :func:`adam_update` (L2, or decoupled with
+    ``decoupled_weight_decay=True``). ρ_t estimates how many gradients the average v_t effectively holds;
+    while it is at most 5 the variance of the adaptive step would be unbounded, so RAdam takes plain
+    momentum steps (for β₂ = 0.999 the first 5 steps), then multiplies Adam's step by the rectification
+    r_t < 1, which rises to 1 as t grows: the warm-up that Adam otherwise needs, built in.
+    State: ``step``, ``exp_avg``, ``exp_avg_sq`` (torch's names).
+    """
+    beta1, beta2 = betas
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    if _nonzero(weight_decay):
+        if decoupled_weight_decay:
+            params = params * (1 - lr * weight_decay)
+        else:
+            grad = grad + weight_decay * params
+    exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+    new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    corrected_exp_avg = exp_avg / bias_correction1
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+    if np.ndim(rho_t) == 0:  # one β₂ (both backends): torch's branch
+        if rho_t > 5.0:
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+            adaptive = (bias_correction2**0.5) / (_sqrt(exp_avg_sq) + eps)
+            return params - corrected_exp_avg * lr * adaptive * rect, new_state
+        return params - corrected_exp_avg * lr, new_state
+    rectified = rho_t > 5.0  # an array of β₂ (batched NumPy runs): each run takes its own branch
+    with np.errstate(divide="ignore", invalid="ignore"):  # the rows not rectified discard these numbers
+        ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    rect = np.where(rectified, ratio, 1.0) ** 0.5
+    adaptive = np.where(rectified, (bias_correction2**0.5) / (_sqrt(exp_avg_sq) + eps), 1.0)
+    return params - corrected_exp_avg * lr * adaptive * rect, new_state
+
+
+def adafactor_update(params, grad, state, *, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0,
+                     weight_decay=0.0, maximize=False, batch_axes=0):
+    r"""Adafactor (Shazeer & Stern, 2018, Algorithms 4 and 5) as torch.optim.Adafactor computes it.
+
+    .. math::
+
+        \hat\beta_{2,t} &= 1 - t^{c}, \qquad \rho_t = \min(\eta,\ 1/\sqrt t), \qquad
+        \alpha_t = \max\bigl(\varepsilon_2,\ \mathrm{RMS}(\theta_{t-1})\bigr)\, \rho_t              \\
+        \theta_{t-1} &\leftarrow (1-\eta\lambda)\,\theta_{t-1}
+             \quad\text{(decoupled weight decay)}                                              \\
+        R_t &= \hat\beta_{2,t} R_{t-1} + (1-\hat\beta_{2,t})\, \mathrm{mean}_{\text{cols}}(g_t^2), \qquad
+        C_t = \hat\beta_{2,t} C_{t-1} + (1-\hat\beta_{2,t})\, \mathrm{mean}_{\text{rows}}(g_t^2)   \\
+        \hat V_t &= R_t C_t / \max(\mathrm{mean}(R_t), \varepsilon_1)
+             \quad\text{(matrices; a vector keeps its full } V_t\text{ like Adam's } v_t)   \\
+        U_t &= g_t / \sqrt{\max(\hat V_t, \varepsilon_1^2)}, \qquad
+        \theta_t = \theta_{t-1} - \frac{\alpha_t}{\max(1,\ \mathrm{RMS}(U_t)/d)}\, U_t
+
+    c is ``beta2_decay`` (−0.8): 1 − β̂₂,t = t^c, so the first step takes v from g₁² alone and the average
+    lengthens as t grows (no bias correction needed). ε = (ε₁, ε₂) = ``eps``; ε₁ = None means the
+    machine epsilon of the parameters' dtype. The step is *relative*: α_t scales with the parameters'
+    RMS (at least ε₂), and ρ_t = min(η, 1/√t) decays it; ``d`` clips the update's RMS. For a matrix
+    m × n the state is a row factor R (m × 1, ``row_var``) and a column factor C (1 × n, ``col_var``),
+    m + n numbers instead of Adam's mn: the outer product R C / mean(R) is the rank-1 estimate of the
+    second moments. A tensor of more than two dimensions is factored over its last two axes, as torch
+    does. Vectors and scalars keep ``variance`` (V_t). State: ``step`` and those.
+
+    Both backends: the factoring acts on the last two axes of an array of two or more dimensions. By
+    default (``batch_axes=0``) an array is one parameter, so a NumPy array of shape (B, n) is factored as a
+    B × n matrix and its RMS is taken over all of it, as torch.optim.Adafactor would for such a tensor.
+    For B independent runs (a leading batch axis, hyperparameters as arrays broadcasting against it) pass
+    ``batch_axes=1``: the RMS are then taken per run, and the factoring applies to the axes after it.
+    """
+    eps1, eps2 = eps
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    if eps1 is None:
+        eps1 = float(_finfo_eps(params))
+    one_minus_beta2_t = step**beta2_decay
+    rho_t = _minimum(lr, 1 / (step**0.5))
+    alpha = _clamp_min(_root_mean_square(params, batch_axes), eps2) * rho_t
+    if _nonzero(weight_decay):
+        params = params * (1 - lr * weight_decay)
+    new_state = {**state, "step": step}
+    if np.ndim(grad) - batch_axes > 1:
+        squared = grad * grad
+        row_var = _lerp(state["row_var"], _mean(squared, -1), one_minus_beta2_t)
+        col_var = _lerp(state["col_var"], _mean(squared, -2), one_minus_beta2_t)
+        var_estimate = (row_var @ col_var) / _clamp_min(_mean(row_var, -2), eps1)
+        new_state.update(row_var=row_var, col_var=col_var)
+    else:
+        var_estimate = _lerp(state["variance"], grad * grad, one_minus_beta2_t)
+        new_state["variance"] = var_estimate
+    update = _rsqrt(_clamp_min(var_estimate, eps1 * eps1)) * grad
+    denom = _clamp_min(_root_mean_square(update, batch_axes) / d, 1.0)
+    return params - (alpha / denom) * update, new_state
+
+
+def _finfo_eps(params):
+    if hasattr(params, "new_full"):
+        import torch
+
+        return torch.finfo(params.dtype).eps
+    return np.finfo(np.asarray(params).dtype).eps
+
+
+def adafactor_init(params, *, batch_axes=0, **_):
+    if np.ndim(params) - batch_axes > 1:
+        zeros = _zeros_like(params)
+        return {"step": 0, "row_var": _mean(zeros, -1), "col_var": _mean(zeros, -2)}
+    return {"step": 0, "variance": _zeros_like(params)}
+
+
+#: torch.optim.Muon's defaults: Keller Jordan's quintic Newton–Schulz coefficients, ε and number of steps.
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+MUON_EPS = 1e-7
+MUON_NS_STEPS = 5
+
+
+def newton_schulz_orthogonalize(matrix, ns_coefficients=MUON_NS_COEFFICIENTS, ns_steps=MUON_NS_STEPS,
+                                eps=MUON_EPS):
+    r"""U Vᵀ (approximately) for M = U S Vᵀ: k quintic Newton–Schulz steps, in bfloat16, as torch.optim.Muon.
+
+    .. math::
+
+        X_0 = M / \max(\|M\|_F, \varepsilon), \qquad
+        X_{j+1} = a X_j + (b\, A_j + c\, A_j^2)\, X_j, \quad A_j = X_j X_j^\top
+
+    Each step maps every singular value σ of X to p(σ) = aσ + bσ³ + cσ⁵ (the singular vectors stay); with
+    (a, b, c) = (3.4445, −4.7750, 2.0315) p is steep at 0 (slope a), so five steps map every σ with
+    σ/‖M‖_F ≥ 0.002 into [0.68, 1.21] (exact arithmetic; smaller ones are multiplied by at most a⁵ ≈ 490):
+    X₅ ≈ U S′ Vᵀ with S′ ≈ I, not exactly U Vᵀ. A tall matrix is transposed first, so that
+    A_j is the smaller Gram matrix.
+
+    The iteration runs in **bfloat16**, as torch's does: the matrix is rounded to bfloat16 (8 significant
+    bits, relative error up to 2⁻⁹ ≈ 0.2 %, with float32's exponent range) and every product and sum is
+    rounded back to bfloat16; the result is a bfloat16 matrix whose entries carry about 2–3 significant
+    digits. The approximation S′ ≈ I is far coarser than that, so the cast costs Muon nothing but makes
+    its update exact only to about 1 % (tests compare with torch at that precision). NumPy has no
+    bfloat16: NumPy arrays go through torch (on the CPU) for this function, so both backends give the
+    same bfloat16 numbers, returned as float32 (which holds every bfloat16 exactly). A stack of matrices
+    (leading axes) is orthogonalized matrix by matrix.
+    """
+    import torch
+
+    if not isinstance(matrix, torch.Tensor):
+        return newton_schulz_orthogonalize(torch.from_numpy(np.ascontiguousarray(matrix)), ns_coefficients,
+                                           ns_steps, eps).float().numpy()
+    if matrix.ndim < 2:
+        raise ValueError("Input tensor gradient must be a 2D matrix")
+    if matrix.ndim > 2:
+        return torch.stack([newton_schulz_orthogonalize(m, ns_coefficients, ns_steps, eps) for m in matrix])
+    a, b, c = ns_coefficients
+    ortho = matrix.bfloat16()
+    tall = matrix.size(0) > matrix.size(1)
+    if tall:
+        ortho = ortho.T
+    ortho = ortho / ortho.norm().clamp(min=eps)
+    for _ in range(ns_steps):
+        gram = ortho @ ortho.T
+        gram_update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        ortho = torch.addmm(ortho, gram_update, ortho, beta=a)
+    return ortho.T if tall else ortho
+
+
+def muon_lr_ratio(shape, adjust_lr_fn=None) -> float:
+    r"""The factor Muon multiplies η by for an A × B matrix, torch's ``adjust_lr_fn``.
+
+    ``None`` or ``"original"`` (Keller Jordan): √max(1, A/B), so tall matrices get RMS-comparable steps;
+    ``"match_rms_adamw"`` (Moonshot, Liu et al. 2025): 0.2 √max(A, B), so the update's RMS is about AdamW's
+    (0.2) and AdamW's η and λ carry over.
+    """
+    rows, cols = shape[-2], shape[-1]
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def muon_update(params, grad, state, *, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                ns_coefficients=MUON_NS_COEFFICIENTS, eps=MUON_EPS, ns_steps=MUON_NS_STEPS, adjust_lr_fn=None):
+    r"""Muon (Jordan et al., 2024): momentum, then the update orthogonalized, as torch.optim.Muon computes it.
+
+    .. math::
+
+        B_t &= \mu B_{t-1} + (1-\mu)\, g_t, \qquad
+        \tilde B_t = (1-\mu)\, g_t + \mu B_t \ \text{(Nesterov)} \quad\text{or}\quad \tilde B_t = B_t \\
+        O_t &= \mathrm{NS}^{(a,b,c)}_k(\tilde B_t;\ \varepsilon) \approx U V^\top
+              \quad\text{for } \tilde B_t = U S V^\top                                              \\
+        \theta_t &= (1-\eta\lambda)\,\theta_{t-1} - \eta\,s(A, B)\, O_t
+
+    (torch's code computes B_t = lerp(B_{t−1}, g_t, 1−μ), as written here; its documentation's algorithm
+    box writes B_t = μB_{t−1} + g_t, which is 1/(1−μ) times this B_t: the same direction, and the
+    normalization inside NS removes the factor, up to rounding and ε.)
+    O_t keeps the directions of the momentum and sets all its singular values to about 1: the steepest
+    descent step under the spectral norm, so no direction of a weight matrix dominates the step. s(A, B)
+    is :func:`muon_lr_ratio` (``adjust_lr_fn``); the weight decay uses η itself. NS is
+    :func:`newton_schulz_orthogonalize`, which runs in bfloat16 (see there what that cast does), so O_t
+    holds bfloat16 values; θ keeps its own dtype. State: ``momentum_buffer`` B_t.
+
+    The last two axes are the matrix. On either backend, leading axes are a batch of independent
+    matrices (runs): each is orthogonalized on its own and s(A, B) uses the matrix's shape. Vectors and
+    scalars are refused with torch's ``ValueError`` (Muon is for matrices; use AdamW for the rest).
+    """
+    if np.ndim(grad) < 2:
+        raise ValueError("Param gradient must be a 2D matrix")
+    buffer = _lerp(state["momentum_buffer"], grad, 1 - momentum)
+    direction = _lerp(grad, buffer, momentum) if nesterov else buffer
+    orthogonal = newton_schulz_orthogonalize(direction, ns_coefficients, ns_steps, eps)
+    orthogonal = orthogonal.to(params.dtype) if hasattr(orthogonal, "to") else orthogonal.astype(params.dtype)
+    adjusted_lr = lr * muon_lr_ratio(np.shape(params), adjust_lr_fn)
+    params = params * (1 - lr * weight_decay)
+    return params - adjusted_lr * orthogonal, {**state, "momentum_buffer": buffer}
+
+
+def muon_init(params, **_):
+    if np.ndim(params) < 2:
+        raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
+                         f"{tuple(np.shape(params))}")
+    return {"momentum_buffer": _zeros_like(params)}
+
+
+def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
+                decoupled_weight_decay=False, init_lr=None):
+    r"""Lion (Chen et al., 2023, Algorithm 2): the sign of an interpolation, as ``lion_pytorch.Lion``.
+
+    .. math::
+
+        \theta_{t-1} &\leftarrow (1 - \eta\lambda)\,\theta_{t-1}                           \\
+        c_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
+        \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(c_t)                                 \\
+        m_t &= \beta_2 m_{t-1} + (1-\beta_2)\, g_t
+
+    Every coordinate moves by exactly η (or 0): the step is bounded whatever the gradient's scale, and
+    the only state is one moving average (``exp_avg`` m_t, half of Adam's memory). The direction uses
+    β₁ = 0.9 while the memory m_t keeps a longer β₂ = 0.99 average. With ``decoupled_weight_decay=True``
+    λ is divided by the learning rate the optimizer was built with, ``init_lr`` (η₀; the current η
+    when None), so the decay per step is λ η/η₀: λ itself at η = η₀, following a schedule's changes
+    of η, as lion-pytorch does.
+    """
+    beta1, beta2 = betas
+    if _nonzero(weight_decay):
+        if decoupled_weight_decay:
+            weight_decay = weight_decay / (lr if init_lr is None else init_lr)
+        params = params * (1.0 - lr * weight_decay)
+    exp_avg = state["exp_avg"]
+    direction = _sign(exp_avg * beta1 + (1.0 - beta1) * grad)
+    params = params - lr * direction
+    return params, {**state, "exp_avg": exp_avg * beta2 + (1.0 - beta2) * grad}
+
+
+def lion_init(params, **_):
+    return {"exp_avg": _zeros_like(params)}
+
+
+def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.999), eps=1e-8,
+                               weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0):
+    r"""Schedule-Free AdamW (Defazio et al., 2024), as ``schedulefree.AdamWScheduleFree`` computes it.
+
+    Three sequences: z_t takes AdamW-like steps, x_t is a weighted average of the z's (what to evaluate),
+    and the gradient is taken at y_t, an interpolation of the two; ``params`` hold y (train mode).
+
+    .. math::
+
+        \eta_t &= \eta \cdot \min(1,\ t/T_{\text{warmup}}), \qquad
+        w_t = t^{\,r}\, \bigl(\max_{i\le t}\eta_i\bigr)^{p}, \qquad c_t = w_t \big/ \textstyle\sum_{i\le t} w_i \\
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2, \qquad
+        u_t = \frac{g_t}{\sqrt{v_t/(1-\beta_2^t)} + \varepsilon} + \lambda\, y_{t-1}           \\
+        z_t &= z_{t-1} - \eta_t\, u_t, \qquad x_t = (1-c_t)\, x_{t-1} + c_t\, z_t, \qquad
+        y_t = (1-\beta_1)\, z_t + \beta_1 x_t
+
+    with p = ``weight_lr_power``, r = ``r``, T_warmup = ``warmup_steps``, z₀ = x₀ = y₀ = θ₀ and g_t the
+    gradient at y_{t−1}. The rule never stores x: like the package it updates y in place as
+    y_t = lerp(y_{t−1}, z_{t−1}, c_t) + η_t (β₁(1 − c_t) − 1) u_t, the same algebra. There is no learning-rate
+    schedule to choose: the average x_t does what a decaying schedule does (with r = 0 and no warm-up,
+    c_t = 1/t and x_t is the plain average of z_1 … z_t). β₁ plays momentum's role through the
+    interpolation y. Weight decay is applied at y, as the package does.
+
+    State: ``z``, ``exp_avg_sq`` v_t per array, and the package's per-group counters ``k`` (steps taken),
+    ``weight_sum`` Σw_i, ``lr_max`` (−1 before the first step). To evaluate, move y to x with
+    :func:`schedule_free_eval`; to train again, back with :func:`schedule_free_train`.
+    """
+    beta1, beta2 = betas
+    k = state["k"]
+    sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
+    bias_correction2 = 1 - beta2 ** (k + 1)
+    lr = lr * sched
+    lr_max = _clamp_min(lr, state["lr_max"])
+    weight = ((k + 1) ** r) * (lr_max**weight_lr_power)
+    weight_sum = state["weight_sum"] + weight
+    if np.ndim(weight_sum) == 0:
+        ckp1 = weight / weight_sum if weight_sum != 0 else 0
+    else:
+        ckp1 = np.divide(weight, weight_sum, out=np.zeros(np.shape(weight_sum)), where=weight_sum != 0)
+    exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+    denom = _sqrt(exp_avg_sq / bias_correction2) + eps
+    grad_normalized = grad / denom
+    if _nonzero(weight_decay):
+        grad_normalized = grad_normalized + weight_decay * params
+    z = state["z"]
+    params = _lerp(params, z, ckp1)
+    params = params + (lr * (beta1 * (1 - ckp1) - 1)) * grad_normalized
+    z = z - lr * grad_normalized
+    return params, {**state, "k": k + 1, "weight_sum": weight_sum, "lr_max": lr_max, "z": z,
+                    "exp_avg_sq": exp_avg_sq}
+
+
+def schedule_free_adamw_init(params, **_):
+    return {"k": 0, "weight_sum": 0.0, "lr_max": -1.0, "z": params * 1.0, "exp_avg_sq": _zeros_like(params)}
+
+
+def schedule_free_eval(params, state, *, betas=(0.9, 0.999), **_):
+    r"""x from y (the switch to eval mode): x = y + (1 − 1/β₁)(z − y), i.e. ``y.lerp(z, 1 − 1/β₁)``.
+
+    Inverts y = (1 − β₁) z + β₁ x. Pass the rule's hyperparameters: ``schedule_free_eval(y, state,
+    **rule.hyperparams)``. Before the first step (no ``z`` yet) the parameters are returned unchanged.
+    """
+    if "z" not in state:
+        return params
+    return _lerp(params, state["z"], 1 - 1 / betas[0])
+
+
+def schedule_free_train(params, state, *, betas=(0.9, 0.999), **_):
+    r"""y from x (the switch to train mode): y = x + (1 − β₁)(z − x) = (1 − β₁) z + β₁ x."""
+    if "z" not in state:
+        return params
+    return _lerp(params, state["z"], 1 - betas[0])
+
+
+# --------------------------------------------------------------------------------------
+# Factories (the references' names, defaults and checks)
+# --------------------------------------------------------------------------------------
+def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+          decoupled_weight_decay=False, *, maximize=False) -> Rule:
+    """NAdam: see :func:`nadam_update`. Defaults and checks of torch.optim.NAdam."""
+    _check_lr_tensor(lr)
+    _common_checks(lr, weight_decay, eps)
+    betas = _check_betas(betas)
+    check_hyperparams(**{"momentum_decay value": (momentum_decay, np.asarray(momentum_decay) >= 0)})
+    hyper = dict(lr=_as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
+                 momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    return Rule("nadam", hyper, nadam_update, nadam_init)
+
+
+def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, *,
+          maximize=False) -> Rule:
+    """RAdam: see :func:`radam_update`. Defaults and checks of torch.optim.RAdam."""
+    _check_lr_tensor(lr)
+    _common_checks(lr, weight_decay, eps)
+    betas = _check_betas(betas)
+    hyper = dict(lr=_as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
+                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    return Rule("radam", hyper, radam_update, radam_init)
+
+
+def radam_init(params, **_):
+    return {"step": 0, "exp_avg": _zeros_like(params), "exp_avg_sq": _zeros_like(params)}
+
+
+def adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *, maximize=False,
+              batch_axes=0) -> Rule:
+    """Adafactor: see :func:`adafactor_update`. Defaults and checks (messages) of torch.optim.Adafactor."""
+    _check_lr_tensor(lr)
+    lr = _as_number(lr)
+    if len(eps) != 2:
+        raise ValueError(f"Invalid eps: expected a pair (epsilon1, epsilon2), got {eps!r}")
+    eps1, eps2 = eps
+    _require("Learning rate should be >= 0 but is: {}", lr, np.asarray(lr) >= 0)
+    _require("beta2_decay should be <= 0 but is: {}", beta2_decay, np.asarray(beta2_decay) <= 0)
+    if eps1 is not None:
+        _require("epsilon1 should be >= 0 but is: {}", eps1, np.asarray(eps1) >= 0)
+    _require("epsilon2 should be >= 0 but is: {}", eps2, np.asarray(eps2) >= 0)
+    _require("Clipping threshold d should be >= 1 but is: {}", d, np.asarray(d) >= 1)
+    _require("weight_decay should be >= 0 but is: {}", weight_decay, np.asarray(weight_decay) >= 0)
+    _require("batch_axes should be a non-negative integer but is: {}", batch_axes,
+             isinstance(batch_axes, int) and batch_axes >= 0)
+    hyper = dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d, weight_decay=weight_decay,
+                 maximize=maximize, batch_axes=batch_axes)
+    return Rule("adafactor", hyper, adafactor_update, adafactor_init)
+
+
+def muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=MUON_NS_COEFFICIENTS,
+         eps=MUON_EPS, ns_steps=MUON_NS_STEPS, adjust_lr_fn=None) -> Rule:
+    """Muon: see :func:`muon_update`. Defaults and checks (messages) of torch.optim.Muon.
+
+    torch checks ``ns_steps`` and ``ns_coefficients`` only at the first step; they are checked here at once.
+    """
+    _check_lr_tensor(lr)
+    lr = _as_number(lr)
+    _require("Learning rate should be >= 0 but is: {}", lr, np.asarray(lr) >= 0)
+    _require("momentum should be >= 0 but is: {}", momentum, np.asarray(momentum) >= 0)
+    _require("weight decay should be >= 0 but is: {}", weight_decay, np.asarray(weight_decay) >= 0)
+    if adjust_lr_fn is not None and adjust_lr_fn not in ("original", "match_rms_adamw"):
+        raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
+    if ns_steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational efficiency")
+    if len(ns_coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+    hyper = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                 ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+    return Rule("muon", hyper, muon_update, muon_init)
+
+
+def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, init_lr=None) -> Rule:
+    """Lion: see :func:`lion_update`. Defaults of ``lion_pytorch.Lion``.
+
+    lion-pytorch *asserts* lr > 0 and 0 ≤ β ≤ 1; here those are ``ValueError`` s naming the parameter, and a
+    negative ``weight_decay`` (which lion-pytorch accepts) is refused too.
+    """
+    _check_lr_tensor(lr)
+    lr = _as_number(lr)
+    _require("Invalid learning rate: {} (Lion needs lr > 0)", lr, np.asarray(lr) > 0)
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = (_as_number(b) for b in betas)
+    for index, beta in enumerate((beta1, beta2)):
+        _require(f"Invalid beta parameter at index {index}: {{}} (Lion needs 0 <= beta <= 1)", beta,
+                 (np.asarray(beta) >= 0) & (np.asarray(beta) <= 1))
+    _require("Invalid weight_decay value: {}", weight_decay, np.asarray(weight_decay) >= 0)
+    if init_lr is not None:
+        _require("Invalid init_lr: {} (Lion needs init_lr > 0)", init_lr, np.asarray(init_lr) > 0)
+    hyper = dict(lr=lr, betas=(beta1, beta2), weight_decay=weight_decay,
+                 decoupled_weight_decay=decoupled_weight_decay, init_lr=init_lr)
+    return Rule("lion", hyper, lion_update, lion_init)
+
+
+def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
+                        weight_lr_power=2.0) -> Rule:
+    """Schedule-Free AdamW: see :func:`schedule_free_adamw_update`. Defaults of ``schedulefree.AdamWScheduleFree``.
+
+    The package checks none of its hyperparameters; here torch's conventions apply (lr, eps, weight_decay,
+    warmup_steps, r, weight_lr_power ≥ 0, 0 ≤ β₂ < 1) and β₁ must lie in (0, 1]: with β₁ = 0 the switch to
+    eval mode, x = y + (1 − 1/β₁)(z − y), divides by zero (the package fails there with ZeroDivisionError).
+    """
+    _check_lr_tensor(lr)
+    lr = _as_number(lr)
+    _common_checks(lr, weight_decay, eps)
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = (_as_number(b) for b in betas)
+    check_hyperparams(**{
+        "beta parameter at index 0": (beta1, (np.asarray(beta1) > 0) & (np.asarray(beta1) <= 1)),
+        "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
+        "warmup_steps value": (warmup_steps, np.asarray(warmup_steps) >= 0),
+        "r value": (r, np.asarray(r) >= 0),
+        "weight_lr_power value": (weight_lr_power, np.asarray(weight_lr_power) >= 0),
+    })
+    hyper = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
+                 weight_lr_power=weight_lr_power)
+    return Rule("schedule_free", hyper, schedule_free_adamw_update, schedule_free_adamw_init)
+
+
+RULES.update({
+    "nadam": nadam,
+    "radam": radam,
+    "adafactor": adafactor,
+    "muon": muon,
+    "lion": lion,
+    "schedule_free_adamw": schedule_free_adamw,
+})
+_FACTORY_OF["schedule_free"] = "schedule_free_adamw"
+
+__all__ += [
+    "nadam",
+    "radam",
+    "adafactor",
+    "muon",
+    "lion",
+    "schedule_free_adamw",
+    "nadam_update",
+    "radam_update",
+    "adafactor_update",
+    "muon_update",
+    "lion_update",
+    "schedule_free_adamw_update",
+    "schedule_free_eval",
+    "schedule_free_train",
+    "newton_schulz_orthogonalize",
+    "muon_lr_ratio",
+    "MUON_NS_COEFFICIENTS",
+]
