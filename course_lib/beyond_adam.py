@@ -99,8 +99,9 @@ OPTIMIZERS: dict[str, type] = {
 }
 """Method name → its drop-in ``torch.optim`` class in :mod:`course_lib.optim`."""
 
-MATRIX_RULES = ("adafactor", "muon")
-"""Rules that treat a 2-D array as one matrix (factored or orthogonalized), not as a batch of runs."""
+MATRIX_RULES = ("muon",)
+"""Rules that treat a 2-D array as one matrix (orthogonalized), not as a batch of runs: :func:`trace` runs them
+through :func:`per_run`. (Adafactor would factor it too; it takes ``batch_axes=1`` instead, see :func:`trace`.)"""
 
 
 def toy_rule(method: str, lr) -> rules.Rule:
@@ -124,8 +125,9 @@ def toy_rule(method: str, lr) -> rules.Rule:
 def per_run(rule: rules.Rule) -> rules.Rule:
     """A rule for a batch of runs, shape (runs, d), from a rule that treats a 2-D array as one matrix.
 
-    Adafactor and Muon see a 2-D array as a matrix (Adafactor factors its second moment over rows and columns,
-    Muon orthogonalizes the whole update), so a batch of runs cannot go through them in one array. This wrapper
+    Muon (and Adafactor without ``batch_axes``) see a 2-D array as one matrix (Muon orthogonalizes the whole
+    update, Adafactor factors its second moment and takes one RMS), so a batch of runs cannot go through them in one
+    array. This wrapper
     gives each run its own 1 × d row matrix, its own state and its own hyperparameters (row i of any array-valued
     hyperparameter of shape (runs, 1)), and stacks the results, so that :func:`course_lib.descent.descend` can
     treat it like any other rule. For a 1 × d matrix Adafactor's factored estimate is exact (one row), and Muon's
@@ -174,13 +176,16 @@ def trace(objective: Objective, x0, rule: rules.Rule, steps: int, grad=None, sch
     For every rule but Schedule-Free that is the parameter vector itself (this calls ``descend``). Schedule-Free
     evaluates its gradients at y but returns x (its ``eval()`` point): the trajectory holds
     :func:`schedule_free_x` of every step, computed from the rule's state (``at="y"`` keeps y instead, the point a
-    user who forgets ``eval()`` evaluates, and ``at="z"`` the un-averaged sequence z). Matrix rules (Adafactor,
-    Muon) run each run as a 1 × d row (:func:`per_run`).
+    user who forgets ``eval()`` evaluates, and ``at="z"`` the un-averaged sequence z). Muon runs each run as a
+    1 × d row (:func:`per_run`); Adafactor takes a batch of runs with ``batch_axes=1`` (each run a vector, so its
+    second moment is not factored: for a 1 × d row the factored estimate would be exact anyway).
     """
     if at not in ("x", "y", "z"):
         raise ValueError(f"Invalid at: {at!r} (choose 'x', 'y' or 'z')")
     if rule.name in MATRIX_RULES:
         rule = per_run(rule)
+    elif rule.name == "adafactor" and _runs_shape(np.asarray(x0, dtype=float), rule):
+        rule = rule.with_options(batch_axes=1)     # a batch of runs, each a vector (its RMS per run)
     if rule.name != "schedule_free":
         return descend(objective, x0, rule, steps, grad=grad, schedule=schedule)
     y = np.asarray(x0, dtype=float)
