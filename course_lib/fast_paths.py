@@ -79,8 +79,8 @@ def _scalar_dtype():
 class TensorList:
     """Tensors that do arithmetic together: every operation is one ``torch._foreach_*`` call.
 
-    ``a + b``, ``0.9 * a``, ``a * a``, ``-a``, ``a / b``, ``a.sqrt()``, ``a.maximum(b)`` act element-wise on
-    each tensor of the list (``b`` another TensorList of the same length, a number, or a 0-d tensor),
+    ``a + b``, ``0.9 * a``, ``a * a``, ``-a``, ``a / b``, ``a.sqrt()``, ``a.maximum(b)``, ``a.sign()`` act
+    element-wise on each tensor of the list (``b`` another TensorList of the same length, a number, or a 0-d tensor),
     which is all a rule of :mod:`course_lib.rules` needs. So the rule written for one tensor runs
     unchanged on every tensor of a param group at once:
 
@@ -156,6 +156,9 @@ class TensorList:
 
     def maximum(self, other):
         return self._binary(torch._foreach_maximum, other)
+
+    def sign(self):
+        return TensorList(torch._foreach_sign(self.tensors))
 
 
 # --------------------------------------------------------------------------------------

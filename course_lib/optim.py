@@ -326,3 +326,286 @@ class AdamW(RuleOptimizer):
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+# ======================================================================================================================
+# Beyond Adam: NAdam, RAdam, Adafactor, Muon (torch.optim's twins), Lion (lion-pytorch's), AdamWScheduleFree
+# (schedulefree's)
+# ======================================================================================================================
+class _PerTensorRuleOptimizer(RuleOptimizer):
+    """A :class:`RuleOptimizer` whose rule always runs per tensor (the reference path).
+
+    Used where a rule cannot run on a flat buffer or a list of tensors as written: Adafactor and Muon act on
+    each parameter's matrix shape (rows, columns, products of matrices), NAdam keeps a per-tensor number
+    (``mu_product``), RAdam branches on the step. ``foreach`` is accepted where torch's class has it and
+    changes nothing (the same numbers as torch's multi-tensor code, to rounding); ``fused=True`` is refused.
+    """
+
+    _per_tensor_reason = "its rule runs per tensor"
+
+    def __init__(self, params, defaults, *, foreach=None, fused=None):
+        self._refuse_fused(fused)
+        super().__init__(params, defaults, foreach=foreach, fused=None)
+
+    def _refuse_fused(self, fused, where=""):
+        if fused:
+            raise ValueError(f"{type(self).__name__} does not support fused=True{where}: {self._per_tensor_reason}, "
+                             "so it cannot run on one flat buffer; leave fused unset (it runs per tensor)")
+
+    def add_param_group(self, param_group):
+        self._refuse_fused(param_group.get("fused"), where=f" in param group {len(self.param_groups)}")
+        super().add_param_group(param_group)
+
+    def path_for(self, group) -> str:
+        return "per-tensor"
+
+    def _check(self, param):
+        if param.grad.is_sparse:
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        if torch.is_complex(param):
+            raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+
+
+class NAdam(_PerTensorRuleOptimizer):
+    """NAdam: Adam with Nesterov momentum (:func:`course_lib.rules.nadam_update`). torch.optim.NAdam's twin.
+
+    ``capturable`` and ``differentiable`` are torch's switches for CUDA graphs and for differentiating through
+    the step; only their default ``False`` is supported. Runs per tensor (``foreach`` changes nothing).
+    """
+
+    rule_factory = staticmethod(rules.nadam)
+    _torch_execution_keys = ("foreach",)
+    _per_tensor_reason = "its state holds one number per tensor (mu_product), not one per parameter entry"
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None):
+        _refuse_unsupported(type(self).__name__, capturable=capturable, differentiable=differentiable)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize),
+                         foreach=foreach, fused=fused)
+
+
+class RAdam(_PerTensorRuleOptimizer):
+    """RAdam: rectified Adam (:func:`course_lib.rules.radam_update`). torch.optim.RAdam's twin.
+
+    Only ``capturable=False`` and ``differentiable=False`` are supported. Runs per tensor.
+    """
+
+    rule_factory = staticmethod(rules.radam)
+    _torch_execution_keys = ("foreach",)
+    _per_tensor_reason = "its rule branches on the step count (the rectification starts when rho_t > 5)"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                 *, foreach=None, maximize=False, capturable=False, differentiable=False, fused=None):
+        _refuse_unsupported(type(self).__name__, capturable=capturable, differentiable=differentiable)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
+                         foreach=foreach, fused=fused)
+
+
+class Adafactor(_PerTensorRuleOptimizer):
+    """Adafactor: factored second moments, relative step (:func:`course_lib.rules.adafactor_update`).
+
+    torch.optim.Adafactor's twin: a parameter of two or more dimensions keeps a row and a column factor
+    (``row_var``, ``col_var``), a vector keeps ``variance``. Runs per tensor (``foreach`` changes nothing);
+    ``fused=True`` is refused: the factors belong to each parameter's matrix shape, which a flat buffer loses.
+    """
+
+    rule_factory = staticmethod(rules.adafactor)
+    _torch_execution_keys = ("foreach",)
+    _per_tensor_reason = ("its second moments are factored over each parameter's rows and columns, "
+                          "which a flat buffer does not have")
+
+    @classmethod
+    def _hyper_names(cls) -> tuple[str, ...]:
+        return tuple(name for name in super()._hyper_names() if name != "batch_axes")  # one parameter per tensor
+
+    def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
+                 foreach=None, maximize=False, fused=None):
+        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
+                                      maximize=maximize),
+                         foreach=foreach, fused=fused)
+
+
+class Muon(_PerTensorRuleOptimizer):
+    """Muon: momentum, then an orthogonalized update per matrix (:func:`course_lib.rules.muon_update`).
+
+    torch.optim.Muon's twin: every parameter must be a matrix (torch's ``ValueError`` otherwise; optimize
+    biases, embeddings and gains with AdamW). The Newton–Schulz iteration runs in bfloat16, as torch's.
+    ``fused=True`` is refused: the orthogonalization needs each parameter's matrix.
+    """
+
+    rule_factory = staticmethod(rules.muon)
+    _torch_execution_keys = ()
+    _per_tensor_reason = "it orthogonalizes each parameter's matrix, which a flat buffer does not have"
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=rules.MUON_NS_COEFFICIENTS, eps=rules.MUON_EPS, ns_steps=rules.MUON_NS_STEPS,
+                 adjust_lr_fn=None, *, fused=None):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                                      ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
+                                      adjust_lr_fn=adjust_lr_fn),
+                         fused=fused)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        for param in self.param_groups[-1]["params"]:
+            if param.ndim != 2:
+                self.param_groups.pop()
+                raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
+                                 f"{param.size()}")
+
+
+class Lion(RuleOptimizer):
+    """Lion: the sign of an interpolation of momentum and gradient (:func:`course_lib.rules.lion_update`).
+
+    ``lion_pytorch.Lion``'s twin: its signature, defaults and state (``exp_avg`` only). With
+    ``decoupled_weight_decay=True`` the decay is divided by the learning rate given here (``init_lr`` in
+    every param group, as lion-pytorch keeps it), also for groups with their own lr. lion-pytorch's
+    ``use_triton=True`` (its CUDA kernel) is refused: use ``fused=True`` for one compiled kernel instead.
+    Lion is element-wise, so all three paths run it (``foreach``, ``fused`` as for :class:`Adam`).
+    """
+
+    rule_factory = staticmethod(rules.lion)
+    _torch_execution_keys = ()
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, use_triton=False,
+                 decoupled_weight_decay=False, *, foreach=None, fused=None):
+        if use_triton:
+            raise ValueError("use_triton=True is not supported: it selects lion-pytorch's own Triton kernel for "
+                             "CUDA GPUs; course_lib's Lion runs the same rule through torch (fused=True compiles it "
+                             "into one kernel with torch.compile)")
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, init_lr=_plain(lr)),
+                         foreach=foreach, fused=fused)
+
+
+_HAS_FOREACH = hasattr(torch, "_foreach_mul_")  # schedulefree's default for foreach
+
+
+class AdamWScheduleFree(RuleOptimizer):
+    """Schedule-Free AdamW (:func:`course_lib.rules.schedule_free_adamw_update`): schedulefree's AdamWScheduleFree.
+
+    Its signature, defaults, state (``z``, ``exp_avg_sq`` per parameter; ``k``, ``train_mode``,
+    ``weight_sum``, ``lr_max``, ``scheduled_lr`` per param group) and its two modes: the parameters hold y
+    (where gradients are taken) in train mode and x (the average to evaluate) in eval mode. Call
+    :meth:`train` before training steps and :meth:`eval` before evaluating or saving a checkpoint, as the
+    package requires (:func:`course_lib.training.fit` and :func:`~course_lib.training.evaluate` do it). Like
+    the package, a new optimizer starts in eval mode and :meth:`step` in eval mode raises. ``foreach``
+    chooses per tensor or multi-tensor, as the package's does; ``fused=True`` is refused (the package has
+    no fused path). Unlike the package, :meth:`step` leaves ``param.grad`` as it was (the package overwrites
+    it with the normalized gradient).
+    """
+
+    rule_factory = staticmethod(rules.schedule_free_adamw)
+    _torch_execution_keys = ("foreach",)
+    #: The package's per-group counters and their starting values.
+    group_counters = {"k": 0, "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0}
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, warmup_steps=0, r=0.0,
+                 weight_lr_power=2.0, foreach=_HAS_FOREACH, *, fused=None):
+        self._refuse_fused(fused)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power),
+                         foreach=foreach, fused=None)
+        self.defaults.update(self.group_counters)  # as the package's defaults: every new group starts there
+
+    @staticmethod
+    def _refuse_fused(fused, where=""):
+        if fused:
+            raise ValueError(f"AdamWScheduleFree does not support fused=True{where}: schedulefree has no fused path "
+                             "(its step is short and per group); use foreach=True (multi-tensor) or foreach=False "
+                             "(per tensor)")
+
+    def add_param_group(self, param_group):
+        self._refuse_fused(param_group.get("fused"), where=f" in param group {len(self.param_groups)}")
+        for name, value in self.group_counters.items():
+            param_group.setdefault(name, value)
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for name, value in self.group_counters.items():
+                group.setdefault(name, value)
+
+    def path_for(self, group) -> str:
+        return "multi-tensor" if self._execution(group)[0] else "per-tensor"
+
+    @torch.no_grad()
+    def eval(self):
+        """Move the parameters to x, the average (what to evaluate, save or ship): x = y + (1 − 1/β₁)(z − y)."""
+        self._switch(train_mode=False, move=rules.schedule_free_eval)
+
+    @torch.no_grad()
+    def train(self):
+        """Move the parameters to y, where training takes gradients: y = (1 − β₁) z + β₁ x."""
+        self._switch(train_mode=True, move=rules.schedule_free_train)
+
+    def _switch(self, train_mode, move):
+        for group in self.param_groups:
+            if group["train_mode"] == train_mode:
+                continue
+            for param in group["params"]:
+                state = self.state[param]
+                if "z" in state:
+                    param.copy_(move(param, {"z": state["z"].to(param.device)}, betas=group["betas"]))
+            group["train_mode"] = train_mode
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step on y (train mode only, as the package: in eval mode it raises)."""
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError("Optimizer was not in train mode when step is called. Please insert .train() and "
+                               ".eval() calls on the optimizer. See documentation for details. (AdamWScheduleFree "
+                               "keeps two sequences: call optimizer.train() before training steps and "
+                               "optimizer.eval() before evaluating or saving; course_lib.training.fit does both.)")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            rule, _ = self._rule(index, group)
+            counters = {name: group[name] for name in ("k", "weight_sum", "lr_max")}
+            schedule = rules.schedule_free_schedule(counters, **rule.hyperparams)
+            active = [param for param in group["params"] if param.grad is not None]
+            for param in active:
+                self._check(param)
+                state = self.state[param]
+                if "z" not in state:
+                    fresh = rule.init(param)
+                    state["z"], state["exp_avg_sq"] = fresh["z"], fresh["exp_avg_sq"]
+            if active and self.path_for(group) == "multi-tensor":
+                self._step_group(rule, counters, [active])
+            elif active:
+                self._step_group(rule, counters, [[param] for param in active])
+            group.update(k=counters["k"] + 1, weight_sum=schedule["weight_sum"], lr_max=schedule["lr_max"],
+                         scheduled_lr=schedule["lr"])
+        return loss
+
+    def _step_group(self, rule, counters, batches):
+        """The rule once per batch of parameters: a :class:`TensorList` of several, or one tensor itself."""
+        for batch in batches:
+            pack = TensorList if len(batch) > 1 else (lambda tensors: tensors[0])
+            state = {**counters, "z": pack([self.state[p]["z"] for p in batch]),
+                     "exp_avg_sq": pack([self.state[p]["exp_avg_sq"] for p in batch])}
+            new_params, new_state = rule.update(pack(batch), pack([p.grad for p in batch]), state)
+            unpack = list if len(batch) > 1 else (lambda value: [value])
+            for param, value, z, exp_avg_sq in zip(batch, unpack(new_params), unpack(new_state["z"]),
+                                                   unpack(new_state["exp_avg_sq"])):
+                param.copy_(value)
+                self.state[param]["z"], self.state[param]["exp_avg_sq"] = z, exp_avg_sq
+
+
+def _refuse_unsupported(owner, **switches):
+    for name, value in switches.items():
+        if value:
+            raise ValueError(f"{owner}: {name}=True is not supported by course_lib.optim (torch's {name} serves "
+                             "CUDA graphs or autograd through the step); use torch.optim for it")
+
+
+__all__ += ["NAdam", "RAdam", "Adafactor", "Muon", "Lion", "AdamWScheduleFree"]
+OPTIMIZERS.update({"nadam": NAdam, "radam": RAdam, "adafactor": Adafactor, "muon": Muon, "lion": Lion,
+                   "schedule_free": AdamWScheduleFree})

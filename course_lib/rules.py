@@ -790,8 +790,7 @@ def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay
     .. math::
 
         \theta_{t-1} &\leftarrow (1 - \eta\lambda)\,\theta_{t-1}                           \\
-        c_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
-        \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(c_t)                                 \\
+        \theta_t &= \theta_{t-1} - \eta\, \mathrm{sign}\bigl(\beta_1 m_{t-1} + (1-\beta_1)\, g_t\bigr) \\
         m_t &= \beta_2 m_{t-1} + (1-\beta_2)\, g_t
 
     Every coordinate moves by exactly η (or 0): the step is bounded whatever the gradient's scale, and
@@ -845,16 +844,9 @@ def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.
     """
     beta1, beta2 = betas
     k = state["k"]
-    sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
     bias_correction2 = 1 - beta2 ** (k + 1)
-    lr = lr * sched
-    lr_max = _clamp_min(lr, state["lr_max"])
-    weight = ((k + 1) ** r) * (lr_max**weight_lr_power)
-    weight_sum = state["weight_sum"] + weight
-    if np.ndim(weight_sum) == 0:
-        ckp1 = weight / weight_sum if weight_sum != 0 else 0
-    else:
-        ckp1 = np.divide(weight, weight_sum, out=np.zeros(np.shape(weight_sum)), where=weight_sum != 0)
+    schedule = schedule_free_schedule(state, lr=lr, warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
+    lr, ckp1, lr_max, weight_sum = schedule["lr"], schedule["ckp1"], schedule["lr_max"], schedule["weight_sum"]
     exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
     denom = _sqrt(exp_avg_sq / bias_correction2) + eps
     grad_normalized = grad / denom
@@ -866,6 +858,25 @@ def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.
     z = z - lr * grad_normalized
     return params, {**state, "k": k + 1, "weight_sum": weight_sum, "lr_max": lr_max, "z": z,
                     "exp_avg_sq": exp_avg_sq}
+
+
+def schedule_free_schedule(state, *, lr=0.0025, warmup_steps=0, r=0.0, weight_lr_power=2.0, **_):
+    r"""The numbers of step t = k + 1 shared by all arrays: η_t, c_{t} (``ckp1``), max η and Σw (new values).
+
+    η_t = η · min(1, t/T_warmup), w_t = t^r (max_{i≤t} η_i)^p, c_t = w_t / Σ_{i≤t} w_i (0 while Σw = 0), from
+    the counters ``k``, ``lr_max``, ``weight_sum`` of ``state``; the package keeps these per param group.
+    """
+    k = state["k"]
+    sched = (k + 1) / warmup_steps if k < warmup_steps else 1.0
+    lr = lr * sched
+    lr_max = _clamp_min(lr, state["lr_max"])
+    weight = ((k + 1) ** r) * (lr_max**weight_lr_power)
+    weight_sum = state["weight_sum"] + weight
+    if np.ndim(weight_sum) == 0:
+        ckp1 = weight / weight_sum if weight_sum != 0 else 0
+    else:
+        ckp1 = np.divide(weight, weight_sum, out=np.zeros(np.shape(weight_sum)), where=weight_sum != 0)
+    return {"lr": lr, "ckp1": ckp1, "lr_max": lr_max, "weight_sum": weight_sum}
 
 
 def schedule_free_adamw_init(params, **_):
@@ -1038,6 +1049,7 @@ __all__ += [
     "schedule_free_adamw_update",
     "schedule_free_eval",
     "schedule_free_train",
+    "schedule_free_schedule",
     "newton_schulz_orthogonalize",
     "muon_lr_ratio",
     "MUON_NS_COEFFICIENTS",

@@ -359,6 +359,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
 
     Bad input raises ``ValueError`` before any step; a NaN or infinite loss
     raises :class:`DivergenceError` naming the epoch, the step and the learning rate.
+
+    An optimizer with ``train()`` and ``eval()`` methods (Schedule-Free's, which keeps the point where
+    gradients are taken apart from the average it returns) is switched to train mode before each epoch's
+    steps and to eval mode after them, before validation and checkpoints: after ``fit`` the model holds
+    the parameters to evaluate, and the optimizer is in eval mode.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer; got {epochs!r}")
@@ -400,6 +405,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
         for epoch in range(history.epochs, history.epochs + epochs):
             started = time.perf_counter()
             model.train()
+            _optimizer_mode(optimizer, "train")
             if "train" in pairs:
                 step_losses, sizes, correct = _train_epoch_in_memory(
                     model, optimizer, loss_fn, *pairs["train"], batch_size, _epoch_generator(history.seed, epoch))
@@ -419,6 +425,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             train_loss = float((losses * sizes).sum() / seen)
             train_accuracy = float(correct) / seen
             steps_done += len(losses)
+            _optimizer_mode(optimizer, "eval")  # Schedule-Free: evaluate and save the average x, not y
             if "val" in pairs:
                 val_loss, val_accuracy = _evaluate_tensors(model, *pairs["val"], loss_fn)
             elif "val" in loaders:
@@ -491,11 +498,17 @@ def _train_epoch_loader(model, optimizer, loss_fn, loader, device, dtype):
     return torch.stack(step_losses), torch.tensor(sizes, dtype=torch.float64), correct
 
 
-def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, device=None) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, device=None,
+             optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float]:
     """``(mean loss, accuracy)`` of ``model`` on ``data`` (an ``(X, y)`` pair or a DataLoader), in eval mode.
 
-    The input is checked as in :func:`fit`; ``device`` defaults to the model's.
+    The input is checked as in :func:`fit`; ``device`` defaults to the model's. Pass the ``optimizer`` when
+    it has an ``eval()`` method (Schedule-Free): it is called first, so the model is evaluated at the
+    average x rather than at the training point y (and stays there: call ``optimizer.train()`` to go on
+    training by hand; :func:`fit` does).
     """
+    if optimizer is not None:
+        _optimizer_mode(optimizer, "eval")
     loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
     dtype = _model_dtype(model)
     if device is None:
@@ -513,6 +526,13 @@ def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, devi
     if seen == 0:
         raise ValueError("evaluate: the data is empty")
     return total_loss / seen, correct / seen
+
+
+def _optimizer_mode(optimizer, mode: str) -> None:
+    """Call ``optimizer.train()`` or ``optimizer.eval()`` where the optimizer has it (Schedule-Free's do)."""
+    switch = getattr(optimizer, mode, None)
+    if callable(switch):
+        switch()
 
 
 @torch.no_grad()
