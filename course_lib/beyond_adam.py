@@ -16,10 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import lion_pytorch
 import numpy as np
-import schedulefree
-import torch
 
 from . import functions, optim, rules
 from .descent import Trajectory, descend
@@ -89,13 +86,12 @@ OPTIMIZERS: dict[str, type] = {
     "rmsprop": optim.RMSprop,
     "adam": optim.Adam,
     "adamw": optim.AdamW,
-    # References until course_lib.optim has its own classes (TEMPORARY: switch to optim.NAdam, ...).
-    "nadam": torch.optim.NAdam,
-    "radam": torch.optim.RAdam,
-    "adafactor": torch.optim.Adafactor,
-    "lion": lion_pytorch.Lion,
-    "muon": torch.optim.Muon,
-    "schedule_free": schedulefree.AdamWScheduleFree,
+    "nadam": optim.NAdam,
+    "radam": optim.RAdam,
+    "adafactor": optim.Adafactor,
+    "lion": optim.Lion,
+    "muon": optim.Muon,
+    "schedule_free": optim.AdamWScheduleFree,
 }
 """Method name → its drop-in ``torch.optim`` class in :mod:`course_lib.optim`."""
 

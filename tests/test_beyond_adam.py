@@ -93,6 +93,14 @@ def test_trace_follows_the_reference_schedule_free_at_x_and_y():
         ba.trace(objective, start, ba.toy_rule("schedule_free", 0.05), 3, at="w")
 
 
+def test_trace_runs_adafactor_batched_like_single_runs():
+    lrs = np.array([0.01, 0.3])
+    batch = ba.trace(functions.beale, [1.0, 1.5], ba.toy_rule("adafactor", lrs[:, None]), 20)
+    for i, lr in enumerate(lrs):
+        single = descend(functions.beale, [1.0, 1.5], rules.adafactor(lr=lr), 20)
+        np.testing.assert_allclose(batch.points[:, i], single.points, rtol=1e-13)
+
+
 def test_trace_is_descend_for_other_rules():
     rule = rules.adam(lr=0.1)
     np.testing.assert_array_equal(ba.trace(functions.beale, [1.0, 1.5], rule, 20).points,
