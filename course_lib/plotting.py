@@ -40,6 +40,13 @@ METHOD_COLORS = {
     "adam": "#CC79A7",      # reddish purple
     "adamw": "#882255",     # wine
     "amsgrad": "#999933",   # olive
+    # Notebook 11, from Paul Tol's colour-blind-safe palettes (distinct from the eight above):
+    "nadam": "#332288",          # indigo
+    "radam": "#44AA99",          # teal
+    "adafactor": "#DDCC77",      # sand
+    "lion": "#117733",           # green
+    "muon": "#661100",           # brown
+    "schedule_free": "#CC6677",  # rose
 }
 METHOD_LABELS = {
     "gd": "gradient descent",
@@ -50,6 +57,12 @@ METHOD_LABELS = {
     "adam": "Adam",
     "adamw": "AdamW",
     "amsgrad": "AMSGrad",
+    "nadam": "NAdam",
+    "radam": "RAdam",
+    "adafactor": "Adafactor",
+    "lion": "Lion",
+    "muon": "Muon",
+    "schedule_free": "Schedule-Free AdamW",
 }
 _ALIASES = {"sgd": "gd", "rmsprop_centered": "rmsprop"}
 

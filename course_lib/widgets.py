@@ -18,6 +18,7 @@ __all__ = [
     "adaptive_playground",
     "training_playground",
     "step_time_playground",
+    "beyond_adam_playground",
 ]
 
 
@@ -169,6 +170,28 @@ def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfuse
                                          continuous_update=False),
         parameters=widgets.FloatLogSlider(value=2e6, base=10, min=2, max=9, description="N",
                                           continuous_update=False),
+    )
+    display(controls)
+    return controls
+
+
+def beyond_adam_playground() -> widgets.interactive:
+    """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
+
+    The callback is :func:`course_lib.beyond_adam.show_method_on_landscape`.
+    """
+    from .beyond_adam import LANDSCAPES, NEW_METHODS, show_method_on_landscape
+    from .plotting import METHOD_LABELS
+
+    controls = widgets.interactive(
+        show_figure(lambda landscape, method, lr, steps: show_method_on_landscape(landscape, method, lr=lr,
+                                                                                  steps=steps)),
+        landscape=widgets.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
+        method=widgets.Dropdown(options=[(METHOD_LABELS[name], name) for name in NEW_METHODS], value="lion",
+                                description="optimizer"),
+        lr=widgets.FloatLogSlider(value=0.02, base=10, min=-4, max=1, step=0.1, description="η",
+                                  continuous_update=False, readout_format=".2g"),
+        steps=widgets.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False),
     )
     display(controls)
     return controls

@@ -11,10 +11,10 @@ from course_lib.descent import descend
 
 
 def test_every_method_has_its_own_colour():
-    assert len(set(plotting.METHOD_COLORS.values())) == len(plotting.METHOD_COLORS) == 8
+    assert len(set(plotting.METHOD_COLORS.values())) == len(plotting.METHOD_COLORS) == 14
     assert plotting.method_color("sgd") == plotting.method_color("gd")
     with pytest.raises(KeyError, match="known"):
-        plotting.method_color("lion")
+        plotting.method_color("shampoo")
 
 
 def test_rule_names_have_colours():
