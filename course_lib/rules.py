@@ -610,8 +610,8 @@ def adafactor_update(params, grad, state, *, lr=1e-2, beta2_decay=-0.8, eps=(Non
 
     .. math::
 
-        \hat\beta_{2,t} &= 1 - t^{c}, \qquad \rho_t = \min(\eta,\ 1/\sqrt t), \qquad
-        \alpha_t = \max\bigl(\varepsilon_2,\ \mathrm{RMS}(\theta_{t-1})\bigr)\, \rho_t              \\
+        \hat\beta_{2,t} &= 1 - t^{c}, \qquad \eta_t = \min(\eta,\ 1/\sqrt t), \qquad
+        a_t = \max\bigl(\varepsilon_2,\ \mathrm{RMS}(\theta_{t-1})\bigr)\, \eta_t              \\
         \theta_{t-1} &\leftarrow (1-\eta\lambda)\,\theta_{t-1}
              \quad\text{(decoupled weight decay)}                                              \\
         R_t &= \hat\beta_{2,t} R_{t-1} + (1-\hat\beta_{2,t})\, \mathrm{mean}_{\text{cols}}(g_t^2), \qquad
@@ -619,12 +619,12 @@ def adafactor_update(params, grad, state, *, lr=1e-2, beta2_decay=-0.8, eps=(Non
         \hat V_t &= R_t C_t / \max(\mathrm{mean}(R_t), \varepsilon_1)
              \quad\text{(matrices; a vector keeps its full } V_t\text{ like Adam's } v_t)   \\
         U_t &= g_t / \sqrt{\max(\hat V_t, \varepsilon_1^2)}, \qquad
-        \theta_t = \theta_{t-1} - \frac{\alpha_t}{\max(1,\ \mathrm{RMS}(U_t)/d)}\, U_t
+        \theta_t = \theta_{t-1} - \frac{a_t}{\max(1,\ \mathrm{RMS}(U_t)/d)}\, U_t
 
     c is ``beta2_decay`` (−0.8): 1 − β̂₂,t = t^c, so the first step takes v from g₁² alone and the average
     lengthens as t grows (no bias correction needed). ε = (ε₁, ε₂) = ``eps``; ε₁ = None means the
-    machine epsilon of the parameters' dtype. The step is *relative*: α_t scales with the parameters'
-    RMS (at least ε₂), and ρ_t = min(η, 1/√t) decays it; ``d`` clips the update's RMS. For a matrix
+    machine epsilon of the parameters' dtype. The step is *relative*: a_t scales with the parameters'
+    RMS (at least ε₂), and η_t = min(η, 1/√t) decays it; ``d`` clips the update's RMS. For a matrix
     m × n the state is a row factor R (m × 1, ``row_var``) and a column factor C (1 × n, ``col_var``),
     m + n numbers instead of Adam's mn: the outer product R C / mean(R) is the rank-1 estimate of the
     second moments. A tensor of more than two dimensions is factored over its last two axes, as torch
@@ -730,10 +730,10 @@ def newton_schulz_orthogonalize(matrix, ns_coefficients=MUON_NS_COEFFICIENTS, ns
 
 
 def muon_lr_ratio(shape, adjust_lr_fn=None) -> float:
-    r"""The factor Muon multiplies η by for an A × B matrix, torch's ``adjust_lr_fn``.
+    r"""The factor s(m, n) Muon multiplies η by for an m × n matrix, torch's ``adjust_lr_fn``.
 
-    ``None`` or ``"original"`` (Keller Jordan): √max(1, A/B), so tall matrices get RMS-comparable steps;
-    ``"match_rms_adamw"`` (Moonshot, Liu et al. 2025): 0.2 √max(A, B), so the update's RMS is about AdamW's
+    ``None`` or ``"original"`` (Keller Jordan): √max(1, m/n), so tall matrices get RMS-comparable steps;
+    ``"match_rms_adamw"`` (Moonshot, Liu et al. 2025): 0.2 √max(m, n), so the update's RMS is about AdamW's
     (0.2) and AdamW's η and λ carry over.
     """
     rows, cols = shape[-2], shape[-1]
@@ -750,23 +750,23 @@ def muon_update(params, grad, state, *, lr=1e-3, weight_decay=0.1, momentum=0.95
 
     .. math::
 
-        B_t &= \mu B_{t-1} + (1-\mu)\, g_t, \qquad
-        \tilde B_t = (1-\mu)\, g_t + \mu B_t \ \text{(Nesterov)} \quad\text{or}\quad \tilde B_t = B_t \\
-        O_t &= \mathrm{NS}^{(a,b,c)}_k(\tilde B_t;\ \varepsilon) \approx U V^\top
-              \quad\text{for } \tilde B_t = U S V^\top                                              \\
-        \theta_t &= (1-\eta\lambda)\,\theta_{t-1} - \eta\,s(A, B)\, O_t
+        b_t &= \beta\, b_{t-1} + (1-\beta)\, g_t, \qquad
+        \tilde b_t = (1-\beta)\, g_t + \beta\, b_t \ \text{(Nesterov)} \quad\text{or}\quad \tilde b_t = b_t \\
+        O_t &= \mathrm{NS}^{(a,b,c)}_k(\tilde b_t;\ \varepsilon) \approx U V^\top
+              \quad\text{for } \tilde b_t = U S V^\top                                              \\
+        \theta_t &= (1-\eta\lambda)\,\theta_{t-1} - \eta\,s(m, n)\, O_t
 
-    (torch's code computes B_t = lerp(B_{t−1}, g_t, 1−μ), as written here; its documentation's algorithm
-    box writes B_t = μB_{t−1} + g_t, which is 1/(1−μ) times this B_t: the same direction, and the
-    normalization inside NS removes the factor, up to rounding and ε.)
+    β is ``momentum``. (torch's code computes b_t = lerp(b_{t−1}, g_t, 1−β), as written here; its
+    documentation's algorithm box writes b_t = βb_{t−1} + g_t, which is 1/(1−β) times this b_t: the same
+    direction, and the normalization inside NS removes the factor, up to rounding and ε.)
     O_t keeps the directions of the momentum and sets all its singular values to about 1: the steepest
-    descent step under the spectral norm, so no direction of a weight matrix dominates the step. s(A, B)
-    is :func:`muon_lr_ratio` (``adjust_lr_fn``); the weight decay uses η itself. NS is
+    descent step under the spectral norm, so no direction of a weight matrix dominates the step. s(m, n)
+    is :func:`muon_lr_ratio` of the m × n matrix (``adjust_lr_fn``); the weight decay uses η itself. NS is
     :func:`newton_schulz_orthogonalize`, which runs in bfloat16 (see there what that cast does), so O_t
-    holds bfloat16 values; θ keeps its own dtype. State: ``momentum_buffer`` B_t.
+    holds bfloat16 values; θ keeps its own dtype. State: ``momentum_buffer`` b_t.
 
     The last two axes are the matrix. On either backend, leading axes are a batch of independent
-    matrices (runs): each is orthogonalized on its own and s(A, B) uses the matrix's shape. Vectors and
+    matrices (runs): each is orthogonalized on its own and s(m, n) uses the matrix's shape. Vectors and
     scalars are refused with torch's ``ValueError`` (Muon is for matrices; use AdamW for the rest).
     """
     if np.ndim(grad) < 2:
