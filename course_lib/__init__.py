@@ -2,7 +2,7 @@
 
 Modules
 -------
-rules      one pure update function per optimizer (NumPy arrays and torch tensors alike)
+rules      one pure update function per optimizer (NumPy arrays and torch tensors alike), Adam's 2026 successors too
 optim      drop-in torch.optim classes built on those rules; the reference per-tensor path
 fast_paths the multi-tensor (torch._foreach_*) and flat, compiled paths that optim mixes in (notebook 10)
 functions  toy objectives with exact gradients and known minimizers
@@ -14,7 +14,8 @@ adam_lab   bias correction, step sizes, learning-rate sweeps, AMSGrad and Wilson
 data       datasets as train/validation/test tensors
 training   devices, seeding, fit, checkpoints, the learning-rate range test (08-09)
 guide      the decision guide's experiments: sparse features, races at tuned learning rates (notebook 09)
-speed      the cost model of an optimizer step (notebook 10)
+speed      the cost model and memory of an optimizer step (notebook 10)
+beyond_adam NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: state memory, tuned races, Muon's matrix problem (11)
 plotting   the course style, one colour per method, contour and loss plots
 widgets    ipywidgets playgrounds whose callbacks are course_lib functions
 """
