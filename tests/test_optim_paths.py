@@ -436,7 +436,7 @@ def test_benchmark_runs_and_prints_its_table(capsys):
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "321 parameters in 4 tensors" in out and "torch fused" in out and "course flat, compiled" in out
-    assert "% of copy" in out and "ms/iteration" in out
+    assert "× floor" in out and "× the floor" in out and "ms/iteration" in out
     assert len(results[("tiny", "synthetic")]["rows"]) == 7 and len(results[("tiny", "training")]["rows"]) == 8
 
 
