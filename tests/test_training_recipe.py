@@ -147,6 +147,8 @@ def test_cross_entropy_input_errors_are_named():
     model = _mlp()
     optimizer = optim.SGD(model.parameters(), lr=0.1)
     cases = [((X, y + 4), "holds class 7, but the model returns 4 logits"),
+             ((X, torch.where(y == 3, 4, y)), r"holds class 4, but the model returns 4 logits per target \(classes 0 "
+                                              r"to 3\)"),
              ((X, y - 1), "class indices 0, 1, …, C − 1 for cross-entropy; found -1"),
              ((X, y.float() + 0.5), "not whole numbers"),
              ((X, y[:, None, None]), r"shape \(n,\) \(one class per sample\) or \(n, T\)"),
