@@ -49,6 +49,8 @@ def test_cnn_parameter_count_closed_form(channels):
     model = models.ConvNet1d(channels=channels)
     assert models.parameter_count(model) == 6 * channels**2 + 58 * channels + 10
     assert models.parameter_count(models.ConvNet1d()) == 5210  # the count the authors' ConvBase prints
+    model.conv1.requires_grad_(False)  # frozen weights are not trained, so not counted
+    assert models.parameter_count(model) == 6 * channels**2 + 52 * channels + 10
 
 
 def test_cnn_equals_the_authors_convbase():
