@@ -595,7 +595,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
 
     Budget: ``epochs`` more epochs (default 50), or ``max_steps`` optimizer steps in all (counting the steps of
     a resumed ``history``), whichever ends first; with ``max_steps`` alone the epochs are unlimited, and the
-    last epoch may stop part-way (it is recorded over the steps it took).
+    last epoch may stop part-way (it is recorded over the steps it took; a run resumed after such an epoch
+    starts the next epoch's shuffle, so it is not step for step the uninterrupted run).
 
     The recipe (each optional):
 
@@ -618,7 +619,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     ``history`` continues an earlier run (with its shuffle seed); ``checkpoint`` (a path) saves model,
     optimizer and history after every epoch. ``progress`` shows a tqdm bar with epoch, loss and accuracy.
     Losses, accuracies and the per-step records are read back from the device once per epoch: no step
-    waits for the host, with or without clipping.
+    waits for the host, with or without clipping. What the recipe costs per step is its own arithmetic:
+    the gradient norm (one multi-tensor norm over the parameters, plus a rescale when clipping) and, for a
+    schedule, one Python call of ``factor`` and ``LambdaLR``'s update of the param groups.
 
     Bad input raises ``ValueError`` before any step (a DataLoader's batches are
     checked as they come, each before its step); a ``device`` that is absent

@@ -549,3 +549,14 @@ def test_bad_recipe_arguments_are_named_before_any_step(arguments, words):
                                                                                "device": "cpu", "progress": False,
                                                                                **arguments})
     assert _same(before, _params(model))
+
+
+def test_lr_range_test_takes_cross_entropy_and_sequences():
+    X, y = _tokens()
+    torch.manual_seed(0)
+    model = _TinyLM()
+    with torch.no_grad():
+        start = float(torch.nn.functional.cross_entropy(model(X).permute(0, 2, 1), y))
+    result = training.lr_range_test(model, optim.SGD(model.parameters()), (X, y), 1e-3, 1.0, 5, batch_size=None,
+                                    loss="cross_entropy", device="cpu")
+    assert len(result.losses) == 5 and result.losses[0] == pytest.approx(start, rel=1e-6)
