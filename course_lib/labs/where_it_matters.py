@@ -1,0 +1,390 @@
+"""Notebook 12: which optimizer, on problems where the choice matters — the comparison protocol and its sweeps.
+
+The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
+--------------------------------------------------------------------------------
+* **Same budget.** Every run of a workload takes the same number of optimizer steps on the same minibatches
+  (the batch order depends on the seed only, not on the optimizer).
+* **Same tuning effort.** Every optimizer gets the same number of tuning runs: its learning rate η on a grid of
+  3 points per decade, η = 10^(k/3), over a window of ``len(grid)`` points placed where that optimizer works
+  (a winner at the window's edge is reported, see :func:`summarize`), and ``len(seeds)`` seeds at each η.
+  Every other hyperparameter is fixed in advance at its usual value (:data:`OPTIMIZERS`).
+* **The same recipe for all:** linear warm-up then cosine decay to 0 (:func:`warmup_cosine`), gradient clipping
+  at global norm 1 (the norm before clipping is logged), no weight decay on biases, norms and embeddings
+  (:func:`param_groups`); decoupled weight decay λ = 0.1 for the optimizers that have it (AdamW and its
+  relatives; Adam and SGD run without decay, their torch defaults); Adam-type β₂ = 0.95 on the transformer
+  (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is evaluated at its
+  averaged point x (``eval()``).
+* **What is reported:** per run, the validation curve, its best point, and the steps (and seconds) to reach a
+  target fixed per workload before the comparison; per optimizer, the η whose mean over seeds is best, and
+  the spread over seeds there.
+
+The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``);
+``course_lib.optim``'s classes equal them (notebooks 06–11). Muon updates the hidden weight matrices and AdamW
+the rest (embeddings, head, norms, biases), at one shared η through Muon's ``adjust_lr_fn="match_rms_adamw"``.
+
+Results file (``experiments/results/where_it_matters.json``, schema ``where_it_matters/1``)
+---------------------------------------------------------------------------------------------
+::
+
+    {"schema": "where_it_matters/1", "created_by": "experiments/where_it_matters.py",
+     "config": {"seeds": [...], "device": str, "torch": str, "threads": int, "seconds": float},
+     "workloads": {NAME: {
+         "title": str, "description": str, "parameters": int, "steps": int, "warmup_steps": int,
+         "batch_size": int, "eval_every": int, "eval_steps": [0, ...], "target": {"metric": "val_loss",
+         "value": float}, "betas": [β₁, β₂], "clip_norm": float, "weight_decay": float,
+         "reference_losses": {...},            # the LM: entropy rate, unigram entropy, ln V
+         "token_bins": {...},                  # the LM: size and share of the frequent and rare bins
+         "optimizers": {OPT: {"title": str, "lr_grid": [η...]}},
+         "runs": [{"optimizer": OPT, "lr": η, "seed": int, "diverged": bool,
+                   "val_loss": [...], "val_accuracy": [...],        # one per eval step (null after divergence)
+                   "val_loss_frequent": [...], "val_loss_rare": [...],   # the LM only
+                   "best_val_loss": float|null, "best_val_accuracy": float|null, "final_val_loss": float|null,
+                   "steps_to_target": int|null, "seconds_to_target": float|null, "seconds": float,
+                   "grad_norm_median": float|null, "clipped_fraction": float}],
+         "summary": {OPT: {"best_lr": η, "best_lr_at_edge": bool, "best_val_loss_mean": float,
+                           "best_val_loss_std": float, "final_val_loss_mean": float,
+                           "best_val_accuracy_mean": float, "steps_to_target_median": int|null,
+                           "reached_target": int, "lrs_within_0.05": int}}}}}
+
+Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .. import models
+from ..training import seed_everything
+
+__all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "warmup_cosine", "param_groups",
+           "make_optimizers", "lm_workload", "train_run", "summarize", "SCHEMA"]
+
+SCHEMA = "where_it_matters/1"
+
+
+def lr_grid(first: int, count: int) -> list[float]:
+    """η = 10^(k/3) for k = first, …, first + count − 1: three points per decade, rounded to 3 significant digits."""
+    return [float(f"{10 ** (k / 3):.3g}") for k in range(first, first + count)]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer of the comparison: its title, its class (``build``) and the fixed options it gets."""
+
+    title: str
+    build: str
+    options: dict = field(default_factory=dict)
+    adam_betas: bool = False  # takes the workload's betas
+    decay: bool = True  # gets the recipe's decoupled weight decay λ
+
+
+OPTIMIZERS = {
+    "momentum": OptimizerSpec("SGD + momentum", "SGD", {"momentum": 0.9}, decay=False),
+    "nesterov": OptimizerSpec("SGD + Nesterov", "SGD", {"momentum": 0.9, "nesterov": True}, decay=False),
+    "adam": OptimizerSpec("Adam", "Adam", adam_betas=True, decay=False),
+    "adamw": OptimizerSpec("AdamW", "AdamW", adam_betas=True),
+    "nadam": OptimizerSpec("NAdam", "NAdam", {"decoupled_weight_decay": True}, adam_betas=True),
+    "radam": OptimizerSpec("RAdam", "RAdam", {"decoupled_weight_decay": True}, adam_betas=True),
+    "adafactor": OptimizerSpec("Adafactor", "Adafactor"),
+    "lion": OptimizerSpec("Lion", "Lion"),
+    "muon": OptimizerSpec("Muon + AdamW", "Muon", {"adjust_lr_fn": "match_rms_adamw"}, adam_betas=True),
+    "schedule_free": OptimizerSpec("Schedule-Free AdamW", "AdamWScheduleFree", adam_betas=True),
+}
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    r"""The learning-rate multiplier at ``step`` (0-based): linear warm-up, then cosine decay to 0.
+
+    .. math::  s(t) = \frac{t+1}{T_w} \ (t < T_w), \qquad
+               s(t) = \tfrac12\Bigl(1 + \cos\frac{\pi\,(t - T_w)}{T - T_w}\Bigr) \ (T_w \le t < T)
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, *, hidden: Callable[[str, torch.Tensor], bool] | None
+                 = None) -> dict[str, list[torch.Tensor]]:
+    """Split ``model``'s parameters: ``"decay"`` (weight matrices and kernels), ``"no_decay"`` (biases, norms,
+    embeddings) and, when ``hidden(name, p)`` says so, ``"hidden"`` (the matrices Muon takes)."""
+    groups = {"decay": [], "no_decay": [], "hidden": []}
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for name, parameter in model.named_parameters():
+        if hidden is not None and hidden(name, parameter):
+            groups["hidden"].append(parameter)
+        elif parameter.dim() < 2 or id(parameter) in embeddings:
+            groups["no_decay"].append(parameter)
+        else:
+            groups["decay"].append(parameter)
+    return groups
+
+
+def _optimizer_class(build: str):
+    if build == "Lion":
+        from lion_pytorch import Lion
+
+        return Lion
+    if build == "AdamWScheduleFree":
+        from schedulefree import AdamWScheduleFree
+
+        return AdamWScheduleFree
+    return getattr(torch.optim, build)
+
+
+def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Workload) -> list[torch.optim.Optimizer]:
+    """The optimizer(s) of ``name`` for ``model`` under the recipe: one, or Muon and AdamW for Muon."""
+    spec = OPTIMIZERS[name]
+    decay = workload.weight_decay if spec.decay else 0.0
+    options = dict(spec.options)
+    if spec.adam_betas and name != "muon":  # Muon's own part has momentum, not betas
+        options["betas"] = workload.betas
+    if name == "schedule_free":
+        options["warmup_steps"] = workload.warmup_steps
+    hidden = workload.hidden if name == "muon" else None
+    groups = param_groups(model, decay, hidden=hidden)
+    adam_groups = [{"params": groups["decay"], "weight_decay": decay}, {"params": groups["no_decay"],
+                                                                          "weight_decay": 0.0}]
+    if name == "muon":
+        muon = torch.optim.Muon(groups["hidden"], lr=lr, weight_decay=decay, **options)
+        adamw = torch.optim.AdamW(adam_groups, lr=lr, betas=workload.betas)
+        return [muon, adamw]
+    adam_groups = [group for group in adam_groups if group["params"]]
+    return [_optimizer_class(spec.build)(adam_groups, lr=lr, **options)]
+
+
+@dataclass
+class Workload:
+    """A training problem of the comparison: model, data, evaluation, budget and grids (see the module docstring).
+
+    ``model(seed)`` builds a fresh model; ``batch(generator)`` draws one training minibatch (inputs, targets);
+    ``evaluate(model)`` returns a dict with ``val_loss`` and ``val_accuracy`` (and more); ``loss(output,
+    targets)`` is the training loss; ``hidden(name, p)`` picks the matrices Muon updates.
+    """
+
+    name: str
+    title: str
+    description: str
+    model: Callable[[int], torch.nn.Module]
+    batch: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+    evaluate: Callable[[torch.nn.Module], dict]
+    loss: Callable
+    hidden: Callable[[str, torch.Tensor], bool]
+    steps: int
+    warmup_steps: int
+    batch_size: int
+    eval_every: int
+    target: float
+    grids: dict[str, list[float]]
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_norm: float = 1.0
+    weight_decay: float = 0.1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def eval_steps(self) -> list[int]:
+        return list(range(0, self.steps + 1, self.eval_every))
+
+
+# --------------------------------------------------------------------------------------
+# The language-model workload
+# --------------------------------------------------------------------------------------
+LM_GRIDS = {  # exponents k of η = 10^(k/3), five points each (1⅔ decades), placed by a pilot sweep
+    "momentum": lr_grid(-4, 5),
+    "nesterov": lr_grid(-4, 5),
+    "adam": lr_grid(-9, 5),
+    "adamw": lr_grid(-9, 5),
+    "nadam": lr_grid(-9, 5),
+    "radam": lr_grid(-9, 5),
+    "adafactor": lr_grid(-7, 5),
+    "lion": lr_grid(-11, 5),
+    "muon": lr_grid(-9, 5),
+    "schedule_free": lr_grid(-9, 5),
+}
+
+
+def lm_workload(*, steps: int = 300, warmup_steps: int = 30, batch_size: int = 16, context: int = 32,
+                width: int = 32, depth: int = 2, heads: int = 2, eval_every: int = 25, eval_windows: int = 256,
+                target: float = 3.2, grids: dict | None = None, corpus=None, device="cpu") -> Workload:
+    """The small transformer (:class:`course_lib.models.TinyTransformerLM`) on the Zipfian Markov language
+    (:func:`course_lib.data.zipf_markov_corpus`), next-token loss in nats.
+
+    Validation: ``eval_windows`` fixed windows of ``context`` tokens from the validation chains; besides the loss
+    and the accuracy, the loss on targets in the corpus's frequent bin (the 10 % most frequent tokens) and in
+    its rare bin (the 50 % least frequent).
+    """
+    from ..data import zipf_markov_corpus
+
+    corpus = zipf_markov_corpus() if corpus is None else corpus
+    vocab = corpus.vocab_size
+    train = corpus.train.to(device)
+    generator = torch.Generator().manual_seed(12345)
+    rows = torch.randint(0, corpus.val.shape[0], (eval_windows,), generator=generator)
+    starts = torch.randint(0, corpus.val.shape[1] - context, (eval_windows,), generator=generator)
+    windows = corpus.val[rows[:, None], starts[:, None] + torch.arange(context + 1)].to(device)
+    val_x, val_y = windows[:, :-1], windows[:, 1:]
+    bins = corpus.frequency_bins()
+    in_bin = {key: torch.as_tensor(mask, device=device)[val_y] for key, mask in bins.items()}
+
+    def model(seed):
+        seed_everything(seed)
+        return models.TinyTransformerLM(vocab, context, width, depth, heads).to(device)
+
+    def batch(gen):
+        row = torch.randint(0, train.shape[0], (batch_size,), generator=gen).to(device)
+        start = torch.randint(0, train.shape[1] - context, (batch_size,), generator=gen).to(device)
+        seq = train[row[:, None], start[:, None] + torch.arange(context + 1, device=device)]
+        return seq[:, :-1], seq[:, 1:]
+
+    def loss(logits, targets):
+        return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+
+    @torch.no_grad()
+    def evaluate(net):
+        logits = net(val_x)
+        per_token = F.cross_entropy(logits.reshape(-1, vocab), val_y.reshape(-1), reduction="none").view_as(val_y)
+        out = {"val_loss": per_token.mean().item(),
+               "val_accuracy": (logits.argmax(-1) == val_y).float().mean().item()}
+        for key, mask in in_bin.items():
+            out[f"val_loss_{key}"] = per_token[mask].mean().item()
+        return out
+
+    def hidden(name, parameter):
+        return name.startswith("blocks.") and parameter.dim() == 2
+
+    counts = corpus.token_counts
+    extra = {
+        "reference_losses": {"entropy_rate": corpus.entropy_rate, "unigram_entropy": corpus.unigram_entropy,
+                             "uniform": math.log(vocab)},
+        "token_bins": {key: {"tokens": int(mask.sum()), "share_of_train": float(counts[mask].sum() / counts.sum()),
+                             "share_of_val_targets": float(in_bin[key].float().mean().item())}
+                       for key, mask in bins.items()},
+        "corpus": {"vocab_size": vocab, "successors": 8, "zipf_exponent": 1.0, "seed": corpus.seed,
+                   "train_tokens": int(corpus.train.numel()), "val_tokens": int(corpus.val.numel())},
+        "model": {"context": context, "width": width, "depth": depth, "heads": heads, "tied": True},
+    }
+    params = sum(p.numel() for p in models.TinyTransformerLM(vocab, context, width, depth, heads).parameters())
+    return Workload("lm", "Transformer LM", f"TinyTransformerLM ({depth} blocks, width {width}, {heads} heads, "
+                    f"context {context}, {params:,} parameters) on a Zipfian Markov language, V = {vocab}",
+                    model, batch, evaluate, loss, hidden, steps, warmup_steps, batch_size, eval_every, target,
+                    dict(LM_GRIDS if grids is None else grids), betas=(0.9, 0.95), extra=extra)
+
+
+# --------------------------------------------------------------------------------------
+# One run, and the summary of many
+# --------------------------------------------------------------------------------------
+def _set_mode(optimizers, mode: str) -> None:
+    for optimizer in optimizers:
+        if "train_mode" in optimizer.param_groups[0]:  # Schedule-Free: evaluate at x, train at y
+            getattr(optimizer, mode)()
+
+
+def train_run(workload: Workload, optimizer: str, lr: float, seed: int) -> dict:
+    """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
+
+    A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
+    """
+    model = workload.model(seed)
+    model.train()
+    optimizers = make_optimizers(optimizer, model, lr, workload)
+    schedules = [] if optimizer == "schedule_free" else [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda step: warmup_cosine(step, workload.steps, workload.warmup_steps))
+        for o in optimizers]
+    generator = torch.Generator().manual_seed(1000 + seed)
+    params = [p for p in model.parameters()]
+    record = {"optimizer": optimizer, "lr": lr, "seed": seed, "diverged": False}
+    curves: dict[str, list] = {}
+    norms = []
+    start = time.perf_counter()
+    steps_to_target = seconds_to_target = None
+
+    def log(step):
+        nonlocal steps_to_target, seconds_to_target
+        _set_mode(optimizers, "eval")
+        model.eval()
+        metrics = workload.evaluate(model)
+        model.train()
+        _set_mode(optimizers, "train")
+        for key, value in metrics.items():
+            curves.setdefault(key, []).append(value if math.isfinite(value) else None)
+        if steps_to_target is None and math.isfinite(metrics["val_loss"]) and metrics["val_loss"] <= workload.target:
+            steps_to_target, seconds_to_target = step, time.perf_counter() - start
+
+    _set_mode(optimizers, "train")
+    log(0)
+    for step in range(1, workload.steps + 1):
+        inputs, targets = workload.batch(generator)
+        loss = workload.loss(model(inputs), targets)
+        if not torch.isfinite(loss):
+            record["diverged"] = True
+            break
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(params, workload.clip_norm).item())
+        for o in optimizers:
+            o.step()
+        for s in schedules:
+            s.step()
+        if step % workload.eval_every == 0:
+            log(step)
+    evals = len(workload.eval_steps)
+    for key in curves:
+        curves[key] += [None] * (evals - len(curves[key]))
+    record.update(curves)
+    losses = [v for v in curves["val_loss"] if v is not None]
+    accuracies = [v for v in curves["val_accuracy"] if v is not None]
+    finite = np.isfinite(norms)
+    record.update({
+        "best_val_loss": min(losses) if losses and not record["diverged"] else None,
+        "best_val_accuracy": max(accuracies) if accuracies and not record["diverged"] else None,
+        "final_val_loss": curves["val_loss"][-1],
+        "steps_to_target": steps_to_target, "seconds_to_target": seconds_to_target,
+        "seconds": time.perf_counter() - start,
+        "grad_norm_median": float(np.median(np.asarray(norms)[finite])) if finite.any() else None,
+        "clipped_fraction": float(np.mean(np.asarray(norms) > workload.clip_norm)) if norms else 0.0,
+    })
+    return record
+
+
+def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_tolerance: float = 0.05) -> dict:
+    """Per optimizer: the η whose mean best validation loss over seeds is lowest, the spread there, and how
+    many grid points come within ``width_tolerance`` nats of it (a diverged run counts as +∞)."""
+    summary = {}
+    for name, grid in grids.items():
+        by_lr = {}
+        for lr in grid:
+            mine = [r for r in runs if r["optimizer"] == name and r["lr"] == lr]
+            if mine:
+                by_lr[lr] = mine
+        if not by_lr:
+            continue
+
+        def mean_best(rs):
+            values = [math.inf if r["best_val_loss"] is None else r["best_val_loss"] for r in rs]
+            return float(np.mean(values))
+
+        means = {lr: mean_best(rs) for lr, rs in by_lr.items()}
+        best_lr = min(means, key=means.get)
+        best = by_lr[best_lr]
+        reached = [r["steps_to_target"] for r in best if r["steps_to_target"] is not None]
+        summary[name] = {
+            "best_lr": best_lr,
+            "best_lr_at_edge": best_lr in (grid[0], grid[-1]),
+            "best_val_loss_mean": means[best_lr],
+            "best_val_loss_std": float(np.std([r["best_val_loss"] for r in best], ddof=1)) if len(best) > 1 else 0.0,
+            "final_val_loss_mean": float(np.mean([math.inf if r["final_val_loss"] is None else r["final_val_loss"]
+                                                  for r in best])),
+            "best_val_accuracy_mean": float(np.mean([0.0 if r["best_val_accuracy"] is None else r["best_val_accuracy"]
+                                                     for r in best])),
+            "steps_to_target_median": int(np.median(reached)) if len(reached) == len(best) else None,
+            "reached_target": len(reached),
+            f"lrs_within_{width_tolerance}": sum(m <= means[best_lr] + width_tolerance for m in means.values()),
+        }
+    return summary
