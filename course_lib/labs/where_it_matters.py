@@ -8,12 +8,12 @@ The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
   3 points per decade, η = 10^(k/3), over a window of ``len(grid)`` points placed where that optimizer works
   (a winner at the window's edge is reported, see :func:`summarize`), and ``len(seeds)`` seeds at each η.
   Every other hyperparameter is fixed in advance at its usual value (:data:`OPTIMIZERS`).
-* **The same recipe for all:** linear warm-up then cosine decay to 0 (:func:`warmup_cosine`), gradient clipping
-  at global norm 1 (the norm before clipping is logged), no weight decay on biases, norms and embeddings
-  (:func:`param_groups`); decoupled weight decay λ = 0.1 for the optimizers that have it (AdamW and its
-  relatives; Adam and SGD run without decay, their torch defaults); Adam-type β₂ = 0.95 on the transformer
-  (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is evaluated at its
-  averaged point x (``eval()``).
+* **The same recipe for all** (``course_lib.training``'s helpers): linear warm-up from 0 then cosine decay to 0
+  (``warmup_cosine``), gradient clipping at global norm 1 (the norm before clipping is logged), no weight
+  decay on biases and norms (``param_groups``); decoupled weight decay λ = 0.1 for the optimizers that have
+  it (AdamW and its relatives; Adam and SGD run without decay, their torch defaults); Adam-type β₂ = 0.95
+  on the transformer (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is
+  evaluated at its averaged point x (``eval()``).
 * **What is reported:** per run, the validation curve, its best point, and the steps (and seconds) to reach a
   target fixed per workload before the comparison; per optimizer, the η whose mean over seeds is best, and
   the spread over seeds there.
@@ -61,10 +61,10 @@ import torch
 from torch.nn import functional as F
 
 from .. import models
-from ..training import seed_everything
+from ..training import param_groups, seed_everything, warmup_cosine
 
-__all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "warmup_cosine", "param_groups",
-           "make_optimizers", "lm_workload", "train_run", "summarize", "SCHEMA"]
+__all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
+           "lm_workload", "train_run", "summarize", "SCHEMA"]
 
 SCHEMA = "where_it_matters/1"
 
@@ -99,31 +99,14 @@ OPTIMIZERS = {
 }
 
 
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    r"""The learning-rate multiplier at ``step`` (0-based): linear warm-up, then cosine decay to 0.
-
-    .. math::  s(t) = \frac{t+1}{T_w} \ (t < T_w), \qquad
-               s(t) = \tfrac12\Bigl(1 + \cos\frac{\pi\,(t - T_w)}{T - T_w}\Bigr) \ (T_w \le t < T)
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float, *, hidden: Callable[[str, torch.Tensor], bool] | None
-                 = None) -> dict[str, list[torch.Tensor]]:
-    """Split ``model``'s parameters: ``"decay"`` (weight matrices and kernels), ``"no_decay"`` (biases, norms,
-    embeddings) and, when ``hidden(name, p)`` says so, ``"hidden"`` (the matrices Muon takes)."""
-    groups = {"decay": [], "no_decay": [], "hidden": []}
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    for name, parameter in model.named_parameters():
-        if hidden is not None and hidden(name, parameter):
-            groups["hidden"].append(parameter)
-        elif parameter.dim() < 2 or id(parameter) in embeddings:
-            groups["no_decay"].append(parameter)
-        else:
-            groups["decay"].append(parameter)
-    return groups
+def split_hidden(groups: list[dict], model: torch.nn.Module, hidden: Callable[[str, torch.Tensor], bool]
+                 ) -> tuple[list[torch.Tensor], list[dict]]:
+    """Take the parameters ``hidden(name, p)`` picks (Muon's matrices) out of :func:`training.param_groups`'
+    ``groups``: returns those and the groups without them (empty groups dropped)."""
+    picked = [p for name, p in model.named_parameters() if hidden(name, p)]
+    ids = {id(p) for p in picked}
+    rest = [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]
+    return picked, [g for g in rest if g["params"]]
 
 
 def _optimizer_class(build: str):
@@ -147,16 +130,12 @@ def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Work
         options["betas"] = workload.betas
     if name == "schedule_free":
         options["warmup_steps"] = workload.warmup_steps
-    hidden = workload.hidden if name == "muon" else None
-    groups = param_groups(model, decay, hidden=hidden)
-    adam_groups = [{"params": groups["decay"], "weight_decay": decay}, {"params": groups["no_decay"],
-                                                                          "weight_decay": 0.0}]
+    groups = param_groups(model, decay)
     if name == "muon":
-        muon = torch.optim.Muon(groups["hidden"], lr=lr, weight_decay=decay, **options)
-        adamw = torch.optim.AdamW(adam_groups, lr=lr, betas=workload.betas)
-        return [muon, adamw]
-    adam_groups = [group for group in adam_groups if group["params"]]
-    return [_optimizer_class(spec.build)(adam_groups, lr=lr, **options)]
+        hidden, rest = split_hidden(groups, model, workload.hidden)
+        muon = torch.optim.Muon(hidden, lr=lr, weight_decay=decay, **options)
+        return [muon, torch.optim.AdamW(rest, lr=lr, betas=workload.betas)]
+    return [_optimizer_class(spec.build)(groups, lr=lr, **options)]
 
 
 @dataclass
@@ -195,23 +174,23 @@ class Workload:
 # --------------------------------------------------------------------------------------
 # The language-model workload
 # --------------------------------------------------------------------------------------
-LM_GRIDS = {  # exponents k of η = 10^(k/3), five points each (1⅔ decades), placed by a pilot sweep
-    "momentum": lr_grid(-4, 5),
-    "nesterov": lr_grid(-4, 5),
+LM_GRIDS = {  # η = 10^(k/3) for five consecutive k each (1⅔ decades), placed by a one-seed pilot sweep
+    "momentum": lr_grid(-2, 5),
+    "nesterov": lr_grid(-2, 5),
     "adam": lr_grid(-9, 5),
     "adamw": lr_grid(-9, 5),
     "nadam": lr_grid(-9, 5),
     "radam": lr_grid(-9, 5),
-    "adafactor": lr_grid(-7, 5),
+    "adafactor": lr_grid(-4, 5),
     "lion": lr_grid(-11, 5),
-    "muon": lr_grid(-9, 5),
-    "schedule_free": lr_grid(-9, 5),
+    "muon": lr_grid(-5, 5),
+    "schedule_free": lr_grid(-8, 5),
 }
 
 
-def lm_workload(*, steps: int = 300, warmup_steps: int = 30, batch_size: int = 16, context: int = 32,
-                width: int = 32, depth: int = 2, heads: int = 2, eval_every: int = 25, eval_windows: int = 256,
-                target: float = 3.2, grids: dict | None = None, corpus=None, device="cpu") -> Workload:
+def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 16, context: int = 32,
+                width: int = 32, depth: int = 2, heads: int = 2, eval_every: int = 20, eval_windows: int = 128,
+                target: float = 3.8, grids: dict | None = None, corpus=None, device="cpu") -> Workload:
     """The small transformer (:class:`course_lib.models.TinyTransformerLM`) on the Zipfian Markov language
     (:func:`course_lib.data.zipf_markov_corpus`), next-token loss in nats.
 
@@ -294,8 +273,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int) -> dict:
     model.train()
     optimizers = make_optimizers(optimizer, model, lr, workload)
     schedules = [] if optimizer == "schedule_free" else [
-        torch.optim.lr_scheduler.LambdaLR(o, lambda step: warmup_cosine(step, workload.steps, workload.warmup_steps))
-        for o in optimizers]
+        torch.optim.lr_scheduler.LambdaLR(o, warmup_cosine(workload.warmup_steps, workload.steps)) for o in optimizers]
     generator = torch.Generator().manual_seed(1000 + seed)
     params = [p for p in model.parameters()]
     record = {"optimizer": optimizer, "lr": lr, "seed": seed, "diverged": False}
@@ -388,3 +366,50 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
             f"lrs_within_{width_tolerance}": sum(m <= means[best_lr] + width_tolerance for m in means.values()),
         }
     return summary
+
+
+RUN_KEYS = {"optimizer": str, "lr": float, "seed": int, "diverged": bool, "val_loss": list, "val_accuracy": list,
+            "best_val_loss": (float, type(None)), "best_val_accuracy": (float, type(None)),
+            "final_val_loss": (float, type(None)), "steps_to_target": (int, type(None)),
+            "seconds_to_target": (float, type(None)), "seconds": float, "grad_norm_median": (float, type(None)),
+            "clipped_fraction": float}
+WORKLOAD_KEYS = ("title", "description", "parameters", "steps", "warmup_steps", "batch_size", "eval_every",
+                 "eval_steps", "target", "betas", "clip_norm", "weight_decay", "optimizers", "runs", "summary")
+
+
+def check_results(results: dict) -> None:
+    """Raise ``ValueError`` saying what is wrong unless ``results`` follows the schema of this module's docstring:
+    every key and type, one curve point per evaluation step, and every (optimizer, η, seed) of the grids run once."""
+    def fail(message):
+        raise ValueError(f"where_it_matters results: {message}")
+
+    if results.get("schema") != SCHEMA:
+        fail(f"schema is {results.get('schema')!r}, expected {SCHEMA!r}")
+    seeds = results["config"]["seeds"]
+    for name, workload in results["workloads"].items():
+        missing = [key for key in WORKLOAD_KEYS if key not in workload]
+        if missing:
+            fail(f"workload {name!r} lacks {missing}")
+        evals = len(workload["eval_steps"])
+        if workload["eval_steps"] != list(range(0, workload["steps"] + 1, workload["eval_every"])):
+            fail(f"workload {name!r}: eval_steps do not match steps and eval_every")
+        expected = {(opt, lr, seed) for opt, spec in workload["optimizers"].items() for lr in spec["lr_grid"]
+                    for seed in seeds}
+        found = [(run["optimizer"], run["lr"], run["seed"]) for run in workload["runs"]]
+        if sorted(found) != sorted(expected):
+            fail(f"workload {name!r}: the runs are not the grids × seeds, each once")
+        curves = [key for key in workload["runs"][0] if key.startswith("val_")]
+        for run in workload["runs"]:
+            for key, kind in RUN_KEYS.items():
+                value = run.get(key, "missing")
+                if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                    if not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+                        fail(f"workload {name!r}, run {run.get('optimizer')} η={run.get('lr')}: {key} = {value!r}")
+            for key in curves:
+                if len(run[key]) != evals:
+                    fail(f"workload {name!r}: {key} has {len(run[key])} points, expected {evals}")
+        if set(workload["summary"]) != set(workload["optimizers"]):
+            fail(f"workload {name!r}: the summary does not cover every optimizer")
+
+
+__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS"]
