@@ -413,3 +413,128 @@ def check_results(results: dict) -> None:
 
 
 __all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS"]
+
+
+# --------------------------------------------------------------------------------------
+# Reading the results file, and its figures (notebook 12)
+# --------------------------------------------------------------------------------------
+RESULTS_PATH = "experiments/results/where_it_matters.json"
+
+
+def load_results(path=None) -> dict:
+    """The committed results (``experiments/results/where_it_matters.json``, found from the working directory or
+    its parents), checked by :func:`check_results`."""
+    import json
+    from pathlib import Path
+
+    if path is None:
+        here = Path.cwd().resolve()
+        candidates = [folder / RESULTS_PATH for folder in (here, *here.parents)]
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    results = json.loads(Path(path).read_text())
+    check_results(results)
+    return results
+
+
+def runs_at(workload: dict, optimizer: str, lr: float | None = None) -> list[dict]:
+    """The runs (one per seed) of ``optimizer`` at ``lr`` (default: its best η in the summary), in seed order."""
+    lr = workload["summary"][optimizer]["best_lr"] if lr is None else lr
+    return sorted((r for r in workload["runs"] if r["optimizer"] == optimizer and r["lr"] == lr),
+                  key=lambda r: r["seed"])
+
+
+def curve_band(runs: list[dict], key: str = "val_loss") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, minimum and maximum over seeds of the curve ``key`` (NaN where a run had diverged)."""
+    values = np.array([[np.nan if v is None else v for v in r[key]] for r in runs], dtype=float)
+    return np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def plot_learning_curves(workload: dict, ax, key: str = "val_loss", optimizers=None, band: bool = True):
+    """``key`` against steps for each optimizer at its best η: the median over seeds, the band from min to max."""
+    from .. import plotting
+
+    steps = workload["eval_steps"]
+    for name in optimizers or workload["optimizers"]:
+        median, low, high = curve_band(runs_at(workload, name), key)
+        color = plotting.method_color(name)
+        ax.plot(steps, median, color=color, label=workload["optimizers"][name]["title"])
+        if band:
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel("step t")
+    return ax
+
+
+def plot_lr_sensitivity(workload: dict, ax, optimizers=None, key: str = "best_val_loss"):
+    """The best validation loss against η for each optimizer: mean over seeds (a diverged run is left out and its
+    point drawn at the top of the axes as ×)."""
+    from .. import plotting
+
+    top = workload.get("reference_losses", {}).get("uniform")
+    for name in optimizers or workload["optimizers"]:
+        lrs, means, failed = [], [], []
+        for lr in workload["optimizers"][name]["lr_grid"]:
+            values = [r[key] for r in runs_at(workload, name, lr)]
+            if any(v is None for v in values):
+                failed.append(lr)
+            else:
+                lrs.append(lr)
+                means.append(float(np.mean(values)))
+        color = plotting.method_color(name)
+        ax.semilogx(lrs, means, "o-", color=color, label=workload["optimizers"][name]["title"], markersize=4)
+        if failed and top is not None:
+            ax.semilogx(failed, [top] * len(failed), "x", color=color)
+    ax.set_xlabel("learning rate η")
+    return ax
+
+
+def lm_playground_figure(workload: dict, optimizer: str = "adamw", lr_index: int = 2):
+    """One optimizer at one η of its grid (index into the grid): its validation loss, and its loss on frequent and
+    on rare tokens, every seed, next to AdamW at its best η (dashed). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .. import plotting
+
+    grid = workload["optimizers"][optimizer]["lr_grid"]
+    lr = grid[max(0, min(lr_index, len(grid) - 1))]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    steps = workload["eval_steps"]
+    for ax, key, title in zip(axes, ("val_loss", "val_loss_frequent", "val_loss_rare"),
+                              ("all tokens", "frequent tokens", "rare tokens")):
+        for run in runs_at(workload, "adamw"):
+            ax.plot(steps, [np.nan if v is None else v for v in run[key]], "--", color=plotting.method_color("adamw"),
+                    linewidth=1)
+        for run in runs_at(workload, optimizer, lr):
+            ax.plot(steps, [np.nan if v is None else v for v in run[key]], color=plotting.method_color(optimizer))
+        ax.axhline(workload["reference_losses"]["entropy_rate"], color="0.5", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("step t")
+    axes[0].set_ylabel("validation loss (nats)")
+    axes[0].set_ylim(0, workload["reference_losses"]["uniform"] + 2.5)
+    best = workload["summary"]["adamw"]["best_lr"]
+    fig.suptitle(f"{workload['optimizers'][optimizer]['title']} at η = {lr:g} (solid, 3 seeds) and AdamW at its "
+                 f"best η = {best:g} (dashed); grey: the entropy rate")
+    fig.tight_layout()
+    return fig
+
+
+def results_playground(workload: dict):
+    """Notebook 12's playground: pick an optimizer and an η of its grid; the callback is
+    :func:`lm_playground_figure` (stored runs, nothing is retrained)."""
+    import ipywidgets
+    from IPython.display import display
+
+    from ..widgets import show_figure
+
+    controls = ipywidgets.interactive(
+        show_figure(lambda optimizer, lr_index: lm_playground_figure(workload, optimizer, lr_index)),
+        optimizer=ipywidgets.Dropdown(options=[(spec["title"], name) for name, spec in workload["optimizers"].items()],
+                                      value="momentum", description="optimizer"),
+        lr_index=ipywidgets.IntSlider(value=2, min=0, max=len(workload["optimizers"]["adamw"]["lr_grid"]) - 1,
+                                      description="η index", continuous_update=False),
+    )
+    display(controls)
+    return controls
+
+
+__all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
+            "lm_playground_figure", "results_playground"]
