@@ -24,7 +24,7 @@ def _script():
 def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     output = tmp_path / "results.json"
     _script().main(["--tiny", "--output", str(output), "--workers", "1", "--seeds", "2",
-                    "--only", "adamw,muon,schedule_free"])
+                    "--only", "adamw,muon,schedule_free", "--workloads", "lm"])
     assert "runs in" in capsys.readouterr().out
     results = json.loads(output.read_text())
     lab.check_results(results)
@@ -46,8 +46,8 @@ def test_committed_results_follow_the_schema():
     results = json.loads(RESULTS.read_text())
     lab.check_results(results)
     assert not results["config"]["tiny"] and len(results["config"]["seeds"]) >= 3
-    for workload in results["workloads"].values():
-        assert set(workload["optimizers"]) == set(lab.OPTIMIZERS)
+    for name, workload in results["workloads"].items():  # Muon needs matrices: the CNN has none it may take
+        assert set(workload["optimizers"]) == set(lab.OPTIMIZERS) - ({"muon"} if name == "cnn" else set())
         for spec in workload["optimizers"].values():  # ≥ 3 points per decade, the same count for all
             grid = spec["lr_grid"]
             assert len(grid) == len(workload["optimizers"]["adamw"]["lr_grid"])
