@@ -322,6 +322,176 @@ def _plain_label(value):
 
 
 # --------------------------------------------------------------------------------------
+# MNIST-1D (Greydanus & Kobak, 2020): ten classes of 1-D signals, generated offline
+# --------------------------------------------------------------------------------------
+CACHE_ENV = "COURSE_CACHE"
+__all__ += ["MulticlassDataset", "cache_dir", "stratified_split", "mnist1d", "CACHE_ENV", "MNIST1D_ARGS"]
+
+
+@dataclass(frozen=True)
+class MulticlassDataset(Dataset):
+    """A train / validation / test split with class labels 0, 1, …, C − 1 (int64 tensors of shape (n,)).
+
+    ``train``, ``val`` and ``test`` are ``(X, y)`` pairs: X float32 of shape (n, features), y int64.
+    ``classes`` names the C classes; ``mean`` and ``std`` are None when the loader does not rescale.
+    Train it with ``training.fit(..., loss="cross_entropy")``.
+    """
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def class_counts(self, split: str = "train") -> np.ndarray:
+        """How many rows of ``split`` have each class, class 0 first."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+        return np.bincount(getattr(self, split)[1].numpy(), minlength=self.n_classes)
+
+    def positive_fraction(self, split: str = "train") -> float:
+        raise ValueError("positive_fraction is for binary labels; use class_counts(split) for class labels")
+
+    def to(self, device) -> MulticlassDataset:
+        """The same dataset with every tensor on ``device``."""
+        move = lambda pair: tuple(t.to(device) for t in pair)  # noqa: E731
+        return MulticlassDataset(move(self.train), move(self.val), move(self.test), self.feature_names,
+                                 self.classes, self.mean, self.std, self.name)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{split}={n}" for split, n in self.sizes.items())
+        return (f"MulticlassDataset({self.name or 'unnamed'}: {self.n_features} features, {self.n_classes} classes, "
+                f"{sizes})")
+
+
+def cache_dir() -> str:
+    """Where course_lib caches generated data: ``$COURSE_CACHE``, else ``$XDG_CACHE_HOME/course_lib``, else
+    ``~/.cache/course_lib``."""
+    chosen = os.environ.get(CACHE_ENV, "").strip()
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen))
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "course_lib")
+
+
+def _mnist1d_generate(args: dict) -> dict:
+    """The package's own ``make_dataset`` on ``args`` (never ``get_dataset``, which downloads), leaving the
+    global random generators of Python and NumPy as they were (``make_dataset`` reseeds both)."""
+    import random
+
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        generated = make_dataset(ObjectView(dict(args)))
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    return {name: np.asarray(generated[name]) for name in ("x", "y", "x_test", "y_test")}
+
+
+#: ``mnist1d.data.get_dataset_args()`` of mnist1d 0.0.2.post1 without its download ``url``: the cache key, so that
+#: a cached run need not import the package (which imports matplotlib.pyplot); checked against the package
+#: before every generation.
+MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60], "scale_coeff": 0.4,
+                "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2, "shear_scale": 0.75,
+                "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
+
+
+def _mnist1d_default_args() -> dict:
+    """The package's default arguments (its download ``url`` left out), which must equal :data:`MNIST1D_ARGS`."""
+    from mnist1d.data import get_dataset_args
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)  # where get_dataset would download from: not an argument of the data
+    if args != MNIST1D_ARGS:
+        raise RuntimeError(f"this mnist1d's default arguments {args} are not those course_lib was written for "
+                           f"({MNIST1D_ARGS}); install the version pinned in requirements.txt")
+    return args
+
+
+def _mnist1d_arrays(cache: bool) -> dict:
+    """MNIST-1D's default arrays, from the cache when it holds them (generating takes seconds)."""
+    import hashlib
+    import tempfile
+    from importlib.metadata import version
+
+    key = f"mnist1d {version('mnist1d')} {sorted(MNIST1D_ARGS.items())!r}"
+    path = os.path.join(cache_dir(), f"mnist1d-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+    if cache and os.path.isfile(path):
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["key"]) == key:
+                    return {name: stored[name] for name in ("x", "y", "x_test", "y_test")}
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged or foreign file: generate again and replace it
+    arrays = _mnist1d_generate(_mnist1d_default_args())
+    if cache:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+            os.close(handle)
+            np.savez(temporary, key=np.array(key), **arrays)
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a read-only home: the data is still returned, only not cached
+    return arrays
+
+
+def stratified_split(labels, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split the rows of ``labels`` into ``(kept, taken)`` index arrays (each sorted), ``count`` rows taken.
+
+    Each class c with n_c of the n rows gives ⌊count · n_c / n⌋ rows, and the rows left over go to the
+    classes with the largest remainders (Hamilton's method), so every class keeps its share to within one
+    row; which rows of a class are taken is a uniform draw of NumPy's ``default_rng(seed)``. (NumPy only: it
+    spares MNIST-1D the second or two of importing scikit-learn.)
+    """
+    labels = np.asarray(labels)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= len(labels):
+        raise ValueError(f"count must be an integer from 0 to {len(labels)}; got {count!r}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * count / len(labels)
+    take = np.floor(exact).astype(int)
+    largest_remainders = np.argsort(-(exact - take), kind="stable")
+    take[largest_remainders[:count - int(take.sum())]] += 1
+    taken = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)])
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[taken] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def mnist1d(*, val_fraction: float = 0.2, seed: int = 0, cache: bool = True) -> MulticlassDataset:
+    """MNIST-1D with the package's default arguments: 4,000 training and 1,000 test signals of 40 samples,
+    10 classes (Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", 2020).
+
+    The data is generated offline by the ``mnist1d`` package's own ``make_dataset`` (its seed 42, so the
+    same signals everywhere; nothing is downloaded: the package's ``get_dataset`` would fetch a file, and is
+    never called). A stratified ``val_fraction`` of the 4,000 training rows (split by ``seed``) becomes the
+    validation split: 3,200 / 800 / 1,000 rows by default; the test split is the package's. The package
+    already centres the signals and scales them to standard deviation 1, so no further scaling is done.
+
+    Generating takes a few seconds (mostly SciPy's interpolation, 5,000 times), so with ``cache=True`` the
+    arrays are stored in :func:`cache_dir` (keyed by the package's version and arguments) and read from
+    there afterwards; ``cache=False`` always generates.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - 1:
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 2; got {seed!r}")
+    arrays = _mnist1d_arrays(cache)
+    train_rows, val_rows = stratified_split(arrays["y"], round(val_fraction * len(arrays["y"])), seed)
+
+    def pair(X, y):
+        return torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+
+    length = arrays["x"].shape[1]
+    return MulticlassDataset(pair(arrays["x"][train_rows], arrays["y"][train_rows]),
+                             pair(arrays["x"][val_rows], arrays["y"][val_rows]),
+                             pair(arrays["x_test"], arrays["y_test"]),
+                             tuple(f"t{i + 1}" for i in range(length)), tuple(range(10)), None, None, "MNIST-1D")
+
+
+# --------------------------------------------------------------------------------------
 # A synthetic language for the small transformer of notebook 12: Zipfian tokens, a known best loss
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)

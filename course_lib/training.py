@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .models import seed_classifier  # noqa: F401  (it lived here; notebook 08 and its tests use training.seed_classifier)
+
 __all__ = [
     "DEVICE_ENV",
     "pick_device",
@@ -137,19 +139,6 @@ def seed_everything(seed: int) -> int:
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))  # seeds CUDA and MPS generators too
     return int(seed)
-
-
-def seed_classifier(in_features: int, hidden: int = 32) -> torch.nn.Sequential:
-    """The seed article's network with ``in_features`` inputs: Linear(d, 32) + ReLU → Linear(32, 1).
-
-    The last layer returns one logit z per sample; σ(z) is the probability of
-    class 1, applied inside the loss (``BCEWithLogitsLoss``) and by
-    ``torch.sigmoid`` when a probability is wanted. With d = 8 this is exactly the
-    seed's Keras model (8·32 + 32 + 32 + 1 = 321 parameters).
-    """
-    if int(in_features) < 1 or int(hidden) < 1:
-        raise ValueError(f"in_features and hidden must be positive; got {in_features} and {hidden}")
-    return torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
 
 
 # --------------------------------------------------------------------------------------
