@@ -262,18 +262,18 @@ def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 1
 CNN_GRIDS = {  # η = 10^(k/3), five consecutive k each, placed by a one-seed pilot sweep; Muon has no matrix here
     "momentum": lr_grid(-5, 5),
     "nesterov": lr_grid(-5, 5),
-    "adam": lr_grid(-8, 5),
-    "adamw": lr_grid(-8, 5),
-    "nadam": lr_grid(-8, 5),
-    "radam": lr_grid(-8, 5),
-    "adafactor": lr_grid(-5, 5),
-    "lion": lr_grid(-11, 5),
-    "schedule_free": lr_grid(-8, 5),
+    "adam": lr_grid(-6, 5),
+    "adamw": lr_grid(-6, 5),
+    "nadam": lr_grid(-6, 5),
+    "radam": lr_grid(-6, 5),
+    "adafactor": lr_grid(-4, 5),
+    "lion": lr_grid(-8, 5),
+    "schedule_free": lr_grid(-6, 5),
 }
 
 
 def cnn_workload(*, steps: int = 400, warmup_steps: int = 20, batch_size: int = 100, eval_every: int = 40,
-                 target: float = 1.0, grids: dict | None = None, dataset=None, device="cpu") -> Workload:
+                 target: float = 0.8, grids: dict | None = None, dataset=None, device="cpu") -> Workload:
     """The MNIST-1D authors' CNN (:class:`course_lib.models.ConvNet1d`, 5,210 parameters) on MNIST-1D
     (:func:`course_lib.data.mnist1d`: 3,200 training and 800 validation signals, 10 classes), cross-entropy.
 
