@@ -65,7 +65,7 @@ from .. import models
 from ..training import param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
-           "lm_workload", "cnn_workload", "train_run", "summarize", "SCHEMA"]
+           "lm_workload", "bin_floors", "cnn_workload", "train_run", "summarize", "SCHEMA"]
 
 SCHEMA = "where_it_matters/1"
 
@@ -254,6 +254,22 @@ def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 1
                     f"context {context}, {params:,} parameters) on a Zipfian Markov language, V = {vocab}",
                     model, batch, evaluate, loss, hidden, steps, warmup_steps, batch_size, eval_every, target,
                     dict(LM_GRIDS if grids is None else grids), betas=(0.9, 0.95), extra=extra)
+
+
+def bin_floors(corpus, mask) -> dict[str, float]:
+    r"""The expected loss on the target tokens in ``mask`` (a boolean mask over the vocabulary) of two models:
+
+    * ``"entropy_rate"``, the true chain P:  Σ_a π_a Σ_{b∈mask} P_ab (−ln P_ab) / Σ_a π_a Σ_{b∈mask} P_ab, the best
+      any model can do on those tokens;
+    * ``"unigram"``, the best context-free model π:  Σ_{b∈mask} π_b (−ln π_b) / Σ_{b∈mask} π_b;
+
+    and ``"uniform"``, ln V. (Targets b follow π, since the chain is stationary.)
+    """
+    P, pi = corpus.transition, corpus.stationary
+    mass = (pi[:, None] * P)[:, mask]
+    return {"entropy_rate": float((mass * -np.log(P[:, mask])).sum() / mass.sum()),
+            "unigram": float((pi[mask] * -np.log(pi[mask])).sum() / pi[mask].sum()),
+            "uniform": math.log(len(pi))}
 
 
 # --------------------------------------------------------------------------------------
