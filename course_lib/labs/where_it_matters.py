@@ -585,7 +585,6 @@ def lm_playground_figure(workload: dict, optimizer: str = "adamw", lr_index: int
     best = workload["summary"]["adamw"]["best_lr"]
     fig.suptitle(f"{workload['optimizers'][optimizer]['title']} at η = {lr:g} (solid, 3 seeds) and AdamW at its "
                  f"best η = {best:g} (dashed); grey: the entropy rate")
-    fig.tight_layout()
     return fig
 
 
