@@ -3,9 +3,10 @@
 Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every workload, at every learning rate of
 its grid and every seed, under the protocol stated in :mod:`course_lib.labs.where_it_matters` (whose docstring
 describes the file's schema). Seeded: the same command gives the same numbers on the same machine and torch build.
-Runs are spread over ``--workers`` processes (one thread each on the CPU). It prints its run time. On the idle
-2-core course machine the default configuration takes about 15 minutes; on a GPU (``COURSE_DEVICE=cuda``) it runs
-unchanged.
+Runs are spread over ``--workers`` processes (one thread each on the CPU). It prints its run time. The default
+configuration (285 runs) used about 16 CPU-minutes when the committed file was made, so about 8–10 minutes on the
+idle 2-core course machine (estimated from CPU time; it took 44 minutes of wall-clock time while other work shared
+the machine). On a GPU (``COURSE_DEVICE=cuda``) it runs unchanged (not yet timed there).
 
     python experiments/where_it_matters.py                     # everything, default output
     python experiments/where_it_matters.py --tiny --output /tmp/x.json   # a smoke test (seconds)
