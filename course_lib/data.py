@@ -489,3 +489,149 @@ def mnist1d(*, val_fraction: float = 0.2, seed: int = 0, cache: bool = True) -> 
                              pair(arrays["x"][val_rows], arrays["y"][val_rows]),
                              pair(arrays["x_test"], arrays["y_test"]),
                              tuple(f"t{i + 1}" for i in range(length)), tuple(range(10)), None, None, "MNIST-1D")
+
+
+# --------------------------------------------------------------------------------------
+# A synthetic language for the small transformer of notebook 12: Zipfian tokens, a known best loss
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MarkovCorpus:
+    r"""Token sequences drawn from a seeded first-order Markov chain with Zipfian token frequencies.
+
+    ``train`` and ``val`` are int64 tensors of shape (chains, length): independent chains, each started from
+    the stationary distribution π, so every window of a chain is a sample of the stationary process.
+    ``transition`` is the V × V matrix P (row a: the distribution of the token after a), ``stationary`` π
+    (π P = π), ``token_counts`` how often each token occurs in ``train``.
+
+    Because the chain is first order, the best possible next-token loss with at least one token of context is
+    its entropy rate
+
+    .. math::  H = -\sum_a \pi_a \sum_b P_{ab} \ln P_{ab} \quad\text{(nats per token)},
+
+    ``entropy_rate``: no model can beat it on average, and a model that has learned P reaches it.
+    ``unigram_entropy`` H(π) is the loss of the best model that ignores the context.
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor
+    transition: np.ndarray
+    stationary: np.ndarray
+    token_counts: np.ndarray
+    entropy_rate: float
+    unigram_entropy: float
+    vocab_size: int
+    seed: int
+
+    def frequency_bins(self, frequent_fraction: float = 0.1, rare_fraction: float = 0.5) -> dict[str, np.ndarray]:
+        """Boolean masks over the vocabulary: the ``frequent_fraction`` most frequent tokens of ``train`` and the
+        ``rare_fraction`` least frequent (ties broken by token id)."""
+        if not (0 < frequent_fraction and 0 < rare_fraction and frequent_fraction + rare_fraction <= 1):
+            raise ValueError("need 0 < frequent_fraction, 0 < rare_fraction and frequent_fraction + rare_fraction <= 1;"
+                             f" got {frequent_fraction!r} and {rare_fraction!r}")
+        order = np.lexsort((np.arange(self.vocab_size), -self.token_counts))  # most frequent first
+        frequent = np.zeros(self.vocab_size, dtype=bool)
+        rare = np.zeros(self.vocab_size, dtype=bool)
+        frequent[order[: max(1, round(frequent_fraction * self.vocab_size))]] = True
+        rare[order[self.vocab_size - max(1, round(rare_fraction * self.vocab_size)):]] = True
+        return {"frequent": frequent, "rare": rare}
+
+
+def zipf_weights(vocab_size: int, exponent: float = 1.0) -> np.ndarray:
+    r"""Zipf's law over ranks 1 … V: p_k = k^{−s} / Σ_j j^{−s} (token k − 1 has rank k)."""
+    weights = np.arange(1, vocab_size + 1, dtype=np.float64) ** -float(exponent)
+    return weights / weights.sum()
+
+
+def zipf_markov_transition(vocab_size: int = 512, successors: int = 8, *, exponent: float = 1.0, mixing: float = 0.05,
+                           seed: int = 0, tol: float = 1e-15, max_iter: int = 10_000) -> np.ndarray:
+    r"""The transition matrix P of :func:`zipf_markov_corpus`: sparse rows whose stationary law is Zipf's, exactly.
+
+    1. Row a of a mask M: ``successors`` distinct tokens drawn without replacement with probabilities ∝ Zipf's
+       law z (the Gumbel-top-k trick on NumPy's PCG64 stream, so the same seed gives the same matrix on every
+       NumPy), weighted by e_b ~ Exp(1) and normalized; then M_a ← (1 − α) M_a + α z, α = ``mixing`` (so every
+       token can follow every token: the chain is irreducible and aperiodic).
+    2. Sinkhorn scaling: F = diag(r) M diag(c) with row sums and column sums both equal to z (a joint law of
+       consecutive pairs (a, b) whose two marginals are Zipf's).
+    3. P_ab = F_ab / z_a. Then Σ_a z_a P_ab = Σ_a F_ab = z_b: z is stationary, π = z.
+    """
+    if vocab_size < 2 or not 1 <= successors <= vocab_size:
+        raise ValueError(f"need vocab_size >= 2 and 1 <= successors <= vocab_size; got {vocab_size}, {successors}")
+    if not 0 < mixing <= 1:
+        raise ValueError(f"mixing must lie in (0, 1]; got {mixing!r}")
+    rng = np.random.default_rng(seed)
+    zipf = zipf_weights(vocab_size, exponent)
+    gumbel = -np.log(-np.log(rng.random((vocab_size, vocab_size))))
+    chosen = np.argsort(-(np.log(zipf) + gumbel), axis=1, kind="stable")[:, :successors]
+    mask = np.zeros((vocab_size, vocab_size))
+    mask[np.repeat(np.arange(vocab_size), successors), chosen.ravel()] = -np.log(rng.random(vocab_size * successors))
+    mask = (1 - mixing) * mask / mask.sum(axis=1, keepdims=True) + mixing * zipf
+    joint = mask * zipf[:, None]
+    for _ in range(max_iter):
+        joint *= (zipf / joint.sum(axis=0))[None, :]
+        joint *= (zipf / joint.sum(axis=1))[:, None]
+        if np.abs(joint.sum(axis=0) - zipf).max() < tol:
+            break
+    return joint / joint.sum(axis=1, keepdims=True)
+
+
+def stationary_distribution(transition: np.ndarray, *, tol: float = 1e-13, max_iter: int = 100_000) -> np.ndarray:
+    """π with π P = π, by power iteration from the uniform distribution (P irreducible and aperiodic)."""
+    pi = np.full(len(transition), 1.0 / len(transition))
+    for _ in range(max_iter):
+        new = pi @ transition
+        new /= new.sum()
+        if np.abs(new - pi).max() < tol:
+            return new
+        pi = new
+    raise RuntimeError("power iteration did not converge: is the chain irreducible and aperiodic?")
+
+
+def markov_entropy_rate(transition: np.ndarray, stationary: np.ndarray) -> float:
+    r"""H = −Σ_a π_a Σ_b P_ab ln P_ab, in nats per token (terms with P_ab = 0 count 0)."""
+    logs = np.log(np.where(transition > 0, transition, 1.0))
+    return float(-(stationary * (transition * logs).sum(axis=1)).sum())
+
+
+def sample_markov_chains(transition: np.ndarray, stationary: np.ndarray, chains: int, length: int, *,
+                         seed: int = 0) -> np.ndarray:
+    """``chains`` independent chains of ``length`` tokens, each started from π: an int64 array (chains, length).
+
+    Inverse-CDF sampling with uniforms from NumPy's PCG64 stream, vectorized over the chains.
+    """
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(transition, axis=1)
+    cumulative[:, -1] = np.inf
+    start = np.cumsum(stationary)
+    start[-1] = np.inf
+    tokens = np.empty((chains, length), dtype=np.int64)
+    tokens[:, 0] = np.searchsorted(start, rng.random(chains), side="right")
+    for t in range(1, length):
+        uniforms = rng.random(chains)
+        tokens[:, t] = (cumulative[tokens[:, t - 1]] <= uniforms[:, None]).sum(axis=1)
+    return tokens
+
+
+def zipf_markov_corpus(vocab_size: int = 512, successors: int = 8, *, exponent: float = 1.0, mixing: float = 0.05,
+                       train_chains: int = 256, val_chains: int = 64, length: int = 1024, seed: int = 0
+                       ) -> MarkovCorpus:
+    r"""A synthetic language: Zipfian token frequencies and a sequential structure with a known best loss.
+
+    The language is a first-order Markov chain over V = ``vocab_size`` tokens (:func:`zipf_markov_transition`:
+    each token is mostly followed by one of ``successors`` likely tokens, sometimes by any token), built so that
+    its stationary law is Zipf's: token k − 1 has frequency ∝ k^{−s}, s = ``exponent``, heavy-tailed like words
+    in text, which is what makes rare tokens slow to learn (Kunstner et al., 2024). Everything is generated
+    offline from ``seed``: ``train_chains`` and ``val_chains`` independent chains of ``length`` tokens.
+    Returns a :class:`MarkovCorpus` with the entropy rate (the best possible loss) and the training counts.
+    """
+    transition = zipf_markov_transition(vocab_size, successors, exponent=exponent, mixing=mixing, seed=seed)
+    stationary = stationary_distribution(transition)
+    tokens = sample_markov_chains(transition, stationary, train_chains + val_chains, length, seed=seed + 1)
+    train, val = tokens[:train_chains], tokens[train_chains:]
+    counts = np.bincount(train.ravel(), minlength=vocab_size)
+    unigram = float(-(stationary * np.log(stationary)).sum())
+    return MarkovCorpus(torch.from_numpy(train), torch.from_numpy(val), transition, stationary, counts,
+                        markov_entropy_rate(transition, stationary), unigram, vocab_size, seed)
+
+
+__all__ += ["MarkovCorpus", "zipf_weights", "zipf_markov_transition", "stationary_distribution",
+            "markov_entropy_rate", "sample_markov_chains", "zipf_markov_corpus"]
