@@ -304,6 +304,7 @@ def _fake_sweep(tmp_path):
         for lr, loss in [(1e-4, 1.3), (1e-3, 1.0), (1e-2, float("nan") if seed == 1 else 5.0)]:
             runs.append(dict(optimizer="adamw", lr=lr, seed=seed, best_val_loss=loss + jitter))
         runs.append(dict(optimizer="lion", lr=3e-4, seed=seed, best_val_loss=1.0 + 2 * jitter))
+        runs.append(dict(optimizer="nadam", lr=1e-3, seed=seed, best_val_loss=(1.05, 1.06, 1.0)[seed]))
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps({"schema": 1, "workloads": {"lm": {"runs": runs}, "cnn": {"runs": runs[:3]}}}))
     return path
@@ -311,7 +312,7 @@ def _fake_sweep(tmp_path):
 
 def test_read_sweep_flattens_runs_and_reports_a_missing_file(tmp_path):
     records = guide.read_sweep(_fake_sweep(tmp_path))
-    assert len(records) == 21 + 3 and {r["workload"] for r in records} == {"lm", "cnn"}
+    assert len(records) == 24 + 3 and {r["workload"] for r in records} == {"lm", "cnn"}
     assert all({"optimizer", "lr", "seed", "best_val_loss"} <= set(r) for r in records)
     assert "curve" not in records[0]                                   # only scalars are kept
     assert guide.read_sweep(tmp_path / "absent.json") is None
@@ -334,12 +335,13 @@ def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
     assert math.isclose(adamw.low, 0.99) and math.isclose(adamw.high, 1.01) and adamw.diverged == 1
     assert not adamw.at_grid_edge and by_name["sgd"].at_grid_edge     # SGD's best η is its largest
     assert by_name["lion"].tie and by_name["adamw"].tie and not by_name["sgd"].tie   # 0.98–1.02 overlaps 0.99–1.01
+    assert by_name["nadam"].tie and by_name["nadam"].value > by_name["adamw"].high   # its best seed overlaps, not its median
     assert math.isclose(by_name["sgd"].points_per_decade, 1.0) and by_name["lion"].points_per_decade == math.inf
     accuracy = guide.tuned_summary([dict(r, best_val_loss=-r["best_val_loss"]) for r in records], "lm",
                                    "best_val_loss", lower_is_better=False)
     assert accuracy[-1].optimizer == "sgd" and math.isclose(accuracy[-1].value, -1.2)
     text = guide.format_tuned_summary(summary, "best validation loss")
-    assert "tie with the best" in text and "behind, η at the grid's edge" in text and text.count("\n") == 3
+    assert "tie with the best" in text and "behind, η at the grid's edge" in text and text.count("\n") == 4
     with pytest.raises(ValueError, match="no runs"):
         guide.tuned_summary(records, "vision", "best_val_loss")
 
