@@ -23,7 +23,8 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 SLIDES_ASSETS ?=
 REVEAL_URL_PREFIX ?=
 
-.PHONY: help venv lab test test-portable lint unit nbval execute clean student nbgrader slides html images course-time
+.PHONY: help venv lab test test-portable lint unit nbval execute clean student nbgrader slides html images course-time \
+	experiments
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
@@ -37,6 +38,7 @@ help:
 	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 120 s target"
+	@echo "make experiments  rerun notebook 12's sweeps into experiments/results/ (about 15 minutes on 2 cores)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +95,9 @@ images: $(STAMP)
 
 course-time: $(STAMP)
 	$(NB_ENV) $(BIN)/python benchmarks/course_time.py $(NOTEBOOKS)
+
+experiments: $(STAMP)
+	$(BIN)/python experiments/where_it_matters.py
 
 clean:
 	rm -rf $(VENV) student nbgrader_course slides _build .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ then the CPU; the environment variable ``COURSE_DEVICE`` (``cpu``, ``cuda``,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -37,6 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .models import seed_classifier  # noqa: F401  (it lived here; notebook 08 and its tests use training.seed_classifier)
+
 __all__ = [
     "DEVICE_ENV",
     "pick_device",
@@ -46,6 +49,13 @@ __all__ = [
     "DivergenceError",
     "fit",
     "evaluate",
+    "LOSSES",
+    "cross_entropy",
+    "warmup_cosine",
+    "warmup_stable_decay",
+    "DECAY_SHAPES",
+    "param_groups",
+    "NORM_LAYERS",
     "save_checkpoint",
     "load_checkpoint",
     "LRRangeTest",
@@ -131,32 +141,28 @@ def seed_everything(seed: int) -> int:
     return int(seed)
 
 
-def seed_classifier(in_features: int, hidden: int = 32) -> torch.nn.Sequential:
-    """The seed article's network with ``in_features`` inputs: Linear(d, 32) + ReLU → Linear(32, 1).
-
-    The last layer returns one logit z per sample; σ(z) is the probability of
-    class 1, applied inside the loss (``BCEWithLogitsLoss``) and by
-    ``torch.sigmoid`` when a probability is wanted. With d = 8 this is exactly the
-    seed's Keras model (8·32 + 32 + 32 + 1 = 321 parameters).
-    """
-    if int(in_features) < 1 or int(hidden) < 1:
-        raise ValueError(f"in_features and hidden must be positive; got {in_features} and {hidden}")
-    return torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
-
-
 # --------------------------------------------------------------------------------------
 # History
 # --------------------------------------------------------------------------------------
 @dataclass
 class History:
-    """Per-epoch record of a :func:`fit` run.
+    """Per-epoch and per-step record of a :func:`fit` run.
 
-    ``train_loss`` and ``train_accuracy`` are averages over the epoch's
+    Per epoch: ``train_loss`` and ``train_accuracy`` are averages over the epoch's
     minibatches, measured as training went (what Keras prints); ``val_loss`` and
     ``val_accuracy`` are measured on the validation data after the epoch (NaN
     without validation data). ``seconds`` is each epoch's wall time, ``lr`` the
     first param group's learning rate at the end of the epoch, ``steps`` the
     optimizer steps taken so far, ``seed`` the shuffle seed (a resumed run keeps it).
+    An epoch cut short by ``max_steps`` is recorded like the others, over the steps it took.
+
+    Per optimizer step (read back once per epoch, so recording them costs no host/device
+    synchronisation): ``step_loss`` is the minibatch loss, ``step_lr`` the first param
+    group's learning rate the step used, and ``step_grad_norm`` the global gradient norm
+    ‖g‖₂ over all parameters *before* clipping (only when ``fit`` clips: ``clip_grad_norm``;
+    ``math.inf`` logs it without clipping). ``best_epoch`` is the epoch (1-based) whose
+    weights early stopping restored (0 without early stopping); ``stopped_early`` says
+    whether its patience ran out. ``loss`` names the loss (for axis labels).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -168,8 +174,15 @@ class History:
     steps: list[int] = field(default_factory=list)
     seed: int = 0
     label: str = ""
+    step_loss: list[float] = field(default_factory=list)
+    step_lr: list[float] = field(default_factory=list)
+    step_grad_norm: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    loss: str = "binary cross-entropy"
 
     METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "lr", "steps")
+    STEP_METRICS = ("step_loss", "step_lr", "step_grad_norm")
 
     @property
     def epochs(self) -> int:
@@ -187,20 +200,26 @@ class History:
             getattr(self, name).append(values[name])
 
     def metric(self, name: str) -> np.ndarray:
-        """One metric as an array, epoch 1 first (``'val_loss'``, ``'train_accuracy'``, …)."""
-        if name not in self.METRICS:
-            raise ValueError(f"unknown metric {name!r}; choose from {self.METRICS}")
+        """One metric as an array: per epoch, epoch 1 first (``'val_loss'``, ``'train_accuracy'``, …), or per
+        step, step 1 first (``'step_loss'``, ``'step_lr'``, ``'step_grad_norm'``)."""
+        if name not in self.METRICS + self.STEP_METRICS:
+            raise ValueError(f"unknown metric {name!r}; choose from {self.METRICS + self.STEP_METRICS}")
         return np.asarray(getattr(self, name), dtype=float)
 
     def to_dict(self) -> dict:
         """Plain Python lists and numbers (what a checkpoint stores; loads with ``weights_only=True``)."""
-        return {**{name: list(getattr(self, name)) for name in self.METRICS}, "seed": self.seed,
-                "label": self.label}
+        return {**{name: list(getattr(self, name)) for name in self.METRICS + self.STEP_METRICS},
+                "seed": self.seed, "label": self.label, "best_epoch": self.best_epoch,
+                "stopped_early": self.stopped_early, "loss": self.loss}
 
     @classmethod
     def from_dict(cls, values: dict) -> History:
-        return cls(**{name: list(values[name]) for name in cls.METRICS}, seed=int(values["seed"]),
-                   label=str(values.get("label", "")))
+        """The inverse of :meth:`to_dict` (dictionaries saved before the per-step metrics existed load too)."""
+        return cls(**{name: list(values[name]) for name in cls.METRICS},
+                   **{name: list(values.get(name, [])) for name in cls.STEP_METRICS},
+                   seed=int(values["seed"]), label=str(values.get("label", "")),
+                   best_epoch=int(values.get("best_epoch", 0)), stopped_early=bool(values.get("stopped_early", False)),
+                   loss=str(values.get("loss", "binary cross-entropy")))
 
     def same_metrics(self, other: History, tolerance: float = 0.0) -> bool:
         """True when both runs have the same losses and accuracies epoch by epoch (``seconds`` ignored)."""
@@ -249,14 +268,14 @@ class History:
                 text = None if label is None else (f"{label} ({split})" if len(splits) > 1 else label)
                 ax.plot(epochs, values, style, color=color, label=text)
             ax.set_xlabel("epochs")
-            ax.set_ylabel({"loss": "loss (binary cross-entropy)", "accuracy": "accuracy"}.get(metric, metric))
+            ax.set_ylabel({"loss": f"loss ({self.loss})", "accuracy": "accuracy"}.get(metric, metric))
             if metric == "loss":
                 ax.set_yscale("log")
         return axes
 
 
 # --------------------------------------------------------------------------------------
-# Input checks
+# Losses and input checks
 # --------------------------------------------------------------------------------------
 class DivergenceError(FloatingPointError):
     """Training produced a NaN or infinite loss. ``history`` holds the epochs completed before it."""
@@ -266,17 +285,66 @@ class DivergenceError(FloatingPointError):
         self.history = history
 
 
+#: The losses ``fit``, ``evaluate`` and ``lr_range_test`` know by name.
+LOSSES = ("bce", "cross_entropy")
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    r"""Mean cross-entropy of class logits: (N, C) against class indices (N,), or (N, T, C) against (N, T).
+
+    .. math::  \ell = -\frac{1}{M}\sum_{i=1}^{M} \log \frac{e^{z_{i, y_i}}}{\sum_{c=1}^{C} e^{z_{i,c}}}
+
+    over the M = N (or N·T: every token of every sequence) targets: ``torch.nn.functional.cross_entropy`` on
+    the logits flattened to (M, C), so a sequence model's loss is the mean over its tokens.
+    """
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@dataclass(frozen=True)
+class _Loss:
+    """A loss and the targets it takes: ``'binary'`` (0/1 labels, one logit per sample) or ``'classes'``."""
+
+    function: Callable
+    targets: str
+    name: str
+
+
+def _loss_argument(loss) -> _Loss:
+    """``loss=`` of fit, evaluate and lr_range_test: None or ``'bce'``, ``'cross_entropy'``, or a callable.
+
+    A callable takes binary targets, except torch's ``CrossEntropyLoss`` and ``NLLLoss`` modules, which take
+    class indices (and get (N, T, C) logits flattened as :func:`cross_entropy` does).
+    """
+    if loss is None or (isinstance(loss, str) and loss == "bce"):
+        return _Loss(torch.nn.BCEWithLogitsLoss(), "binary", "binary cross-entropy")
+    if isinstance(loss, str) and loss == "cross_entropy":
+        return _Loss(cross_entropy, "classes", "cross-entropy")
+    if isinstance(loss, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)):
+        module = loss
+        return _Loss(lambda logits, targets: module(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)),
+                     "classes", "cross-entropy")
+    if isinstance(loss, str) or not callable(loss):
+        raise ValueError(f"loss must be callable, loss(logits, targets) -> the batch mean, or one of {LOSSES}; "
+                         f"got {loss!r}" if isinstance(loss, str) else
+                         f"loss must be callable, loss(logits, targets) -> the batch mean, or one of {LOSSES}; "
+                         f"got {type(loss).__name__}")
+    return _Loss(loss, "binary", "binary cross-entropy")
+
+
 def _model_dtype(model) -> torch.dtype:
     for param in model.parameters():
         return param.dtype
     return torch.get_default_dtype()
 
 
-def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = True):
-    """``(X, y)`` as tensors of the model's dtype, after the checks ``fit`` promises.
+def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = True, targets: str = "binary"):
+    """``(X, y)`` as tensors, after the checks ``fit`` promises.
 
     ``name`` says where the pair came from (``'train'``, ``'train batch 3'``…); a batch a DataLoader yielded
     or an argument that cannot be a DataLoader (``loader_allowed=False``) gets an error that says so.
+    ``targets='binary'``: X becomes the model's dtype, y 0/1 labels of the model's dtype, shape (n,).
+    ``targets='classes'``: integer X (token ids) stays integer (int64), other X becomes the model's dtype;
+    y becomes int64 class indices of shape (n,) or (n, T).
     """
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         what = type(pair).__name__ if not isinstance(pair, (tuple, list)) else f"a sequence of {len(pair)} items"
@@ -291,19 +359,27 @@ def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = T
     X, y = (torch.as_tensor(part) for part in pair)
     if X.ndim < 2:
         raise ValueError(f"{name} X must be 2-D (samples × features); got shape {tuple(X.shape)}")
-    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+    if targets == "binary" and not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
         raise ValueError(f"{name} y must have shape (n,) or (n, 1), one label per sample; got {tuple(y.shape)}")
+    if targets == "classes" and y.ndim not in (1, 2):
+        raise ValueError(f"{name} y must have shape (n,) (one class per sample) or (n, T) (one class per token) "
+                         f"for cross-entropy; got {tuple(y.shape)}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"{name} X and y have different lengths: {X.shape[0]} samples but {y.shape[0]} labels")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty")
     if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64, torch.uint8, torch.bool)):
         raise ValueError(f"{name} X must hold numbers; got dtype {X.dtype}")
-    X = X.to(dtype)
-    if not bool(torch.isfinite(X).all()):
+    if targets == "classes" and X.dtype in (torch.int32, torch.int64, torch.uint8):
+        X = X.long()  # token ids for an embedding
+    else:
+        X = X.to(dtype)
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
         bad = torch.nonzero(~torch.isfinite(X))[0].tolist()
         raise ValueError(f"{name} X holds NaN or infinite values (first at row {bad[0]}, column {bad[1]}); "
                          "fill or drop them before training")
+    if targets == "classes":
+        return X, _class_indices(y, name)
     y = y.reshape(-1).to(dtype)
     outside = ~((y == 0) | (y == 1))
     if bool(outside.any()):
@@ -313,8 +389,25 @@ def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = T
     return X, y
 
 
-def _check_model_output(model, X: torch.Tensor, name: str) -> None:
-    """One forward pass on two rows: the model must accept X and return one logit per sample."""
+def _class_indices(y: torch.Tensor, name: str) -> torch.Tensor:
+    """``y`` as int64 class indices ≥ 0 (whole-number floats are accepted)."""
+    if y.is_floating_point():
+        if not bool((torch.isfinite(y) & (y == y.round())).all()):
+            raise ValueError(f"{name} y must hold class indices 0, 1, …, C − 1 for cross-entropy; found values "
+                             "that are not whole numbers")
+    elif y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"{name} y must hold class indices 0, 1, …, C − 1 for cross-entropy; got dtype {y.dtype}")
+    y = y.long()
+    if bool((y < 0).any()):
+        raise ValueError(f"{name} y must hold class indices 0, 1, …, C − 1 for cross-entropy; found "
+                         f"{int(y.min())}")
+    return y
+
+
+def _check_model_output(model, X: torch.Tensor, name: str, y: torch.Tensor | None = None,
+                        targets: str = "binary") -> int | None:
+    """One forward pass on two rows: the model must accept X and return one logit per sample (binary), or
+    C class logits per target (``targets='classes'``, then every label of ``y`` must be below C: returns C)."""
     was_training = model.training
     device = next((param.device for param in model.parameters()), X.device)
     model.eval()
@@ -325,28 +418,54 @@ def _check_model_output(model, X: torch.Tensor, name: str) -> None:
         raise ValueError(f"the model cannot take {name} X of shape {tuple(X.shape)}: {error}") from None
     finally:
         model.train(was_training)
-    _check_logits(out, min(2, X.shape[0]), name)
+    rows = min(2, X.shape[0])
+    if targets == "binary":
+        _check_logits(out, (rows,), name)
+        return None
+    _check_logits(out, (rows, *y.shape[1:]), name, targets)
+    _check_classes(y, out.shape[-1], name)
+    return int(out.shape[-1])
 
 
-def _check_logits(logits: torch.Tensor, rows: int, name: str) -> None:
-    """The model's output for ``rows`` samples of ``name`` must be one logit per sample."""
-    if tuple(logits.shape) not in ((rows,), (rows, 1)):
-        raise ValueError(f"the model returns shape {tuple(logits.shape)} for {rows} samples of {name}; expected "
-                         f"one logit per sample, shape ({rows},) or ({rows}, 1) (a binary classifier's last layer "
-                         "has one output)")
+def _check_classes(y: torch.Tensor, classes: int, name: str) -> None:
+    top = int(y.max())
+    if top >= classes:
+        raise ValueError(f"{name} y holds class {top}, but the model returns {classes} logits per target "
+                         f"(classes 0 to {classes - 1})")
 
 
-def _forward(model, inputs: torch.Tensor, targets: torch.Tensor, name: str) -> torch.Tensor:
-    """The model's logits for a checked batch, shaped like ``targets``; a model that cannot take the batch or
-    returns another shape raises ``ValueError`` naming the batch (DataLoader batches are only seen here)."""
+def _check_logits(logits: torch.Tensor, shape: tuple, name: str, targets: str = "binary") -> None:
+    """The model's output for targets of ``shape`` must be one logit per sample, or C logits per target."""
+    rows = shape[0]
+    if targets == "binary":
+        if tuple(logits.shape) not in ((rows,), (rows, 1)):
+            raise ValueError(f"the model returns shape {tuple(logits.shape)} for {rows} samples of {name}; expected "
+                             f"one logit per sample, shape ({rows},) or ({rows}, 1) (a binary classifier's last "
+                             "layer has one output)")
+    elif logits.ndim != len(shape) + 1 or tuple(logits.shape[:-1]) != tuple(shape):
+        expected = ", ".join(str(n) for n in shape)
+        raise ValueError(f"the model returns shape {tuple(logits.shape)} for targets of shape {tuple(shape)} of "
+                         f"{name}; cross-entropy expects class logits of shape ({expected}, C)")
+
+
+def _forward(model, inputs: torch.Tensor, targets: torch.Tensor, name: str, kind: str = "binary") -> torch.Tensor:
+    """The model's logits for a checked batch (binary: shaped like ``targets``); a model that cannot take the
+    batch or returns another shape raises ``ValueError`` naming the batch (DataLoader batches are only seen here)."""
     try:
         logits = model(inputs)
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as error:
         raise ValueError(f"the model cannot take {name} X of shape {tuple(inputs.shape)}: {error}") from error
-    _check_logits(logits, len(targets), name)
-    return logits.reshape(targets.shape)
+    _check_logits(logits, tuple(targets.shape), name, kind)
+    return logits.reshape(targets.shape) if kind == "binary" else logits
+
+
+def _correct(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """How many predictions are right (a device tensor): logit > 0 is class 1 (binary), else the arg-max class."""
+    if kind == "binary":
+        return ((logits > 0) == (targets > 0.5)).sum()
+    return (logits.argmax(-1) == targets).sum()
 
 
 def _check_model_and_optimizer(model, optimizer) -> None:
@@ -379,6 +498,62 @@ def _move_optimizer_state(optimizer, device) -> None:
                 state[key] = value.to(device)
 
 
+def _positive_int(value, name: str, *, allow_none: bool = True, allow_zero: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} integer{' or None' if allow_none else ''}; got {value!r}")
+    return int(value)
+
+
+def _autocast_argument(autocast, device: torch.device):
+    """``autocast=`` of fit and evaluate: None (full precision) or ``torch.bfloat16``."""
+    if autocast is None or autocast is False:
+        return None
+    if autocast is True:
+        autocast = torch.bfloat16
+    if autocast != torch.bfloat16:
+        raise ValueError(f"autocast must be None or torch.bfloat16; got {autocast!r} (float16 would need a "
+                         "torch.amp.GradScaler against underflowing gradients; bfloat16 has float32's range and "
+                         "needs none)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"autocast=torch.bfloat16 runs on the CPU and on CUDA GPUs; the device is {device}")
+    return autocast
+
+
+def _precision(device: torch.device, autocast):
+    """The context of a forward pass: ``torch.autocast`` in ``autocast`` precision, or nothing."""
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=autocast)
+
+
+def _has_train_eval(optimizer) -> bool:
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+
+
+def _scheduler_argument(schedule, optimizer, steps_done: int):
+    """``schedule=`` of fit: None, a function factor(step) (→ ``LambdaLR``), or an ``LRScheduler`` of ``optimizer``."""
+    if schedule is None:
+        return None
+    if _has_train_eval(optimizer):
+        raise ValueError(f"schedule must be None for {type(optimizer).__name__}: a Schedule-Free optimizer replaces "
+                         "the learning-rate schedule by iterate averaging (its theory and its averaging weights "
+                         "assume a constant lr; its own warmup_steps does the warm-up); pass schedule=None")
+    scheduler_type = torch.optim.lr_scheduler.LRScheduler
+    if isinstance(schedule, scheduler_type):
+        if schedule.optimizer is not optimizer:
+            raise ValueError("schedule is an LRScheduler of another optimizer: build it on the optimizer given to fit")
+        return schedule
+    if not callable(schedule):
+        raise ValueError("schedule must be None, a function step -> factor of the initial lr (e.g. "
+                         f"training.warmup_cosine(...)), or a torch LRScheduler; got {type(schedule).__name__}")
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule, last_epoch=steps_done - 1)
+
+
 # --------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------
@@ -391,13 +566,14 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
 
 
-def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=None, *, epochs: int = 50,
-        batch_size: int | None = 32, loss: Callable | None = None, device=None, progress: bool = True,
-        seed: int | None = None, history: History | None = None, checkpoint=None, label: str = "") -> History:
-    r"""Train ``model`` (logits out) with ``optimizer`` for ``epochs`` epochs and return the :class:`History`.
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=None, *, epochs: int | None = None,
+        batch_size: int | None = 32, loss: Callable | str | None = None, device=None, progress: bool = True,
+        seed: int | None = None, history: History | None = None, checkpoint=None, label: str = "",
+        max_steps: int | None = None, schedule=None, clip_grad_norm: float | None = None, autocast=None,
+        early_stopping: int | None = None) -> History:
+    r"""Train ``model`` (logits out) with ``optimizer`` and return the :class:`History`.
 
-    ``train`` and ``val`` are ``(X, y)`` pairs (X: samples × features, y: 0/1
-    labels of shape (n,) or (n, 1)) or DataLoaders yielding such pairs. In-memory
+    ``train`` and ``val`` are ``(X, y)`` pairs or DataLoaders yielding such pairs. In-memory
     pairs move to ``device`` once; each epoch draws a permutation (from a CPU
     generator seeded by ``seed`` and the epoch number, the same on every
     device), gathers one shuffled copy and trains on consecutive slices of
@@ -407,12 +583,42 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     .. math::  \ell_b = \text{loss}(\text{model}(X_b), y_b), \qquad
                \theta \leftarrow \text{optimizer.step}(\nabla_\theta \ell_b)
 
-    ``loss`` (default ``BCEWithLogitsLoss()``) must return the batch mean; a
-    prediction counts as class 1 when its logit is > 0. ``seed`` defaults to a
-    draw from torch's generator (so :func:`seed_everything` fixes it).
-    ``history`` continues an earlier run (for ``epochs`` more epochs, with its
-    shuffle seed); ``checkpoint`` (a path) saves model, optimizer and history after
-    every epoch. ``progress`` shows a tqdm bar with epoch, loss and accuracy.
+    ``loss`` says what the model predicts:
+
+    * ``None`` or ``'bce'`` (default, ``BCEWithLogitsLoss()``): X of shape (n, features…), y 0/1 labels of
+      shape (n,) or (n, 1), one logit per sample; a prediction is class 1 when its logit is > 0.
+    * ``'cross_entropy'`` (:func:`cross_entropy`): class logits (n, C) against class indices y of shape (n,),
+      or a sequence model's (n, T, C) against (n, T) (next-token prediction: the loss and the accuracy are
+      means over all n·T tokens); the predicted class is the arg-max. Integer X (token ids) stays int64.
+      ``torch.nn.CrossEntropyLoss(...)`` modules (label smoothing…) are taken the same way.
+    * any callable ``loss(logits, targets)`` returning the batch mean, with binary targets.
+
+    Budget: ``epochs`` more epochs (default 50), or ``max_steps`` optimizer steps in all (counting the steps of
+    a resumed ``history``), whichever ends first; with ``max_steps`` alone the epochs are unlimited, and the
+    last epoch may stop part-way (it is recorded over the steps it took).
+
+    The recipe (each optional):
+
+    * ``schedule``: a function ``factor(step)`` of the global step (0 for the first step), e.g.
+      :func:`warmup_cosine` or :func:`warmup_stable_decay`: every param group's lr is its initial lr times
+      the factor (a ``torch.optim.lr_scheduler.LambdaLR``, built so a resumed run continues the schedule);
+      or a torch ``LRScheduler`` already built on ``optimizer``, stepped after every optimizer step. Refused
+      for Schedule-Free optimizers (they replace the schedule).
+    * ``clip_grad_norm``: rescale the gradients so their global norm is at most this
+      (``torch.nn.utils.clip_grad_norm_``); the norm before clipping is logged in
+      ``History.step_grad_norm``. ``math.inf`` logs the norm without clipping.
+    * ``autocast=torch.bfloat16``: forward passes and losses (training and validation) run under
+      ``torch.autocast`` in bfloat16 on the CPU or a CUDA GPU; parameters, gradients and optimizer state stay
+      in the model's dtype (float32 master weights). No gradient scaler is needed for bfloat16.
+    * ``early_stopping=patience``: stop when the validation loss has not improved for ``patience`` epochs
+      in a row, and put back the weights of the best epoch (``History.best_epoch``; the optimizer state
+      stays that of the last epoch). Needs ``val``.
+
+    ``seed`` defaults to a draw from torch's generator (so :func:`seed_everything` fixes it).
+    ``history`` continues an earlier run (with its shuffle seed); ``checkpoint`` (a path) saves model,
+    optimizer and history after every epoch. ``progress`` shows a tqdm bar with epoch, loss and accuracy.
+    Losses, accuracies and the per-step records are read back from the device once per epoch: no step
+    waits for the host, with or without clipping.
 
     Bad input raises ``ValueError`` before any step (a DataLoader's batches are
     checked as they come, each before its step); a ``device`` that is absent
@@ -425,16 +631,17 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     steps and to eval mode after them, before validation and checkpoints: after ``fit`` the model holds
     the parameters to evaluate, and the optimizer is in eval mode.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer; got {epochs!r}")
+    epochs = _positive_int(epochs, "epochs", allow_zero=True)
+    max_steps = _positive_int(max_steps, "max_steps")
+    if epochs is None and max_steps is None:
+        epochs = 50
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (full batch); got {batch_size!r}")
     _check_model_and_optimizer(model, optimizer)
     if train is None:
         raise ValueError("train is None: fit needs training data, an (X, y) pair of tensors or a DataLoader")
-    if loss is not None and not callable(loss):
-        raise ValueError(f"loss must be callable, loss(logits, targets) -> the batch mean; got {type(loss).__name__}")
+    objective = _loss_argument(loss)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
     if history is not None and not isinstance(history, History):
@@ -443,9 +650,17 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
         folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
         if not os.path.isdir(folder):
             raise ValueError(f"checkpoint={os.fspath(checkpoint)!r}: the folder {folder!r} does not exist")
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float, np.floating))
+                                           and not isinstance(clip_grad_norm, bool) and clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be a positive number (math.inf: log the norm, do not clip) or None; "
+                         f"got {clip_grad_norm!r}")
+    early_stopping = _positive_int(early_stopping, "early_stopping")
+    if early_stopping is not None and val is None:
+        raise ValueError("early_stopping needs validation data: pass val=(X, y)")
     device = _device_argument(device)
-    loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
+    autocast = _autocast_argument(autocast, device)
     dtype = _model_dtype(model)
+    kind = objective.targets
 
     loaders = {}
     pairs = {}
@@ -455,52 +670,59 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
         if _is_loader(data):
             loaders[name] = data
         else:
-            pairs[name] = _check_pair(data, name, dtype)
-            _check_model_output(model, pairs[name][0], name)
+            pairs[name] = _check_pair(data, name, dtype, targets=kind)
+            _check_model_output(model, pairs[name][0], name, pairs[name][1], kind)
     if history is None:
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
-        history = History(seed=int(seed), label=label)
+        history = History(seed=int(seed), label=label, loss=objective.name)
     elif seed is not None and int(seed) != history.seed:
         raise ValueError(f"seed={seed} differs from the resumed history's shuffle seed {history.seed}")
+    steps_done = history.steps[-1] if history.steps else 0
+    scheduler = _scheduler_argument(schedule, optimizer, steps_done)
 
     model.to(device)
     _move_optimizer_state(optimizer, device)
     pairs = {name: (X.to(device), y.to(device)) for name, (X, y) in pairs.items()}
-    steps_done = history.steps[-1] if history.steps else 0
+    run = _Run(model, optimizer, objective, device, dtype, autocast, scheduler,
+               None if clip_grad_norm is None else float(clip_grad_norm))
+    best_loss, best_state, waited = math.inf, None, 0
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=epochs, desc=label or "fit", unit="epoch", disable=not progress, leave=True)
     try:
-        for epoch in range(history.epochs, history.epochs + epochs):
+        epoch = first_epoch = history.epochs
+        while (epochs is None or epoch < first_epoch + epochs) and (max_steps is None or steps_done < max_steps):
             started = time.perf_counter()
             model.train()
             _optimizer_mode(optimizer, "train")
+            budget = None if max_steps is None else max_steps - steps_done
             if "train" in pairs:
-                step_losses, sizes, correct = _train_epoch_in_memory(
-                    model, optimizer, loss_fn, *pairs["train"], batch_size, _epoch_generator(history.seed, epoch))
+                record = run.epoch_in_memory(*pairs["train"], batch_size, _epoch_generator(history.seed, epoch),
+                                             budget)
             else:
-                step_losses, sizes, correct = _train_epoch_loader(model, optimizer, loss_fn, loaders["train"],
-                                                                  device, dtype)
-            losses = step_losses.double().cpu()  # the one read-back of the epoch
+                record = run.epoch_loader(loaders["train"], budget)
+            losses, sizes, correct, lrs, norms = record
             bad = torch.nonzero(~torch.isfinite(losses))
             if len(bad):
                 step = int(bad[0]) + 1
                 raise DivergenceError(
                     f"the training loss became {float(losses[step - 1])} at epoch {epoch + 1}, step {step} of "
-                    f"{len(losses)} (optimizer step {steps_done + step}) with lr = {_lr_of(optimizer):g}. "
+                    f"{len(losses)} (optimizer step {steps_done + step}) with lr = {lrs[step - 1]:g}. "
                     f"The learning rate is probably too large: try a smaller one, for example "
-                    f"{_lr_of(optimizer) / 10:g}.", history)
+                    f"{lrs[step - 1] / 10:g}.", history)
             seen = float(sizes.sum())
             train_loss = float((losses * sizes).sum() / seen)
             train_accuracy = float(correct) / seen
             steps_done += len(losses)
             _optimizer_mode(optimizer, "eval")  # Schedule-Free: evaluate and save the average x, not y
             if "val" in pairs:
-                val_loss, val_accuracy = _evaluate_tensors(model, *pairs["val"], loss_fn)
+                val_loss, val_accuracy = _evaluate_tensors(model, *pairs["val"], objective.function, kind=kind,
+                                                           autocast=autocast)
             elif "val" in loaders:
-                val_loss, val_accuracy = evaluate(model, loaders["val"], loss=loss_fn, device=device)
+                val_loss, val_accuracy = evaluate(model, loaders["val"], loss=loss, device=device,
+                                                  autocast=autocast)
             else:
                 val_loss = val_accuracy = float("nan")
             if ("val" in pairs or "val" in loaders) and not math.isfinite(val_loss):
@@ -511,6 +733,18 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             history.append(train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss,
                            val_accuracy=val_accuracy, seconds=time.perf_counter() - started, lr=_lr_of(optimizer),
                            steps=steps_done)
+            history.step_loss.extend(losses.tolist())
+            history.step_lr.extend(lrs)
+            history.step_grad_norm.extend(norms)
+            epoch += 1
+            stop = False
+            if early_stopping is not None:
+                if val_loss < best_loss:
+                    best_loss, waited, history.best_epoch = val_loss, 0, history.epochs
+                    best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+                else:
+                    waited += 1
+                    stop = waited >= early_stopping
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, history)
             if progress:
@@ -519,61 +753,106 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
                     postfix.update(val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.3f}")
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
+            if stop:
+                history.stopped_early = True
+                break
     finally:
         bar.close()
+    if best_state is not None and history.best_epoch != history.epochs:
+        model.load_state_dict(best_state)
     return history
 
 
-def _train_step(model, optimizer, loss_fn, inputs, targets, name="train batch"):
-    """One optimizer step on one batch; returns the batch loss and the logits, both detached."""
-    logits = _forward(model, inputs, targets, name)
-    batch_loss = loss_fn(logits, targets)
-    optimizer.zero_grad(set_to_none=True)
-    batch_loss.backward()
-    optimizer.step()
-    return batch_loss.detach(), logits.detach()
+class _Run:
+    """What every step of one ``fit`` call needs; its two methods train one epoch and return its record."""
+
+    def __init__(self, model, optimizer, objective: _Loss, device, dtype, autocast, scheduler, clip):
+        self.model, self.optimizer, self.objective = model, optimizer, objective
+        self.device, self.dtype, self.autocast, self.scheduler, self.clip = device, dtype, autocast, scheduler, clip
+        self.parameters = [param for param in model.parameters() if param.requires_grad]
+
+    def step(self, inputs, targets, name="train batch"):
+        """One optimizer step on one batch; returns the detached batch loss, the count of right predictions and
+        the gradient norm before clipping (None without clipping), all still on the device."""
+        with _precision(self.device, self.autocast):
+            logits = _forward(self.model, inputs, targets, name, self.objective.targets)
+            batch_loss = self.objective.function(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        norm = None
+        if self.clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return batch_loss.detach(), _correct(logits.detach(), targets, self.objective.targets), norm
+
+    def _record(self, step_losses, counts, norms, sizes, lrs):
+        """One read-back for the whole epoch: losses, right predictions and gradient norms."""
+        parts = [torch.stack(step_losses).to(torch.float64), torch.stack(counts).to(torch.float64)]
+        if norms:
+            parts.append(torch.stack(norms).to(torch.float64))
+        values = torch.cat(parts).cpu()
+        n = len(step_losses)
+        losses, correct = values[:n], float(values[n:2 * n].sum())
+        return (losses, torch.tensor(sizes, dtype=torch.float64), correct, lrs,
+                values[2 * n:].tolist() if norms else [])
+
+    def epoch_in_memory(self, X, y, batch_size, generator, budget):
+        """One epoch (or its first ``budget`` steps) over in-memory tensors: one gather, then slices."""
+        n = X.shape[0]
+        order = torch.randperm(n, generator=generator).to(X.device, non_blocking=True)
+        X_epoch, y_epoch = X.index_select(0, order), y.index_select(0, order)
+        batch = n if batch_size is None else min(int(batch_size), n)
+        step_losses, counts, norms, sizes, lrs = [], [], [], [], []
+        for start in range(0, n, batch):
+            if budget is not None and len(step_losses) >= budget:
+                break
+            inputs, targets = X_epoch[start:start + batch], y_epoch[start:start + batch]
+            lrs.append(_lr_of(self.optimizer))
+            batch_loss, correct, norm = self.step(inputs, targets)
+            step_losses.append(batch_loss)
+            counts.append(correct)
+            if norm is not None:
+                norms.append(norm)
+            sizes.append(targets.numel())
+        return self._record(step_losses, counts, norms, sizes, lrs)
+
+    def epoch_loader(self, loader, budget):
+        """One epoch (or its first ``budget`` steps) over a DataLoader (each batch is checked on the host)."""
+        step_losses, counts, norms, sizes, lrs = [], [], [], [], []
+        kind, classes = self.objective.targets, None
+        for step, batch in enumerate(loader):
+            if budget is not None and step >= budget:
+                break
+            name = f"train batch {step + 1}"
+            inputs, targets = _check_pair(batch, name, self.dtype, targets=kind)
+            host_targets = targets
+            inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            if kind == "classes":  # a label ≥ C would stop cross-entropy with an index error (a device assert on CUDA)
+                if classes is None:
+                    classes = _check_model_output(self.model, inputs, name, host_targets, kind)
+                _check_classes(host_targets, classes, name)
+            lrs.append(_lr_of(self.optimizer))
+            batch_loss, correct, norm = self.step(inputs, targets, name)
+            step_losses.append(batch_loss)
+            counts.append(correct)
+            if norm is not None:
+                norms.append(norm)
+            sizes.append(targets.numel())
+        if not step_losses:
+            raise ValueError("the train DataLoader yielded no batches")
+        return self._record(step_losses, counts, norms, sizes, lrs)
 
 
-def _train_epoch_in_memory(model, optimizer, loss_fn, X, y, batch_size, generator):
-    """One epoch over in-memory tensors: one gather, then slices. Nothing is read back to the host here."""
-    n = X.shape[0]
-    order = torch.randperm(n, generator=generator).to(X.device, non_blocking=True)
-    X_epoch, y_epoch = X.index_select(0, order), y.index_select(0, order)
-    batch = n if batch_size is None else min(int(batch_size), n)
-    step_losses, step_logits = [], []
-    for start in range(0, n, batch):
-        inputs, targets = X_epoch[start:start + batch], y_epoch[start:start + batch]
-        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets)
-        step_losses.append(batch_loss)
-        step_logits.append(logits)
-    sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
-    logits = torch.cat(step_logits)
-    correct = ((logits > 0) == (y_epoch > 0.5)).sum()
-    return torch.stack(step_losses), sizes, int(correct)
-
-
-def _train_epoch_loader(model, optimizer, loss_fn, loader, device, dtype):
-    """One epoch over a DataLoader (each batch is checked on the host, then moved to the device)."""
-    step_losses, sizes, correct = [], [], 0
-    counts = []
-    for step, batch in enumerate(loader):
-        inputs, targets = _check_pair(batch, f"train batch {step + 1}", dtype)
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        batch_loss, logits = _train_step(model, optimizer, loss_fn, inputs, targets, f"train batch {step + 1}")
-        step_losses.append(batch_loss)
-        counts.append(((logits > 0) == (targets > 0.5)).sum())
-        sizes.append(len(targets))
-    if not step_losses:
-        raise ValueError("the train DataLoader yielded no batches")
-    correct = int(torch.stack(counts).sum())
-    return torch.stack(step_losses), torch.tensor(sizes, dtype=torch.float64), correct
-
-
-def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, device=None,
-             optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, data, *, loss: Callable | str | None = None, device=None,
+             optimizer: torch.optim.Optimizer | None = None, autocast=None) -> tuple[float, float]:
     """``(mean loss, accuracy)`` of ``model`` on ``data`` (an ``(X, y)`` pair or a DataLoader), in eval mode.
 
-    The input is checked as in :func:`fit`; ``device`` defaults to the model's. Pass the ``optimizer`` when
+    ``loss`` is as in :func:`fit` (binary cross-entropy by default, ``'cross_entropy'`` for class logits and
+    sequences: then the mean and the accuracy are over every target, e.g. every token). The input is checked
+    as in :func:`fit`; ``device`` defaults to the model's; ``autocast=torch.bfloat16`` evaluates under
+    ``torch.autocast``. Pass the ``optimizer`` when
     it has an ``eval()`` method (Schedule-Free): it is called first, so the model is evaluated at the
     average x rather than at the training point y (and stays there: call ``optimizer.train()`` to go on
     training by hand; :func:`fit` does).
@@ -582,25 +861,30 @@ def evaluate(model: torch.nn.Module, data, *, loss: Callable | None = None, devi
         raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if data is None:
         raise ValueError("data is None: evaluate needs an (X, y) pair of tensors or a DataLoader")
+    objective = _loss_argument(loss)
     if optimizer is not None:
         _optimizer_mode(optimizer, "eval")
-    loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
     dtype = _model_dtype(model)
     if device is None:
         device = next((param.device for param in model.parameters()), torch.device("cpu"))
     else:
         device = _named_device(device, "device")
+    autocast = _autocast_argument(autocast, device)
+    kind = objective.targets
     if _is_loader(data):
-        batches = ((f"evaluation batch {i + 1}", _check_pair(batch, f"evaluation batch {i + 1}", dtype))
+        batches = ((f"evaluation batch {i + 1}", _check_pair(batch, f"evaluation batch {i + 1}", dtype, targets=kind))
                    for i, batch in enumerate(data))
     else:
-        batches = [("evaluation data", _check_pair(data, "evaluation data", dtype))]
+        batches = [("evaluation data", _check_pair(data, "evaluation data", dtype, targets=kind))]
     total_loss, correct, seen = 0.0, 0, 0
     for name, (X, y) in batches:
-        batch_loss, batch_accuracy = _evaluate_tensors(model, X.to(device), y.to(device), loss_fn, name)
-        total_loss += batch_loss * len(y)
-        correct += round(batch_accuracy * len(y))
-        seen += len(y)
+        if kind == "classes":
+            _check_model_output(model, X, name, y, kind)
+        batch_loss, batch_accuracy = _evaluate_tensors(model, X.to(device), y.to(device), objective.function, name,
+                                                       kind=kind, autocast=autocast)
+        total_loss += batch_loss * y.numel()
+        correct += round(batch_accuracy * y.numel())
+        seen += y.numel()
     if seen == 0:
         raise ValueError("evaluate: the data is empty")
     return total_loss / seen, correct / seen
@@ -614,17 +898,131 @@ def _optimizer_mode(optimizer, mode: str) -> None:
 
 
 @torch.no_grad()
-def _evaluate_tensors(model, X, y, loss_fn, name="validation data") -> tuple[float, float]:
+def _evaluate_tensors(model, X, y, loss_fn, name="validation data", *, kind="binary",
+                      autocast=None) -> tuple[float, float]:
     """Loss and accuracy on checked tensors already on the model's device (one read-back)."""
     was_training = model.training
     model.eval()
     try:
-        logits = _forward(model, X, y, name)
-        both = torch.stack([loss_fn(logits, y).to(torch.float64),
-                            ((logits > 0) == (y > 0.5)).sum().to(torch.float64)]).cpu()
+        with _precision(X.device, autocast):
+            logits = _forward(model, X, y, name, kind)
+            value = loss_fn(logits, y)
+        both = torch.stack([value.to(torch.float64), _correct(logits, y, kind).to(torch.float64)]).cpu()
     finally:
         model.train(was_training)
-    return float(both[0]), float(both[1]) / len(y)
+    return float(both[0]), float(both[1]) / y.numel()
+
+
+# --------------------------------------------------------------------------------------
+# The training recipe: learning-rate schedules and parameter groups (fit does clipping, autocast, early stopping)
+# --------------------------------------------------------------------------------------
+def _check_schedule_steps(warmup_steps, total_steps, start_factor, final_factor, decay_steps=0) -> None:
+    for name, value in (("warmup_steps", warmup_steps), ("decay_steps", decay_steps)):
+        _positive_int(value, name, allow_none=False, allow_zero=True)
+    _positive_int(total_steps, "total_steps", allow_none=False)
+    if warmup_steps + decay_steps > total_steps or (decay_steps == 0 and warmup_steps >= total_steps):
+        raise ValueError(f"need warmup_steps + decay_steps <= total_steps (and warmup_steps < total_steps); got "
+                         f"warmup_steps={warmup_steps}, decay_steps={decay_steps}, total_steps={total_steps}")
+    for name, value in (("start_factor", start_factor), ("final_factor", final_factor)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1]; got {value}")
+
+
+def _warmup_factor(step: int, warmup_steps: int, start_factor: float) -> float:
+    return start_factor + (1 - start_factor) * step / warmup_steps
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, *, start_factor: float = 0.0,
+                  final_factor: float = 0.0) -> Callable[[int], float]:
+    r"""Linear warm-up over ``warmup_steps`` steps, then cosine decay to ``final_factor`` at ``total_steps``.
+
+    Returns the pure function f(k), the factor of the initial learning rate at step k = 0, 1, …
+    (pass it to ``fit(..., schedule=...)``), with W = ``warmup_steps``, T = ``total_steps``,
+    s = ``start_factor``, f_T = ``final_factor``:
+
+    .. math::  f(k) = \begin{cases} s + (1 - s)\,k / W & k < W \\
+               f_T + (1 - f_T)\,\tfrac12\bigl(1 + \cos(\pi\,\tfrac{k - W}{T - W})\bigr) & W \le k \le T \\
+               f_T & k > T \end{cases}
+
+    This is torch's ``LinearLR(start_factor=s, total_iters=W)`` followed by
+    ``CosineAnnealingLR(T_max=T − W, eta_min=f_T·η)`` under ``SequentialLR`` (which needs s > 0; with the
+    default s = 0 the first step has η = 0, as Hugging Face's ``get_cosine_schedule_with_warmup``).
+    """
+    _check_schedule_steps(warmup_steps, total_steps, start_factor, final_factor)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return _warmup_factor(step, warmup_steps, start_factor)
+        progress = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
+        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+def warmup_stable_decay(warmup_steps: int, total_steps: int, decay_steps: int, *, start_factor: float = 0.0,
+                        final_factor: float = 0.0, decay: str = "linear") -> Callable[[int], float]:
+    r"""Warmup-stable-decay (WSD): linear warm-up, a constant learning rate, then a decay over the last steps.
+
+    Returns the pure function f(k) of step k = 0, 1, … with W = ``warmup_steps``, T = ``total_steps``,
+    D = ``decay_steps``, u = (k − (T − D)) / D the progress of the decay:
+
+    .. math::  f(k) = \begin{cases} s + (1 - s)\,k / W & k < W \\ 1 & W \le k < T - D \\
+               f_T + (1 - f_T)\,d(u) & T - D \le k \le T \\ f_T & k > T \end{cases}
+
+    with d(u) = 1 − u (``'linear'``), ½(1 + cos πu) (``'cosine'``) or 1 − √u (``'1-sqrt'``, the shape
+    Hägele et al. 2024 found best). The stable phase can run as long as wanted and a decay branch off it at
+    any point (Hu et al. 2024, MiniCPM), which is why it replaced cosine in several recent runs.
+    """
+    _check_schedule_steps(warmup_steps, total_steps, start_factor, final_factor, decay_steps)
+    if decay not in DECAY_SHAPES:
+        raise ValueError(f"decay must be one of {DECAY_SHAPES}; got {decay!r}")
+    shapes = {"linear": lambda u: 1 - u, "cosine": lambda u: 0.5 * (1 + math.cos(math.pi * u)),
+              "1-sqrt": lambda u: 1 - math.sqrt(u)}
+    shape = shapes[decay]
+    decay_start = total_steps - decay_steps
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return _warmup_factor(step, warmup_steps, start_factor)
+        if step < decay_start:
+            return 1.0
+        if decay_steps == 0:
+            return final_factor
+        return final_factor + (1 - final_factor) * shape(min(step - decay_start, decay_steps) / decay_steps)
+
+    return factor
+
+
+#: Normalization layers whose weights (scales) are kept out of weight decay by :func:`param_groups`.
+NORM_LAYERS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm,
+               torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d, torch.nn.LayerNorm,
+               torch.nn.GroupNorm, torch.nn.RMSNorm)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two param groups for ``model``: weights that decay, and biases and norm weights that do not.
+
+    The usual split (GPT-2/nanoGPT, timm, BERT): the weights of linear, convolution and embedding layers
+    (tensors of 2 dimensions or more) get ``weight_decay``; biases, the scales of normalization layers
+    (:data:`NORM_LAYERS`) and every other 0-D or 1-D parameter get ``weight_decay = 0``, because shrinking
+    them towards 0 does not limit the model's capacity, it only biases a norm's output scale. Frozen
+    parameters (``requires_grad=False``) are left out; an empty group is dropped. Pass the list to an
+    optimizer in place of ``model.parameters()``: ``optim.AdamW(param_groups(model, 0.1), lr=...)``.
+    """
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    in_norm = {id(param) for module in model.modules() if isinstance(module, NORM_LAYERS)
+               for param in module.parameters(recurse=False)}
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or id(param) in in_norm else decay).append(param)
+    groups = [{"params": decay, "weight_decay": float(weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
 
 
 # --------------------------------------------------------------------------------------
@@ -721,7 +1119,7 @@ class LRRangeTest:
 
 def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, start_lr: float = 1e-6,
                   end_lr: float = 10.0, steps: int = 200, *, batch_size: int | None = 32,
-                  loss: Callable | None = None, device=None, seed: int = 0, smoothing: float = 0.9,
+                  loss: Callable | str | None = None, device=None, seed: int = 0, smoothing: float = 0.9,
                   diverge_factor: float = 4.0) -> LRRangeTest:
     r"""Train for ``steps`` minibatch steps while η grows exponentially from ``start_lr`` to ``end_lr``.
 
@@ -750,9 +1148,10 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
         raise ValueError(f"diverge_factor must be > 1; got {diverge_factor}")
     _check_model_and_optimizer(model, optimizer)
     device = _device_argument(device)
-    loss_fn = torch.nn.BCEWithLogitsLoss() if loss is None else loss
-    X, y = _check_pair(train, "lr_range_test's train", _model_dtype(model), loader_allowed=False)
-    _check_model_output(model, X, "train")
+    objective = _loss_argument(loss)
+    X, y = _check_pair(train, "lr_range_test's train", _model_dtype(model), loader_allowed=False,
+                       targets=objective.targets)
+    _check_model_output(model, X, "train", y, objective.targets)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (full batch); got {batch_size!r}")
@@ -780,7 +1179,8 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
             for group in optimizer.param_groups:
                 group["lr"] = float(lr)
             inputs, targets = X.index_select(0, rows), y.index_select(0, rows)
-            batch_loss = loss_fn(_forward(model, inputs, targets, f"train batch {k + 1}"), targets)
+            batch_loss = objective.function(_forward(model, inputs, targets, f"train batch {k + 1}",
+                                                     objective.targets), targets)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             value = float(batch_loss.detach())

@@ -291,3 +291,167 @@ def test_load_csv_names_a_text_stream_in_its_errors():
 def test_load_csv_rejects_other_inputs():
     with pytest.raises(TypeError, match="file path or a text stream"):
         data.load_csv(42, target="y")
+
+
+# ------------------------------------------------------------------------------------------
+# MNIST-1D: the package's own make_dataset, offline, cached
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mnist1d_reference():
+    """The package's default dataset, straight from its make_dataset (what data.mnist1d must hold)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    return make_dataset(get_dataset_args())
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Sockets, urllib and requests raise, and every attempt is recorded; a test that leaves one fails."""
+    import socket
+    import urllib.request
+
+    import requests
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError("MNIST-1D tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(requests, "get", refuse)
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    yield attempts
+    assert attempts == [], "a network access was attempted (mnist1d's get_dataset swallows the error)"
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def quick_generation(monkeypatch, mnist1d_reference):
+    """Generation replaced by the reference arrays (generating takes seconds), counting its calls."""
+    calls = []
+
+    def generate(args):
+        calls.append(args)
+        return {name: mnist1d_reference[name] for name in ("x", "y", "x_test", "y_test")}
+
+    monkeypatch.setattr(data, "_mnist1d_generate", generate)
+    return calls
+
+
+def test_mnist1d_holds_the_packages_default_dataset(fresh_cache, mnist1d_reference):
+    dataset = data.mnist1d(cache=False)
+    assert dataset.sizes == {"train": 3200, "val": 800, "test": 1000}
+    assert dataset.n_features == 40 and dataset.n_classes == 10 and dataset.classes == tuple(range(10))
+    for split in ("train", "val", "test"):
+        X, y = getattr(dataset, split)
+        assert X.dtype == torch.float32 and y.dtype == torch.int64 and X.shape[1] == 40 and y.ndim == 1
+    # train and val are the package's 4,000 training rows, test its 1,000 test rows, as float32
+    X_train = np.concatenate([dataset.train[0].numpy(), dataset.val[0].numpy()])
+    y_train = np.concatenate([dataset.train[1].numpy(), dataset.val[1].numpy()])
+    order = np.lexsort(X_train.T[::-1])
+    reference_order = np.lexsort(mnist1d_reference["x"].astype(np.float32).T[::-1])
+    assert np.array_equal(X_train[order], mnist1d_reference["x"].astype(np.float32)[reference_order])
+    assert np.array_equal(y_train[order], mnist1d_reference["y"][reference_order])
+    assert np.array_equal(dataset.test[0].numpy(), mnist1d_reference["x_test"].astype(np.float32))
+    assert np.array_equal(dataset.test[1].numpy(), mnist1d_reference["y_test"])
+    assert "MNIST-1D: 40 features, 10 classes, train=3200, val=800, test=1000" in repr(dataset)
+    assert not any(fresh_cache.glob("*")) if fresh_cache.exists() else True  # cache=False writes nothing
+
+
+def test_mnist1d_uses_the_packages_default_arguments():
+    from mnist1d.data import get_dataset_args
+
+    defaults = get_dataset_args(as_dict=True)
+    assert defaults.pop("url").startswith("https://")  # get_dataset's download: never used
+    assert data.MNIST1D_ARGS == defaults
+    assert defaults["num_samples"] * defaults["train_split"] == 4000 and defaults["final_seq_length"] == 40
+
+
+def test_mnist1d_validation_split_is_stratified_and_seeded(quick_generation, fresh_cache):
+    dataset = data.mnist1d()
+    train_counts, val_counts = dataset.class_counts("train"), dataset.class_counts("val")
+    assert np.all(np.abs(val_counts - 0.2 * (train_counts + val_counts)) < 1)
+    assert val_counts.sum() == 800
+    again = data.mnist1d()
+    assert all(torch.equal(a, b) for a, b in zip(again.val + again.train, dataset.val + dataset.train))
+    other = data.mnist1d(seed=1)
+    assert not torch.equal(other.val[0], dataset.val[0])
+    assert data.mnist1d(val_fraction=0.1).sizes == {"train": 3600, "val": 400, "test": 1000}
+    with pytest.raises(ValueError, match="val_fraction"):
+        data.mnist1d(val_fraction=0.0)
+    with pytest.raises(ValueError, match="positive_fraction is for binary labels"):
+        dataset.positive_fraction()
+
+
+def test_mnist1d_makes_no_network_access(no_network, fresh_cache):
+    """Generation works with every way out closed (sockets, urllib, requests); the trap itself catches each."""
+    import socket
+    import urllib.request
+
+    import requests
+
+    dataset = data.mnist1d(cache=False)
+    assert dataset.sizes["test"] == 1000 and no_network == []
+    for reach in (lambda: requests.get("https://example.org"), lambda: urllib.request.urlopen("https://example.org"),
+                  lambda: socket.socket().connect(("192.0.2.1", 80))):
+        with pytest.raises(AssertionError, match="network"):
+            reach()
+    assert len(no_network) == 3
+    no_network.clear()
+
+
+def test_mnist1d_generation_leaves_the_global_generators_alone(fresh_cache):
+    """make_dataset reseeds Python's and NumPy's global generators; data.mnist1d puts them back."""
+    import random
+
+    np.random.seed(123)
+    random.seed(7)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(123)
+    random.seed(7)
+    data.mnist1d(cache=False)
+    assert (np.random.rand(), random.random()) == expected
+
+
+def test_mnist1d_cache_is_written_once_and_read_afterwards(quick_generation, fresh_cache):
+    first = data.mnist1d()
+    files = list(fresh_cache.glob("mnist1d-*.npz"))
+    assert len(files) == 1 and len(quick_generation) == 1
+    assert quick_generation[0] == data.MNIST1D_ARGS
+    second = data.mnist1d()
+    assert len(quick_generation) == 1  # read from the cache, not generated
+    assert all(torch.equal(a, b) for a, b in zip(first.train + first.val + first.test,
+                                                 second.train + second.val + second.test))
+    files[0].write_bytes(b"not an npz file")  # a damaged cache is generated again and replaced
+    third = data.mnist1d()
+    assert len(quick_generation) == 2 and torch.equal(third.test[0], first.test[0])
+    assert data.mnist1d(cache=False) and len(quick_generation) == 3
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "mine"))
+    assert data.cache_dir() == str(tmp_path / "mine")
+    monkeypatch.delenv("COURSE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.cache_dir() == str(tmp_path / "xdg" / "course_lib")
+
+
+def test_stratified_split_keeps_every_class_share():
+    labels = np.repeat([0, 1, 2], [50, 30, 7])
+    kept, taken = data.stratified_split(labels, 20, seed=3)
+    assert len(taken) == 20 and len(kept) == 67 and set(kept).isdisjoint(taken)
+    assert sorted(np.concatenate([kept, taken])) == list(range(87))
+    share = np.bincount(labels[taken], minlength=3)
+    assert np.all(np.abs(share - 20 * np.array([50, 30, 7]) / 87) < 1)
+    assert np.array_equal(data.stratified_split(labels, 20, seed=3)[1], taken)
+    assert not np.array_equal(data.stratified_split(labels, 20, seed=4)[1], taken)
+    with pytest.raises(ValueError, match="count"):
+        data.stratified_split(labels, 88)

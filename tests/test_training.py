@@ -381,7 +381,7 @@ def test_an_optimizer_of_another_model_is_refused(small):
 
 @pytest.mark.parametrize("arguments, words", [
     (dict(seed=-1), "seed must be a non-negative integer"), (dict(seed=2.5), "seed must be"),
-    (dict(loss="bce"), "loss must be callable"), (dict(history={}), "history must be the History"),
+    (dict(loss="hinge"), "loss must be callable"), (dict(history={}), "history must be the History"),
     (dict(checkpoint="no/such/folder/run.pt"), "the folder .* does not exist"),
     (dict(device="toaster"), "device='toaster' is not a device name"),
 ])

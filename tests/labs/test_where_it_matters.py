@@ -1,0 +1,102 @@
+"""course_lib.labs.where_it_matters: the protocol's pieces (grid, optimizers under the recipe), one run end to end,
+and the summary, against closed forms and torch.optim."""
+
+import math
+
+import pytest
+import torch
+
+from course_lib import data, training
+from course_lib.labs import where_it_matters as lab
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=16, val_chains=4, length=64, seed=0)
+    grids = {name: grid[:2] for name, grid in lab.LM_GRIDS.items()}
+    return lab.lm_workload(steps=6, warmup_steps=2, batch_size=4, context=8, width=8, depth=1, heads=2,
+                           eval_every=3, eval_windows=8, grids=grids, corpus=corpus, target=3.4)
+
+
+def test_lr_grid_has_three_points_per_decade():
+    grid = lab.lr_grid(-6, 7)
+    assert grid[0] == 0.01 and grid[3] == 0.1 and grid[6] == 1.0
+    assert grid[1:3] == [0.0215, 0.0464]
+    for name, grid in lab.LM_GRIDS.items():
+        ratios = [b / a for a, b in zip(grid, grid[1:])]
+        assert all(abs(r - 10 ** (1 / 3)) < 0.01 for r in ratios), name
+        assert len(grid) == len(lab.LM_GRIDS["adamw"])  # the same number of tuning runs for every optimizer
+
+
+def test_every_optimizer_covers_every_parameter_once(tiny):
+    model = tiny.model(0)
+    everything = {id(p) for p in model.parameters()}
+    for name in lab.OPTIMIZERS:
+        optimizers = lab.make_optimizers(name, model, 1e-3, tiny)
+        seen = [id(p) for o in optimizers for g in o.param_groups for p in g["params"]]
+        assert sorted(seen) == sorted(everything), name
+        assert len(optimizers) == (2 if name == "muon" else 1)
+    muon, adamw = lab.make_optimizers("muon", model, 1e-3, tiny)
+    assert all(p.dim() == 2 for g in muon.param_groups for p in g["params"])
+    assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"
+    assert adamw.param_groups[0]["betas"] == (0.9, 0.95)
+    (adam,) = lab.make_optimizers("adam", model, 1e-3, tiny)
+    assert all(g["weight_decay"] == 0 for g in adam.param_groups)
+    (adamw,) = lab.make_optimizers("adamw", model, 1e-3, tiny)
+    assert sorted(g["weight_decay"] for g in adamw.param_groups) == [0.0, 0.1]  # norms and biases: no decay
+
+
+def test_a_run_is_a_plain_torch_adamw_loop_under_the_recipe(tiny):
+    """The same run written out by hand with torch.optim.AdamW, LambdaLR and clip_grad_norm_: the same weights."""
+    record = lab.train_run(tiny, "adamw", 0.01, seed=0)
+    model = tiny.model(0)
+    optimizer = torch.optim.AdamW(training.param_groups(model, 0.1), lr=0.01, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, training.warmup_cosine(2, 6))
+    generator = torch.Generator().manual_seed(1000)
+    for _ in range(6):
+        inputs, targets = tiny.batch(generator)
+        loss = torch.nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    model.eval()
+    assert tiny.evaluate(model)["val_loss"] == record["val_loss"][-1]
+    assert record["lr"] == 0.01 and not record["diverged"]
+
+
+def test_train_run_record_follows_the_schema(tiny):
+    record = lab.train_run(tiny, "schedule_free", 0.01, seed=1)
+    evals = len(tiny.eval_steps)
+    assert tiny.eval_steps == [0, 3, 6]
+    for key in ("val_loss", "val_accuracy", "val_loss_frequent", "val_loss_rare"):
+        assert len(record[key]) == evals
+    assert record["val_loss"][0] == pytest.approx(math.log(32), abs=0.05)  # ln V at initialization
+    assert record["best_val_loss"] == min(record["val_loss"])
+    assert 0 <= record["clipped_fraction"] <= 1 and record["grad_norm_median"] > 0
+    assert record["steps_to_target"] in (None, 3, 6)
+    again = lab.train_run(tiny, "schedule_free", 0.01, seed=1)
+    assert again["val_loss"] == record["val_loss"]  # seeded
+
+
+def test_a_diverging_run_is_marked_and_padded(tiny):
+    record = lab.train_run(tiny, "momentum", 1e12, seed=0)
+    assert record["diverged"] and record["best_val_loss"] is None
+    assert record["val_loss"][-1] is None and len(record["val_loss"]) == len(tiny.eval_steps)
+
+
+def test_summarize_picks_the_best_mean_and_flags_the_edge():
+    def run(lr, seed, best):
+        return {"optimizer": "adam", "lr": lr, "seed": seed, "best_val_loss": best, "final_val_loss": best,
+                "best_val_accuracy": 0.5, "steps_to_target": 10 if best is not None and best < 3 else None}
+
+    runs = [run(0.1, 0, 2.0), run(0.1, 1, 4.0), run(0.2, 0, 2.9), run(0.2, 1, 2.95), run(0.5, 0, None),
+            run(0.5, 1, 2.0)]
+    summary = lab.summarize(runs, {"adam": [0.1, 0.2, 0.5]})["adam"]
+    assert summary["best_lr"] == 0.2 and not summary["best_lr_at_edge"]  # mean 2.925 beats 3.0; a divergence is +∞
+    assert summary["best_val_loss_mean"] == pytest.approx(2.925)
+    assert summary["best_val_loss_std"] == pytest.approx(0.05 / math.sqrt(2))
+    assert summary["steps_to_target_median"] == 10 and summary["reached_target"] == 2
+    assert summary["lrs_within_0.05"] == 1
+    assert lab.summarize(runs[:2], {"adam": [0.1, 0.2]})["adam"]["best_lr_at_edge"]

@@ -1,0 +1,54 @@
+"""experiments/where_it_matters.py: a tiny configuration end to end, and the committed results file's schema."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from course_lib.labs import where_it_matters as lab
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results" / "where_it_matters.json"
+
+
+def _script():
+    path = ROOT / "experiments" / "where_it_matters.py"
+    spec = importlib.util.spec_from_file_location("where_it_matters_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
+    output = tmp_path / "results.json"
+    _script().main(["--tiny", "--output", str(output), "--workers", "1", "--seeds", "2",
+                    "--only", "adamw,muon,schedule_free", "--workloads", "lm"])
+    assert "runs in" in capsys.readouterr().out
+    results = json.loads(output.read_text())
+    lab.check_results(results)
+    lm = results["workloads"]["lm"]
+    assert len(lm["runs"]) == 3 * 2 * 2 and results["config"]["tiny"]
+    assert set(lm["summary"]) == {"adamw", "muon", "schedule_free"}
+    assert lm["reference_losses"]["uniform"] == pytest.approx(math.log(512))
+    broken = json.loads(output.read_text())
+    del broken["workloads"]["lm"]["runs"][0]
+    with pytest.raises(ValueError, match="grids × seeds"):
+        lab.check_results(broken)
+    broken = json.loads(output.read_text())
+    broken["workloads"]["lm"]["runs"][1]["val_loss"].pop()
+    with pytest.raises(ValueError, match="val_loss has"):
+        lab.check_results(broken)
+
+
+def test_committed_results_follow_the_schema():
+    results = json.loads(RESULTS.read_text())
+    lab.check_results(results)
+    assert not results["config"]["tiny"] and len(results["config"]["seeds"]) >= 3
+    for name, workload in results["workloads"].items():  # Muon needs matrices: the CNN has none it may take
+        assert set(workload["optimizers"]) == set(lab.OPTIMIZERS) - ({"muon"} if name == "cnn" else set())
+        for spec in workload["optimizers"].values():  # ≥ 3 points per decade, the same count for all
+            grid = spec["lr_grid"]
+            assert len(grid) == len(workload["optimizers"]["adamw"]["lr_grid"])
+            assert all(b / a <= 10 ** (1 / 3) * 1.01 for a, b in zip(grid, grid[1:]))
