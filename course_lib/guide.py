@@ -458,7 +458,8 @@ def read_sweep(path) -> list[dict] | None:
 
     Each record is a dict with at least ``workload``, ``optimizer``, ``lr`` and
     ``seed``, plus every number the file stores for that run (e.g.
-    ``best_val_loss``). The file holds ``{"workloads": {name: {"runs": [run,
+    ``best_val_loss``); a curve (a list of numbers, e.g. ``val_loss_rare``) gives
+    its last point as ``val_loss_rare_last``. The file holds ``{"workloads": {name: {"runs": [run,
     ...], ...}, ...}, ...}``; a run that names its own ``workload`` keeps it.
     """
     import json
@@ -481,8 +482,12 @@ def read_sweep(path) -> list[dict] | None:
             if missing:
                 raise ValueError(f"{path}: a run of {name!r} lacks {sorted(missing)}")
             record = {"workload": name}
-            record.update({key: value for key, value in run.items()
-                           if isinstance(value, (int, float, str)) and not isinstance(value, bool)})
+            for key, value in run.items():
+                if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                    record[key] = value
+                elif (isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value)
+                      and not any(isinstance(v, bool) for v in value)):
+                    record[key + "_last"] = float(value[-1])      # a curve: its last point
             records.append(record)
     return records
 
@@ -553,12 +558,13 @@ def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool 
 
 def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 3) -> str:
     """A plain-text table of :func:`tuned_summary`: best η, median and seed range, tie or not, grid edge."""
-    lines = [f"{'optimizer':<22}{'best η':>9}   {metric + ' (median, seed range)':<34}{'seeds':>6}  verdict"]
+    column = metric + " (median, seed range)"
+    lines = [f"{'optimizer':<22}{'best η':>9}   {column}  {'seeds':>5}  verdict"]
     for r in results:
         verdict = "best" if r is results[0] else ("tie with the best" if r.tie else "behind")
         edge = ", η at the grid's edge" if r.at_grid_edge else ""
-        lines.append(f"{r.optimizer:<22}{r.lr:>9.2g}   {r.value:.{digits}f} ({r.low:.{digits}f} … {r.high:.{digits}f})"
-                     f"{'':<6}{r.seeds:>6}  {verdict}{edge}")
+        value = f"{r.value:.{digits}f} ({r.low:.{digits}f} … {r.high:.{digits}f})"
+        lines.append(f"{r.optimizer:<22}{r.lr:>9.2g}   {value:<{len(column)}}  {r.seeds:>5}  {verdict}{edge}")
     return "\n".join(lines)
 
 

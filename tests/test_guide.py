@@ -314,7 +314,7 @@ def test_read_sweep_flattens_runs_and_reports_a_missing_file(tmp_path):
     records = guide.read_sweep(_fake_sweep(tmp_path))
     assert len(records) == 24 + 3 and {r["workload"] for r in records} == {"lm", "cnn"}
     assert all({"optimizer", "lr", "seed", "best_val_loss"} <= set(r) for r in records)
-    assert "curve" not in records[0]                                   # only scalars are kept
+    assert "curve" not in records[0] and records[0]["curve_last"] == 2.0     # a curve gives its last point
     assert guide.read_sweep(tmp_path / "absent.json") is None
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"workloads": {"lm": {"runs": [{"lr": 1.0}]}}}))
@@ -335,7 +335,7 @@ def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
     assert math.isclose(adamw.low, 0.99) and math.isclose(adamw.high, 1.01) and adamw.diverged == 1
     assert not adamw.at_grid_edge and by_name["sgd"].at_grid_edge     # SGD's best η is its largest
     assert by_name["lion"].tie and by_name["adamw"].tie and not by_name["sgd"].tie   # 0.98–1.02 overlaps 0.99–1.01
-    assert by_name["nadam"].tie and by_name["nadam"].value > by_name["adamw"].high   # its best seed overlaps, not its median
+    assert by_name["nadam"].tie and by_name["nadam"].value > by_name["adamw"].high   # best seed overlaps, median not
     assert math.isclose(by_name["sgd"].points_per_decade, 1.0) and by_name["lion"].points_per_decade == math.inf
     accuracy = guide.tuned_summary([dict(r, best_val_loss=-r["best_val_loss"]) for r in records], "lm",
                                    "best_val_loss", lower_is_better=False)
