@@ -24,7 +24,7 @@ def _script():
 def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     output = tmp_path / "results.json"
     _script().main(["--tiny", "--output", str(output), "--workers", "1", "--seeds", "2",
-                    "--only", "adamw,muon,schedule_free", "--workloads", "lm"])
+                    "--only", "adamw,muon,schedule_free"])
     assert "runs in" in capsys.readouterr().out
     results = json.loads(output.read_text())
     lab.check_results(results)
@@ -32,6 +32,10 @@ def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     assert len(lm["runs"]) == 3 * 2 * 2 and results["config"]["tiny"]
     assert set(lm["summary"]) == {"adamw", "muon", "schedule_free"}
     assert lm["reference_losses"]["uniform"] == pytest.approx(math.log(512))
+    cnn = results["workloads"]["cnn"]  # no Muon: the CNN has no hidden matrix
+    assert set(cnn["summary"]) == {"adamw", "schedule_free"} and len(cnn["runs"]) == 2 * 2 * 2
+    assert cnn["runs"][0]["val_loss"][0] == pytest.approx(math.log(10), abs=0.1)  # ten classes at initialization
+    assert set(results["config"]["seconds"]) == {"lm", "cnn"}
     broken = json.loads(output.read_text())
     del broken["workloads"]["lm"]["runs"][0]
     with pytest.raises(ValueError, match="grids × seeds"):
@@ -52,3 +56,18 @@ def test_committed_results_follow_the_schema():
             grid = spec["lr_grid"]
             assert len(grid) == len(workload["optimizers"]["adamw"]["lr_grid"])
             assert all(b / a <= 10 ** (1 / 3) * 1.01 for a, b in zip(grid, grid[1:]))
+
+
+def test_merge_keeps_the_other_workload(tmp_path, one_thread):
+    output = tmp_path / "results.json"
+    script = _script()
+    common = ["--tiny", "--output", str(output), "--workers", "1", "--seeds", "1", "--only", "adamw"]
+    script.main(common + ["--workloads", "lm"])
+    first = json.loads(output.read_text())
+    script.main(common + ["--workloads", "cnn", "--merge"])
+    merged = json.loads(output.read_text())
+    assert list(merged["workloads"]) == ["lm", "cnn"]
+    assert merged["workloads"]["lm"] == first["workloads"]["lm"]
+    assert merged["config"]["seconds"]["lm"] == first["config"]["seconds"]["lm"]
+    script.main(common + ["--workloads", "cnn"])  # without --merge the file holds only what was run
+    assert list(json.loads(output.read_text())["workloads"]) == ["cnn"]

@@ -3,6 +3,7 @@ and the summary, against closed forms and torch.optim."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,19 @@ def test_summarize_picks_the_best_mean_and_flags_the_edge():
     assert summary["steps_to_target_median"] == 10 and summary["reached_target"] == 2
     assert summary["lrs_within_0.05"] == 1
     assert lab.summarize(runs[:2], {"adam": [0.1, 0.2]})["adam"]["best_lr_at_edge"]
+
+
+def test_bin_floors_average_the_surprise_of_sampled_tokens(tiny):
+    corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=64, val_chains=4, length=256, seed=0)
+    tokens = corpus.train.numpy()
+    previous, target = tokens[:, :-1].ravel(), tokens[:, 1:].ravel()
+    everything = np.ones(32, dtype=bool)
+    floors = lab.bin_floors(corpus, everything)
+    assert floors["entropy_rate"] == pytest.approx(corpus.entropy_rate, rel=1e-12)
+    assert floors["unigram"] == pytest.approx(corpus.unigram_entropy, rel=1e-12)
+    rare = corpus.frequency_bins()["rare"]
+    chosen = rare[target]
+    surprise = -np.log(corpus.transition[previous[chosen], target[chosen]])
+    assert abs(surprise.mean() - lab.bin_floors(corpus, rare)["entropy_rate"]) < 4 * surprise.std() / np.sqrt(
+        chosen.sum() / 4)
+    assert lab.bin_floors(corpus, rare)["unigram"] > math.log(32) > floors["unigram"]
