@@ -558,7 +558,7 @@ def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool 
 
 def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 3) -> str:
     """A plain-text table of :func:`tuned_summary`: best η, median and seed range, tie or not, grid edge."""
-    column = metric + " (median, seed range)"
+    column = metric + " (median, best … worst seed)"
     lines = [f"{'optimizer':<22}{'best η':>9}   {column}  {'seeds':>5}  verdict"]
     for r in results:
         verdict = "best" if r is results[0] else ("tie with the best" if r.tie else "behind")
