@@ -621,6 +621,8 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     left.plot([suggestion], [range_result.smoothed[at]], "o", color="k", label=f"suggestion η ≈ {suggestion:.1e}")
     left.axvline(lr, color=colour, ls="--", lw=1.2, label=f"chosen η = {lr:.2g}")
     left.set_yscale("log")
+    low, start = float(np.nanmin(range_result.smoothed)), float(range_result.smoothed[0])
+    left.set_ylim(0.5 * low, 10 * max(start, low))      # raw losses past the cliff are cut off (and cheap to draw)
     left.set_title("range test" + (" (stopped when the loss took off)" if range_result.stopped_early else ""))
     left.legend(loc="lower left", fontsize=8)
     gap = run.suboptimality(problem.minimum)
