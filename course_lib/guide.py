@@ -9,9 +9,22 @@
   runs on minibatches, vectorized over learning rates.
 * :func:`best_learning_rate`, :func:`fastest_learning_rate`, :func:`steps_to_tolerance`
   — a fair race: each rule at its own best η of a grid, all candidates in one batched run.
-* :func:`show_learning_rate_choice` and :func:`choice_playground` — the
-  playground: an optimizer and an η for the seed classifier, seen on its
-  learning-rate range test and on its learning curves.
+* :func:`steep_bowl`, :func:`linear_warmup` — a bowl that is sharper far out
+  than at its minimum, and the linear warm-up that lets gradient descent use an
+  η the start would not survive.
+* :func:`clip_by_global_norm`, :class:`ClippedGradient`, :func:`heavy_tailed_problem`
+  — gradient clipping (torch's ``clip_grad_norm_``) with the norms logged, and
+  a regression whose outlier rows make the loss spike.
+* :func:`range_test` — the learning-rate range test of
+  :func:`course_lib.training.lr_range_test`, run by :func:`~course_lib.descent.descend`.
+* :func:`read_sweep`, :func:`tuned_summary`, :func:`format_tuned_summary` —
+  notebook 12's sweeps read back: each optimizer at its own best η, with the
+  spread over seeds, and ties called ties.
+* :func:`show_optimizer_choice` and :func:`choice_playground` — the
+  playground: an optimizer and an η on the sparse-feature problem, seen on its
+  range test and its run.
+
+NumPy only: nothing here imports torch (notebook 09 runs in a few seconds).
 
 >>> from course_lib import guide, rules
 >>> from course_lib.descent import descend
@@ -37,8 +50,21 @@ __all__ = [
     "best_learning_rate",
     "steps_to_tolerance",
     "fastest_learning_rate",
-    "method_range_test",
-    "show_learning_rate_choice",
+    "SteepBowl",
+    "steep_bowl",
+    "linear_warmup",
+    "clip_by_global_norm",
+    "ClippedGradient",
+    "heavy_tailed_problem",
+    "RangeTest",
+    "range_test",
+    "SWEEP_FILE",
+    "read_sweep",
+    "TunedResult",
+    "tuned_summary",
+    "format_tuned_summary",
+    "PLAYGROUND_RULES",
+    "show_optimizer_choice",
     "choice_playground",
 ]
 
@@ -222,113 +248,424 @@ def fastest_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndar
 
 
 # --------------------------------------------------------------------------------------
-# The playground: an optimizer and a learning rate, seen on the range test and in training
+# Warm-up and clipping: a bowl that is steep far out, and the global-norm clip
 # --------------------------------------------------------------------------------------
-def method_range_test(dataset, method: str, *, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 200,
-                      seed: int = 0, device=None):
-    """The learning-rate range test of ``method`` (a key of ``training.METHODS``) on a fresh seed classifier.
+@dataclass(frozen=True)
+class SteepBowl(Objective):
+    r"""f(θ) = Σ_i (θ_i⁴/4 + θ_i²/2): a bowl whose curvature 3θ_i² + 1 is large far out and 1 at the minimum.
 
-    Seeds everything with ``seed``, builds ``training.seed_classifier`` and the
-    method's optimizer, and runs :func:`course_lib.training.lr_range_test` with
-    minibatches of 32 (the whole training split for full-batch ``'gd'``).
+    .. math::  \nabla f(\theta)_i = \theta_i^3 + \theta_i, \qquad
+               \nabla^2 f(\theta) = \operatorname{diag}(3\theta_i^2 + 1).
+
+    Gradient descent is stable near the minimizer 0 for η < 2 (curvature 1)
+    but, from θ₀ = 3, only for η below about 2/28: the start is sharper than the
+    end, which is the situation a learning-rate warm-up is made for.
     """
-    from . import training
 
-    training.seed_everything(seed)
-    model = training.seed_classifier(dataset.n_features)
-    optimizer = training.make_optimizer(method, model.parameters(), start_lr)
-    batch_size = None if training.METHODS[method].full_batch else 32
-    return training.lr_range_test(model, optimizer, dataset.train, start_lr, end_lr, steps, batch_size=batch_size,
-                                  seed=seed, device=device)
+    def value(self, x):
+        x = self._check(x)
+        return np.sum(x**4 / 4 + x**2 / 2, axis=-1)
+
+    def grad(self, x):
+        x = self._check(x)
+        return x**3 + x
 
 
-def show_learning_rate_choice(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None,
-                              seed: int = 0, device=None, range_test=None, history=None):
-    """Notebook 09's playground view: ``method`` at ``lr`` on the seed classifier; returns the figure.
+def steep_bowl(dim: int = 1) -> SteepBowl:
+    """The :class:`SteepBowl` in ``dim`` dimensions (minimizer 0, f* = 0)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive integer; got {dim!r}")
+    return SteepBowl(name="steep bowl", dim=int(dim), minimizers=np.zeros((1, int(dim))), minimum=0.0,
+                     bounds=((-4.0, 4.0),) * int(dim), formula="f(θ) = Σ θ⁴/4 + θ²/2")
 
-    Left: the method's learning-rate range test (:func:`method_range_test`),
-    with the chosen η (vertical line) and the range test's suggestion (dot).
-    Right: training and validation loss of a ``training.train_classifier`` run
-    at that η for ``epochs`` epochs, or a message if it diverged. Pass a
-    ``range_test`` or a ``history`` made with these settings to draw them
-    without computing them again. ``dataset`` defaults to ``data.breast_cancer()``.
+
+def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
+    r"""A schedule for :func:`~course_lib.descent.descend`: η_t = η · min(1, t / ``warmup_steps``), t = 1, 2, …
+
+    The multiplier of ``torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup_steps))``
+    stepped once per step (its k counts from 0, descend's t from 1).
+    """
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 1:
+        raise ValueError(f"warmup_steps must be a positive integer; got {warmup_steps!r}")
+    return lambda t: min(1.0, t / int(warmup_steps))
+
+
+def clip_by_global_norm(grad, max_norm: float):
+    r"""Scale a gradient down to a global norm of at most ``max_norm``; returns ``(clipped, norm)``.
+
+    .. math::  g \leftarrow g \cdot \min\!\left(1, \frac{c}{\lVert g \rVert_2}\right)
+
+    The norm is taken over the last axis (one norm per run for a batch of runs,
+    shape (..., d)), and ``norm`` is the norm *before* clipping, the number to
+    log. This is ``torch.nn.utils.clip_grad_norm_`` for one parameter tensor
+    (torch divides by ‖g‖ + 10⁻⁶; the difference is below 10⁻⁶ relative once
+    ‖g‖ > 1). A non-finite norm is returned unchanged, as torch does by default.
+    """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be positive; got {max_norm}")
+    grad = np.asarray(grad, dtype=float)
+    norm = np.linalg.norm(grad, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(norm > max_norm, max_norm / norm, 1.0)
+    return grad * scale, norm[..., 0]
+
+
+class ClippedGradient:
+    """A gradient callback ``grad(θ, t)`` for :func:`~course_lib.descent.descend` that clips ``base`` by global norm.
+
+    ``base`` is a callback such as :meth:`LeastSquares.minibatch_grad`; ``max_norm``
+    is the threshold c of :func:`clip_by_global_norm` (``None``: log only, clip
+    nothing). Every call appends the unclipped norms to ``norms`` (the
+    Tuning Playbook's advice: log them, and pick c from their distribution).
+    """
+
+    def __init__(self, base: Callable[[np.ndarray, int], np.ndarray], max_norm: float | None = None):
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"max_norm must be positive or None; got {max_norm}")
+        self.base, self.max_norm, self.norms = base, max_norm, []
+
+    def __call__(self, x, t):
+        g = np.asarray(self.base(x, t), dtype=float)
+        if self.max_norm is None:
+            self.norms.append(np.linalg.norm(g, axis=-1))
+            return g
+        clipped, norm = clip_by_global_norm(g, self.max_norm)
+        self.norms.append(norm)
+        return clipped
+
+    @property
+    def clipped_fraction(self) -> float:
+        """The share of steps (and runs) whose gradient norm was above ``max_norm``."""
+        if not self.norms or self.max_norm is None:
+            return 0.0
+        return float(np.mean(np.asarray(self.norms) > self.max_norm))
+
+
+def heavy_tailed_problem(n: int = 2000, dim: int = 10, *, outliers: float = 0.005, outlier_scale: float = 100.0,
+                         seed: int = 0) -> LeastSquares:
+    """Linear regression (all features always present) in which a share ``outliers`` of the targets is huge.
+
+    y = X·1 + N(0, 1) noise, and ``outliers`` · n rows get ``outlier_scale`` ·
+    N(0, 1) added: a minibatch that draws one of them has a gradient tens of
+    times the usual one. Minibatch SGD then shows the loss spikes that gradient
+    clipping is for. Same ``seed``, same table.
+    """
+    if not 0 <= outliers < 1:
+        raise ValueError(f"outliers must lie in [0, 1); got {outliers}")
+    base = least_squares_problem(n=n, frequencies=np.ones(int(dim)), noise=1.0, seed=seed)
+    rng = np.random.default_rng([int(seed), 1])
+    rows = rng.choice(int(n), size=int(round(outliers * n)), replace=False)
+    targets = base.targets.copy()
+    targets[rows] += outlier_scale * rng.standard_normal(rows.size)
+    X = base.design
+    solution, *_ = np.linalg.lstsq(X, targets, rcond=None)
+    minimum = float(0.5 * np.mean((X @ solution - targets) ** 2))
+    spread = float(np.abs(solution).max()) + 1.0
+    return LeastSquares(name=f"least squares with outliers, {dim} features", dim=int(dim),
+                        minimizers=solution[None, :], minimum=minimum, bounds=((-spread, spread),) * int(dim),
+                        formula="f(θ) = (1/2n)‖Xθ − y‖²", design=X, targets=targets, frequencies=base.frequencies)
+
+
+# --------------------------------------------------------------------------------------
+# The learning-rate range test on a NumPy problem
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RangeTest:
+    """The result of :func:`range_test`, with the fields of :class:`course_lib.training.LRRangeTest`.
+
+    ``losses[k]`` is f(θ_k), measured just before the step taken with ``lrs[k]``;
+    ``smoothed`` is its bias-corrected exponential moving average;
+    ``stopped_early`` is True when the loss took off before the last step.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    stopped_early: bool
+
+    def best_lr(self) -> float:
+        """The learning rate at the lowest smoothed loss."""
+        return float(self.lrs[int(np.nanargmin(self.smoothed))])
+
+    def suggestion(self) -> float:
+        """A starting learning rate: a tenth of :meth:`best_lr` (fastai's rule of thumb, not a law)."""
+        return self.best_lr() / 10
+
+    def plot(self, ax=None, *, color=None, label=None):
+        """Smoothed loss against η on a log axis, the raw losses faint behind it."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        ax.semilogx(self.lrs, self.losses, color=color, alpha=0.25, lw=1)
+        ax.semilogx(self.lrs, self.smoothed, color=color, label=label)
+        ax.set_xlabel("learning rate η (growing every step)")
+        ax.set_ylabel(r"$f(\theta)$")
+        return ax
+
+
+def range_test(objective: Objective, x0, make_rule: Callable[[float], rules.Rule], *, grad: Callable | None = None,
+               start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 200, smoothing: float = 0.9,
+               diverge_factor: float = 4.0) -> RangeTest:
+    r"""The learning-rate range test of :func:`course_lib.training.lr_range_test`, run by :func:`descend`.
+
+    .. math::  \eta_k = \eta_{\text{start}} \,(\eta_{\text{end}}/\eta_{\text{start}})^{k/(\text{steps}-1)},
+               \quad k = 0, \dots, \text{steps}-1
+
+    Step k + 1 uses η_k (``make_rule(start_lr)`` with a schedule). The loss is
+    the objective f(θ_k) (the whole data set: a NumPy problem is cheap to
+    evaluate), smoothed with a bias-corrected moving average, and the test stops
+    at the first non-finite loss or smoothed loss above ``diverge_factor`` times
+    the lowest one before it: fastai's ``lr_find`` rules, as in ``training``.
+    ``grad`` is passed to :func:`descend` (minibatch gradients, say).
+    """
+    if not (start_lr > 0 and end_lr > start_lr and np.isfinite(end_lr)):
+        raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps must be an integer >= 2; got {steps!r}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1); got {smoothing}")
+    if not diverge_factor > 1:
+        raise ValueError(f"diverge_factor must be > 1; got {diverge_factor}")
+    lrs = start_lr * (end_lr / start_lr) ** (np.arange(steps) / (steps - 1))
+    run = descend(objective, x0, make_rule(start_lr), int(steps) - 1, grad=grad,
+                  schedule=lambda t: float(lrs[t - 1] / start_lr))
+    values = np.asarray(run.values, dtype=float)
+    if values.ndim != 1:
+        raise ValueError("range_test runs one configuration: give one start and scalar hyperparameters")
+    losses, smoothed = [], []
+    average, best, stopped = 0.0, np.inf, False
+    for k, value in enumerate(values):
+        losses.append(float(value))
+        average = smoothing * average + (1 - smoothing) * value
+        smoothed.append(float(average / (1 - smoothing ** (k + 1))))
+        if not np.isfinite(value) or smoothed[-1] > diverge_factor * best:
+            stopped = k < steps - 1
+            break
+        best = min(best, smoothed[-1])
+    count = len(losses)
+    return RangeTest(lrs[:count], np.asarray(losses), np.asarray(smoothed), stopped)
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 12's sweeps, read back: each optimizer at its own best η, with the spread over seeds
+# --------------------------------------------------------------------------------------
+SWEEP_FILE = "experiments/results/where_it_matters.json"
+"""Where notebook 12's sweep script writes its results, relative to the repository root."""
+
+
+def read_sweep(path) -> list[dict] | None:
+    """The runs of notebook 12's results file as flat records, or ``None`` when the file does not exist.
+
+    Each record is a dict with at least ``workload``, ``optimizer``, ``lr`` and
+    ``seed``, plus every number the file stores for that run (e.g.
+    ``best_val_loss``); a curve (a list of numbers, e.g. ``val_loss_rare``) gives
+    its last point as ``val_loss_rare_last``. The file holds ``{"workloads": {name: {"runs": [run,
+    ...], ...}, ...}, ...}``; a run that names its own ``workload`` keeps it.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    content = json.loads(path.read_text())
+    workloads = content.get("workloads") if isinstance(content, dict) else None
+    if not isinstance(workloads, dict):
+        raise ValueError(f"{path}: expected a 'workloads' mapping at the top level")
+    records = []
+    for name, workload in workloads.items():
+        runs = workload.get("runs") if isinstance(workload, dict) else None
+        if not isinstance(runs, list):
+            raise ValueError(f"{path}: workload {name!r} has no list of 'runs'")
+        for run in runs:
+            missing = {"optimizer", "lr", "seed"} - set(run)
+            if missing:
+                raise ValueError(f"{path}: a run of {name!r} lacks {sorted(missing)}")
+            record = {"workload": name}
+            for key, value in run.items():
+                if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                    record[key] = value
+                elif (isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value)
+                      and not any(isinstance(v, bool) for v in value)):
+                    record[key + "_last"] = float(value[-1])      # a curve: its last point
+            records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class TunedResult:
+    """One optimizer on one workload at its own best η (see :func:`tuned_summary`).
+
+    ``value`` is the median over seeds at ``lr``, ``low``/``high`` the best and
+    worst seed there, ``seeds`` how many, ``grid`` the η values tried,
+    ``at_grid_edge`` whether ``lr`` is the smallest or largest of them (the true
+    optimum may lie outside), ``tie`` whether the seed range overlaps the best
+    optimizer's, ``diverged`` how many η of the grid failed on some seed.
+    """
+
+    optimizer: str
+    lr: float
+    value: float
+    low: float
+    high: float
+    seeds: int
+    grid: tuple[float, ...]
+    at_grid_edge: bool
+    tie: bool
+    diverged: int
+
+    @property
+    def points_per_decade(self) -> float:
+        """Grid density: (number of η − 1) / decades spanned (``inf`` for a single η)."""
+        if len(self.grid) < 2:
+            return float("inf")
+        return (len(self.grid) - 1) / float(np.log10(max(self.grid) / min(self.grid)))
+
+
+def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool = True) -> list[TunedResult]:
+    """Each optimizer of ``workload`` at the η whose median ``metric`` over seeds is best, best optimizer first.
+
+    For every (optimizer, η) the median over seeds is taken (a run whose metric
+    is missing or not finite makes that η count as diverged, with the worst
+    value); the best η per optimizer is the one with the best median. An
+    optimizer *ties* with the best one when their seed ranges at their best η
+    overlap: a winner inside the seed spread is not a winner.
+    """
+    rows = [r for r in records if r["workload"] == workload]
+    if not rows:
+        raise ValueError(f"no runs for workload {workload!r}; have {sorted({r['workload'] for r in records})}")
+    sign = 1.0 if lower_is_better else -1.0
+    results = []
+    for optimizer in dict.fromkeys(r["optimizer"] for r in rows):
+        by_lr: dict[float, list[float]] = {}
+        for r in rows:
+            if r["optimizer"] == optimizer:
+                value = r.get(metric)
+                value = float(value) if isinstance(value, (int, float)) and np.isfinite(value) else np.inf * sign
+                by_lr.setdefault(float(r["lr"]), []).append(value)
+        grid = tuple(sorted(by_lr))
+        medians = {lr: float(np.median(values)) for lr, values in by_lr.items()}
+        diverged = sum(not np.all(np.isfinite(values)) for values in by_lr.values())
+        best = min(grid, key=lambda lr: sign * medians[lr])
+        values = by_lr[best]
+        results.append(dict(optimizer=optimizer, lr=best, value=medians[best], low=min(values, key=lambda v: sign * v),
+                            high=max(values, key=lambda v: sign * v), seeds=len(values), grid=grid,
+                            at_grid_edge=len(grid) > 1 and best in (grid[0], grid[-1]), diverged=diverged))
+    results.sort(key=lambda r: sign * r["value"])
+    leader = results[0]
+    return [TunedResult(**r, tie=sign * r["low"] <= sign * leader["high"]) for r in results]
+
+
+def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 3) -> str:
+    """A plain-text table of :func:`tuned_summary`: best η, median and seed range, tie or not, grid edge."""
+    column = metric + " (median, best … worst seed)"
+    lines = [f"{'optimizer':<22}{'best η':>9}   {column}  {'seeds':>5}  verdict"]
+    for r in results:
+        verdict = "best" if r is results[0] else ("tie with the best" if r.tie else "behind")
+        edge = ", η at the grid's edge" if r.at_grid_edge else ""
+        value = f"{r.value:.{digits}f} ({r.low:.{digits}f} … {r.high:.{digits}f})"
+        lines.append(f"{r.optimizer:<22}{r.lr:>9.2g}   {value:<{len(column)}}  {r.seeds:>5}  {verdict}{edge}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# The playground: an optimizer and a learning rate on the sparse-feature problem
+# --------------------------------------------------------------------------------------
+PLAYGROUND_RULES: dict[str, Callable[[float], rules.Rule]] = {
+    "gd": lambda lr: rules.sgd(lr=lr),
+    "momentum": lambda lr: rules.sgd(lr=lr, momentum=0.9),
+    "nesterov": lambda lr: rules.sgd(lr=lr, momentum=0.9, nesterov=True),
+    "adagrad": lambda lr: rules.adagrad(lr=lr),
+    "rmsprop": lambda lr: rules.rmsprop(lr=lr),
+    "adam": lambda lr: rules.adam(lr=lr),
+    "nadam": lambda lr: rules.nadam(lr=lr),
+    "radam": lambda lr: rules.radam(lr=lr),
+    "lion": lambda lr: rules.lion(lr=lr),
+}
+"""The playground's optimizers (torch's defaults, β = 0.9 for momentum): name → rule factory taking η.
+``"gd"`` is plain SGD here (minibatch gradients)."""
+
+
+def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: LeastSquares | None = None,
+                          epochs: int = 4, batch_size: int = 32, seed: int = 0, range_result: RangeTest | None = None):
+    """Notebook 09's playground view: ``method`` at ``lr`` on a least-squares problem; returns the figure.
+
+    Left: the method's :func:`range_test` (same minibatches) with the chosen η
+    (dashed) and the suggestion (dot). Right: f(θ_t) − f* over ``epochs``
+    epochs of minibatch training at that η, or a note if it diverged (ended
+    non-finite or ten times above where it started).
+    ``problem`` defaults to section 2.4's sparse-feature regression; pass a
+    ``range_result`` made with these settings to skip recomputing it.
     """
     import matplotlib.pyplot as plt
 
-    from . import training
-    from .plotting import method_color
+    from .plotting import METHOD_LABELS, method_color
 
-    if method not in training.METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {list(training.METHODS)}")
+    if method not in PLAYGROUND_RULES:
+        raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
-    if dataset is None and (range_test is None or history is None):
-        from .data import breast_cancer
-
-        dataset = breast_cancer()
-    colour = method_color("gd" if method == "sgd" else method)
-    title = training.METHOD_TITLES[method]
+    if problem is None:
+        problem = least_squares_problem(n=5000, frequencies=np.geomspace(1, 0.002, 10), noise=0.1, seed=0)
+    make = PLAYGROUND_RULES[method]
+    start = np.zeros(problem.dim)
+    if range_result is None:
+        range_result = range_test(problem, start, make, grad=problem.minibatch_grad(batch_size, seed=seed))
+    steps = int(epochs) * (problem.n_samples // batch_size)
+    run = descend(problem, start, make(lr), steps, grad=problem.minibatch_grad(batch_size, seed=seed))
+    colour, title = method_color(method), ("SGD" if method == "gd" else METHOD_LABELS[method])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
-    if range_test is None:
-        range_test = method_range_test(dataset, method, seed=seed, device=device)
-    range_test.plot(left, color=colour, label=f"{title}: range test")
-    suggestion = range_test.suggestion()
-    at = int(np.argmin(np.abs(np.log(range_test.lrs / suggestion))))
-    left.plot([suggestion], [range_test.smoothed[at]], "o", color="k", label=f"suggestion η ≈ {suggestion:.1e}")
-    left.axvline(lr, color=colour, ls="--", lw=1.2, label=f"chosen η = {lr:g}")
-    left.set_ylim(0, 1.15 * float(np.nanmax(range_test.smoothed)))   # raw minibatch losses beyond it are cut off
-    stopped = " (stopped when the loss took off)" if range_test.stopped_early else ""
-    left.set_title("learning-rate range test" + stopped)
+    range_result.plot(left, color=colour, label=f"{title}: range test")
+    suggestion = range_result.suggestion()
+    at = int(np.argmin(np.abs(np.log(range_result.lrs / suggestion))))
+    left.plot([suggestion], [range_result.smoothed[at]], "o", color="k", label=f"suggestion η ≈ {suggestion:.1e}")
+    left.axvline(lr, color=colour, ls="--", lw=1.2, label=f"chosen η = {lr:.2g}")
+    left.set_yscale("log")
+    low, start = float(np.nanmin(range_result.smoothed)), float(range_result.smoothed[0])
+    left.set_ylim(0.5 * low, 10 * max(start, low))      # raw losses past the cliff are cut off (and cheap to draw)
+    left.set_title("range test" + (" (stopped when the loss took off)" if range_result.stopped_early else ""))
     left.legend(loc="lower left", fontsize=8)
-    try:
-        if history is None:
-            _, history = training.train_classifier(dataset, method, lr, epochs=epochs, seed=seed, device=device)
-    except training.DivergenceError as error:
-        right.text(0.5, 0.5, "diverged:\n" + str(error).split(". ")[0], ha="center", va="center", wrap=True,
-                   transform=right.transAxes, fontsize=9)
-        right.set_title(f"{title}, η = {lr:g}: diverged")
+    gap = run.suboptimality(problem.minimum)
+    if not np.all(np.isfinite(gap)) or gap[-1] > 10 * gap[0]:       # blew up (or is on its way)
+        right.text(0.5, 0.5, "diverged: η is past the cliff of the range test", ha="center", va="center",
+                   transform=right.transAxes)
+        right.set_title(f"{title}, η = {lr:.2g}: diverged")
         return fig
-    history.plot(right, metrics=("loss",), color=colour, label=title)
-    right.legend(loc="upper right", fontsize=8)
-    right.set_title(f"{title}, η = {lr:g}: validation accuracy {history.val_accuracy[-1]:.3f}")
+    right.semilogy(np.arange(steps + 1) / (problem.n_samples // batch_size), np.maximum(gap, 1e-12), color=colour)
+    right.set(xlabel="epochs", ylabel=r"$f(\theta_t) - f^*$",
+              title=f"{title}, η = {lr:.2g}: f − f* = {gap[-1]:.1e} after {epochs} epochs")
     return fig
 
 
-def choice_playground(dataset=None, *, device=None, range_tests=None, histories=None):
-    """Notebook 09: pick an optimizer, η and epochs; see the range test and the learning curves.
+def choice_playground(problem: LeastSquares | None = None, *, range_results: dict | None = None):
+    """Notebook 09: pick an optimizer and η; see its range test and its run (:func:`show_optimizer_choice`).
 
-    The callback is :func:`show_learning_rate_choice`. A method's range test does
-    not depend on η, so it is computed once per method and kept; ``range_tests``
-    (method → :class:`~course_lib.training.LRRangeTest`) and ``histories``
-    ((method, lr, epochs) → :class:`~course_lib.training.History`) hand in results
-    already made, so that the first view costs no training at all.
+    A method's range test does not depend on η, so it is computed once per
+    method and kept; ``range_results`` (method → :class:`RangeTest`) hands in
+    tests already made.
     """
     import ipywidgets
     from IPython.display import display
 
-    from .training import METHOD_TITLES
+    from .plotting import METHOD_LABELS
     from .widgets import show_figure
 
-    if dataset is None:
-        from .data import breast_cancer
+    if problem is None:
+        problem = least_squares_problem(n=5000, frequencies=np.geomspace(1, 0.002, 10), noise=0.1, seed=0)
+    kept = dict(range_results or {})
 
-        dataset = breast_cancer()
-    kept_tests = dict(range_tests or {})
-    kept_runs = dict(histories or {})
+    def draw(method, lr):
+        if method not in kept:
+            kept[method] = range_test(problem, np.zeros(problem.dim), PLAYGROUND_RULES[method],
+                                      grad=problem.minibatch_grad(32, seed=0))
+        return show_optimizer_choice(method, lr, problem=problem, range_result=kept[method])
 
-    def draw(method, lr, epochs):
-        if method not in kept_tests:
-            kept_tests[method] = method_range_test(dataset, method, device=device)
-        return show_learning_rate_choice(method, lr, epochs, dataset=dataset, device=device,
-                                         range_test=kept_tests[method], history=kept_runs.get((method, lr, epochs)))
-
+    labels = [("SGD" if name == "gd" else METHOD_LABELS[name], name) for name in PLAYGROUND_RULES]
     controls = ipywidgets.interactive(
         show_figure(draw),
-        method=ipywidgets.Dropdown(options=[(title, name) for name, title in METHOD_TITLES.items()], value="adam",
-                                   description="optimizer"),
-        lr=ipywidgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=1, step=0.25, description="η",
+        method=ipywidgets.Dropdown(options=labels, value="adam", description="optimizer"),
+        lr=ipywidgets.FloatLogSlider(value=1e-2, base=10, min=-4, max=1, step=0.25, description="η",
                                      continuous_update=False, readout_format=".1e"),
-        epochs=ipywidgets.IntSlider(value=50, min=5, max=150, step=5, description="epochs", continuous_update=False),
     )
     display(controls)
     return controls

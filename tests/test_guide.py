@@ -1,7 +1,9 @@
 """course_lib.guide: the least-squares problem against NumPy's solver, autograd and finite differences; minibatch
-gradients against torch; the schedule against torch.optim.lr_scheduler; the race helpers against plain loops and
-closed forms; the playground view and its widget."""
+gradients against torch; the warm-up against torch's LinearLR and clipping against clip_grad_norm_; the race helpers
+and the range test against plain loops, closed forms and training.lr_range_test; notebook 12's sweep reader on a fake
+file; the playground view and its widget."""
 
+import json
 import math
 
 import matplotlib.pyplot as plt
@@ -170,77 +172,220 @@ def test_fastest_learning_rate_is_near_the_optimal_step_of_notebook_02():
     assert guide.fastest_learning_rate(bowl, [-4.0, 2.4], lambda lr: rules.sgd(lr=lr), [1e-6], 10)[1] == math.inf
 
 
+# --- warm-up, clipping and the steep bowl -------------------------------------------------------------------------
+
+def test_steep_bowl_gradient_and_curvature_match_autograd():
+    bowl = guide.steep_bowl(3)
+    point = np.array([3.0, -1.0, 0.5])
+    theta = torch.tensor(point, requires_grad=True)
+    value = (theta**4 / 4 + theta**2 / 2).sum()
+    value.backward()
+    assert math.isclose(bowl.value(point), value.item(), rel_tol=1e-12)
+    assert np.allclose(bowl.grad(point), theta.grad.numpy(), atol=1e-12)
+    hessian = torch.autograd.functional.hessian(lambda t: (t**4 / 4 + t**2 / 2).sum(), torch.tensor(point))
+    assert np.allclose(np.diag(hessian.numpy()), 3 * point**2 + 1) and hessian.numpy()[0, 3 - 2] == 0
+    assert bowl.minimum == 0 and np.array_equal(bowl.minimizer, np.zeros(3))
+    with pytest.raises(ValueError, match="dim"):
+        guide.steep_bowl(0)
+
+
+def test_linear_warmup_is_torchs_linear_lr_scheduler():
+    warmup = 7
+    schedule = guide.linear_warmup(warmup)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.3)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup - 1)
+    for t in range(1, 20):                               # descend's step t uses torch's lr after t − 1 scheduler steps
+        assert math.isclose(0.3 * schedule(t), optimizer.param_groups[0]["lr"], rel_tol=1e-12)
+        optimizer.step()
+        scheduler.step()
+    with pytest.raises(ValueError, match="warmup_steps"):
+        guide.linear_warmup(0)
+
+
+def test_clip_by_global_norm_is_torchs_clip_grad_norm():
+    rng = np.random.default_rng(0)
+    for scale in (0.1, 1.0, 30.0):
+        grad = scale * rng.standard_normal(7)
+        clipped, norm = guide.clip_by_global_norm(grad, 2.0)
+        param = torch.nn.Parameter(torch.zeros(7, dtype=torch.float64))
+        param.grad = torch.tensor(grad)
+        total = torch.nn.utils.clip_grad_norm_([param], 2.0)
+        assert math.isclose(float(norm), total.item(), rel_tol=1e-12)
+        assert np.allclose(clipped, param.grad.numpy(), rtol=1e-6, atol=1e-12)   # torch divides by ‖g‖ + 1e-6
+    batch = rng.standard_normal((4, 3)) * np.array([[0.1], [1.0], [10.0], [100.0]])
+    clipped, norms = guide.clip_by_global_norm(batch, 1.0)
+    assert norms.shape == (4,) and np.allclose(norms, np.linalg.norm(batch, axis=1))
+    assert np.all(np.linalg.norm(clipped, axis=1) <= 1.0 + 1e-12) and np.allclose(clipped[0], batch[0])
+    with pytest.raises(ValueError, match="max_norm"):
+        guide.clip_by_global_norm(batch, 0.0)
+
+
+def test_clipped_gradient_logs_unclipped_norms_and_caps_the_step():
+    problem = guide.heavy_tailed_problem(n=400, dim=3, outliers=0.02, seed=1)
+    logger = guide.ClippedGradient(problem.minibatch_grad(16, seed=0))
+    free = descend(problem, np.zeros(3), rules.sgd(lr=0.05), 50, grad=logger)
+    norms = np.asarray(logger.norms)
+    assert norms.shape == (50,) and logger.clipped_fraction == 0.0
+    threshold = float(np.percentile(norms, 50))
+    clipper = guide.ClippedGradient(problem.minibatch_grad(16, seed=0), threshold)
+    capped = descend(problem, np.zeros(3), rules.sgd(lr=0.05), 50, grad=clipper)
+    steps = np.linalg.norm(np.diff(capped.points, axis=0), axis=1)
+    assert np.all(steps <= 0.05 * threshold + 1e-12)                      # SGD's step is η times the clipped gradient
+    assert 0 < clipper.clipped_fraction < 1 and not np.allclose(free.points, capped.points)
+    first = problem.minibatch_grad(16, seed=0)(np.zeros(3), 1)
+    assert math.isclose(clipper.norms[0], np.linalg.norm(first), rel_tol=1e-12)   # logged before clipping
+    with pytest.raises(ValueError, match="max_norm"):
+        guide.ClippedGradient(problem.minibatch_grad(16), -1.0)
+
+
+def test_heavy_tailed_problem_has_its_outliers_and_exact_minimizer():
+    problem = guide.heavy_tailed_problem(n=1000, dim=4, outliers=0.01, outlier_scale=50.0, seed=2)
+    clean = guide.least_squares_problem(n=1000, frequencies=np.ones(4), noise=1.0, seed=2)
+    changed = np.flatnonzero(problem.targets != clean.targets)
+    assert changed.size == 10 and np.array_equal(problem.design, clean.design)
+    solution, *_ = np.linalg.lstsq(problem.design, problem.targets, rcond=None)
+    assert np.allclose(problem.minimizer, solution) and np.allclose(problem.grad(problem.minimizer), 0, atol=1e-10)
+    with pytest.raises(ValueError, match="outliers"):
+        guide.heavy_tailed_problem(outliers=1.5)
+
+
+# --- the range test -----------------------------------------------------------------------------------------------
+
+def test_range_test_matches_the_closed_form_of_gradient_descent_on_x_squared():
+    result = guide.range_test(x_squared, 1.0, lambda lr: rules.sgd(lr=lr), start_lr=1e-3, end_lr=10.0, steps=100)
+    lrs = 1e-3 * (1e4) ** (np.arange(100) / 99)
+    assert np.allclose(result.lrs, lrs[:len(result.lrs)])
+    expected = np.cumprod(np.concatenate([[1.0], (1 - 2 * lrs[:len(result.losses) - 1]) ** 2]))   # x_{k+1} = (1 − 2η)x
+    assert np.allclose(result.losses, expected, rtol=1e-10)
+    rises = np.flatnonzero(np.diff(result.losses) > 0)
+    assert result.lrs[rises[0]] > 1.0 > result.lrs[rises[0] - 1]    # the loss first rises once η passes 2/L = 1
+    assert result.stopped_early and result.lrs[-1] < 10.0
+    assert result.suggestion() == result.best_lr() / 10
+    smoothed, average = [], 0.0
+    for k, loss in enumerate(result.losses):
+        average = 0.9 * average + 0.1 * loss
+        smoothed.append(average / (1 - 0.9 ** (k + 1)))
+    assert np.allclose(result.smoothed, smoothed, rtol=1e-12)
+
+
+def test_range_test_equals_training_lr_range_test_on_a_linear_model():
+    base = guide.least_squares_problem(n=64, frequencies=[1.0, 0.5, 0.25], noise=0.1, seed=4)
+    labels = (base.targets > 0).astype(float)            # training's range test takes 0/1 labels only
+    problem = guide.LeastSquares(name="0/1 targets", dim=3, minimizers=np.zeros((1, 3)), minimum=0.0,
+                                 bounds=((-1.0, 1.0),) * 3, design=base.design, targets=labels)
+    ours = guide.range_test(problem, np.zeros(3), lambda lr: rules.sgd(lr=lr), start_lr=1e-3, end_lr=30.0, steps=60)
+    model = torch.nn.Linear(3, 1, bias=False).double()
+    torch.nn.init.zeros_(model.weight)
+    X, y = torch.as_tensor(problem.design), torch.as_tensor(problem.targets)
+    theirs = training.lr_range_test(model, torch.optim.SGD(model.parameters(), lr=1e-3), (X, y), 1e-3, 30.0, 60,
+                                    batch_size=None, loss=lambda out, target: 0.5 * torch.nn.functional.mse_loss(
+                                        out.reshape(-1), target.reshape(-1)), device="cpu")
+    assert len(ours.losses) == len(theirs.losses) and ours.stopped_early == theirs.stopped_early
+    assert np.allclose(ours.losses, theirs.losses, rtol=1e-9) and np.allclose(ours.smoothed, theirs.smoothed, rtol=1e-9)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (dict(start_lr=0.0), "start_lr"), (dict(start_lr=1.0, end_lr=0.5), "start_lr"), (dict(steps=1), "steps"),
+    (dict(smoothing=1.0), "smoothing"), (dict(diverge_factor=1.0), "diverge_factor"),
+])
+def test_range_test_rejects_bad_arguments(arguments, words):
+    with pytest.raises(ValueError, match=words):
+        guide.range_test(x_squared, 1.0, lambda lr: rules.sgd(lr=lr), **arguments)
+
+
+# --- notebook 12's sweeps, read back ------------------------------------------------------------------------------
+
+def _fake_sweep(tmp_path):
+    runs = []
+    for seed, jitter in enumerate((0.0, 0.01, -0.01)):
+        for lr, loss in [(1e-3, 2.0), (1e-2, 1.5), (1e-1, 1.2)]:
+            runs.append(dict(optimizer="sgd", lr=lr, seed=seed, best_val_loss=loss + jitter, curve=[3.0, loss]))
+        for lr, loss in [(1e-4, 1.3), (1e-3, 1.0), (1e-2, float("nan") if seed == 1 else 5.0)]:
+            runs.append(dict(optimizer="adamw", lr=lr, seed=seed, best_val_loss=loss + jitter))
+        runs.append(dict(optimizer="lion", lr=3e-4, seed=seed, best_val_loss=1.0 + 2 * jitter))
+        runs.append(dict(optimizer="nadam", lr=1e-3, seed=seed, best_val_loss=(1.05, 1.06, 1.0)[seed]))
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"schema": 1, "workloads": {"lm": {"runs": runs}, "cnn": {"runs": runs[:3]}}}))
+    return path
+
+
+def test_read_sweep_flattens_runs_and_reports_a_missing_file(tmp_path):
+    records = guide.read_sweep(_fake_sweep(tmp_path))
+    assert len(records) == 24 + 3 and {r["workload"] for r in records} == {"lm", "cnn"}
+    assert all({"optimizer", "lr", "seed", "best_val_loss"} <= set(r) for r in records)
+    assert "curve" not in records[0] and records[0]["curve_last"] == 2.0     # a curve gives its last point
+    assert guide.read_sweep(tmp_path / "absent.json") is None
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"workloads": {"lm": {"runs": [{"lr": 1.0}]}}}))
+    with pytest.raises(ValueError, match="lacks"):
+        guide.read_sweep(bad)
+    bad.write_text(json.dumps({"runs": []}))
+    with pytest.raises(ValueError, match="workloads"):
+        guide.read_sweep(bad)
+
+
+def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
+    records = guide.read_sweep(_fake_sweep(tmp_path))
+    summary = guide.tuned_summary(records, "lm", "best_val_loss")
+    by_name = {r.optimizer: r for r in summary}
+    assert [r.optimizer for r in summary][0] in ("adamw", "lion") and summary[-1].optimizer == "sgd"
+    adamw = by_name["adamw"]
+    assert adamw.lr == 1e-3 and math.isclose(adamw.value, 1.0) and adamw.seeds == 3
+    assert math.isclose(adamw.low, 0.99) and math.isclose(adamw.high, 1.01) and adamw.diverged == 1
+    assert not adamw.at_grid_edge and by_name["sgd"].at_grid_edge     # SGD's best η is its largest
+    assert by_name["lion"].tie and by_name["adamw"].tie and not by_name["sgd"].tie   # 0.98–1.02 overlaps 0.99–1.01
+    assert by_name["nadam"].tie and by_name["nadam"].value > by_name["adamw"].high   # best seed overlaps, median not
+    assert math.isclose(by_name["sgd"].points_per_decade, 1.0) and by_name["lion"].points_per_decade == math.inf
+    accuracy = guide.tuned_summary([dict(r, best_val_loss=-r["best_val_loss"]) for r in records], "lm",
+                                   "best_val_loss", lower_is_better=False)
+    assert accuracy[-1].optimizer == "sgd" and math.isclose(accuracy[-1].value, -1.2)
+    text = guide.format_tuned_summary(summary, "best validation loss")
+    assert "tie with the best" in text and "behind, η at the grid's edge" in text and text.count("\n") == 4
+    with pytest.raises(ValueError, match="no runs"):
+        guide.tuned_summary(records, "vision", "best_val_loss")
+
+
 # --- the playground -----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cancer():
-    return data.breast_cancer()
+def test_every_playground_rule_has_a_course_colour_and_runs():
+    from course_lib.plotting import method_color
+
+    for name, make in guide.PLAYGROUND_RULES.items():
+        assert method_color(name)
+        run = descend(quadratic(kappa=4), [1.0, 1.0], make(1e-2), 5)
+        assert np.all(np.isfinite(run.values)) and run.values[-1] < run.values[0]
 
 
-def test_method_range_test_is_lr_range_test_on_a_freshly_seeded_classifier(cancer):
-    torch.set_num_threads(1)
-    result = guide.method_range_test(cancer, "adam", steps=30, seed=4, device="cpu")
-    training.seed_everything(4)
-    model = training.seed_classifier(cancer.n_features)
-    by_hand = training.lr_range_test(model, torch.optim.Adam(model.parameters()), cancer.train, 1e-5, 10.0, 30,
-                                     seed=4, device="cpu")
-    assert np.allclose(result.losses, by_hand.losses, rtol=1e-5) and np.allclose(result.lrs, by_hand.lrs)
-    full = guide.method_range_test(cancer, "gd", steps=5, device="cpu")   # full batch: the first loss is the mean
-    training.seed_everything(0)
-    fresh = training.seed_classifier(cancer.n_features)
-    assert math.isclose(full.losses[0], training.evaluate(fresh, cancer.train)[0], rel_tol=1e-5)
-
-
-def test_show_learning_rate_choice_draws_both_panels_and_reports_divergence(cancer):
-    fig = guide.show_learning_rate_choice("sgd", 0.1, 3, dataset=cancer, device="cpu")
+def test_show_optimizer_choice_draws_both_panels_and_reports_divergence(monkeypatch):
+    small = guide.least_squares_problem(n=320, frequencies=[1.0, 0.1], seed=0)
+    fig = guide.show_optimizer_choice("gd", 0.1, problem=small, epochs=2)
     left, right = fig.axes
-    assert left.get_xscale() == "log" and right.get_xlabel() == "epochs"
-    assert "validation accuracy" in right.get_title()
-    doomed = guide.show_learning_rate_choice("sgd", 10.0, 5, dataset=cancer, device="cpu")
+    assert left.get_xscale() == "log" and right.get_xlabel() == "epochs" and "after 2 epochs" in right.get_title()
+    doomed = guide.show_optimizer_choice("gd", 10.0, problem=small, epochs=2)
     assert "diverged" in doomed.axes[1].get_title()
-    plt.close("all")
-
-
-def test_show_learning_rate_choice_reuses_given_results_without_training(cancer, monkeypatch):
-    range_test = guide.method_range_test(cancer, "momentum", steps=20, device="cpu")
-    _, history = training.train_classifier(cancer, "momentum", 0.01, epochs=2, device="cpu")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("should not train again")
-
-    monkeypatch.setattr(training, "train_classifier", refuse)
-    monkeypatch.setattr(training, "lr_range_test", refuse)
-    fig = guide.show_learning_rate_choice("momentum", 0.01, 2, range_test=range_test, history=history)
-    assert len(fig.axes) == 2
+    given = guide.range_test(small, np.zeros(2), guide.PLAYGROUND_RULES["adam"], grad=small.minibatch_grad(32))
+    monkeypatch.setattr(guide, "range_test", lambda *args, **kwargs: pytest.fail("should reuse the range test"))
+    guide.show_optimizer_choice("adam", 1e-2, problem=small, epochs=1, range_result=given)
     with pytest.raises(ValueError, match="unknown method"):
-        guide.show_learning_rate_choice("lbfgs", 0.1, dataset=cancer)
+        guide.show_optimizer_choice("lbfgs", 0.1, problem=small)
     with pytest.raises(ValueError, match="lr must be positive"):
-        guide.show_learning_rate_choice("adam", 0.0, dataset=cancer)
+        guide.show_optimizer_choice("adam", 0.0, problem=small)
     plt.close("all")
 
 
-def test_choice_playground_builds_and_redraws(cancer):
-    controls = guide.choice_playground(cancer, device="cpu")
-    method, lr, epochs = controls.children[:3]
-    assert (method.value, lr.value, epochs.value) == ("adam", 1e-3, 50)
-    epochs.value = 5                                      # triggers the callback, which must not raise
-    assert controls.kwargs == {"method": "adam", "lr": 1e-3, "epochs": 5}
-    plt.close("all")
-
-
-def test_choice_playground_draws_its_first_view_from_given_results(cancer, monkeypatch):
-    range_test = guide.method_range_test(cancer, "adam", steps=20, device="cpu")
-    _, history = training.train_classifier(cancer, "adam", 1e-3, epochs=2, device="cpu")
+def test_choice_playground_builds_redraws_and_keeps_range_tests(monkeypatch):
+    small = guide.least_squares_problem(n=320, frequencies=[1.0, 0.1], seed=0)
     calls = []
-    monkeypatch.setattr(guide, "method_range_test", lambda *args, **kwargs: calls.append("range test") or range_test)
-    monkeypatch.setattr(training, "train_classifier", lambda *args, **kwargs: calls.append("train") or (None, history))
-    controls = guide.choice_playground(cancer, device="cpu", range_tests={"adam": range_test},
-                                       histories={("adam", 1e-3, 50): history})
-    assert calls == []                                    # the default view needed no computation
-    controls.children[2].value = 10                       # new epochs: trains once, reuses Adam's range test
-    assert calls == ["train"]
-    controls.children[0].value = "sgd"                    # new method: one range test, one run
-    assert calls == ["train", "range test", "train"]
+    real = guide.range_test
+    monkeypatch.setattr(guide, "range_test", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    controls = guide.choice_playground(small)
+    method, lr = controls.children[:2]
+    assert (method.value, lr.value) == ("adam", 1e-2) and calls == [1]
+    lr.value = 1e-3                                       # new η: the range test is kept
+    assert calls == [1]
+    method.value = "lion"                                 # new method: one new range test
+    assert calls == [1, 1] and controls.kwargs == {"method": "lion", "lr": 1e-3}
     plt.close("all")
 
 
