@@ -307,17 +307,44 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     Returns θ after every epoch, shape (epochs + 1, dim), θ_0 included, and the
     learning rate each epoch ran with (that of the first param group), shape (epochs,).
+
+    Several runs on the same minibatches: pass lists of equal length for ``params``,
+    ``optimizer`` and ``scheduler`` (entries may be ``None``), run k's tensor being the one
+    its optimizer updates. Each minibatch's loss is then computed for all runs in one pass
+    (the tensors stacked), summed and backpropagated once, which gives every run the gradient
+    of its own loss (rounding aside: a stacked product may round in the last bit differently);
+    the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
     """
+    import torch
+
     epochs = _check_epochs(epochs)
+    many = isinstance(params, (list, tuple))
+    runs = list(params) if many else [params]
+    optimizers = list(optimizer) if many else [optimizer]
+    schedulers = (list(scheduler) if scheduler is not None else [None] * len(runs)) if many else [scheduler]
+    if not runs or not len(runs) == len(optimizers) == len(schedulers):
+        raise ValueError(f"params, optimizer and scheduler must be lists of equal length (one entry per run); "
+                         f"got {len(runs)}, {len(optimizers)} and {len(schedulers)}")
     rng = np.random.default_rng(seed)
-    records, lrs = [params.detach().cpu().numpy().copy()], []
+
+    def snapshot():
+        return np.stack([run.detach().cpu().numpy().copy() for run in runs])
+
+    records, lrs = [snapshot()], []
     for _ in range(epochs):
-        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
         for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
-            optimizer.zero_grad()
-            problem.loss(params, batch).backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        records.append(params.detach().cpu().numpy().copy())
-    return np.stack(records), np.array(lrs)
+            for opt in optimizers:
+                opt.zero_grad()
+            if many:
+                problem.loss(torch.stack(runs), batch).sum().backward()
+            else:
+                problem.loss(runs[0], batch).backward()
+            for opt in optimizers:
+                opt.step()
+        for sched in schedulers:
+            if sched is not None:
+                sched.step()
+        records.append(snapshot())
+    path, lrs = np.stack(records), np.array(lrs)
+    return (path, lrs) if many else (path[:, 0], lrs[:, 0])
