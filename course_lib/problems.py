@@ -310,13 +310,10 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     Several runs on the same minibatches: pass lists of equal length for ``params``,
     ``optimizer`` and ``scheduler`` (entries may be ``None``), run k's tensor being the one
-    its optimizer updates. Each minibatch's loss is then computed for all runs in one pass
-    (the tensors stacked), summed and backpropagated once, which gives every run the gradient
-    of its own loss (rounding aside: a stacked product may round in the last bit differently);
-    the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
+    its optimizer updates. Each minibatch's losses are then summed and backpropagated once (one
+    pass of the autograd engine for all runs), which gives every run exactly the gradient of its
+    own loss; the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
     """
-    import torch
-
     epochs = _check_epochs(epochs)
     many = isinstance(params, (list, tuple))
     runs = list(params) if many else [params]
@@ -336,10 +333,7 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
             for opt in optimizers:
                 opt.zero_grad()
-            if many:
-                problem.loss(torch.stack(runs), batch).sum().backward()
-            else:
-                problem.loss(runs[0], batch).backward()
+            sum(problem.loss(run, batch) for run in runs).backward()   # one run: its own loss
             for opt in optimizers:
                 opt.step()
         for sched in schedulers:
