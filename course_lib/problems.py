@@ -307,17 +307,38 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     Returns θ after every epoch, shape (epochs + 1, dim), θ_0 included, and the
     learning rate each epoch ran with (that of the first param group), shape (epochs,).
+
+    Several runs on the same minibatches: pass lists of equal length for ``params``,
+    ``optimizer`` and ``scheduler`` (entries may be ``None``), run k's tensor being the one
+    its optimizer updates. Each minibatch's losses are then summed and backpropagated once (one
+    pass of the autograd engine for all runs), which gives every run exactly the gradient of its
+    own loss; the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
     """
     epochs = _check_epochs(epochs)
+    many = isinstance(params, (list, tuple))
+    runs = list(params) if many else [params]
+    optimizers = list(optimizer) if many else [optimizer]
+    schedulers = (list(scheduler) if scheduler is not None else [None] * len(runs)) if many else [scheduler]
+    if not runs or not len(runs) == len(optimizers) == len(schedulers):
+        raise ValueError(f"params, optimizer and scheduler must be lists of equal length (one entry per run); "
+                         f"got {len(runs)}, {len(optimizers)} and {len(schedulers)}")
     rng = np.random.default_rng(seed)
-    records, lrs = [params.detach().cpu().numpy().copy()], []
+
+    def snapshot():
+        return np.stack([run.detach().cpu().numpy().copy() for run in runs])
+
+    records, lrs = [snapshot()], []
     for _ in range(epochs):
-        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
         for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
-            optimizer.zero_grad()
-            problem.loss(params, batch).backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        records.append(params.detach().cpu().numpy().copy())
-    return np.stack(records), np.array(lrs)
+            for opt in optimizers:
+                opt.zero_grad()
+            sum(problem.loss(run, batch) for run in runs).backward()   # one run: its own loss
+            for opt in optimizers:
+                opt.step()
+        for sched in schedulers:
+            if sched is not None:
+                sched.step()
+        records.append(snapshot())
+    path, lrs = np.stack(records), np.array(lrs)
+    return (path, lrs) if many else (path[:, 0], lrs[:, 0])

@@ -1270,6 +1270,106 @@ def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch
     return model, history
 
 
+def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, batch_size: int = 32,
+                      device=None, options: dict | None = None) -> list:
+    r"""Many runs of :func:`train_classifier` at once: run k trains at ``lrs[k]`` with ``seed=seeds[k]``.
+
+    The K networks are stacked into one batched network (layer weights of shape K × out × in, one batched
+    matrix product per layer), so a step costs about what one run's step costs. Each run k starts from the
+    weights ``seed_everything(seeds[k])`` gives :func:`seed_classifier`, shuffles each epoch as :func:`fit`
+    does with shuffle seed ``seeds[k]``, minimises its own mean loss
+
+    .. math::  \ell_k = \text{BCE}(\text{model}_k(X_{k,b}), y_{k,b}), \qquad
+               \theta_k \leftarrow \text{rule}(\theta_k, \nabla_{\theta_k} \ell_k;\ \eta = \eta_k)
+
+    (the loss summed over k has the same gradients, since no weight is shared), with the update rule of
+    ``method`` from :mod:`course_lib.rules` (what :mod:`course_lib.optim` runs) and η a tensor with one entry
+    per run. ``device`` as in :func:`fit`. Returns one ``(model, History)`` per run, or ``None`` for a run
+    that :func:`train_classifier` would stop with :class:`DivergenceError` (a non-finite training loss in an
+    epoch, or a non-finite validation loss after it). The histories equal :func:`train_classifier`'s up to
+    float rounding (a batched product rounds differently from ``Linear``: about 10⁻⁷ of the loss on this
+    network, more in runs whose loss grows chaotically at large η); their ``seconds`` are
+    the batched epoch's time divided by K.
+    """
+    from . import rules
+
+    lrs, seeds = [float(lr) for lr in lrs], [int(seed) for seed in seeds]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if not lrs or len(lrs) != len(seeds):
+        raise ValueError(f"lrs and seeds must be non-empty and of equal length; got {len(lrs)} and {len(seeds)}")
+    spec = METHODS[method]
+    rule = rules.RULES[spec.optimizer.lower()](**{**spec.options, **(options or {})})
+    count = len(lrs)
+    device = _device_argument(device)
+    X, y = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.train)
+    X_val, y_val = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.val)
+    y, y_val = y.reshape(-1), y_val.reshape(-1)
+    n = X.shape[0]
+    batch = n if spec.full_batch else min(int(batch_size), n)
+
+    starts = []
+    for seed in seeds:
+        seed_everything(seed)
+        starts.append([param.detach() for param in seed_classifier(dataset.n_features).parameters()])
+    params = [torch.stack(layer).to(device).requires_grad_(True) for layer in zip(*starts)]   # W1, b1, W2, b2
+    lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+    step_lrs = [lr.reshape(-1, *([1] * (param.dim() - 1))) for param in params]
+    states = [rule.init(param.detach()) for param in params]
+
+    def logits_of(inputs):                                    # inputs: K × rows × features (or rows × features)
+        W1, b1, W2, b2 = params
+        hidden = torch.baddbmm(b1.unsqueeze(1), inputs.expand(count, -1, -1), W1.transpose(1, 2)).relu()
+        return torch.baddbmm(b2.unsqueeze(1), hidden, W2.transpose(1, 2)).squeeze(-1)
+
+    loss_of = torch.nn.functional.binary_cross_entropy_with_logits
+    histories = [History(seed=seed, label=f"{METHOD_TITLES[method]}, η = {rate:g}") for rate, seed in zip(lrs, seeds)]
+    diverged = np.zeros(count, dtype=bool)
+    sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        orders = torch.stack([torch.randperm(n, generator=_epoch_generator(seed, epoch)) for seed in seeds]).to(device)
+        X_epoch, y_epoch = X[orders], y[orders]
+        step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
+        for start in range(0, n, batch):
+            inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
+            logits = logits_of(inputs)
+            losses = loss_of(logits, targets, reduction="none").mean(dim=1)
+            grads = torch.autograd.grad(losses.sum(), params)
+            with torch.no_grad():
+                for index, (param, grad) in enumerate(zip(params, grads)):
+                    new_param, states[index] = rule.update_fn(param.detach(), grad, states[index],
+                                                              **{**rule.hyperparams, "lr": step_lrs[index]})
+                    param.copy_(new_param)
+            step_losses.append(losses.detach())
+            correct += ((logits.detach() > 0) == (targets > 0.5)).sum(dim=1)
+        losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
+        with torch.no_grad():
+            val_logits = logits_of(X_val)
+            val_losses = loss_of(val_logits, y_val.expand(count, -1), reduction="none").mean(dim=1).double().cpu()
+            val_correct = ((val_logits > 0) == (y_val > 0.5)).sum(dim=1).cpu()
+        correct = correct.cpu()
+        diverged |= (~torch.isfinite(losses).all(dim=1) | ~torch.isfinite(val_losses)).numpy()
+        seconds = (time.perf_counter() - started) / count
+        train_losses = (losses * sizes).sum(dim=1) / n
+        for k, history in enumerate(histories):
+            history.append(train_loss=float(train_losses[k]), train_accuracy=int(correct[k]) / n,
+                           val_loss=float(val_losses[k]), val_accuracy=int(val_correct[k]) / len(y_val),
+                           seconds=seconds, lr=lrs[k], steps=(epoch + 1) * len(sizes))
+
+    results = []
+    for k, history in enumerate(histories):
+        if diverged[k]:
+            results.append(None)
+            continue
+        model = seed_classifier(dataset.n_features)
+        with torch.no_grad():
+            for param, stacked in zip(model.parameters(), params):
+                param.copy_(stacked[k])
+        results.append((model.to(device), history))
+    return results
+
+
 def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None, seed: int = 0,
                       device=None, history: History | None = None):
     """Train the seed classifier once and draw its learning curves (loss and accuracy); returns the figure.

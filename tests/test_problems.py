@@ -229,6 +229,28 @@ def test_train_equals_numpy_sgd_and_torch_optim_with_a_scheduler(problem):
     assert problem.loss(constant[-1]) < problem.loss(constant[0])
 
 
+def test_train_several_runs_at_once_equals_each_run_alone(problem):
+    def make(k):
+        params = torch.zeros(problem.dim, dtype=torch.float64, requires_grad=True)
+        optimizer = optim.SGD([params], lr=0.5 / (k + 1))
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1) if k != 1 else None
+        return params, optimizer, schedule
+
+    runs = [make(k) for k in range(3)]
+    params, optimizers, schedules = map(list, zip(*runs))
+    together, lrs = P.train(problem, params, optimizers, 4, 64, seed=3, scheduler=schedules)
+    assert together.shape == (5, 3, problem.dim) and lrs.shape == (4, 3)
+    for k in range(3):
+        params, optimizer, schedule = make(k)
+        alone, alone_lrs = P.train(problem, params, optimizer, 4, 64, seed=3, scheduler=schedule)
+        np.testing.assert_array_equal(together[:, k], alone)             # bit for bit
+        np.testing.assert_array_equal(lrs[:, k], alone_lrs)
+    assert not np.allclose(together[-1, 0], together[-1, 2])
+    params, optimizer, _ = make(0)
+    with pytest.raises(ValueError, match="equal length"):
+        P.train(problem, [params], [optimizer, optimizer], 1, 64)
+
+
 @CUDA
 def test_train_on_cuda_matches_cpu(problem):
     results = []

@@ -1,0 +1,62 @@
+"""course_lib.training.train_classifiers (notebook 08's grids, many runs as one batched network) against
+train_classifier run by run: the same histories and weights up to float rounding, the same divergences."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import data, training
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.synthetic_binary(160, 8, seed=0)
+
+
+def _single(dataset, method, lr, seed, **options):
+    try:
+        return training.train_classifier(dataset, method, lr, seed=seed, device="cpu", **options)
+    except training.DivergenceError:
+        return None
+
+
+@pytest.mark.parametrize("method", list(training.METHODS))
+def test_each_run_equals_train_classifier(small, method):
+    lrs, seeds = [1e-3, 3e-2, 3e-2], [0, 0, 1]           # two rates on one seed, one rate on two seeds
+    batched = training.train_classifiers(small, method, lrs, seeds, epochs=4, device="cpu")
+    for lr, seed, result in zip(lrs, seeds, batched):
+        model, history = _single(small, method, lr, seed, epochs=4)
+        assert result is not None
+        batched_model, batched_history = result
+        assert batched_history.seed == seed and batched_history.steps == history.steps
+        assert batched_history.lr == history.lr and batched_history.label == history.label
+        assert batched_history.same_metrics(history, tolerance=1e-6)
+        for ours, theirs in zip(batched_model.parameters(), model.parameters()):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_options_reach_the_rule(small):
+    (_, history), = training.train_classifiers(small, "adamw", [1e-2], [0], epochs=3, options={"weight_decay": 5.0})
+    _, reference = _single(small, "adamw", 1e-2, 0, epochs=3, options={"weight_decay": 5.0})
+    _, undecayed = _single(small, "adamw", 1e-2, 0, epochs=3)
+    assert history.same_metrics(reference, tolerance=1e-6) and not history.same_metrics(undecayed, tolerance=1e-4)
+
+
+def test_a_diverging_run_is_none_and_leaves_the_others_alone(small):
+    lrs = [1e-2, 1e4, 1e-1]
+    batched = training.train_classifiers(small, "sgd", lrs, [0, 0, 0], epochs=3)
+    assert _single(small, "sgd", 1e4, 0, epochs=3) is None and batched[1] is None
+    for lr, result in zip((1e-2, 1e-1), (batched[0], batched[2])):
+        assert result[1].same_metrics(_single(small, "sgd", lr, 0, epochs=3)[1], tolerance=1e-6)
+        assert all(np.isfinite(result[1].metric(name)).all() for name in ("train_loss", "val_loss"))
+
+
+def test_bad_input(small):
+    with pytest.raises(ValueError, match="unknown method"):
+        training.train_classifiers(small, "lbfgs", [1e-3], [0])
+    with pytest.raises(ValueError, match="equal length"):
+        training.train_classifiers(small, "adam", [1e-3, 1e-2], [0])
+    with pytest.raises(ValueError, match="equal length"):
+        training.train_classifiers(small, "adam", [], [])
