@@ -419,8 +419,8 @@ def learning_rate_sweep(objective: Objective, x0, methods: Mapping[str, Callable
     for name, make_rule in methods.items():
         grad = noisy_grad(objective, noise_std, seed) if noise_std > 0 else None
         trajectory = descend(objective, x0, make_rule(lr_column), steps, grad=grad)
-        with np.errstate(invalid="ignore", over="ignore"):
-            tail = trajectory.values[-int(average_last):].mean(axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):  # f only where it is read: the last average_last steps
+            tail = objective.value(trajectory.points[-int(average_last):]).mean(axis=0)
         gap = tail.reshape(len(lrs), int(seeds)) - objective.minimum
         final[name] = np.where(np.isfinite(gap), gap, np.inf)
     initial_gap = float(objective.value(x0) - objective.minimum)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -87,8 +88,31 @@ def descend(objective: Objective, x0, rule: Rule, steps: int,
                 hyper = {**rule.hyperparams, "lr": rule.hyperparams["lr"] * schedule(t)}
                 x, state = rule.update_fn(x, gradient(x, t), state, **hyper)
             points[t] = x
-        values = objective.value(points)
-    return Trajectory(points, values, rule.name)
+    return Trajectory(points, partial(_values_of, objective, points), rule.name)
+
+
+def _values_of(objective: Objective, points: np.ndarray) -> np.ndarray:
+    """f(θ_t) for every iterate, computed when a :class:`Trajectory`'s ``values`` are first read."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return objective.value(points)
+
+
+def _get_values(trajectory: Trajectory) -> np.ndarray:
+    values = trajectory.__dict__["_values"]
+    if callable(values):  # left for later by descend: a grid of runs whose values nobody reads costs nothing
+        values = values()
+        trajectory.__dict__["_values"] = values
+    return values
+
+
+def _set_values(trajectory: Trajectory, values) -> None:  # the dataclass's __init__ only (it is frozen)
+    trajectory.__dict__["_values"] = values
+
+
+# ``values`` is a field of the frozen dataclass, stored behind a property so that descend can defer computing it:
+# f(θ_t) for 10,000 runs × 400 steps costs more than the runs when only the iterates are read (notebook 04's maps).
+Trajectory.values = property(_get_values, _set_values,
+                             doc="f(θ_t) for every step (and run), shape (steps + 1,) or (steps + 1, runs).")
 
 
 def _batch_shape(x: np.ndarray, rule: Rule) -> tuple[int, ...]:

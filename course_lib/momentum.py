@@ -126,12 +126,17 @@ def measured_rate(distances, start: int, stop: int, minimizer=0.0):
     at ``stop``) get ``inf``; runs already at the minimizer at ``start`` get 0.
     """
     if isinstance(distances, Trajectory):
+        length = len(distances.points)
+    else:
+        distances = np.asarray(distances, dtype=float)
+        length = len(distances)
+    if not 0 <= start < stop < length:
+        raise ValueError(f"Invalid start, stop: {start}, {stop} (need 0 <= start < stop < {length})")
+    if isinstance(distances, Trajectory):  # only the two steps that are read: a grid of runs has millions of points
         with np.errstate(over="ignore", invalid="ignore"):
-            distances = distances.distances(minimizer)
-    distances = np.asarray(distances, dtype=float)
-    if not 0 <= start < stop < len(distances):
-        raise ValueError(f"Invalid start, stop: {start}, {stop} (need 0 <= start < stop < {len(distances)})")
-    first, last = distances[start], distances[stop]
+            first, last = np.linalg.norm(distances.points[[start, stop]] - np.asarray(minimizer, dtype=float), axis=-1)
+    else:
+        first, last = distances[start], distances[stop]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         rate = (last / first) ** (1.0 / (stop - start))
     rate = np.where(np.isfinite(last) & np.isfinite(first), rate, np.inf)

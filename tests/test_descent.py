@@ -1,5 +1,6 @@
 """course_lib.descent: the NumPy runner agrees with torch.optim on the same objective."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -49,6 +50,24 @@ def test_trajectory_shapes_and_values():
     np.testing.assert_allclose(t.values, t.points[:, 0] ** 2)
     np.testing.assert_allclose(t.distances([0.0]), np.abs(t.points[:, 0]))
     assert t.rule == "gd"
+
+
+def test_values_are_computed_once_and_only_when_read():
+    """descend leaves f(θ_t) for later (a grid of runs may never need it); read, it equals f at every iterate."""
+    calls = []
+
+    class Counted(type(F.himmelblau)):
+        def value(self, x):
+            calls.append(np.shape(x))
+            return super().value(x)
+
+    counted = Counted(*(getattr(F.himmelblau, f.name) for f in dataclasses.fields(F.himmelblau)))
+    run = descend(counted, [[-1.0, 1.0], [0.5, 2.0]], rules.adam(lr=0.05), 30)
+    assert calls == []
+    np.testing.assert_array_equal(run.values, F.himmelblau.value(run.points))
+    assert run.values is run.values and calls == [(31, 2, 2)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.values = np.zeros(31)
 
 
 def test_batched_starts_equal_separate_runs():
