@@ -269,17 +269,17 @@ def batch_color(batch_size: int, n_samples: int) -> str:
 
 def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16, epochs: int = 20,
                        replacement: bool = False, seed: int = 0):
-    """Minibatch SGD against full-batch gradient descent on a :mod:`course_lib.problems` problem.
+    """Minibatch SGD against full-batch gradient descent on a :mod:`course_lib.labs.stochastic` problem.
 
     Both start at θ_0 = 0. Draws f(θ_t) − f* at every step of SGD (against
     epochs, one epoch = n per-sample gradients), full-batch gradient descent
     with η = 1/L once per epoch, and the noise floor η tr Σ / (4B) that the
     small-η theory predicts for minibatches drawn with replacement (tr Σ, the
     one-sample gradient variance at θ*). ``optimum`` is the pair
-    (θ*, f*) of :func:`course_lib.problems.reference_optimum`. This is the view
+    (θ*, f*) of :func:`course_lib.labs.stochastic.reference_optimum`. This is the view
     behind notebook 03's playground; it returns the figure.
     """
-    from .problems import minibatch_sgd
+    from .labs.stochastic import minibatch_sgd
 
     params_star, minimum = optimum
     n = problem.n_samples

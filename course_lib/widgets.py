@@ -92,7 +92,7 @@ def conditioning_playground(steps: int = 40) -> widgets.interactive:
 def sgd_playground(problem, optimum, epochs: int = 20) -> widgets.interactive:
     """Notebook 03: learning rate, batch size and sampling for minibatch SGD on a real problem.
 
-    ``problem`` and ``optimum`` come from :mod:`course_lib.problems`. The
+    ``problem`` and ``optimum`` come from :mod:`course_lib.labs.stochastic`. The
     callback is :func:`course_lib.plotting.show_minibatch_sgd`.
     """
     from .plotting import show_minibatch_sgd
@@ -115,10 +115,10 @@ def sgd_playground(problem, optimum, epochs: int = 20) -> widgets.interactive:
 def momentum_playground(kappa: float = 100.0) -> widgets.interactive:
     """Notebook 04: learning-rate and momentum sliders (and a Nesterov switch) on quadratic(κ).
 
-    The callback is :func:`course_lib.momentum.show_momentum_descent`: the path on
+    The callback is :func:`course_lib.labs.momentum.show_momentum_descent`: the path on
     the contours and f(θ_t) − f* against the best fixed-step gradient descent.
     """
-    from .momentum import show_momentum_descent
+    from .labs.momentum import show_momentum_descent
 
     controls = widgets.interactive(
         show_figure(lambda lr, momentum, nesterov: show_momentum_descent(lr=lr, momentum=momentum,
@@ -136,10 +136,10 @@ def momentum_playground(kappa: float = 100.0) -> widgets.interactive:
 def adaptive_playground() -> widgets.interactive:
     """Notebook 05: rotate an ill-conditioned valley and watch per-coordinate step sizes lose their edge.
 
-    The callback is :func:`course_lib.adaptive.show_adaptive_descent` (gradient
+    The callback is :func:`course_lib.labs.adaptive.show_adaptive_descent` (gradient
     descent, AdaGrad and RMSProp on quadratic(κ) rotated by the chosen angle).
     """
-    from .adaptive import show_adaptive_descent
+    from .labs.adaptive import show_adaptive_descent
 
     controls = widgets.interactive(
         show_figure(lambda angle, kappa: show_adaptive_descent(angle=angle, kappa=kappa)),
@@ -155,9 +155,9 @@ def adaptive_playground() -> widgets.interactive:
 def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168):
     """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
 
-    The callback is :func:`course_lib.speed.show_step_time_model`.
+    The callback is :func:`course_lib.labs.fast_steps.show_step_time_model`.
     """
-    from .speed import show_step_time_model
+    from .labs.fast_steps import show_step_time_model
 
     controls = widgets.interactive(
         show_figure(lambda tensors, bandwidth_gbs, launch_us, parameters: show_step_time_model(
@@ -178,9 +178,9 @@ def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfuse
 def beyond_adam_playground() -> widgets.interactive:
     """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
 
-    The callback is :func:`course_lib.beyond_adam.show_method_on_landscape`.
+    The callback is :func:`course_lib.labs.beyond_adam.show_method_on_landscape`.
     """
-    from .beyond_adam import LANDSCAPES, NEW_METHODS, show_method_on_landscape
+    from .labs.beyond_adam import LANDSCAPES, NEW_METHODS, show_method_on_landscape
     from .plotting import METHOD_LABELS
 
     controls = widgets.interactive(

@@ -96,7 +96,7 @@ def test_batch_colours_shade_gradient_descent():
 
 
 def test_minibatch_view_draws_sgd_gd_and_the_noise_floor():
-    from course_lib import problems
+    from course_lib.labs import stochastic as problems
 
     problem = problems.breast_cancer()
     optimum = problems.reference_optimum(problem)

@@ -26,7 +26,7 @@ def test_conditioning_playground_builds_and_redraws():
 
 
 def test_sgd_playground_builds_and_redraws():
-    from course_lib import problems
+    from course_lib.labs import stochastic as problems
 
     problem = problems.breast_cancer()
     controls = widgets.sgd_playground(problem, problems.reference_optimum(problem), epochs=2)

@@ -1,4 +1,4 @@
-"""course_lib.speed: byte counts from the rules, operation counts from the dispatcher, the time model, the
+"""course_lib.labs.fast_steps: byte counts from the rules, operation counts from the dispatcher, the time model, the
 memory an optimizer keeps; and what notebook 10 gets where torch.compile cannot build a kernel."""
 
 import warnings
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import fast_paths, optim, rules, speed, widgets
+from course_lib import fast_paths, optim, rules, widgets
+from course_lib.labs import fast_steps as speed
 
 
 @pytest.mark.parametrize("rule, expected", [

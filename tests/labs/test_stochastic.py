@@ -1,4 +1,4 @@
-"""course_lib.problems: logistic regression against scikit-learn, SciPy, autograd and finite differences."""
+"""course_lib.labs.stochastic: logistic regression against scikit-learn, SciPy, autograd and finite differences."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 from course_lib import optim
-from course_lib import problems as P
+from course_lib.labs import stochastic as P
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

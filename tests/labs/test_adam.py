@@ -1,4 +1,4 @@
-"""course_lib.adam_lab against torch.optim, closed forms, the Adam paper and the two counterexample papers."""
+"""course_lib.labs.adam against torch.optim, closed forms, the Adam paper and the two counterexample papers."""
 
 import math
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import adam_lab as A
 from course_lib import functions as F
 from course_lib import optim, rules
 from course_lib.descent import descend
+from course_lib.labs import adam as A
 
 
 def torch_adam_path(grads, **kwargs):

@@ -1,4 +1,4 @@
-"""course_lib.guide: the least-squares problem against NumPy's solver, autograd and finite differences; minibatch
+"""course_lib.labs.guide: the least-squares problem against NumPy's solver, autograd and finite differences; minibatch
 gradients against torch; the schedule against torch.optim.lr_scheduler; the race helpers against plain loops and
 closed forms; the playground view and its widget."""
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import data, guide, rules, training
+from course_lib import data, rules, training
 from course_lib.descent import descend
 from course_lib.functions import quadratic, x_squared
+from course_lib.labs import guide
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

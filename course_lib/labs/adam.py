@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import rules
-from .descent import Trajectory, descend
-from .functions import Objective, beale, himmelblau, quadratic, rosenbrock
+from .. import rules
+from ..descent import Trajectory, descend
+from ..functions import Objective, beale, himmelblau, quadratic, rosenbrock
 
 __all__ = [
     "moment_estimates",
@@ -438,7 +438,7 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, method_color
+    from ..plotting import METHOD_LABELS, method_color
 
     ax = ax if ax is not None else plt.gca()
     methods = list(methods) if methods is not None else sweep.methods
@@ -500,7 +500,7 @@ def show_adam_landscape(landscape: str = "Rosenbrock", lr: float = 0.05, beta1: 
     """Adam's path on a 2-D landscape (left) and f(θ_t) − f* (right); the view of notebook 06's playground."""
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_contours, plot_loss, plot_path
+    from ..plotting import plot_contours, plot_loss, plot_path
 
     if landscape not in LANDSCAPES:
         raise ValueError(f"Invalid landscape: {landscape!r}; choose from {', '.join(LANDSCAPES)}")
@@ -534,7 +534,7 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolu
     landscape; the legends give each method's learning rate."""
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
+    from ..plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
 
     landscapes = LANDSCAPES if landscapes is None else landscapes
     fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 7.6), squeeze=False)
@@ -557,7 +557,7 @@ def adam_playground():
     import ipywidgets as widgets
     from IPython.display import display
 
-    from .widgets import show_figure
+    from ..widgets import show_figure
 
     controls = widgets.interactive(
         show_figure(show_adam_landscape),
@@ -611,7 +611,7 @@ def reddi_counterexample(C: float = 3.0, steps: int = 300, lr: float = 0.5, amsg
     """
     import torch
 
-    from . import optim
+    from .. import optim
 
     if not C > 0:
         raise ValueError(f"Invalid C: {C} (the counterexample needs C > 2)")
@@ -645,7 +645,7 @@ def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: fl
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import method_color
+    from ..plotting import method_color
 
     beta2 = 1 / (1 + C**2) if log10_beta2 is None else 10.0**log10_beta2
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -668,7 +668,7 @@ def counterexample_playground():
     import ipywidgets as widgets
     from IPython.display import display
 
-    from .widgets import show_figure
+    from ..widgets import show_figure
 
     controls = widgets.interactive(
         show_figure(show_counterexample),

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .rules import sgd
+from ..rules import sgd
 
 __all__ = [
     "LogisticRegressionProblem",

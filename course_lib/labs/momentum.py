@@ -26,10 +26,10 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .descent import Trajectory, descend
-from .functions import Quadratic, quadratic
-from .plotting import method_color, plot_contours
-from .rules import sgd
+from ..descent import Trajectory, descend
+from ..functions import Quadratic, quadratic
+from ..plotting import method_color, plot_contours
+from ..rules import sgd
 
 __all__ = [
     "Tuning",

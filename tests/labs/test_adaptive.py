@@ -1,14 +1,14 @@
-"""course_lib.adaptive: effective step sizes against torch.optim and closed forms; the playground view."""
+"""course_lib.labs.adaptive: effective step sizes against torch.optim and closed forms; the playground view."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from course_lib import adaptive as A
 from course_lib import functions as F
 from course_lib import plotting, rules
 from course_lib.descent import descend
+from course_lib.labs import adaptive as A
 
 
 def _gradients(seed=0, steps=200):

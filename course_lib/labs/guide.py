@@ -13,7 +13,8 @@
   playground: an optimizer and an η for the seed classifier, seen on its
   learning-rate range test and on its learning curves.
 
->>> from course_lib import guide, rules
+>>> from course_lib import rules
+>>> from course_lib.labs import guide
 >>> from course_lib.descent import descend
 >>> problem = guide.least_squares_problem(n=1000, frequencies=[1.0, 0.01])
 >>> run = descend(problem, [0.0, 0.0], rules.adagrad(lr=0.5), 300, grad=problem.minibatch_grad(32))
@@ -27,9 +28,9 @@ from functools import cached_property
 
 import numpy as np
 
-from . import rules
-from .descent import Trajectory, descend
-from .functions import Objective
+from .. import rules
+from ..descent import Trajectory, descend
+from ..functions import Objective
 
 __all__ = [
     "LeastSquares",
@@ -232,7 +233,7 @@ def method_range_test(dataset, method: str, *, start_lr: float = 1e-5, end_lr: f
     method's optimizer, and runs :func:`course_lib.training.lr_range_test` with
     minibatches of 32 (the whole training split for full-batch ``'gd'``).
     """
-    from . import training
+    from .. import training
 
     training.seed_everything(seed)
     model = training.seed_classifier(dataset.n_features)
@@ -255,15 +256,15 @@ def show_learning_rate_choice(method: str = "adam", lr: float = 1e-3, epochs: in
     """
     import matplotlib.pyplot as plt
 
-    from . import training
-    from .plotting import method_color
+    from .. import training
+    from ..plotting import method_color
 
     if method not in training.METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(training.METHODS)}")
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
     if dataset is None and (range_test is None or history is None):
-        from .data import breast_cancer
+        from ..data import breast_cancer
 
         dataset = breast_cancer()
     colour = method_color("gd" if method == "sgd" else method)
@@ -306,11 +307,11 @@ def choice_playground(dataset=None, *, device=None, range_tests=None, histories=
     import ipywidgets
     from IPython.display import display
 
-    from .training import METHOD_TITLES
-    from .widgets import show_figure
+    from ..training import METHOD_TITLES
+    from ..widgets import show_figure
 
     if dataset is None:
-        from .data import breast_cancer
+        from ..data import breast_cancer
 
         dataset = breast_cancer()
     kept_tests = dict(range_tests or {})

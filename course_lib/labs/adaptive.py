@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .descent import Trajectory, descend
-from .functions import Quadratic, quadratic
-from .plotting import METHOD_LABELS, method_color, plot_contours
-from .rules import Rule, adagrad, rmsprop, sgd
+from ..descent import Trajectory, descend
+from ..functions import Quadratic, quadratic
+from ..plotting import METHOD_LABELS, method_color, plot_contours
+from ..rules import Rule, adagrad, rmsprop, sgd
 
 __all__ = [
     "effective_step_sizes",

@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import rules
-from .fast_paths import EAGER_CHUNK_ELEMENTS
+from .. import rules
+from ..fast_paths import EAGER_CHUNK_ELEMENTS
 
 __all__ = [
     "PATH_COLORS",

@@ -1,4 +1,4 @@
-"""course_lib.momentum: tunings against closed forms, rates against torch.optim's own linear map and real runs."""
+"""course_lib.labs.momentum: tunings against closed forms, rates against torch.optim's own linear map and real runs."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from course_lib import functions as F
-from course_lib import momentum as M
 from course_lib import plotting, rules
 from course_lib.descent import descend
+from course_lib.labs import momentum as M
 
 
 def test_tunings_for_kappa_100_are_the_textbook_numbers():
