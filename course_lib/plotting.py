@@ -143,7 +143,7 @@ def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label:
     """Draw a 2-D trajectory on ``ax``: the path, a circle at θ_0 and a cross at θ_T."""
     ax = ax if ax is not None else plt.gca()
     points = trajectory.points if run is None else trajectory.points[:, run]
-    method = method or trajectory.rule or "gd"
+    method = method or trajectory.color_key or trajectory.rule or "gd"
     color = color or method_color(method)
     label = label if label is not None else METHOD_LABELS.get(_ALIASES.get(method, method), method)
     finite = np.all(np.isfinite(points), axis=-1)

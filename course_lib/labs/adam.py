@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def moment_estimates(grads, betas=(0.9, 0.999)) -> dict[str, np.ndarray]:
 
     Returns ``exp_avg`` m_t, ``exp_avg_sq`` v_t, ``m_hat`` and ``v_hat``, each shaped like ``grads``.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     grads = np.asarray(grads, dtype=float)
     if grads.ndim == 0:
         raise ValueError("Invalid grads: give a stream of gradients, one per step along the first axis")
@@ -195,7 +195,7 @@ def paper_step_bound(betas=(0.9, 0.999)) -> float:
     largest step over streams with **one** nonzero gradient; streams with several can go further (up to
     :func:`step_ratio_supremum`, ≈ 7.27 with the defaults), so neither value bounds every stream.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     if 1 - beta1 > math.sqrt(1 - beta2):
         return (1 - beta1) / math.sqrt(1 - beta2)
     return 1.0
@@ -218,7 +218,7 @@ def step_ratio_supremum(betas=(0.9, 0.999), step: int | None = None) -> float:
     supremum over all steps (the finite-t value increases towards it), and ``inf`` when β₁² ≥ β₂. ε > 0 only
     makes steps smaller.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     if beta2 == 0:
         raise ValueError("Invalid beta parameter at index 1: 0.0 (v̂ needs β₂ > 0 for a finite bound)")
     r = beta1**2 / beta2
@@ -252,7 +252,7 @@ def keras_adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), epsil
     exp_avg = beta1 * state["exp_avg"] + (1 - beta1) * grad
     exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
     step_lr = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-    new_params = params - step_lr * exp_avg / (rules._sqrt(exp_avg_sq) + epsilon)
+    new_params = params - step_lr * exp_avg / (rules.sqrt(exp_avg_sq) + epsilon)
     return new_params, {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 
@@ -264,22 +264,12 @@ def keras_eps_as_torch_eps(epsilon_hat: float, beta2: float, step):
     return epsilon_hat / np.sqrt(1 - beta2 ** np.asarray(step, dtype=float))
 
 
-@dataclass(frozen=True)
-class _LabRule(rules.Rule):
-    """A rule of this module (its factory is not in :data:`course_lib.rules.RULES`)."""
-
-    factory: Callable[..., rules.Rule] | None = field(default=None, repr=False)
-
-    def with_options(self, **changes) -> rules.Rule:
-        return self.factory(**{**self.hyperparams, **changes})
-
-
 def keras_adam(lr=1e-3, betas=(0.9, 0.999), epsilon=1e-7) -> rules.Rule:
     """Keras's Adam as a course rule (:func:`keras_adam_update`), Keras's defaults."""
-    rules._common_checks(lr, 0.0, epsilon)
-    betas = rules._check_betas(betas)
-    return _LabRule("adam", dict(lr=lr, betas=betas, epsilon=epsilon), keras_adam_update, rules.adam_init,
-                    factory=keras_adam)
+    rules.check_common_hyperparams(lr, 0.0, epsilon)
+    betas = rules.check_betas(betas)
+    return rules.Rule("keras_adam", dict(lr=lr, betas=betas, epsilon=epsilon), keras_adam_update, rules.adam_init,
+                      factory=keras_adam, color_key="adam")
 
 
 # ======================================================================================
@@ -303,15 +293,15 @@ def ema_momentum_update(params, grad, state, *, lr=1e-3, beta=0.9):
 
 
 def _ema_momentum_init(params, **_):
-    return {"step": 0, "exp_avg": rules._zeros_like(params)}
+    return {"step": 0, "exp_avg": rules.zeros_like(params)}
 
 
 def ema_momentum(lr=1e-3, beta=0.9) -> rules.Rule:
     """Momentum as a bias-corrected moving average (:func:`ema_momentum_update`); colour of "momentum"."""
-    rules._common_checks(lr, 0.0)
+    rules.check_common_hyperparams(lr, 0.0)
     rules.check_hyperparams(**{"beta value": (beta, (np.asarray(beta) >= 0) & (np.asarray(beta) < 1))})
-    return _LabRule("momentum", dict(lr=lr, beta=beta), ema_momentum_update, _ema_momentum_init,
-                    factory=ema_momentum)
+    return rules.Rule("ema_momentum", dict(lr=lr, beta=beta), ema_momentum_update, _ema_momentum_init,
+                      factory=ema_momentum, color_key="momentum")
 
 
 # ======================================================================================

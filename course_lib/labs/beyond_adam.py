@@ -150,7 +150,7 @@ def per_run(rule: rules.Rule) -> rules.Rule:
             new_states.append(s)
         return np.stack(new_params), {"runs": new_states}
 
-    return rules.Rule(rule.name, rule.hyperparams, update, init)
+    return rules.Rule(rule.name, rule.hyperparams, update, init, color_key=rule.color_key)
 
 
 def schedule_free_x(y, z, beta1: float = 0.9):

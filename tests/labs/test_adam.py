@@ -199,7 +199,7 @@ def test_ema_momentum_is_the_large_eps_limit_of_torch_adam():
         opt.step()
         path.append(x.detach().clone())
     np.testing.assert_allclose(torch.stack(path).numpy(), limit.points, rtol=1e-6, atol=1e-8)
-    assert limit.rule == "momentum"
+    assert limit.rule == "ema_momentum" and limit.color_key == "momentum"  # drawn in momentum's colour
 
 
 def test_ema_momentum_takes_lr_times_g_on_a_constant_gradient():
