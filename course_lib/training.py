@@ -53,7 +53,6 @@ __all__ = [
     "METHODS",
     "make_optimizer",
     "train_classifier",
-    "show_training_run",
 ]
 
 DEVICE_ENV = "COURSE_DEVICE"
@@ -801,7 +800,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
 
 
 # --------------------------------------------------------------------------------------
-# The six optimizers of notebook 08, and one training run as a figure (its playground)
+# The six optimizers of notebooks 08 and 09 (notebook 08's figure and playground: course_lib.labs.seed_classifier)
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Method:
@@ -865,35 +864,3 @@ def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch
                   batch_size=None if METHODS[method].full_batch else batch_size, device=device,
                   progress=progress, seed=seed, label=f"{METHOD_TITLES[method]}, η = {lr:g}")
     return model, history
-
-
-def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None, seed: int = 0,
-                      device=None, history: History | None = None):
-    """Train the seed classifier once and draw its learning curves (loss and accuracy); returns the figure.
-
-    This is the view behind notebook 08's playground. ``dataset`` defaults to
-    :func:`course_lib.data.breast_cancer`. A learning rate that makes training
-    diverge is shown as a message on the figure instead of an error. Pass the
-    ``history`` of a run already made with these settings to draw it without training again.
-    """
-    import matplotlib.pyplot as plt
-
-    from .data import breast_cancer
-
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
-    colour_key = "gd" if method == "sgd" else method
-    try:
-        if history is None:
-            dataset = dataset if dataset is not None else breast_cancer()
-            _, history = train_classifier(dataset, method, lr, epochs=epochs, seed=seed, device=device)
-    except DivergenceError as error:
-        for ax in axes:
-            ax.text(0.5, 0.5, "diverged:\n" + str(error).split(". ")[0], ha="center", va="center", wrap=True,
-                    transform=ax.transAxes, fontsize=9)
-        fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: diverged")
-        return fig
-    history.plot(axes, method=colour_key, label=METHOD_TITLES[method])
-    axes[1].legend(loc="lower right")
-    fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: validation accuracy {history.val_accuracy[-1]:.3f} "
-                 f"after {history.epochs} epochs")
-    return fig

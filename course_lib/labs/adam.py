@@ -545,12 +545,11 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolu
 def adam_playground():
     """Notebook 06: sliders for η, β₁, β₂ and the landscape; the callback is :func:`show_adam_landscape`."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    from ..widgets import show_figure
+    from ..widgets import playground
 
-    controls = widgets.interactive(
-        show_figure(show_adam_landscape),
+    return playground(
+        show_adam_landscape,
         landscape=widgets.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
         lr=widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description="η",
                                   continuous_update=False),
@@ -561,8 +560,6 @@ def adam_playground():
         steps=widgets.IntSlider(value=300, min=10, max=1000, step=10, description="steps",
                                 continuous_update=False),
     )
-    display(controls)
-    return controls
 
 
 # ======================================================================================
@@ -656,12 +653,11 @@ def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: fl
 def counterexample_playground():
     """Notebook 07: sliders for C, log₁₀ β₂ and η; the callback is :func:`show_counterexample`."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    from ..widgets import show_figure
+    from ..widgets import playground
 
-    controls = widgets.interactive(
-        show_figure(show_counterexample),
+    return playground(
+        show_counterexample,
         C=widgets.FloatSlider(value=3.0, min=2.1, max=10.0, step=0.1, description="C", continuous_update=False),
         log10_beta2=widgets.FloatSlider(value=-1.0, min=-3.0, max=-0.001, step=0.05, description="log₁₀ β₂",
                                         continuous_update=False),
@@ -670,8 +666,6 @@ def counterexample_playground():
         steps=widgets.IntSlider(value=300, min=30, max=3000, step=30, description="steps",
                                 continuous_update=False),
     )
-    display(controls)
-    return controls
 
 
 # ======================================================================================

@@ -738,3 +738,27 @@ def plot_comparison(results: Mapping[str, Mapping[str, Tuned]], landscapes: Mapp
         bottom.set_ylim(floor / 3, None)
         bottom.legend(loc="lower left", fontsize=7)
     return fig
+
+
+def beyond_adam_playground():
+    """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
+
+    The view is :func:`show_method_on_landscape`.
+    """
+    import ipywidgets as ipw
+
+    from ..plotting import METHOD_LABELS
+    from ..widgets import playground
+
+    return playground(
+        lambda landscape, method, lr, steps: show_method_on_landscape(landscape, method, lr=lr, steps=steps),
+        landscape=ipw.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
+        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in NEW_METHODS], value="lion",
+                            description="optimizer"),
+        lr=ipw.FloatLogSlider(value=0.02, base=10, min=-4, max=1, step=0.1, description="η",
+                              continuous_update=False, readout_format=".2g"),
+        steps=ipw.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False),
+    )
+
+
+__all__ += ["beyond_adam_playground"]

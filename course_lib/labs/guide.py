@@ -305,10 +305,9 @@ def choice_playground(dataset=None, *, device=None, range_tests=None, histories=
     already made, so that the first view costs no training at all.
     """
     import ipywidgets
-    from IPython.display import display
 
     from ..training import METHOD_TITLES
-    from ..widgets import show_figure
+    from ..widgets import playground
 
     if dataset is None:
         from ..data import breast_cancer
@@ -323,13 +322,11 @@ def choice_playground(dataset=None, *, device=None, range_tests=None, histories=
         return show_learning_rate_choice(method, lr, epochs, dataset=dataset, device=device,
                                          range_test=kept_tests[method], history=kept_runs.get((method, lr, epochs)))
 
-    controls = ipywidgets.interactive(
-        show_figure(draw),
+    return playground(
+        draw,
         method=ipywidgets.Dropdown(options=[(title, name) for name, title in METHOD_TITLES.items()], value="adam",
                                    description="optimizer"),
         lr=ipywidgets.FloatLogSlider(value=1e-3, base=10, min=-4, max=1, step=0.25, description="η",
                                      continuous_update=False, readout_format=".1e"),
         epochs=ipywidgets.IntSlider(value=50, min=5, max=150, step=5, description="epochs", continuous_update=False),
     )
-    display(controls)
-    return controls

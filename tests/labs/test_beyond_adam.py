@@ -10,7 +10,7 @@ import schedulefree
 import scipy.linalg
 import torch
 
-from course_lib import functions, plotting, rules, widgets
+from course_lib import functions, plotting, rules
 from course_lib.descent import descend
 from course_lib.labs import beyond_adam as ba
 from course_lib.labs import stochastic as problems
@@ -345,7 +345,7 @@ def test_memory_table_and_its_plot():
 
 
 def test_beyond_adam_playground_builds_and_redraws():
-    controls = widgets.beyond_adam_playground()
+    controls = ba.beyond_adam_playground()
     landscape, method, lr, steps = controls.children[:4]
     assert landscape.value == "Rosenbrock" and method.value == "lion"
     method.value = "schedule_free"

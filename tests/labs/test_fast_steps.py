@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import fast_paths, optim, rules, widgets
+from course_lib import fast_paths, optim, rules
 from course_lib.labs import fast_steps as speed
 
 
@@ -80,7 +80,7 @@ def test_make_parameters_has_the_requested_size_and_gradients():
 
 
 def test_step_time_playground_builds_and_redraws():
-    controls = widgets.step_time_playground()
+    controls = speed.step_time_playground()
     tensors, bandwidth, launch, parameters = controls.children[:4]
     assert tensors.value == 300 and bandwidth.value == pytest.approx(40.0)
     tensors.value = 10  # triggers the callback, which must not raise
