@@ -45,6 +45,7 @@ __all__ = [
     "History",
     "DivergenceError",
     "fit",
+    "epoch_generator",
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
@@ -381,11 +382,13 @@ def _move_optimizer_state(optimizer, device) -> None:
 # --------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator that shuffles epoch ``epoch`` (0-based) of a run with shuffle seed ``seed``.
 
     It depends only on (seed, epoch), so a resumed run shuffles exactly as an
-    uninterrupted one, and the CPU and a GPU see the same batches.
+    uninterrupted one, and the CPU and a GPU see the same batches. :func:`fit` and
+    :func:`lr_range_test` draw their orders from it:
+    ``torch.randperm(n, generator=epoch_generator(seed, epoch))``.
     """
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
 
@@ -478,7 +481,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             _optimizer_mode(optimizer, "train")
             if "train" in pairs:
                 step_losses, sizes, correct = _train_epoch_in_memory(
-                    model, optimizer, loss_fn, *pairs["train"], batch_size, _epoch_generator(history.seed, epoch))
+                    model, optimizer, loss_fn, *pairs["train"], batch_size, epoch_generator(history.seed, epoch))
             else:
                 step_losses, sizes, correct = _train_epoch_loader(model, optimizer, loss_fn, loaders["train"],
                                                                   device, dtype)
@@ -772,7 +775,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
         epoch, position, order = 0, n, None
         for k, lr in enumerate(lrs):
             if position + batch > n:  # a fresh shuffle when the next full batch would run off the end
-                order = torch.randperm(n, generator=_epoch_generator(seed, epoch)).to(device)
+                order = torch.randperm(n, generator=epoch_generator(seed, epoch)).to(device)
                 epoch, position = epoch + 1, 0
             rows = order[position:position + batch]
             position += batch

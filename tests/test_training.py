@@ -94,7 +94,7 @@ def _hand_loop(model, optimizer, X, y, epochs, batch_size, seed):
     """The textbook PyTorch loop, with fit's shuffles."""
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in range(epochs):
-        order = torch.randperm(len(X), generator=training._epoch_generator(seed, epoch))
+        order = torch.randperm(len(X), generator=training.epoch_generator(seed, epoch))
         for start in range(0, len(X), batch_size):
             rows = order[start:start + batch_size]
             loss = loss_fn(model(X[rows]).squeeze(1), y[rows])

@@ -198,9 +198,9 @@ def breast_cancer(weight_decay: float = 1e-2) -> LogisticRegressionProblem:
     """
     if not weight_decay > 0:
         raise ValueError(f"Invalid weight_decay: {weight_decay} (must be positive for a unique optimum)")
-    from sklearn.datasets import load_breast_cancer
+    from ..data import breast_cancer_table
 
-    features, target = load_breast_cancer(return_X_y=True)
+    features, target, _, _ = breast_cancer_table()
     features = (features - features.mean(0)) / features.std(0)
     design = np.hstack([features, np.ones((features.shape[0], 1))])
     labels = 2.0 * target - 1.0
