@@ -30,9 +30,10 @@ import matplotlib  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from course_lib import adaptive, momentum, rules  # noqa: E402
+from course_lib import rules  # noqa: E402
 from course_lib.descent import descend  # noqa: E402
 from course_lib.functions import quadratic  # noqa: E402
+from course_lib.labs import adaptive, momentum  # noqa: E402
 
 GRID = 100
 STEPS = 200

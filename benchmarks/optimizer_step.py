@@ -17,7 +17,7 @@ so autograd writes the gradients; ``step()`` and the whole iteration are timed s
 into the flat buffer.
 
 Adam reads θ, g, m, v and writes θ, m, v: 28 bytes per float32 parameter and step. Each time is compared with
-the floor of :func:`course_lib.speed.floor_ms`, measured in the same run before and after the contenders, on the
+the floor of :func:`labs.fast_steps.floor_ms`, measured in the same run before and after the contenders, on the
 same threads and over the same footprint: the best bandwidth of one-pass kernels that do no more than an Adam
 step (in-place θ += g, m += v, and torch's fused Adam on one tensor). "× floor" is at least 1; the effective
 bandwidth 28·N / t is printed too. (A copy is no yardstick: it pays write-allocate traffic that its byte count
@@ -39,7 +39,8 @@ import time
 
 import torch
 
-from course_lib import fast_paths, optim, speed
+from course_lib import fast_paths, optim
+from course_lib.labs import fast_steps as speed
 
 BYTES_PER_PARAMETER = 28  # read θ, g, m, v; write θ, m, v (4 bytes each)
 TENSORS = 300  # "a few hundred tensors": 150 linear layers, each a weight matrix and a bias

@@ -1,23 +1,39 @@
 """course_lib: the tested code behind the "Choosing an optimizer" course.
 
-Modules
--------
-rules      one pure update function per optimizer (NumPy arrays and torch tensors alike), Adam's 2026 successors too
-optim      drop-in torch.optim classes built on those rules; the reference per-tensor path
-fast_paths the multi-tensor (torch._foreach_*) and flat, compiled paths that optim mixes in (notebook 10)
-functions  toy objectives with exact gradients and known minimizers
-descent    run a rule on an objective (vectorized over runs) and keep the path
-problems   logistic regression on real data with its exact optimum; minibatch SGD runners (notebook 03)
-momentum   heavy ball and Nesterov: tunings, predicted and measured rates (notebook 04)
-adaptive   per-coordinate effective step sizes of AdaGrad and RMSProp (notebook 05)
-adam_lab   bias correction, step sizes, learning-rate sweeps, AMSGrad and Wilson et al. experiments (06-07)
-data       datasets as train/validation/test tensors
-training   devices, seeding, fit, checkpoints, the learning-rate range test (08-09)
-guide      the decision guide's experiments: sparse features, races at tuned learning rates (notebook 09)
-speed      the cost model and memory of an optimizer step (notebook 10)
-beyond_adam NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: state memory, tuned races, Muon's matrix problem (11)
-plotting   the course style, one colour per method, contour and loss plots
-widgets    ipywidgets playgrounds whose callbacks are course_lib functions
+The core (no matplotlib, no ipywidgets, no lab imported; ``rules``, ``functions`` and ``descent`` need NumPy only)
+-------------------------------------------------------------------------------------------------------------------
+rules       one pure update function per optimizer (NumPy arrays and torch tensors alike), Adam's 2026 successors
+            too; a ``Rule`` carries its name, options, factory and colour key; public validation helpers
+optim       drop-in torch.optim classes built on those rules; the reference per-tensor path
+functions   toy objectives with exact gradients and known minimizers
+descent     run a rule on an objective (vectorized over runs) and keep the path
+data        datasets as train/validation/test tensors (the breast-cancer table is loaded here only)
+training    devices, seeding, fit and its shuffles, checkpoints, the learning-rate range test; the six
+            optimizers of notebooks 08-09 (METHODS, make_optimizer, train_classifier)
+
+The fast paths
+--------------
+fast_paths  the multi-tensor (torch._foreach_*) and flat, compiled paths; optim imports it only for foreach=True
+            or fused=True (notebook 10)
+
+Drawing and playgrounds
+-----------------------
+plotting    the course style (applied by an explicit ``use_course_style()``), one colour per method, drawing
+            primitives that compute nothing but what they draw
+widgets     ``playground(draw, **controls)``, the one helper every playground goes through
+
+The labs (``course_lib.labs``: one module per notebook; each imports the core, plotting and widgets, never
+another lab, and the core never imports a lab)
+-------------------------------------------------------------------------------------------------------------------
+labs.gradient_descent  x² and the conditioned quadratic: views and playgrounds (notebooks 01-02)
+labs.stochastic        logistic regression on real data with its exact optimum; minibatch SGD (03)
+labs.momentum          heavy ball and Nesterov: tunings, predicted and measured rates (04)
+labs.adaptive          per-coordinate effective step sizes of AdaGrad and RMSProp (05)
+labs.adam              bias correction, step sizes, learning-rate sweeps, AMSGrad and Wilson et al. (06-07)
+labs.seed_classifier   one training run of the seed classifier as a figure, and its playground (08)
+labs.guide             the decision guide's experiments: sparse features, races at tuned learning rates (09)
+labs.fast_steps        the cost model and memory of an optimizer step (10)
+labs.beyond_adam       NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: memory, tuned races, Muon's matrices (11)
 """
 
 __version__ = "0.1.0"

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "split_and_scale", "breast_cancer", "load_csv", "synthetic_binary", "MISSING_MARKERS"]
+__all__ = ["Dataset", "split_and_scale", "breast_cancer", "breast_cancer_table", "load_csv", "synthetic_binary",
+           "MISSING_MARKERS"]
 
 SPLITS = ("train", "val", "test")
 
@@ -176,19 +177,30 @@ def _split(rows, labels, count, seed, train_test_split, split: str, source: str,
     return train_test_split(rows, test_size=count, random_state=seed, stratify=labels)
 
 
-def breast_cancer(*, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """The Wisconsin diagnostic breast cancer table bundled with scikit-learn: 569 tumours × 30 features.
+def breast_cancer_table() -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """The Wisconsin diagnostic breast cancer table bundled with scikit-learn, whole and unscaled.
 
-    Label 1 is benign (357 rows), 0 malignant (212 rows): scikit-learn's coding.
-    With the default fractions the splits hold 341 / 114 / 114 rows. The file
-    ships inside scikit-learn, so nothing is downloaded.
+    Returns ``(features, labels, feature_names, classes)``: 569 tumours × 30 float features, labels 1 benign
+    (357 rows) and 0 malignant (212 rows), scikit-learn's coding, and ``classes = ("malignant", "benign")``.
+    The one place the course loads it: :func:`breast_cancer` splits and scales it for training, notebook 03's
+    logistic-regression problem (:func:`course_lib.labs.stochastic.breast_cancer`) standardizes all of it. The
+    file ships inside scikit-learn, so nothing is downloaded.
     """
     from sklearn.datasets import load_breast_cancer
 
     table = load_breast_cancer()
-    return split_and_scale(table.data, table.target, val_fraction=val_fraction, test_fraction=test_fraction,
-                           seed=seed, feature_names=tuple(table.feature_names), classes=tuple(table.target_names),
-                           name="breast cancer")
+    return table.data, table.target, tuple(table.feature_names), tuple(table.target_names)
+
+
+def breast_cancer(*, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The Wisconsin diagnostic breast cancer table (:func:`breast_cancer_table`) as train/validation/test splits.
+
+    Label 1 is benign (357 rows), 0 malignant (212 rows): scikit-learn's coding.
+    With the default fractions the splits hold 341 / 114 / 114 rows.
+    """
+    features, labels, feature_names, classes = breast_cancer_table()
+    return split_and_scale(features, labels, val_fraction=val_fraction, test_fraction=test_fraction,
+                           seed=seed, feature_names=feature_names, classes=classes, name="breast cancer")
 
 
 def synthetic_binary(n: int = 768, features: int = 8, *, seed: int = 0, val_fraction: float = 0.2,

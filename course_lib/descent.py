@@ -28,11 +28,15 @@ class Trajectory:
     ``points`` has shape (steps + 1, dim) for one run and (steps + 1, runs, dim)
     for a batch; ``values`` holds f(θ_t) with shape (steps + 1,) or
     (steps + 1, runs). Diverged runs hold ``inf`` or ``nan`` from then on.
+    ``rule`` is the name of the rule that made it and ``color_key`` that
+    rule's key in the course's colours (:attr:`course_lib.rules.Rule.color_key`;
+    empty: the same as ``rule``).
     """
 
     points: np.ndarray
     values: np.ndarray
     rule: str = ""
+    color_key: str = ""
 
     @property
     def steps(self) -> int:
@@ -88,7 +92,7 @@ def descend(objective: Objective, x0, rule: Rule, steps: int,
                 hyper = {**rule.hyperparams, "lr": rule.hyperparams["lr"] * schedule(t)}
                 x, state = rule.update_fn(x, gradient(x, t), state, **hyper)
             points[t] = x
-    return Trajectory(points, partial(_values_of, objective, points), rule.name)
+    return Trajectory(points, partial(_values_of, objective, points), rule.name, rule.color_key)
 
 
 def _values_of(objective: Objective, points: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 :mod:`course_lib.optim` runs every rule per tensor in its reference path (the
 default on the CPU, as in torch.optim); this module holds the machinery of the
-other two paths, which :class:`course_lib.optim.RuleOptimizer` mixes in
-(:class:`FastPaths`). Notebook 10 explains and measures them.
+other two paths, as functions that :class:`course_lib.optim.RuleOptimizer` calls
+for ``foreach=True`` and ``fused=True`` (:func:`step_multi_tensor`,
+:func:`step_flat`; ``optim`` imports this module only then). They use the
+optimizer's public ``state``, ``check_param`` and ``store_state`` and never
+import :mod:`course_lib.optim`. Notebook 10 explains and measures them.
 
 * :class:`TensorList`: a list of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, so a rule written for one tensor
@@ -50,7 +53,10 @@ import torch
 from . import rules
 
 __all__ = [
-    "FastPaths",
+    "step_multi_tensor",
+    "step_flat",
+    "zero_flat_gradients",
+    "split_hyperparams",
     "TensorList",
     "CompiledRule",
     "compile_rule",
@@ -88,9 +94,6 @@ class CompileFallbackWarning(UserWarning):
 
 
 
-def _scalar_dtype():
-    """The dtype torch.optim uses for its ``step`` counters."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 
@@ -194,7 +197,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _split_hyperparams(hyperparams):
+def split_hyperparams(hyperparams):
     """``(static, layout, values)``: what is fixed at trace time, and the numbers fed in as tensors.
 
     ``static`` holds the switches (booleans, ...) and the hyperparameters that are zero; ``layout`` lists
@@ -390,7 +393,7 @@ def compile_rule(rule: rules.Rule, dtype=torch.float32, device="cpu") -> Compile
     (once per reason); it never raises for want of a compiler.
     """
     device = torch.device(device)
-    static, layout, _ = _split_hyperparams(rule.hyperparams)
+    static, layout, _ = split_hyperparams(rule.hyperparams)
     state_names = tuple(rule.init(torch.zeros(2, dtype=dtype, device=device)))
     key = (rule.update_fn, tuple(static.items()), layout, state_names, dtype, str(device))
     reason = compile_unavailable_reason(device)
@@ -741,116 +744,119 @@ class _FlatGroup:
         return sum(len(bucket.params) for bucket in self.buckets) + len(self.loose)
 
 
-class FastPaths:
-    """The multi-tensor and flat paths of :class:`course_lib.optim.RuleOptimizer` (a mix-in).
+# --------------------------------------------------------------------------------------
+# The two paths as functions of an optimizer (course_lib.optim.RuleOptimizer calls them for foreach/fused)
+# --------------------------------------------------------------------------------------
+# ``optimizer`` is a :class:`course_lib.optim.RuleOptimizer`; these functions use its public ``state`` (torch.optim's
+# per-parameter state), ``check_param(param)`` and ``store_state(state, new_state)``, and nothing else of it.
+def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None):
+    """Path 2: the rule once per (device, dtype, step) on :class:`TensorList` s of all those tensors.
 
-    The optimizer keeps its flat layouts in ``self._flat`` (one per param group) and calls
-    :meth:`_step_multi_tensor` or :meth:`_step_flat`; ``zero_grad(set_to_none=False)`` zeroes each flat
-    gradient buffer in one operation.
+    With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
+    are written into the flat buffers' views.
     """
-
-    def _step_multi_tensor(self, rule, params, bucket: _FlatBucket | None = None):
-        """Path 2: the rule once per (device, dtype, step) on :class:`TensorList` s of all those tensors.
-
-        With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
-        are written into the flat buffers' views.
-        """
-        for param in params:
-            self._check(param)
-            state = self.state[param]
-            if not state:
-                if bucket is None:
-                    self._store(state, rule.init(param))
-                else:
-                    bucket.attach(bucket.index[id(param)], state)
-        states = [self.state[param] for param in params]
-        stepped = [state for state in states if "step" in state]
-        steps = iter(torch.stack([state["step"] for state in stepped]).tolist() if stepped else [])
-        batches = defaultdict(list)
-        for param, state in zip(params, states):
-            step = int(next(steps)) if "step" in state else None
-            none_names = tuple(name for name, value in state.items() if value is None)
-            batches[(param.device, param.dtype, step, none_names)].append(param)
-        for (_, _, step, none_names), batch in batches.items():
-            first = self.state[batch[0]]
-            rule_state = {name: step if name == "step" else None if name in none_names
-                          else TensorList([self.state[param][name] for param in batch]) for name in first}
-            new_params, new_state = rule.update(TensorList(batch), TensorList([p.grad for p in batch]), rule_state)
-            torch._foreach_copy_(batch, new_params.tensors)
-            for name, value in new_state.items():
-                if value is None:
-                    continue
-                if name == "step":  # in place, as torch.optim does: one operation for the whole batch
-                    torch._foreach_add_([self.state[param]["step"] for param in batch], float(value - step))
-                elif bucket is None:
-                    for param, tensor in zip(batch, value):
-                        self.state[param][name] = tensor
-                else:
-                    for param, view in zip(batch, bucket.write(batch, name, value)):
-                        self.state[param][name] = view
-
-    def _step_flat(self, index, group, rule, split):
-        """Path 3: the rule once over each flat buffer (compiled when wanted and possible)."""
-        layout = self._flat.get(index)
-        if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
-            layout = self._flat[index] = self._build_flat(group, rule)
-        owner = type(self).__name__
-        for bucket in layout.buckets:
-            active = bucket.active_gradients(owner)
-            if active is None and bucket.signature is not None:
-                before = bucket.path
-                bucket.whole_step(rule, self.state, self._compiled_for(bucket, rule, split, group), split[2])
-                if bucket.path != before:
-                    logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", owner, index,
-                                bucket.path, len(bucket.params), bucket.numel, bucket.dtype, bucket.device)
+    for param in params:
+        optimizer.check_param(param)
+        state = optimizer.state[param]
+        if not state:
+            if bucket is None:
+                optimizer.store_state(state, rule.init(param))
             else:
-                params = bucket.params if active is None else [bucket.params[i] for i in active]
-                if params:
-                    self._step_multi_tensor(rule, params, bucket)
-                bucket.refresh_signature(self.state)
-        loose = [param for param in layout.loose if param.grad is not None]
-        if loose:
-            self._step_multi_tensor(rule, loose)
-
-    def _build_flat(self, group, rule) -> _FlatGroup:
-        by_kind, loose = defaultdict(list), []
-        for param in group["params"]:
-            if param.requires_grad and param.is_floating_point() and param.numel() > 0:
-                by_kind[(param.device, param.dtype)].append(param)
+                bucket.attach(bucket.index[id(param)], state)
+    states = [optimizer.state[param] for param in params]
+    stepped = [state for state in states if "step" in state]
+    steps = iter(torch.stack([state["step"] for state in stepped]).tolist() if stepped else [])
+    batches = defaultdict(list)
+    for param, state in zip(params, states):
+        step = int(next(steps)) if "step" in state else None
+        none_names = tuple(name for name, value in state.items() if value is None)
+        batches[(param.device, param.dtype, step, none_names)].append(param)
+    for (_, _, step, none_names), batch in batches.items():
+        first = optimizer.state[batch[0]]
+        rule_state = {name: step if name == "step" else None if name in none_names
+                      else TensorList([optimizer.state[param][name] for param in batch]) for name in first}
+        new_params, new_state = rule.update(TensorList(batch), TensorList([p.grad for p in batch]), rule_state)
+        torch._foreach_copy_(batch, new_params.tensors)
+        for name, value in new_state.items():
+            if value is None:
+                continue
+            if name == "step":  # in place, as torch.optim does: one operation for the whole batch
+                torch._foreach_add_([optimizer.state[param]["step"] for param in batch], float(value - step))
+            elif bucket is None:
+                for param, tensor in zip(batch, value):
+                    optimizer.state[param][name] = tensor
             else:
-                loose.append(param)
-        buckets = [_FlatBucket(params, rule, self.state) for params in by_kind.values()]
-        return _FlatGroup(group["params"], buckets, loose)
+                for param, view in zip(batch, bucket.write(batch, name, value)):
+                    optimizer.state[param][name] = view
 
-    def _compiled_for(self, bucket, rule, split, group) -> CompiledRule | None:
-        """The compiled kernel for this bucket, or None to run the rule eagerly."""
-        if bucket.numel < COMPILE_MIN_ELEMENTS:
-            return None
-        static, layout, _ = split
-        key = (rule.update_fn, tuple(static.items()), layout)
-        if bucket.compiled_key != key:
-            bucket.compiled_key, bucket.compiled = key, self._compile(bucket, rule)
-        return bucket.compiled
 
-    def _compile(self, bucket, rule) -> CompiledRule | None:
-        compiled = compile_rule(rule, bucket.dtype, bucket.device)  # warns once where it has to fall back
-        return None if compiled.fallback_reason else compiled  # the chunked eager flat path beats the eager graph
+def step_flat(optimizer, layouts: dict, index: int, group, rule, split):
+    """Path 3: the rule once over each flat buffer of param group ``index`` (compiled when wanted and possible).
 
-    def zero_grad(self, set_to_none: bool = True):
-        """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""
-        if set_to_none or not self._flat:
-            return super().zero_grad(set_to_none)
-        in_buffers = set()
-        for layout in self._flat.values():
-            for bucket in layout.buckets:
-                bucket.grad_flat.zero_()
-                in_buffers.update(id(p) for p, view in zip(bucket.params, bucket.grad_views) if p.grad is view)
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is not None and id(param) not in in_buffers:
-                    if param.grad.grad_fn is not None:
-                        param.grad.detach_()
-                    else:
-                        param.grad.requires_grad_(False)
-                    param.grad.zero_()
+    ``layouts`` maps param group indices to their flat layouts; the optimizer keeps it between steps and this
+    function builds (or rebuilds) the group's layout in it. ``split`` is :func:`split_hyperparams` of the rule.
+    """
+    layout = layouts.get(index)
+    if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
+        layout = layouts[index] = _build_flat(group, rule, optimizer.state)
+    owner = type(optimizer).__name__
+    for bucket in layout.buckets:
+        active = bucket.active_gradients(owner)
+        if active is None and bucket.signature is not None:
+            before = bucket.path
+            bucket.whole_step(rule, optimizer.state, _compiled_for(bucket, rule, split), split[2])
+            if bucket.path != before:
+                logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", owner, index,
+                            bucket.path, len(bucket.params), bucket.numel, bucket.dtype, bucket.device)
+        else:
+            params = bucket.params if active is None else [bucket.params[i] for i in active]
+            if params:
+                step_multi_tensor(optimizer, rule, params, bucket)
+            bucket.refresh_signature(optimizer.state)
+    loose = [param for param in layout.loose if param.grad is not None]
+    if loose:
+        step_multi_tensor(optimizer, rule, loose)
+
+
+def _build_flat(group, rule, state) -> _FlatGroup:
+    by_kind, loose = defaultdict(list), []
+    for param in group["params"]:
+        if param.requires_grad and param.is_floating_point() and param.numel() > 0:
+            by_kind[(param.device, param.dtype)].append(param)
+        else:
+            loose.append(param)
+    buckets = [_FlatBucket(params, rule, state) for params in by_kind.values()]
+    return _FlatGroup(group["params"], buckets, loose)
+
+
+def _compiled_for(bucket, rule, split) -> CompiledRule | None:
+    """The compiled kernel for this bucket, or None to run the rule eagerly."""
+    if bucket.numel < COMPILE_MIN_ELEMENTS:
         return None
+    static, layout, _ = split
+    key = (rule.update_fn, tuple(static.items()), layout)
+    if bucket.compiled_key != key:
+        compiled = compile_rule(rule, bucket.dtype, bucket.device)  # warns once where it has to fall back
+        # the chunked eager flat path beats the eager graph, so a fallback runs as no kernel at all
+        bucket.compiled_key, bucket.compiled = key, None if compiled.fallback_reason else compiled
+    return bucket.compiled
+
+
+def zero_flat_gradients(layouts: dict, param_groups) -> None:
+    """``zero_grad(set_to_none=False)`` with flat layouts: each flat gradient buffer zeroed in one operation.
+
+    Gradients outside the buffers (a parameter the layout does not hold) are zeroed as torch.optim zeroes them.
+    """
+    in_buffers = set()
+    for layout in layouts.values():
+        for bucket in layout.buckets:
+            bucket.grad_flat.zero_()
+            in_buffers.update(id(p) for p, view in zip(bucket.params, bucket.grad_views) if p.grad is view)
+    for group in param_groups:
+        for param in group["params"]:
+            if param.grad is not None and id(param) not in in_buffers:
+                if param.grad.grad_fn is not None:
+                    param.grad.detach_()
+                else:
+                    param.grad.requires_grad_(False)
+                param.grad.zero_()

@@ -79,18 +79,6 @@ import numpy as np
 import torch
 
 from . import rules
-from .fast_paths import (
-    PATHS,
-    CompiledRule,
-    CompileFallbackWarning,
-    FastPaths,
-    TensorList,
-    _scalar_dtype,
-    _split_hyperparams,
-    compile_min_elements,
-    compile_rule,
-    compile_unavailable_reason,
-)
 
 __all__ = [
     "SGD",
@@ -99,23 +87,27 @@ __all__ = [
     "Adam",
     "AdamW",
     "RuleOptimizer",
-    "TensorList",
-    "CompiledRule",
-    "compile_rule",
-    "compile_unavailable_reason",
-    "CompileFallbackWarning",
-    "compile_min_elements",
-    "PATHS",
 ]
 
 
-def _plain(value):
-    """One-element tensors (a tensor ``lr``, say) as Python floats, tuples element-wise."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    return value
+#: What this module offers from :mod:`course_lib.fast_paths`, loaded only when first asked for (the per-tensor
+#: path never needs it): ``from course_lib.optim import TensorList`` works, and so does ``optim.compile_rule``.
+_FROM_FAST_PATHS = ("TensorList", "CompiledRule", "compile_rule", "compile_unavailable_reason",
+                    "CompileFallbackWarning", "compile_min_elements", "PATHS")
+__all__ += list(_FROM_FAST_PATHS)
+
+
+def __getattr__(name):
+    if name in _FROM_FAST_PATHS:
+        from . import fast_paths
+
+        return getattr(fast_paths, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _step_dtype():
+    """The dtype torch.optim uses for its ``step`` counters."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 #: torch.optim's execution keywords: how a step runs, not what it computes.
@@ -162,7 +154,7 @@ def _foreach_devices() -> list[str]:
         return ["cuda", "xpu", "mtia", torch._C._get_privateuse1_backend_name()]
 
 
-class RuleOptimizer(FastPaths, torch.optim.Optimizer):
+class RuleOptimizer(torch.optim.Optimizer):
     """A :class:`torch.optim.Optimizer` whose update is a rule from :mod:`course_lib.rules`.
 
     Subclasses set ``rule_factory`` (``rules.adam``, say) and pass its keyword
@@ -170,8 +162,11 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
     ``capturable`` and ``differentiable`` that their constructor takes. Parameters
     whose ``.grad`` is ``None`` are skipped: they get no state and no step.
     ``foreach`` and ``fused`` choose how the rule runs (see the module docstring);
-    a param group may override them. Every param group, the constructor's and
-    those added later, is checked (:meth:`check_group`) before it is registered.
+    a param group may override them. The multi-tensor and flat paths are functions of
+    :mod:`course_lib.fast_paths` (imported the first time a group takes one) that use
+    this class's public :attr:`state`, :meth:`check_param` and :meth:`store_state`.
+    Every param group, the constructor's and those added later, is checked
+    (:meth:`check_group`) before it is registered.
     """
 
     rule_factory: Callable[..., rules.Rule]
@@ -211,7 +206,8 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
         hyper = {name: group[name] for name in self._hyper_names() if name in group}
         for name, value in hyper.items():
             _check_tensor_hyperparam(name, value, where)
-        self.rule_factory(**{name: _plain(value) for name, value in hyper.items()})  # ranges: torch's ValueError
+        # ranges: torch's ValueError
+        self.rule_factory(**{name: rules.as_number(value) for name, value in hyper.items()})
         execution = self._group_execution(group)
         _check_execution(execution["foreach"], execution["fused"], where, execution["capturable"],
                          execution["differentiable"], type(self).__name__)
@@ -247,16 +243,17 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
 
     def rule_for(self, group) -> rules.Rule:
         """The rule with this param group's current hyperparameters (an lr scheduler may have changed them)."""
-        return self.rule_factory(**{name: _plain(group[name]) for name in self._hyper_names()})
+        return self.rule_factory(**{name: rules.as_number(group[name]) for name in self._hyper_names()})
 
     def _rule(self, index, group):
-        """``rule_for(group)`` and its split for the compiled kernel, rebuilt only when a hyperparameter changed."""
+        """``rule_for(group)``, rebuilt only when a hyperparameter changed, and a dict to cache what goes with it
+        (the flat path keeps the rule's split for its compiled kernel there)."""
         names = self._hyper_names()
-        key = tuple(_plain(group[name]) for name in names)
+        key = tuple(rules.as_number(group[name]) for name in names)
         cached = self._rules.get(index)
         if cached is None or cached[0] != key:
             rule = self.rule_factory(**dict(zip(names, key)))
-            cached = self._rules[index] = (key, rule, _split_hyperparams(rule.hyperparams))
+            cached = self._rules[index] = (key, rule, {})
         return cached[1], cached[2]
 
     # ---- choosing a path ---------------------------------------------------------------------------------
@@ -317,32 +314,48 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            rule, split = self._rule(index, group)
+            rule, cache = self._rule(index, group)
             path = self.path_for(group)
             if path == "flat":
-                self._step_flat(index, group, rule, split)
+                from . import fast_paths
+
+                if "split" not in cache:
+                    cache["split"] = fast_paths.split_hyperparams(rule.hyperparams)
+                fast_paths.step_flat(self, self._flat, index, group, rule, cache["split"])
                 continue
             self._flat.pop(index, None)
             if path == "multi-tensor":
-                self._step_multi_tensor(rule, [param for param in group["params"] if param.grad is not None])
+                from . import fast_paths
+
+                fast_paths.step_multi_tensor(self, rule, [param for param in group["params"] if param.grad is not None])
             else:
                 self._step_per_tensor(group, rule)
         return loss
+
+    def zero_grad(self, set_to_none: bool = True):
+        """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""
+        if set_to_none or not self._flat:
+            return super().zero_grad(set_to_none)
+        from . import fast_paths
+
+        fast_paths.zero_flat_gradients(self._flat, self.param_groups)
+        return None
 
     def _step_per_tensor(self, group, rule):
         """Path 1, the reference: the rule once per parameter tensor."""
         for param in group["params"]:
             if param.grad is None:
                 continue
-            self._check(param)
+            self.check_param(param)
             state = self.state[param]
             if not state:
-                self._store(state, rule.init(param))
+                self.store_state(state, rule.init(param))
             new_param, new_state = rule.update(param, param.grad, self._rule_state(state))
             param.copy_(new_param)
-            self._store(state, new_state)
+            self.store_state(state, new_state)
 
-    def _check(self, param):
+    def check_param(self, param):
+        """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""
         if param.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         if torch.is_complex(param):
@@ -357,12 +370,16 @@ class RuleOptimizer(FastPaths, torch.optim.Optimizer):
         return rule_state
 
     @staticmethod
-    def _store(state, new_state) -> None:
+    def store_state(state, new_state) -> None:
+        """Write a rule's new state into torch.optim's per-parameter ``state`` (``step`` a tensor, as torch keeps it).
+
+        Entries that are ``None`` (a momentum buffer before the first step) are not stored.
+        """
         for name, value in new_state.items():
             if value is None:
                 continue
             if name == "step":
-                state["step"] = torch.tensor(float(value), dtype=_scalar_dtype())
+                state["step"] = torch.tensor(float(value), dtype=_step_dtype())
             else:
                 state[name] = value
 
@@ -487,7 +504,7 @@ class _PerTensorRuleOptimizer(RuleOptimizer):
     def path_for(self, group) -> str:
         return "per-tensor"
 
-    def _check(self, param):
+    def check_param(self, param):
         if param.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         if torch.is_complex(param):
@@ -606,7 +623,7 @@ class Lion(RuleOptimizer):
                              "CUDA GPUs; course_lib's Lion runs the same rule through torch (fused=True compiles it "
                              "into one kernel with torch.compile)")
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
-                                      decoupled_weight_decay=decoupled_weight_decay, init_lr=_plain(lr)),
+                                      decoupled_weight_decay=decoupled_weight_decay, init_lr=rules.as_number(lr)),
                          foreach=foreach, fused=fused)
 
 
@@ -700,7 +717,7 @@ class AdamWScheduleFree(RuleOptimizer):
             schedule = rules.schedule_free_schedule(counters, **rule.hyperparams)
             active = [param for param in group["params"] if param.grad is not None]
             for param in active:
-                self._check(param)
+                self.check_param(param)
                 state = self.state[param]
                 if "z" not in state:
                     fresh = rule.init(param)
@@ -716,7 +733,11 @@ class AdamWScheduleFree(RuleOptimizer):
     def _step_group(self, rule, counters, batches):
         """The rule once per batch of parameters: a :class:`TensorList` of several, or one tensor itself."""
         for batch in batches:
-            pack = TensorList if len(batch) > 1 else (lambda tensors: tensors[0])
+            if len(batch) > 1:
+                from .fast_paths import TensorList as pack
+            else:
+                def pack(tensors):
+                    return tensors[0]
             state = {**counters, "z": pack([self.state[p]["z"] for p in batch]),
                      "exp_avg_sq": pack([self.state[p]["exp_avg_sq"] for p in batch])}
             new_params, new_state = rule.update(pack(batch), pack([p.grad for p in batch]), state)

@@ -46,13 +46,20 @@ __all__ = [
     "rmsprop_update",
     "adam_update",
     "RULES",
+    "as_number",
+    "check_hyperparams",
+    "check_common_hyperparams",
+    "check_betas",
+    "sqrt",
+    "zeros_like",
 ]
 
 
 # --------------------------------------------------------------------------------------
-# Two tiny helpers so that one function body works on NumPy arrays and torch tensors.
+# Tiny helpers so that one function body works on NumPy arrays and torch tensors (``sqrt`` and
+# ``zeros_like`` are public: a rule written outside this module, a lab's, uses them too).
 # --------------------------------------------------------------------------------------
-def _sqrt(x):
+def sqrt(x):
     """Element-wise square root of a NumPy array or a torch tensor."""
     return x.sqrt() if hasattr(x, "sqrt") else np.sqrt(x)
 
@@ -69,7 +76,8 @@ def _full_like(x, value):
     return np.full_like(np.asarray(x, dtype=float), value, dtype=float)
 
 
-def _zeros_like(x):
+def zeros_like(x):
+    """An array (or tensor) of zeros shaped like ``x``: the starting value of most optimizer states."""
     return _full_like(x, 0.0)
 
 
@@ -131,7 +139,7 @@ def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0
         grad = grad + weight_decay * params
     step_lr = lr / (1 + (step - 1) * lr_decay)
     grad_sq_sum = state["sum"] + grad * grad
-    params = params - step_lr * grad / (_sqrt(grad_sq_sum) + eps)
+    params = params - step_lr * grad / (sqrt(grad_sq_sum) + eps)
     return params, {**state, "step": step, "sum": grad_sq_sum}
 
 
@@ -165,9 +173,9 @@ def rmsprop_update(params, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight
     if centered:
         grad_avg = alpha * state["grad_avg"] + (1 - alpha) * grad
         new_state["grad_avg"] = grad_avg
-        denom = _sqrt(square_avg - grad_avg * grad_avg) + eps
+        denom = sqrt(square_avg - grad_avg * grad_avg) + eps
     else:
-        denom = _sqrt(square_avg) + eps
+        denom = sqrt(square_avg) + eps
     if _nonzero(momentum):
         buffer = momentum * state["momentum_buffer"] + grad / denom
         new_state["momentum_buffer"] = buffer
@@ -219,7 +227,7 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
         new_state["max_exp_avg_sq"] = exp_avg_sq
     m_hat = exp_avg / (1 - beta1**step)
     v_hat = exp_avg_sq / (1 - beta2**step)
-    return params - lr * m_hat / (_sqrt(v_hat) + eps), new_state
+    return params - lr * m_hat / (sqrt(v_hat) + eps), new_state
 
 
 # --------------------------------------------------------------------------------------
@@ -234,18 +242,18 @@ def adagrad_init(params, *, initial_accumulator_value=0.0, **_):
 
 
 def rmsprop_init(params, *, momentum=0.0, centered=False, **_):
-    state = {"step": 0, "square_avg": _zeros_like(params)}
+    state = {"step": 0, "square_avg": zeros_like(params)}
     if _nonzero(momentum):
-        state["momentum_buffer"] = _zeros_like(params)
+        state["momentum_buffer"] = zeros_like(params)
     if centered:
-        state["grad_avg"] = _zeros_like(params)
+        state["grad_avg"] = zeros_like(params)
     return state
 
 
 def adam_init(params, *, amsgrad=False, **_):
-    state = {"step": 0, "exp_avg": _zeros_like(params), "exp_avg_sq": _zeros_like(params)}
+    state = {"step": 0, "exp_avg": zeros_like(params), "exp_avg_sq": zeros_like(params)}
     if amsgrad:
-        state["max_exp_avg_sq"] = _zeros_like(params)
+        state["max_exp_avg_sq"] = zeros_like(params)
     return state
 
 
@@ -257,14 +265,29 @@ class Rule:
     """An update rule bound to its hyperparameters.
 
     ``init(params)`` gives the starting state; ``update(params, grad, state)``
-    returns ``(params, state)`` after one step. ``name`` is the method's key in
-    :data:`course_lib.plotting.METHOD_COLORS`.
+    returns ``(params, state)`` after one step. A rule carries what it is and
+    how to make it again:
+
+    * ``name``: the method it runs (``"gd"``, ``"momentum"``, ``"amsgrad"``,
+      ``"adamw"``, a lab's ``"keras_adam"``, ...);
+    * ``hyperparams``: its options, the keyword arguments of its factory;
+    * ``factory``: the function that built it, so that :meth:`with_options`
+      builds it again with some options changed (``None`` for a rule made by
+      hand: it cannot be rebuilt);
+    * ``color_key``: its key in :data:`course_lib.plotting.METHOD_COLORS`, its
+      ``name`` unless given (a lab's variant of Adam is drawn in Adam's colour).
     """
 
     name: str
     hyperparams: Mapping[str, Any]
     update_fn: Callable = field(repr=False)
     init_fn: Callable = field(repr=False)
+    factory: Callable[..., Rule] | None = field(default=None, repr=False)
+    color_key: str = ""
+
+    def __post_init__(self):
+        if not self.color_key:
+            object.__setattr__(self, "color_key", self.name)
 
     def init(self, params):
         return self.init_fn(params, **self.hyperparams)
@@ -273,12 +296,10 @@ class Rule:
         return self.update_fn(params, grad, state, **self.hyperparams)
 
     def with_options(self, **changes) -> Rule:
-        """The same rule with some hyperparameters changed (checked again)."""
-        return RULES[self.factory_name](**{**self.hyperparams, **changes})
-
-    @property
-    def factory_name(self) -> str:
-        return _FACTORY_OF.get(self.name, self.name)
+        """The same rule with some hyperparameters changed (built again by its factory, so checked again)."""
+        if self.factory is None:
+            raise TypeError(f"rule {self.name!r} has no factory to build it again with new options")
+        return self.factory(**{**self.hyperparams, **changes})
 
     @property
     def step_fn(self) -> Callable:
@@ -307,15 +328,28 @@ def _show(value):
     return value if array.ndim == 0 else f"{array.ravel().tolist()}"
 
 
-def _as_number(value):
-    """Scalars as Python floats (0-d tensors too); arrays are left alone."""
+def as_number(value):
+    """A hyperparameter given as one number, as a Python number; anything else unchanged.
+
+    0-d NumPy arrays and 0-d or one-element torch tensors (a tensor ``lr``, as torch.optim allows) become Python
+    floats (a one-element integer or boolean tensor its Python int or bool), tuples such as ``betas`` element-wise;
+    arrays of hyperparameters (batched runs) are left alone. The rules and :mod:`course_lib.optim` both use it.
+    """
+    if isinstance(value, tuple):
+        return tuple(as_number(v) for v in value)
+    if hasattr(value, "numel") and value.numel() == 1:  # a torch tensor holding one number
+        return float(value.item()) if value.is_floating_point() else value.item()
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return float(value.item())
     return value
 
 
-def _common_checks(lr, weight_decay, eps=None):
-    lr = _as_number(lr)
+def check_common_hyperparams(lr, weight_decay, eps=None):
+    """Raise torch.optim's ``ValueError`` unless η ≥ 0, λ ≥ 0 and (when given) ε ≥ 0, everywhere for arrays.
+
+    The checks every factory here starts with; a rule written elsewhere (a lab's) calls it to get the same errors.
+    """
+    lr = as_number(lr)
     checks = {
         "learning rate": (lr, np.asarray(lr) >= 0),
         "weight_decay value": (weight_decay, np.asarray(weight_decay) >= 0),
@@ -327,7 +361,7 @@ def _common_checks(lr, weight_decay, eps=None):
 
 def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *, maximize=False) -> Rule:
     """Gradient descent / SGD with momentum: see :func:`sgd_update`. Defaults of torch.optim.SGD."""
-    _common_checks(lr, weight_decay)
+    check_common_hyperparams(lr, weight_decay)
     check_hyperparams(**{"momentum value": (momentum, np.asarray(momentum) >= 0)})
     if nesterov and (not bool(np.all(np.asarray(momentum) > 0)) or _nonzero(dampening)):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
@@ -339,13 +373,13 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, 
         name = "momentum"
     else:
         name = "gd"
-    return Rule(name, hyper, sgd_update, sgd_init)
+    return Rule(name, hyper, sgd_update, sgd_init, factory=sgd)
 
 
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, *,
             maximize=False) -> Rule:
     """AdaGrad: see :func:`adagrad_update`. Defaults of torch.optim.Adagrad."""
-    _common_checks(lr, weight_decay, eps)
+    check_common_hyperparams(lr, weight_decay, eps)
     check_hyperparams(**{
         "lr_decay value": (lr_decay, np.asarray(lr_decay) >= 0),
         "initial_accumulator_value value": (initial_accumulator_value,
@@ -353,26 +387,31 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
     })
     hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                  initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize)
-    return Rule("adagrad", hyper, adagrad_update, adagrad_init)
+    return Rule("adagrad", hyper, adagrad_update, adagrad_init, factory=adagrad)
 
 
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *,
             maximize=False) -> Rule:
     """RMSProp: see :func:`rmsprop_update`. Defaults of torch.optim.RMSprop."""
-    _common_checks(lr, weight_decay, eps)
+    check_common_hyperparams(lr, weight_decay, eps)
     check_hyperparams(**{
         "momentum value": (momentum, np.asarray(momentum) >= 0),
         "alpha value": (alpha, np.asarray(alpha) >= 0),
     })
     hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                  centered=centered, maximize=maximize)
-    return Rule("rmsprop", hyper, rmsprop_update, rmsprop_init)
+    return Rule("rmsprop", hyper, rmsprop_update, rmsprop_init, factory=rmsprop)
 
 
-def _check_betas(betas):
+def check_betas(betas):
+    """Check Adam's ``betas`` as torch.optim does (a pair, 0 ≤ β₁, β₂ < 1) and return them as ``(beta1, beta2)``.
+
+    One-element tensors and 0-d arrays become Python floats (:func:`as_number`); arrays of betas (batched runs)
+    must be valid everywhere.
+    """
     if len(betas) != 2:
         raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (_as_number(b) for b in betas)
+    beta1, beta2 = (as_number(b) for b in betas)
     check_hyperparams(**{
         "beta parameter at index 0": (beta1, (np.asarray(beta1) >= 0) & (np.asarray(beta1) < 1)),
         "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
@@ -383,15 +422,15 @@ def _check_betas(betas):
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *, maximize=False,
          decoupled_weight_decay=False) -> Rule:
     """Adam (and AMSGrad with ``amsgrad=True``): see :func:`adam_update`. Defaults of torch.optim.Adam."""
-    _common_checks(lr, weight_decay, eps)
-    betas = _check_betas(betas)
+    check_common_hyperparams(lr, weight_decay, eps)
+    betas = check_betas(betas)
     hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                  maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
     if decoupled_weight_decay:
         name = "adamw"
     else:
         name = "amsgrad" if amsgrad else "adam"
-    return Rule(name, hyper, adam_update, adam_init)
+    return Rule(name, hyper, adam_update, adam_init, factory=adam)
 
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
@@ -400,6 +439,7 @@ def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
 
+#: The factories by name (``rules.RULES["adam"](lr=0.1)``); every rule also carries its own ``factory``.
 RULES: dict[str, Callable[..., Rule]] = {
     "sgd": sgd,
     "adagrad": adagrad,
@@ -407,7 +447,6 @@ RULES: dict[str, Callable[..., Rule]] = {
     "adam": adam,
     "adamw": adamw,
 }
-_FACTORY_OF = {"gd": "sgd", "momentum": "sgd", "nesterov": "sgd", "amsgrad": "adam", "adamw": "adam"}
 
 
 # ======================================================================================
@@ -415,7 +454,7 @@ _FACTORY_OF = {"gd": "sgd", "momentum": "sgd", "nesterov": "sgd", "amsgrad": "ad
 # ======================================================================================
 # Each rule below matches its reference (torch.optim, lion-pytorch, schedulefree) operation by operation, so
 # that the two agree to rounding in float64 (tests/test_rules_beyond_adam.py). Where the reference computes a
-# number on the host (``.item()``, Python arithmetic), so does the rule: see :func:`_as_number`.
+# number on the host (``.item()``, Python arithmetic), so does the rule: see :func:`as_number`.
 def _lerp(start, end, weight):
     r"""start + w (end − start), torch's ``lerp`` (which for w ≥ ½ computes end − (end − start)(1 − w))."""
     if hasattr(start, "lerp") and hasattr(end, "lerp") and not isinstance(weight, np.ndarray):
@@ -438,14 +477,14 @@ def _rsqrt(x):
 def _minimum(a, b):
     """min(a, b) for numbers, element-wise for arrays (a may be an array of learning rates)."""
     if np.ndim(a) == 0 and np.ndim(b) == 0:
-        return min(_as_number(a), _as_number(b))
+        return min(as_number(a), as_number(b))
     return np.minimum(a, b)
 
 
 def _clamp_min(x, low):
     """max(x, low): a number for numbers, element-wise for arrays or tensors."""
     if np.ndim(x) == 0 and np.ndim(low) == 0:
-        return max(_as_number(x), _as_number(low))
+        return max(as_number(x), as_number(low))
     if hasattr(x, "clamp"):
         return x.clamp(min=low)
     return np.maximum(x, low)
@@ -464,7 +503,7 @@ def _root_mean_square(x, batch_axes=0):
         norm = x.norm(2) if batch_axes == 0 else x.square().sum(dim=axes, keepdim=True).sqrt()
     else:
         norm = np.sqrt(np.sum(x * x, axis=axes, keepdims=batch_axes > 0))
-    norm = _as_number(norm)
+    norm = as_number(norm)
     return norm / count**0.5
 
 
@@ -537,8 +576,8 @@ def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, 
         mu_product = previous * mu
     exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
     exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
-    denom = _sqrt(exp_avg_sq / bias_correction2) + eps
-    product = _as_number(mu_product)
+    denom = sqrt(exp_avg_sq / bias_correction2) + eps
+    product = as_number(mu_product)
     if isinstance(product, np.ndarray):  # an array of runs: the products as float64 numbers, like .item()
         product = product.astype(np.float64)
     product_next = product * mu_next
@@ -548,8 +587,8 @@ def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, 
 
 
 def nadam_init(params, **_):
-    return {"step": 0, "mu_product": _scalar_one_like(params), "exp_avg": _zeros_like(params),
-            "exp_avg_sq": _zeros_like(params)}
+    return {"step": 0, "mu_product": _scalar_one_like(params), "exp_avg": zeros_like(params),
+            "exp_avg_sq": zeros_like(params)}
 
 
 def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -593,14 +632,14 @@ def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, 
     if np.ndim(rho_t) == 0:  # one β₂ (both backends): torch's branch
         if rho_t > 5.0:
             rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-            adaptive = (bias_correction2**0.5) / (_sqrt(exp_avg_sq) + eps)
+            adaptive = (bias_correction2**0.5) / (sqrt(exp_avg_sq) + eps)
             return params - corrected_exp_avg * lr * adaptive * rect, new_state
         return params - corrected_exp_avg * lr, new_state
     rectified = rho_t > 5.0  # an array of β₂ (batched NumPy runs): each run takes its own branch
     with np.errstate(divide="ignore", invalid="ignore"):  # the rows not rectified discard these numbers
         ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     rect = np.where(rectified, ratio, 1.0) ** 0.5
-    adaptive = np.where(rectified, (bias_correction2**0.5) / (_sqrt(exp_avg_sq) + eps), 1.0)
+    adaptive = np.where(rectified, (bias_correction2**0.5) / (sqrt(exp_avg_sq) + eps), 1.0)
     return params - corrected_exp_avg * lr * adaptive * rect, new_state
 
 
@@ -672,9 +711,9 @@ def _finfo_eps(params):
 
 def adafactor_init(params, *, batch_axes=0, **_):
     if np.ndim(params) - batch_axes > 1:
-        zeros = _zeros_like(params)
+        zeros = zeros_like(params)
         return {"step": 0, "row_var": _mean(zeros, -1), "col_var": _mean(zeros, -2)}
-    return {"step": 0, "variance": _zeros_like(params)}
+    return {"step": 0, "variance": zeros_like(params)}
 
 
 #: torch.optim.Muon's defaults: Keller Jordan's quintic Newton–Schulz coefficients, ε and number of steps.
@@ -784,7 +823,7 @@ def muon_init(params, **_):
     if np.ndim(params) < 2:
         raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
                          f"{tuple(np.shape(params))}")
-    return {"momentum_buffer": _zeros_like(params)}
+    return {"momentum_buffer": zeros_like(params)}
 
 
 def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
@@ -817,7 +856,7 @@ def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay
 
 
 def lion_init(params, **_):
-    return {"exp_avg": _zeros_like(params)}
+    return {"exp_avg": zeros_like(params)}
 
 
 def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.999), eps=1e-8,
@@ -853,7 +892,7 @@ def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.
     schedule = schedule_free_schedule(state, lr=lr, warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
     lr, ckp1, lr_max, weight_sum = schedule["lr"], schedule["ckp1"], schedule["lr_max"], schedule["weight_sum"]
     exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
-    denom = _sqrt(exp_avg_sq / bias_correction2) + eps
+    denom = sqrt(exp_avg_sq / bias_correction2) + eps
     grad_normalized = grad / denom
     if _nonzero(weight_decay):
         grad_normalized = grad_normalized + weight_decay * params
@@ -885,7 +924,7 @@ def schedule_free_schedule(state, *, lr=0.0025, warmup_steps=0, r=0.0, weight_lr
 
 
 def schedule_free_adamw_init(params, **_):
-    return {"k": 0, "weight_sum": 0.0, "lr_max": -1.0, "z": params * 1.0, "exp_avg_sq": _zeros_like(params)}
+    return {"k": 0, "weight_sum": 0.0, "lr_max": -1.0, "z": params * 1.0, "exp_avg_sq": zeros_like(params)}
 
 
 def schedule_free_eval(params, state, *, betas=(0.9, 0.999), **_):
@@ -913,34 +952,34 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
           decoupled_weight_decay=False, *, maximize=False) -> Rule:
     """NAdam: see :func:`nadam_update`. Defaults and checks of torch.optim.NAdam."""
     _check_lr_tensor(lr)
-    _common_checks(lr, weight_decay, eps)
-    betas = _check_betas(betas)
+    check_common_hyperparams(lr, weight_decay, eps)
+    betas = check_betas(betas)
     check_hyperparams(**{"momentum_decay value": (momentum_decay, np.asarray(momentum_decay) >= 0)})
-    hyper = dict(lr=_as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
+    hyper = dict(lr=as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
                  momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
-    return Rule("nadam", hyper, nadam_update, nadam_init)
+    return Rule("nadam", hyper, nadam_update, nadam_init, factory=nadam)
 
 
 def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, *,
           maximize=False) -> Rule:
     """RAdam: see :func:`radam_update`. Defaults and checks of torch.optim.RAdam."""
     _check_lr_tensor(lr)
-    _common_checks(lr, weight_decay, eps)
-    betas = _check_betas(betas)
-    hyper = dict(lr=_as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
+    check_common_hyperparams(lr, weight_decay, eps)
+    betas = check_betas(betas)
+    hyper = dict(lr=as_number(lr), betas=betas, eps=eps, weight_decay=weight_decay,
                  decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
-    return Rule("radam", hyper, radam_update, radam_init)
+    return Rule("radam", hyper, radam_update, radam_init, factory=radam)
 
 
 def radam_init(params, **_):
-    return {"step": 0, "exp_avg": _zeros_like(params), "exp_avg_sq": _zeros_like(params)}
+    return {"step": 0, "exp_avg": zeros_like(params), "exp_avg_sq": zeros_like(params)}
 
 
 def adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *, maximize=False,
               batch_axes=0) -> Rule:
     """Adafactor: see :func:`adafactor_update`. Defaults and checks (messages) of torch.optim.Adafactor."""
     _check_lr_tensor(lr)
-    lr = _as_number(lr)
+    lr = as_number(lr)
     if len(eps) != 2:
         raise ValueError(f"Invalid eps: expected a pair (epsilon1, epsilon2), got {eps!r}")
     eps1, eps2 = eps
@@ -955,7 +994,7 @@ def adafactor(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0
              isinstance(batch_axes, int) and batch_axes >= 0)
     hyper = dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d, weight_decay=weight_decay,
                  maximize=maximize, batch_axes=batch_axes)
-    return Rule("adafactor", hyper, adafactor_update, adafactor_init)
+    return Rule("adafactor", hyper, adafactor_update, adafactor_init, factory=adafactor)
 
 
 def muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=MUON_NS_COEFFICIENTS,
@@ -965,7 +1004,7 @@ def muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficient
     torch checks ``ns_steps`` and ``ns_coefficients`` only at the first step; they are checked here at once.
     """
     _check_lr_tensor(lr)
-    lr = _as_number(lr)
+    lr = as_number(lr)
     _require("Learning rate should be >= 0 but is: {}", lr, np.asarray(lr) >= 0)
     _require("momentum should be >= 0 but is: {}", momentum, np.asarray(momentum) >= 0)
     _require("weight decay should be >= 0 but is: {}", weight_decay, np.asarray(weight_decay) >= 0)
@@ -977,7 +1016,7 @@ def muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficient
         raise ValueError("Coefficients must be a tuple of exactly 3 values")
     hyper = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                  ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
-    return Rule("muon", hyper, muon_update, muon_init)
+    return Rule("muon", hyper, muon_update, muon_init, factory=muon)
 
 
 def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, init_lr=None) -> Rule:
@@ -987,11 +1026,11 @@ def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=Fa
     negative ``weight_decay`` (which lion-pytorch accepts) is refused too.
     """
     _check_lr_tensor(lr)
-    lr = _as_number(lr)
+    lr = as_number(lr)
     _require("Invalid learning rate: {} (Lion needs lr > 0)", lr, np.asarray(lr) > 0)
     if len(betas) != 2:
         raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (_as_number(b) for b in betas)
+    beta1, beta2 = (as_number(b) for b in betas)
     for index, beta in enumerate((beta1, beta2)):
         _require(f"Invalid beta parameter at index {index}: {{}} (Lion needs 0 <= beta <= 1)", beta,
                  (np.asarray(beta) >= 0) & (np.asarray(beta) <= 1))
@@ -1000,7 +1039,7 @@ def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=Fa
         _require("Invalid init_lr: {} (Lion needs init_lr > 0)", init_lr, np.asarray(init_lr) > 0)
     hyper = dict(lr=lr, betas=(beta1, beta2), weight_decay=weight_decay,
                  decoupled_weight_decay=decoupled_weight_decay, init_lr=init_lr)
-    return Rule("lion", hyper, lion_update, lion_init)
+    return Rule("lion", hyper, lion_update, lion_init, factory=lion)
 
 
 def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
@@ -1012,11 +1051,11 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
     eval mode, x = y + (1 − 1/β₁)(z − y), divides by zero (the package fails there with ZeroDivisionError).
     """
     _check_lr_tensor(lr)
-    lr = _as_number(lr)
-    _common_checks(lr, weight_decay, eps)
+    lr = as_number(lr)
+    check_common_hyperparams(lr, weight_decay, eps)
     if len(betas) != 2:
         raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (_as_number(b) for b in betas)
+    beta1, beta2 = (as_number(b) for b in betas)
     check_hyperparams(**{
         "beta parameter at index 0": (beta1, (np.asarray(beta1) > 0) & (np.asarray(beta1) <= 1)),
         "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
@@ -1026,7 +1065,8 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
     })
     hyper = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, r=r,
                  weight_lr_power=weight_lr_power)
-    return Rule("schedule_free", hyper, schedule_free_adamw_update, schedule_free_adamw_init)
+    return Rule("schedule_free", hyper, schedule_free_adamw_update, schedule_free_adamw_init,
+                factory=schedule_free_adamw)
 
 
 RULES.update({
@@ -1037,7 +1077,6 @@ RULES.update({
     "lion": lion,
     "schedule_free_adamw": schedule_free_adamw,
 })
-_FACTORY_OF["schedule_free"] = "schedule_free_adamw"
 
 __all__ += [
     "nadam",

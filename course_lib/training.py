@@ -48,6 +48,7 @@ __all__ = [
     "History",
     "DivergenceError",
     "fit",
+    "epoch_generator",
     "evaluate",
     "LOSSES",
     "cross_entropy",
@@ -63,7 +64,7 @@ __all__ = [
     "METHODS",
     "make_optimizer",
     "train_classifier",
-    "show_training_run",
+    "train_classifiers",
 ]
 
 DEVICE_ENV = "COURSE_DEVICE"
@@ -557,11 +558,13 @@ def _scheduler_argument(schedule, optimizer, steps_done: int):
 # --------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator that shuffles epoch ``epoch`` (0-based) of a run with shuffle seed ``seed``.
 
     It depends only on (seed, epoch), so a resumed run shuffles exactly as an
-    uninterrupted one, and the CPU and a GPU see the same batches.
+    uninterrupted one, and the CPU and a GPU see the same batches. :func:`fit` and
+    :func:`lr_range_test` draw their orders from it:
+    ``torch.randperm(n, generator=epoch_generator(seed, epoch))``.
     """
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
 
@@ -702,7 +705,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             _optimizer_mode(optimizer, "train")
             budget = None if max_steps is None else max_steps - steps_done
             if "train" in pairs:
-                record = run.epoch_in_memory(*pairs["train"], batch_size, _epoch_generator(history.seed, epoch),
+                record = run.epoch_in_memory(*pairs["train"], batch_size, epoch_generator(history.seed, epoch),
                                              budget)
             else:
                 record = run.epoch_loader(loaders["train"], budget)
@@ -1175,7 +1178,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
         epoch, position, order = 0, n, None
         for k, lr in enumerate(lrs):
             if position + batch > n:  # a fresh shuffle when the next full batch would run off the end
-                order = torch.randperm(n, generator=_epoch_generator(seed, epoch)).to(device)
+                order = torch.randperm(n, generator=epoch_generator(seed, epoch)).to(device)
                 epoch, position = epoch + 1, 0
             rows = order[position:position + batch]
             position += batch
@@ -1204,7 +1207,7 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, trai
 
 
 # --------------------------------------------------------------------------------------
-# The six optimizers of notebook 08, and one training run as a figure (its playground)
+# The six optimizers of notebooks 08 and 09 (notebook 08's figure and playground: course_lib.labs.seed_classifier)
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Method:
@@ -1328,7 +1331,7 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
     sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
     for epoch in range(epochs):
         started = time.perf_counter()
-        orders = torch.stack([torch.randperm(n, generator=_epoch_generator(seed, epoch)) for seed in seeds]).to(device)
+        orders = torch.stack([torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in seeds]).to(device)
         X_epoch, y_epoch = X[orders], y[orders]
         step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
         for start in range(0, n, batch):
@@ -1368,35 +1371,3 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
                 param.copy_(stacked[k])
         results.append((model.to(device), history))
     return results
-
-
-def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None, seed: int = 0,
-                      device=None, history: History | None = None):
-    """Train the seed classifier once and draw its learning curves (loss and accuracy); returns the figure.
-
-    This is the view behind notebook 08's playground. ``dataset`` defaults to
-    :func:`course_lib.data.breast_cancer`. A learning rate that makes training
-    diverge is shown as a message on the figure instead of an error. Pass the
-    ``history`` of a run already made with these settings to draw it without training again.
-    """
-    import matplotlib.pyplot as plt
-
-    from .data import breast_cancer
-
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
-    colour_key = "gd" if method == "sgd" else method
-    try:
-        if history is None:
-            dataset = dataset if dataset is not None else breast_cancer()
-            _, history = train_classifier(dataset, method, lr, epochs=epochs, seed=seed, device=device)
-    except DivergenceError as error:
-        for ax in axes:
-            ax.text(0.5, 0.5, "diverged:\n" + str(error).split(". ")[0], ha="center", va="center", wrap=True,
-                    transform=ax.transAxes, fontsize=9)
-        fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: diverged")
-        return fig
-    history.plot(axes, method=colour_key, label=METHOD_TITLES[method])
-    axes[1].legend(loc="lower right")
-    fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: validation accuracy {history.val_accuracy[-1]:.3f} "
-                 f"after {history.epochs} epochs")
-    return fig

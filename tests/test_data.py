@@ -43,6 +43,21 @@ def test_breast_cancer_shapes_types_and_labels(cancer):
     assert "breast cancer" in repr(cancer) and "train=341" in repr(cancer)
 
 
+def test_breast_cancer_table_is_scikit_learns_and_the_one_both_problems_load():
+    features, labels, names, classes = data.breast_cancer_table()
+    reference = load_breast_cancer()
+    np.testing.assert_array_equal(features, reference.data)
+    np.testing.assert_array_equal(labels, reference.target)
+    assert names == tuple(reference.feature_names) and classes == ("malignant", "benign")
+    assert (labels == 1).sum() == 357 and features.shape == (569, 30)
+    from course_lib.labs import stochastic  # notebook 03's problem: the whole table, standardized, labels ±1
+
+    problem = stochastic.breast_cancer()
+    standardized = (reference.data - reference.data.mean(0)) / reference.data.std(0)
+    np.testing.assert_array_equal(problem.design[:, :-1], standardized)
+    np.testing.assert_array_equal(problem.labels, 2.0 * reference.target - 1.0)
+
+
 def test_breast_cancer_is_stratified_and_the_splits_partition_the_table(cancer):
     table = load_breast_cancer()
     overall = table.target.mean()  # 357 / 569 benign

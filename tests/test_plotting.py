@@ -1,4 +1,4 @@
-"""course_lib.plotting: the style, the colours and the views the notebooks draw."""
+"""course_lib.plotting: the style (applied only when asked), the colours and the drawing primitives."""
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -42,16 +42,6 @@ def test_path_marks_start_and_end():
     plt.close(fig)
 
 
-@pytest.mark.parametrize("lr", [0.05, 0.5, 0.9, 1.05])
-def test_x_squared_view_for_every_regime(lr):
-    fig = plotting.show_x_squared_descent(lr=lr, steps=30)
-    left, right = fig.axes
-    ys = right.lines[0].get_ydata()
-    np.testing.assert_allclose(ys, 5 * np.abs(1 - 2 * lr) ** np.arange(31), rtol=1e-10)
-    assert right.get_yscale() == "log"
-    plt.close(fig)
-
-
 def test_loss_plot_uses_log_scale_and_labels():
     fig, ax = plt.subplots()
     plotting.plot_loss(np.geomspace(1, 1e-6, 20), ax, method="adam")
@@ -60,57 +50,11 @@ def test_loss_plot_uses_log_scale_and_labels():
 
 
 # --------------------------------------------------------------------------------------
-# Notebooks 02 and 03
+# Notebook 03's colours
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("lr, kappa, angle", [(1.0, 10.0, 0.0), (1.95, 10.0, np.pi / 6), (2.1, 100.0, 0.0),
-                                              (0.5, 1000.0, 0.3), (1.0, 1.0, 0.0)])
-def test_quadratic_view_draws_the_closed_form(lr, kappa, angle):
-    steps = 30
-    fig = plotting.show_quadratic_descent(lr=lr, kappa=kappa, angle=angle, steps=steps)
-    left, right = fig.axes[:2]
-    hessian = F.quadratic(kappa=kappa, angle=angle).hessian
-    x0 = np.array([left.lines[1].get_xdata()[0], left.lines[1].get_ydata()[0]])  # the start marker
-    expected = [np.linalg.norm(np.linalg.matrix_power(np.eye(2) - lr * hessian, t) @ x0) for t in range(steps + 1)]
-    np.testing.assert_allclose(right.lines[0].get_ydata(), expected, rtol=1e-9)
-    rate = max(abs(1 - lr / kappa), abs(1 - lr))
-    np.testing.assert_allclose(right.lines[1].get_ydata(), expected[0] * rate ** np.arange(steps + 1), rtol=1e-12)
-    assert right.get_yscale() == "log" and right.get_xlabel() == "step t"
-    title = fig._suptitle.get_text()
-    assert f"{rate:.3f}" in title
-    assert ("no convergence" in title) == (lr >= 2)
-    plt.close(fig)
-
-
-def test_quadratic_view_quotes_the_best_step():
-    fig = plotting.show_quadratic_descent(lr=0.3, kappa=10.0)
-    assert "η* = 2/(μ+L) = 1.82 gives ρ* = 0.818" in fig._suptitle.get_text()
-    plt.close(fig)
-
-
 def test_batch_colours_shade_gradient_descent():
     assert plotting.batch_color(569, 569) == plotting.method_color("gd").lower()
     brightness = [sum(mpl.colors.to_rgb(plotting.batch_color(b, 569))) for b in (1, 8, 64, 569)]
     assert brightness == sorted(brightness, reverse=True)  # lighter for smaller batches
     with pytest.raises(ValueError, match="batch_size"):
         plotting.batch_color(0, 569)
-
-
-def test_minibatch_view_draws_sgd_gd_and_the_noise_floor():
-    from course_lib import problems
-
-    problem = problems.breast_cancer()
-    optimum = problems.reference_optimum(problem)
-    fig = plotting.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=1)
-    (ax,) = fig.axes
-    sgd_line, gd_line, floor_line = ax.lines[:3]
-    records = problems.minibatch_sgd(problem, np.zeros(31), 0.05, 100, 3, seed=1, every="step")
-    np.testing.assert_allclose(sgd_line.get_ydata(), problem.loss(records) - optimum[1], rtol=1e-12)
-    np.testing.assert_allclose(sgd_line.get_xdata()[[0, 6, 12, 18]], [0, 1, 2, 3])  # 6 steps per epoch
-    x = np.zeros(31)
-    for _ in range(3):
-        x = x - problem.grad(x) / problem.smoothness
-    assert gd_line.get_ydata()[-1] == pytest.approx(problem.loss(x) - optimum[1], rel=1e-12)
-    floor = 0.05 * problem.gradient_noise(optimum[0]) / (4 * 100)
-    assert floor_line.get_ydata()[0] == pytest.approx(floor, rel=1e-12)
-    assert ax.get_yscale() == "log" and ax.get_xlabel() == "epochs" and ax.get_ylabel() == "f(θ_t) − f*"
-    plt.close(fig)

@@ -178,3 +178,47 @@ def test_rule_names_and_with_options():
     changed = rules.adamw(lr=0.1).with_options(lr=0.2)
     assert changed.name == "adamw" and changed.hyperparams["lr"] == 0.2
     assert rules.sgd(lr=0.1).with_options(momentum=0.9).name == "momentum"
+
+
+def test_a_rule_carries_its_factory_and_colour_key():
+    for name, factory in rules.RULES.items():
+        rule = factory()
+        assert rule.factory is factory or (name == "adamw" and rule.factory is rules.adam), name
+        assert rule.color_key == rule.name  # every rule here has its own colour
+        assert rule.with_options(lr=0.5).hyperparams["lr"] == 0.5
+    made_by_hand = rules.Rule("halved", {}, lambda p, g, s: (p / 2, s), lambda p: {}, color_key="gd")
+    assert made_by_hand.color_key == "gd" and made_by_hand.factory is None
+    with pytest.raises(TypeError, match="no factory"):
+        made_by_hand.with_options(lr=1.0)
+
+
+def test_public_validation_helpers_give_torch_optims_errors():
+    # The messages torch.optim.Adam raises (torch/optim/adam.py), for a rule written outside rules.py to reuse.
+    for betas, index in (((1.0, 0.999), 0), ((0.9, -0.1), 1)):
+        with pytest.raises(ValueError, match=f"Invalid beta parameter at index {index}") as ours:
+            rules.check_betas(betas)
+        with pytest.raises(ValueError) as theirs:
+            torch.optim.Adam([torch.zeros(1, requires_grad=True)], betas=betas)
+        assert str(ours.value) == str(theirs.value)
+    for kwargs in ({"lr": -1.0}, {"weight_decay": -1.0}, {"eps": -1.0}):
+        with pytest.raises(ValueError) as ours:
+            rules.check_common_hyperparams(**{"lr": 1e-3, "weight_decay": 0.0, "eps": 1e-8, **kwargs})
+        with pytest.raises(ValueError) as theirs:
+            torch.optim.Adam([torch.zeros(1, requires_grad=True)], **kwargs)
+        assert str(ours.value) == str(theirs.value)
+    assert rules.check_betas((torch.tensor(0.5), np.float64(0.25))) == (0.5, 0.25)
+    assert type(rules.check_betas((torch.tensor([0.5]), 0.25))[0]) is float
+
+
+def test_as_number_and_the_numpy_torch_helpers():
+    assert rules.as_number(torch.tensor([0.1], dtype=torch.float64)) == 0.1
+    assert rules.as_number(torch.tensor(3)) == 3 and type(rules.as_number(torch.tensor(3))) is int
+    assert rules.as_number((torch.tensor(0.5), 0.25)) == (0.5, 0.25)
+    assert rules.as_number(np.float64(2.0)) == 2.0 and type(rules.as_number(np.array(2.0))) is float
+    batch = np.array([0.1])  # an array of hyperparameters (batched runs) stays an array
+    assert rules.as_number(batch) is batch
+    x = np.array([4.0, 9.0])
+    np.testing.assert_array_equal(rules.sqrt(x), np.sqrt(x))
+    torch.testing.assert_close(rules.sqrt(torch.tensor(x)), torch.sqrt(torch.tensor(x)), rtol=0, atol=0)
+    assert rules.zeros_like(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
+    np.testing.assert_array_equal(rules.zeros_like(x), np.zeros(2))

@@ -94,7 +94,7 @@ def _hand_loop(model, optimizer, X, y, epochs, batch_size, seed):
     """The textbook PyTorch loop, with fit's shuffles."""
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for epoch in range(epochs):
-        order = torch.randperm(len(X), generator=training._epoch_generator(seed, epoch))
+        order = torch.randperm(len(X), generator=training.epoch_generator(seed, epoch))
         for start in range(0, len(X), batch_size):
             rows = order[start:start + batch_size]
             loss = loss_fn(model(X[rows]).squeeze(1), y[rows])
@@ -629,7 +629,7 @@ def test_lr_range_test_given_a_dataloader_says_what_it_takes_instead(small):
 
 
 # ------------------------------------------------------------------------------------------
-# notebook 08 helpers and its playground
+# the six optimizers of notebooks 08-09 (the figure and playground: tests/labs/test_seed_classifier.py)
 # ------------------------------------------------------------------------------------------
 def test_make_optimizer_methods():
     model = _model()
@@ -645,29 +645,6 @@ def test_make_optimizer_methods():
 def test_full_batch_gd_takes_one_step_per_epoch(small):
     _, history = training.train_classifier(small, "gd", 0.5, epochs=4, device="cpu")
     assert history.steps == [1, 2, 3, 4]
-
-
-def test_show_training_run_draws_curves_or_the_divergence(small):
-    fig = training.show_training_run("sgd", 0.1, 3, dataset=small, device="cpu")
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
-    assert "validation accuracy" in fig._suptitle.get_text()
-    fig = training.show_training_run("sgd", 1e20, 3, dataset=small, device="cpu")
-    assert "diverged" in fig._suptitle.get_text()
-    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
-    fig = training.show_training_run("adam", 1e-3, 3, history=history)  # draws the given run, no training
-    assert np.allclose(fig.axes[0].lines[0].get_ydata(), history.train_loss)
-    plt.close("all")
-
-
-def test_training_playground_builds_and_redraws(small):
-    from course_lib import widgets
-
-    controls = widgets.training_playground(small, device="cpu")
-    method, lr, epochs = controls.children[:3]
-    assert (method.value, lr.value, epochs.value) == ("adam", 1e-3, 50)
-    epochs.value = 2  # triggers the callback, which must not raise
-    assert controls.kwargs == {"method": "adam", "lr": 1e-3, "epochs": 2}
-    plt.close("all")
 
 
 # ------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def _hand_loop(model, optimizer, X, y, loss_fn, epochs, batch_size, seed, *, cli
     """The textbook loop with fit's shuffles; returns the pre-clip gradient norms."""
     norms, step = [], 0
     for epoch in range(epochs):
-        order = torch.randperm(len(X), generator=training._epoch_generator(seed, epoch))
+        order = torch.randperm(len(X), generator=training.epoch_generator(seed, epoch))
         for start in range(0, len(X), batch_size):
             if max_steps is not None and step == max_steps:
                 return norms

@@ -1,7 +1,7 @@
 """Regenerate the figures the README shows (``images/*.png``) from ``course_lib``.
 
 =========================  =====================================================================================
-``x_squared_descent.png``  gradient descent on x² with η = 0.1: ``plotting.show_x_squared_descent`` (notebook 01)
+``x_squared_descent.png``  gradient descent on x² with η = 0.1: ``gradient_descent.show_x_squared_descent`` (nb 01)
 ``x_squared_regimes.png``  the learning-rate regimes on x², all runs at once with ``descend`` (notebook 01)
 ``rosenbrock_methods.png`` five methods on Rosenbrock from (−1.2, 1): paths on the contours, f(θ_t) − f* against t
 =========================  =====================================================================================
@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
 from course_lib import plotting, rules  # noqa: E402
 from course_lib.descent import descend  # noqa: E402
 from course_lib.functions import rosenbrock, x_squared  # noqa: E402
+from course_lib.labs import gradient_descent  # noqa: E402
 from tools.course import ROOT  # noqa: E402
 
 DPI = 100
@@ -53,7 +54,7 @@ ROSENBROCK_RULES = {
 
 def x_squared_descent_figure():
     """The iterates of gradient descent on x² (η = 0.1) and |x_t| on a log scale."""
-    return plotting.show_x_squared_descent(lr=0.1, steps=30)
+    return gradient_descent.show_x_squared_descent(lr=0.1, steps=30)
 
 
 def x_squared_regimes_figure():
@@ -109,6 +110,7 @@ def make_images(output_dir: Path | str = ROOT / "images", names=None) -> list[Pa
     """Draw and save the README figures (all of them, or those in ``names``); return the paths written."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    plotting.use_course_style()  # the notebooks' look
     written = []
     for name in names or FIGURES:
         fig = FIGURES[name]()

@@ -26,7 +26,8 @@
 
 NumPy only: nothing here imports torch (notebook 09 runs in a few seconds).
 
->>> from course_lib import guide, rules
+>>> from course_lib import rules
+>>> from course_lib.labs import guide
 >>> from course_lib.descent import descend
 >>> problem = guide.least_squares_problem(n=1000, frequencies=[1.0, 0.01])
 >>> run = descend(problem, [0.0, 0.0], rules.adagrad(lr=0.5), 300, grad=problem.minibatch_grad(32))
@@ -40,9 +41,9 @@ from functools import cached_property
 
 import numpy as np
 
-from . import rules
-from .descent import Trajectory, descend
-from .functions import Objective
+from .. import rules
+from ..descent import Trajectory, descend
+from ..functions import Objective
 
 __all__ = [
     "LeastSquares",
@@ -599,7 +600,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, method_color
+    from ..plotting import METHOD_LABELS, method_color
 
     if method not in PLAYGROUND_RULES:
         raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
@@ -645,10 +646,9 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
     tests already made.
     """
     import ipywidgets
-    from IPython.display import display
 
-    from .plotting import METHOD_LABELS
-    from .widgets import show_figure
+    from ..plotting import METHOD_LABELS
+    from ..widgets import playground
 
     if problem is None:
         problem = least_squares_problem(n=5000, frequencies=np.geomspace(1, 0.002, 10), noise=0.1, seed=0)
@@ -661,11 +661,9 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
         return show_optimizer_choice(method, lr, problem=problem, range_result=kept[method])
 
     labels = [("SGD" if name == "gd" else METHOD_LABELS[name], name) for name in PLAYGROUND_RULES]
-    controls = ipywidgets.interactive(
-        show_figure(draw),
+    return playground(
+        draw,
         method=ipywidgets.Dropdown(options=labels, value="adam", description="optimizer"),
         lr=ipywidgets.FloatLogSlider(value=1e-2, base=10, min=-4, max=1, step=0.25, description="η",
                                      continuous_update=False, readout_format=".1e"),
     )
-    display(controls)
-    return controls

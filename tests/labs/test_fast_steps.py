@@ -1,4 +1,4 @@
-"""course_lib.speed: byte counts from the rules, operation counts from the dispatcher, the time model, the
+"""course_lib.labs.fast_steps: byte counts from the rules, operation counts from the dispatcher, the time model, the
 memory an optimizer keeps; and what notebook 10 gets where torch.compile cannot build a kernel."""
 
 import warnings
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import fast_paths, optim, rules, speed, widgets
+from course_lib import fast_paths, optim, rules
+from course_lib.labs import fast_steps as speed
 
 
 @pytest.mark.parametrize("rule, expected", [
@@ -79,7 +80,7 @@ def test_make_parameters_has_the_requested_size_and_gradients():
 
 
 def test_step_time_playground_builds_and_redraws():
-    controls = widgets.step_time_playground()
+    controls = speed.step_time_playground()
     tensors, bandwidth, launch, parameters = controls.children[:4]
     assert tensors.value == 300 and bandwidth.value == pytest.approx(40.0)
     tensors.value = 10  # triggers the callback, which must not raise

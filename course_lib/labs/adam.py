@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import rules
-from .descent import Trajectory, descend
-from .functions import Objective, beale, himmelblau, quadratic, rosenbrock
+from .. import rules
+from ..descent import Trajectory, descend
+from ..functions import Objective, beale, himmelblau, quadratic, rosenbrock
 
 __all__ = [
     "moment_estimates",
@@ -86,7 +86,7 @@ def moment_estimates(grads, betas=(0.9, 0.999)) -> dict[str, np.ndarray]:
 
     Returns ``exp_avg`` m_t, ``exp_avg_sq`` v_t, ``m_hat`` and ``v_hat``, each shaped like ``grads``.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     grads = np.asarray(grads, dtype=float)
     if grads.ndim == 0:
         raise ValueError("Invalid grads: give a stream of gradients, one per step along the first axis")
@@ -195,7 +195,7 @@ def paper_step_bound(betas=(0.9, 0.999)) -> float:
     largest step over streams with **one** nonzero gradient; streams with several can go further (up to
     :func:`step_ratio_supremum`, ≈ 7.27 with the defaults), so neither value bounds every stream.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     if 1 - beta1 > math.sqrt(1 - beta2):
         return (1 - beta1) / math.sqrt(1 - beta2)
     return 1.0
@@ -218,7 +218,7 @@ def step_ratio_supremum(betas=(0.9, 0.999), step: int | None = None) -> float:
     supremum over all steps (the finite-t value increases towards it), and ``inf`` when β₁² ≥ β₂. ε > 0 only
     makes steps smaller.
     """
-    beta1, beta2 = rules._check_betas(betas)
+    beta1, beta2 = rules.check_betas(betas)
     if beta2 == 0:
         raise ValueError("Invalid beta parameter at index 1: 0.0 (v̂ needs β₂ > 0 for a finite bound)")
     r = beta1**2 / beta2
@@ -252,7 +252,7 @@ def keras_adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), epsil
     exp_avg = beta1 * state["exp_avg"] + (1 - beta1) * grad
     exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
     step_lr = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-    new_params = params - step_lr * exp_avg / (rules._sqrt(exp_avg_sq) + epsilon)
+    new_params = params - step_lr * exp_avg / (rules.sqrt(exp_avg_sq) + epsilon)
     return new_params, {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 
@@ -264,22 +264,12 @@ def keras_eps_as_torch_eps(epsilon_hat: float, beta2: float, step):
     return epsilon_hat / np.sqrt(1 - beta2 ** np.asarray(step, dtype=float))
 
 
-@dataclass(frozen=True)
-class _LabRule(rules.Rule):
-    """A rule of this module (its factory is not in :data:`course_lib.rules.RULES`)."""
-
-    factory: Callable[..., rules.Rule] | None = field(default=None, repr=False)
-
-    def with_options(self, **changes) -> rules.Rule:
-        return self.factory(**{**self.hyperparams, **changes})
-
-
 def keras_adam(lr=1e-3, betas=(0.9, 0.999), epsilon=1e-7) -> rules.Rule:
     """Keras's Adam as a course rule (:func:`keras_adam_update`), Keras's defaults."""
-    rules._common_checks(lr, 0.0, epsilon)
-    betas = rules._check_betas(betas)
-    return _LabRule("adam", dict(lr=lr, betas=betas, epsilon=epsilon), keras_adam_update, rules.adam_init,
-                    factory=keras_adam)
+    rules.check_common_hyperparams(lr, 0.0, epsilon)
+    betas = rules.check_betas(betas)
+    return rules.Rule("keras_adam", dict(lr=lr, betas=betas, epsilon=epsilon), keras_adam_update, rules.adam_init,
+                      factory=keras_adam, color_key="adam")
 
 
 # ======================================================================================
@@ -303,15 +293,15 @@ def ema_momentum_update(params, grad, state, *, lr=1e-3, beta=0.9):
 
 
 def _ema_momentum_init(params, **_):
-    return {"step": 0, "exp_avg": rules._zeros_like(params)}
+    return {"step": 0, "exp_avg": rules.zeros_like(params)}
 
 
 def ema_momentum(lr=1e-3, beta=0.9) -> rules.Rule:
     """Momentum as a bias-corrected moving average (:func:`ema_momentum_update`); colour of "momentum"."""
-    rules._common_checks(lr, 0.0)
+    rules.check_common_hyperparams(lr, 0.0)
     rules.check_hyperparams(**{"beta value": (beta, (np.asarray(beta) >= 0) & (np.asarray(beta) < 1))})
-    return _LabRule("momentum", dict(lr=lr, beta=beta), ema_momentum_update, _ema_momentum_init,
-                    factory=ema_momentum)
+    return rules.Rule("ema_momentum", dict(lr=lr, beta=beta), ema_momentum_update, _ema_momentum_init,
+                      factory=ema_momentum, color_key="momentum")
 
 
 # ======================================================================================
@@ -438,7 +428,7 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, method_color
+    from ..plotting import METHOD_LABELS, method_color
 
     ax = ax if ax is not None else plt.gca()
     methods = list(methods) if methods is not None else sweep.methods
@@ -500,7 +490,7 @@ def show_adam_landscape(landscape: str = "Rosenbrock", lr: float = 0.05, beta1: 
     """Adam's path on a 2-D landscape (left) and f(θ_t) − f* (right); the view of notebook 06's playground."""
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_contours, plot_loss, plot_path
+    from ..plotting import plot_contours, plot_loss, plot_path
 
     if landscape not in LANDSCAPES:
         raise ValueError(f"Invalid landscape: {landscape!r}; choose from {', '.join(LANDSCAPES)}")
@@ -534,7 +524,7 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolu
     landscape; the legends give each method's learning rate."""
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
+    from ..plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
 
     landscapes = LANDSCAPES if landscapes is None else landscapes
     fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 7.6), squeeze=False)
@@ -555,12 +545,11 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolu
 def adam_playground():
     """Notebook 06: sliders for η, β₁, β₂ and the landscape; the callback is :func:`show_adam_landscape`."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    from .widgets import show_figure
+    from ..widgets import playground
 
-    controls = widgets.interactive(
-        show_figure(show_adam_landscape),
+    return playground(
+        show_adam_landscape,
         landscape=widgets.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
         lr=widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description="η",
                                   continuous_update=False),
@@ -571,8 +560,6 @@ def adam_playground():
         steps=widgets.IntSlider(value=300, min=10, max=1000, step=10, description="steps",
                                 continuous_update=False),
     )
-    display(controls)
-    return controls
 
 
 # ======================================================================================
@@ -611,7 +598,7 @@ def reddi_counterexample(C: float = 3.0, steps: int = 300, lr: float = 0.5, amsg
     """
     import torch
 
-    from . import optim
+    from .. import optim
 
     if not C > 0:
         raise ValueError(f"Invalid C: {C} (the counterexample needs C > 2)")
@@ -645,7 +632,7 @@ def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: fl
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import method_color
+    from ..plotting import method_color
 
     beta2 = 1 / (1 + C**2) if log10_beta2 is None else 10.0**log10_beta2
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -666,12 +653,11 @@ def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: fl
 def counterexample_playground():
     """Notebook 07: sliders for C, log₁₀ β₂ and η; the callback is :func:`show_counterexample`."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    from .widgets import show_figure
+    from ..widgets import playground
 
-    controls = widgets.interactive(
-        show_figure(show_counterexample),
+    return playground(
+        show_counterexample,
         C=widgets.FloatSlider(value=3.0, min=2.1, max=10.0, step=0.1, description="C", continuous_update=False),
         log10_beta2=widgets.FloatSlider(value=-1.0, min=-3.0, max=-0.001, step=0.05, description="log₁₀ β₂",
                                         continuous_update=False),
@@ -680,8 +666,6 @@ def counterexample_playground():
         steps=widgets.IntSlider(value=300, min=30, max=3000, step=30, description="steps",
                                 continuous_update=False),
     )
-    display(controls)
-    return controls
 
 
 # ======================================================================================

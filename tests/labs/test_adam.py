@@ -1,4 +1,4 @@
-"""course_lib.adam_lab against torch.optim, closed forms, the Adam paper and the two counterexample papers."""
+"""course_lib.labs.adam against torch.optim, closed forms, the Adam paper and the two counterexample papers."""
 
 import math
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import adam_lab as A
 from course_lib import functions as F
 from course_lib import optim, rules
 from course_lib.descent import descend
+from course_lib.labs import adam as A
 
 
 def torch_adam_path(grads, **kwargs):
@@ -199,7 +199,7 @@ def test_ema_momentum_is_the_large_eps_limit_of_torch_adam():
         opt.step()
         path.append(x.detach().clone())
     np.testing.assert_allclose(torch.stack(path).numpy(), limit.points, rtol=1e-6, atol=1e-8)
-    assert limit.rule == "momentum"
+    assert limit.rule == "ema_momentum" and limit.color_key == "momentum"  # drawn in momentum's colour
 
 
 def test_ema_momentum_takes_lr_times_g_on_a_constant_gradient():

@@ -1,4 +1,4 @@
-"""course_lib.guide: the least-squares problem against NumPy's solver, autograd and finite differences; minibatch
+"""course_lib.labs.guide: the least-squares problem against NumPy's solver, autograd and finite differences; minibatch
 gradients against torch; the warm-up against torch's LinearLR and clipping against clip_grad_norm_; the race helpers
 and the range test against plain loops, closed forms and training.lr_range_test; notebook 12's sweep reader on a fake
 file; the playground view and its widget."""
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import data, guide, rules, training
+from course_lib import data, rules, training
 from course_lib.descent import descend
 from course_lib.functions import quadratic, x_squared
+from course_lib.labs import guide
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""course_lib.beyond_adam (notebook 11): closed forms against the reference optimizers (torch.optim, schedulefree),
+"""course_lib.labs.beyond_adam (notebook 11): closed forms against the reference optimizers (torch.optim, schedulefree),
 SciPy's polar decomposition, finite differences and hand computations."""
 
 import math
@@ -10,9 +10,10 @@ import schedulefree
 import scipy.linalg
 import torch
 
-from course_lib import beyond_adam as ba
-from course_lib import functions, plotting, problems, rules, widgets
+from course_lib import functions, plotting, rules
 from course_lib.descent import descend
+from course_lib.labs import beyond_adam as ba
+from course_lib.labs import stochastic as problems
 
 
 # --- the mapping and the runners -------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def test_memory_table_and_its_plot():
 
 
 def test_beyond_adam_playground_builds_and_redraws():
-    controls = widgets.beyond_adam_playground()
+    controls = ba.beyond_adam_playground()
     landscape, method, lr, steps = controls.children[:4]
     assert landscape.value == "Rosenbrock" and method.value == "lion"
     method.value = "schedule_free"

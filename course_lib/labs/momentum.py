@@ -26,10 +26,10 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .descent import Trajectory, descend
-from .functions import Quadratic, quadratic
-from .plotting import method_color, plot_contours
-from .rules import sgd
+from ..descent import Trajectory, descend
+from ..functions import Quadratic, quadratic
+from ..plotting import method_color, plot_contours
+from ..rules import sgd
 
 __all__ = [
     "Tuning",
@@ -205,3 +205,27 @@ def show_momentum_descent(lr: float = 1.0, momentum: float = 0.9, nesterov: bool
     verdict = "diverges" if view.rate >= 1 else f"error × {view.rate:.3f} per step"
     fig.suptitle(f"{method} on a quadratic with κ = {kappa:g}: {verdict}")
     return fig
+
+
+def momentum_playground(kappa: float = 100.0):
+    """Notebook 04: learning-rate and momentum sliders (and a Nesterov switch) on quadratic(κ).
+
+    The view is :func:`show_momentum_descent`: the path on the contours and f(θ_t) − f* against the best
+    fixed-step gradient descent.
+    """
+    import ipywidgets as ipw
+
+    from ..widgets import playground
+
+    return playground(
+        lambda lr, momentum, nesterov: show_momentum_descent(lr=lr, momentum=momentum, nesterov=nesterov,
+                                                             kappa=kappa),
+        lr=ipw.FloatSlider(value=1.0, min=0.05, max=4.5, step=0.05, description="η", continuous_update=False,
+                           readout_format=".2f"),
+        momentum=ipw.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="β", continuous_update=False,
+                                 readout_format=".2f"),
+        nesterov=ipw.Checkbox(value=False, description="Nesterov"),
+    )
+
+
+__all__ += ["momentum_playground"]

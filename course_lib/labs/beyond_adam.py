@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functions, optim, rules
-from .descent import Trajectory, descend
-from .functions import Objective
+from .. import functions, optim, rules
+from ..descent import Trajectory, descend
+from ..functions import Objective
 
 __all__ = [
     "NEW_METHODS",
@@ -150,7 +150,7 @@ def per_run(rule: rules.Rule) -> rules.Rule:
             new_states.append(s)
         return np.stack(new_params), {"runs": new_states}
 
-    return rules.Rule(rule.name, rule.hyperparams, update, init)
+    return rules.Rule(rule.name, rule.hyperparams, update, init, color_key=rule.color_key)
 
 
 def schedule_free_x(y, z, beta1: float = 0.9):
@@ -288,7 +288,7 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
+    from ..plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
 
     if landscape not in LANDSCAPES:
         raise ValueError(f"Invalid landscape: {landscape!r}; choose from {', '.join(LANDSCAPES)}")
@@ -516,7 +516,7 @@ def run_matrix(problem: MatrixRegression, method: str, lrs, steps: int = 100, sc
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LogisticObjective(Objective):
-    """A :class:`course_lib.problems.LogisticRegressionProblem` seen as an :class:`Objective` (for ``descend``)."""
+    """A :class:`course_lib.labs.stochastic.LogisticRegressionProblem` seen as an :class:`Objective` (``descend``)."""
 
     problem: object = field(default=None, repr=False)
 
@@ -528,7 +528,7 @@ class LogisticObjective(Objective):
 
     @classmethod
     def of(cls, problem, optimum) -> LogisticObjective:
-        """Wrap ``problem`` with its optimum (θ*, f*) from :func:`course_lib.problems.reference_optimum`."""
+        """Wrap ``problem`` with its optimum (θ*, f*) from :func:`course_lib.labs.stochastic.reference_optimum`."""
         params, minimum = optimum
         return cls(problem.name, problem.dim, np.asarray(params)[None, :], float(minimum),
                    ((-1.0, 1.0),) * problem.dim, "mean logistic loss + (λ/2)‖w‖²", problem=problem)
@@ -693,7 +693,7 @@ def plot_memory(table, ax=None):
     """Bars of optimizer-state bytes per parameter, fp32 (solid) and bf16 (hatched), one colour per method."""
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, method_color
+    from ..plotting import METHOD_LABELS, method_color
 
     ax = ax if ax is not None else plt.gca()
     dtypes = list(table)
@@ -719,7 +719,7 @@ def plot_comparison(results: Mapping[str, Mapping[str, Tuned]], landscapes: Mapp
     (bottom row, drawn down to ``floor``), one column per landscape."""
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
+    from ..plotting import METHOD_LABELS, plot_contours, plot_loss, plot_path
 
     landscapes = LANDSCAPES if landscapes is None else landscapes
     fig, axes = plt.subplots(2, len(results), figsize=(4.3 * len(results), 8.0), squeeze=False)
@@ -738,3 +738,27 @@ def plot_comparison(results: Mapping[str, Mapping[str, Tuned]], landscapes: Mapp
         bottom.set_ylim(floor / 3, None)
         bottom.legend(loc="lower left", fontsize=7)
     return fig
+
+
+def beyond_adam_playground():
+    """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
+
+    The view is :func:`show_method_on_landscape`.
+    """
+    import ipywidgets as ipw
+
+    from ..plotting import METHOD_LABELS
+    from ..widgets import playground
+
+    return playground(
+        lambda landscape, method, lr, steps: show_method_on_landscape(landscape, method, lr=lr, steps=steps),
+        landscape=ipw.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
+        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in NEW_METHODS], value="lion",
+                            description="optimizer"),
+        lr=ipw.FloatLogSlider(value=0.02, base=10, min=-4, max=1, step=0.1, description="η",
+                              continuous_update=False, readout_format=".2g"),
+        steps=ipw.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False),
+    )
+
+
+__all__ += ["beyond_adam_playground"]

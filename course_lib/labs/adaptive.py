@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .descent import Trajectory, descend
-from .functions import Quadratic, quadratic
-from .plotting import METHOD_LABELS, method_color, plot_contours
-from .rules import Rule, adagrad, rmsprop, sgd
+from ..descent import Trajectory, descend
+from ..functions import Quadratic, quadratic
+from ..plotting import METHOD_LABELS, method_color, plot_contours
+from ..rules import Rule, adagrad, rmsprop, sgd
 
 __all__ = [
     "effective_step_sizes",
@@ -129,3 +129,25 @@ def show_adaptive_descent(angle: float = 20.0, kappa: float = 100.0, steps: int 
     right.set_ylim(1e-12, 10 * reach)
     fig.suptitle(f"quadratic with κ = {kappa:g}, valley rotated {angle:g}° from the θ₁ axis")
     return fig
+
+
+def adaptive_playground():
+    """Notebook 05: rotate an ill-conditioned valley and watch per-coordinate step sizes lose their edge.
+
+    The view is :func:`show_adaptive_descent` (gradient descent, AdaGrad and RMSProp on quadratic(κ) rotated by
+    the chosen angle).
+    """
+    import ipywidgets as ipw
+
+    from ..widgets import playground
+
+    return playground(
+        lambda angle, kappa: show_adaptive_descent(angle=angle, kappa=kappa),
+        angle=ipw.FloatSlider(value=20.0, min=0.0, max=90.0, step=5.0, description="angle (°)",
+                              continuous_update=False, readout_format=".0f"),
+        kappa=ipw.FloatLogSlider(value=100.0, base=10, min=0, max=3, step=0.25, description="κ",
+                                 continuous_update=False, readout_format=".3g"),
+    )
+
+
+__all__ += ["adaptive_playground"]

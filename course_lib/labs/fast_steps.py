@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import rules
-from .fast_paths import EAGER_CHUNK_ELEMENTS
+from .. import rules
+from ..fast_paths import EAGER_CHUNK_ELEMENTS
 
 __all__ = [
     "PATH_COLORS",
@@ -289,3 +289,28 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
            title=f"launch-bound left, bandwidth-bound right ({tensors} tensors, {launch_us:g} µs per launch)")
     ax.legend(loc="upper left", fontsize=8)
     return fig
+
+
+def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168):
+    """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
+
+    The view is :func:`show_step_time_model`.
+    """
+    import ipywidgets as ipw
+
+    from ..widgets import playground
+
+    return playground(
+        lambda tensors, bandwidth_gbs, launch_us, parameters: show_step_time_model(
+            tensors=tensors, bandwidth_gbs=bandwidth_gbs, launch_us=launch_us, operations=operations,
+            bytes_per_param=bytes_per_param, unfused_bytes=unfused_bytes, parameters=parameters),
+        tensors=ipw.IntSlider(value=300, min=1, max=2000, description="tensors", continuous_update=False),
+        bandwidth_gbs=ipw.FloatLogSlider(value=40.0, base=10, min=0, max=3.7, description="GB/s",
+                                         continuous_update=False),
+        launch_us=ipw.FloatLogSlider(value=5.0, base=10, min=-0.5, max=2, description="µs/launch",
+                                     continuous_update=False),
+        parameters=ipw.FloatLogSlider(value=2e6, base=10, min=2, max=9, description="N", continuous_update=False),
+    )
+
+
+__all__ += ["step_time_playground"]

@@ -1,5 +1,6 @@
-"""course_lib.problems: logistic regression against scikit-learn, SciPy, autograd and finite differences."""
+"""course_lib.labs.stochastic: logistic regression against scikit-learn, SciPy, autograd and finite differences."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 from course_lib import optim
-from course_lib import problems as P
+from course_lib.labs import stochastic as P
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -275,3 +276,37 @@ def test_bad_arguments_raise_value_errors_naming_them(problem):
         P.minibatch_sgd(problem, np.zeros(31), 0.1, 10, 1, every="batch")
     with pytest.raises(ValueError, match="learning rate"):
         P.minibatch_sgd(problem, np.zeros(31), -0.1, 10, 1)
+
+
+# --------------------------------------------------------------------------------------
+# The view of notebook 03's playground, and the playground
+# --------------------------------------------------------------------------------------
+def test_minibatch_view_draws_sgd_gd_and_the_noise_floor():
+    problem = P.breast_cancer()
+    optimum = P.reference_optimum(problem)
+    fig = P.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=1)
+    (ax,) = fig.axes
+    sgd_line, gd_line, floor_line = ax.lines[:3]
+    records = P.minibatch_sgd(problem, np.zeros(31), 0.05, 100, 3, seed=1, every="step")
+    np.testing.assert_allclose(sgd_line.get_ydata(), problem.loss(records) - optimum[1], rtol=1e-12)
+    np.testing.assert_allclose(sgd_line.get_xdata()[[0, 6, 12, 18]], [0, 1, 2, 3])  # 6 steps per epoch
+    x = np.zeros(31)
+    for _ in range(3):
+        x = x - problem.grad(x) / problem.smoothness
+    assert gd_line.get_ydata()[-1] == pytest.approx(problem.loss(x) - optimum[1], rel=1e-12)
+    floor = 0.05 * problem.gradient_noise(optimum[0]) / (4 * 100)
+    assert floor_line.get_ydata()[0] == pytest.approx(floor, rel=1e-12)
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "epochs" and ax.get_ylabel() == "f(θ_t) − f*"
+    plt.close(fig)
+
+
+def test_sgd_playground_builds_and_redraws():
+    problem = P.breast_cancer()
+    controls = P.sgd_playground(problem, P.reference_optimum(problem), epochs=2)
+    lr_slider, batch_slider, sampling = controls.children[:3]
+    assert batch_slider.options[0] == 1 and batch_slider.options[-1] == 569
+    batch_slider.value = 64
+    sampling.value = True
+    assert controls.kwargs == {"lr": lr_slider.value, "batch_size": 64, "replacement": True}
+    plt.close("all")
+

@@ -1,4 +1,4 @@
-"""course_lib.momentum: tunings against closed forms, rates against torch.optim's own linear map and real runs."""
+"""course_lib.labs.momentum: tunings against closed forms, rates against torch.optim's own linear map and real runs."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from course_lib import functions as F
-from course_lib import momentum as M
 from course_lib import plotting, rules
 from course_lib.descent import descend
+from course_lib.labs import momentum as M
 
 
 def test_tunings_for_kappa_100_are_the_textbook_numbers():
@@ -148,3 +148,14 @@ def test_momentum_view_draws_every_regime(lr, momentum, nesterov):
     assert right.lines[1].get_color() == plotting.method_color(method)
     assert ("diverges" in fig.get_suptitle()) == (view.rate >= 1)
     plt.close(fig)
+
+
+def test_momentum_playground_builds_and_redraws():
+    controls = M.momentum_playground()
+    lr_slider, momentum_slider, nesterov_box = controls.children[:3]
+    assert (lr_slider.value, momentum_slider.value, nesterov_box.value) == (1.0, 0.9, False)
+    lr_slider.value = 3.3
+    nesterov_box.value = True  # η = 3.3 with Nesterov diverges: the view must still draw
+    assert controls.kwargs == {"lr": 3.3, "momentum": 0.9, "nesterov": True}
+    momentum_slider.value = 0.0  # Nesterov without momentum falls back to gradient descent
+    plt.close("all")

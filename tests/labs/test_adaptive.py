@@ -1,14 +1,14 @@
-"""course_lib.adaptive: effective step sizes against torch.optim and closed forms; the playground view."""
+"""course_lib.labs.adaptive: effective step sizes against torch.optim and closed forms; the playground view."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from course_lib import adaptive as A
 from course_lib import functions as F
 from course_lib import plotting, rules
 from course_lib.descent import descend
+from course_lib.labs import adaptive as A
 
 
 def _gradients(seed=0, steps=200):
@@ -112,3 +112,13 @@ def test_adaptive_view_uses_the_default_rules():
     alone = descend(F.quadratic(10.0, angle=np.radians(30.0)), A.rotate(A.DEFAULT_START, np.radians(30.0)),
                     rules.rmsprop(lr=0.1), 25)
     np.testing.assert_array_equal(view.runs["rmsprop"].points, alone.points)
+
+
+def test_adaptive_playground_builds_and_redraws():
+    controls = A.adaptive_playground()
+    angle_slider, kappa_slider = controls.children[:2]
+    assert (angle_slider.value, kappa_slider.value) == (20.0, 100.0)
+    angle_slider.value = 45.0
+    kappa_slider.value = 1000.0
+    assert controls.kwargs == {"angle": 45.0, "kappa": 1000.0}
+    plt.close("all")

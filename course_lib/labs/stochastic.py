@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .rules import sgd
+from ..rules import sgd
 
 __all__ = [
     "LogisticRegressionProblem",
@@ -198,9 +198,9 @@ def breast_cancer(weight_decay: float = 1e-2) -> LogisticRegressionProblem:
     """
     if not weight_decay > 0:
         raise ValueError(f"Invalid weight_decay: {weight_decay} (must be positive for a unique optimum)")
-    from sklearn.datasets import load_breast_cancer
+    from ..data import breast_cancer_table
 
-    features, target = load_breast_cancer(return_X_y=True)
+    features, target, _, _ = breast_cancer_table()
     features = (features - features.mean(0)) / features.std(0)
     design = np.hstack([features, np.ones((features.shape[0], 1))])
     labels = 2.0 * target - 1.0
@@ -342,3 +342,70 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         records.append(snapshot())
     path, lrs = np.stack(records), np.array(lrs)
     return (path, lrs) if many else (path[:, 0], lrs[:, 0])
+
+
+# --------------------------------------------------------------------------------------
+# The view of notebook 03's playground, and the playground
+# --------------------------------------------------------------------------------------
+def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16, epochs: int = 20,
+                       replacement: bool = False, seed: int = 0):
+    """Minibatch SGD against full-batch gradient descent on a problem of this module.
+
+    Both start at θ_0 = 0. Draws f(θ_t) − f* at every step of SGD (against
+    epochs, one epoch = n per-sample gradients), full-batch gradient descent
+    with η = 1/L once per epoch, and the noise floor η tr Σ / (4B) that the
+    small-η theory predicts for minibatches drawn with replacement (tr Σ, the
+    one-sample gradient variance at θ*). ``optimum`` is the pair
+    (θ*, f*) of :func:`reference_optimum`. This is the view
+    behind notebook 03's playground; it returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..plotting import batch_color, method_color
+
+    params_star, minimum = optimum
+    n = problem.n_samples
+    start = np.zeros(problem.dim)
+    path = minibatch_sgd(problem, start, lr, batch_size, epochs, seed=seed, replacement=replacement, every="step")
+    steps_per_epoch = -(-n // int(batch_size))
+    gd = minibatch_sgd(problem, start, 1 / problem.smoothness, n, epochs)
+    floor = lr * problem.gradient_noise(params_star) / (4 * batch_size)
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    sampling = "with replacement" if replacement else "reshuffled"
+    ax.plot(np.arange(len(path)) / steps_per_epoch, np.maximum(problem.loss(path) - minimum, 1e-16),
+            color=batch_color(batch_size, n), lw=0.8, label=f"SGD, B = {batch_size}, η = {lr:.3g} ({sampling})")
+    ax.plot(np.arange(epochs + 1), np.maximum(problem.loss(gd) - minimum, 1e-16), "-o", markersize=3,
+            color=method_color("gd"), label="full-batch GD, η = 1/L")
+    ax.axhline(floor, ls="--", color="k", lw=1, label="noise floor η tr Σ / (4B) (i.i.d. theory)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("f(θ_t) − f*")
+    ax.set_title(f"{steps_per_epoch} steps per epoch")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def sgd_playground(problem, optimum, epochs: int = 20):
+    """Notebook 03: learning rate, batch size and sampling for minibatch SGD on a real problem.
+
+    ``problem`` and ``optimum`` come from :func:`breast_cancer` and :func:`reference_optimum`; the view is
+    :func:`show_minibatch_sgd`.
+    """
+    import ipywidgets as ipw
+
+    from ..widgets import playground
+
+    sizes = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, problem.n_samples})
+    return playground(
+        lambda lr, batch_size, replacement: show_minibatch_sgd(problem, optimum, lr=lr, batch_size=batch_size,
+                                                               epochs=epochs, replacement=replacement),
+        lr=ipw.FloatLogSlider(value=0.05, base=10, min=-3, max=0.5, step=0.1, description="η",
+                              continuous_update=False, readout_format=".3g"),
+        batch_size=ipw.SelectionSlider(options=sizes, value=16, description="B", continuous_update=False),
+        replacement=ipw.ToggleButtons(options=[("reshuffled", False), ("with replacement", True)], value=False,
+                                      description="sampling"),
+    )
+
+
+__all__ += ["show_minibatch_sgd", "sgd_playground"]

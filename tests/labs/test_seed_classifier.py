@@ -1,0 +1,34 @@
+"""course_lib.labs.seed_classifier (notebook 08): one training run as a figure, and the playground over it."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from course_lib import data, training
+from course_lib.labs import seed_classifier as S
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.synthetic_binary(160, 8, seed=0)
+
+
+def test_show_training_run_draws_curves_or_the_divergence(small):
+    fig = S.show_training_run("sgd", 0.1, 3, dataset=small, device="cpu")
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    assert "validation accuracy" in fig._suptitle.get_text()
+    fig = S.show_training_run("sgd", 1e20, 3, dataset=small, device="cpu")
+    assert "diverged" in fig._suptitle.get_text()
+    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    fig = S.show_training_run("adam", 1e-3, 3, history=history)  # draws the given run, no training
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), history.train_loss)
+    plt.close("all")
+
+
+def test_training_playground_builds_and_redraws(small):
+    controls = S.training_playground(small, device="cpu")
+    method, lr, epochs = controls.children[:3]
+    assert (method.value, lr.value, epochs.value) == ("adam", 1e-3, 50)
+    epochs.value = 2  # triggers the callback, which must not raise
+    assert controls.kwargs == {"method": "adam", "lr": 1e-3, "epochs": 2}
+    plt.close("all")
