@@ -8,8 +8,12 @@ optim       drop-in torch.optim classes built on those rules; the reference per-
 functions   toy objectives with exact gradients and known minimizers
 descent     run a rule on an objective (vectorized over runs) and keep the path
 data        datasets as train/validation/test tensors (the breast-cancer table is loaded here only)
+data        also MNIST-1D (generated offline) and a synthetic Zipfian language with its entropy rate (notebook 12)
 training    devices, seeding, fit and its shuffles, checkpoints, the learning-rate range test; the six
-            optimizers of notebooks 08-09 (METHODS, make_optimizer, train_classifier)
+            optimizers of notebooks 08-09 (METHODS, make_optimizer, train_classifier); the training recipe
+            (losses for classes and sequences, warm-up + cosine, WSD, clipping, no-decay groups, autocast,
+            early stopping)
+models      the seed classifier, the MNIST-1D CNN, a small causal transformer language model
 
 The fast paths
 --------------
@@ -34,6 +38,7 @@ labs.seed_classifier   one training run of the seed classifier as a figure, and 
 labs.guide             the decision guide's experiments: sparse features, races at tuned learning rates (09)
 labs.fast_steps        the cost model and memory of an optimizer step (10)
 labs.beyond_adam       NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: memory, tuned races, Muon's matrices (11)
+labs.where_it_matters  the comparison protocol on a CNN and a transformer LM: sweeps, results file, figures (12)
 """
 
 __version__ = "0.1.0"

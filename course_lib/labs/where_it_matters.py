@@ -592,19 +592,16 @@ def results_playground(workload: dict):
     """Notebook 12's playground: pick an optimizer and an η of its grid; the callback is
     :func:`lm_playground_figure` (stored runs, nothing is retrained)."""
     import ipywidgets
-    from IPython.display import display
 
-    from ..widgets import show_figure
+    from ..widgets import playground
 
-    controls = ipywidgets.interactive(
-        show_figure(lambda optimizer, lr_index: lm_playground_figure(workload, optimizer, lr_index)),
+    return playground(
+        lambda optimizer, lr_index: lm_playground_figure(workload, optimizer, lr_index),
         optimizer=ipywidgets.Dropdown(options=[(spec["title"], name) for name, spec in workload["optimizers"].items()],
                                       value="momentum", description="optimizer"),
         lr_index=ipywidgets.IntSlider(value=2, min=0, max=len(workload["optimizers"]["adamw"]["lr_grid"]) - 1,
                                       description="η index", continuous_update=False),
     )
-    display(controls)
-    return controls
 
 
 __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
