@@ -37,7 +37,7 @@ help:
 	@echo "make slides   reveal.js slides of every notebook in slides/ (SLIDES_ASSETS=dir to present offline)"
 	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
-	@echo "make course-time  execute every notebook and print seconds per notebook against the 120 s target"
+	@echo "make course-time  execute every notebook and print seconds per notebook against the 150 s target"
 	@echo "make experiments  rerun notebook 12's sweeps into experiments/results/ (about 10 minutes on 2 idle cores)"
 
 $(STAMP): requirements.txt pyproject.toml

@@ -1,11 +1,11 @@
-"""How long the whole course takes to execute: seconds per notebook and the total, against the 120 s target.
+"""How long the whole course takes to execute: seconds per notebook and the total, against the 150 s target.
 
 Every course notebook runs top to bottom in a fresh ``python3`` kernel, the way ``make execute`` runs it (the
 kernel of this interpreter, ``MPLBACKEND`` unset, ``PYTHONHASHSEED=0``, the notebook's folder as working
 directory), one after the other. Nothing is written back. For each notebook it prints the wall time (kernel start
 and shutdown included), the time spent in cells, and the slowest cells.
 
-Usage: ``.venv/bin/python benchmarks/course_time.py [--target 120] [notebook ...]`` (``make course-time``).
+Usage: ``.venv/bin/python benchmarks/course_time.py [--target 150] [notebook ...]`` (``make course-time``).
 Exit status 1 when a notebook fails; ``--strict`` also fails when the total is over the target.
 """
 
@@ -23,7 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_SECONDS = 120.0
+TARGET_SECONDS = 150.0  # notebooks 01-12 (issue 14)
 
 
 def course_notebooks() -> list[Path]:
