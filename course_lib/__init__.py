@@ -41,4 +41,15 @@ labs.beyond_adam       NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: memor
 labs.where_it_matters  the comparison protocol on a CNN and a transformer LM: sweeps, results file, figures (12)
 """
 
+import atexit
+import gc
+
 __version__ = "0.1.0"
+
+# A faster exit. Every torch.optim optimizer imports torch._dynamo when it is built, which leaves some 400,000
+# objects tracked by the garbage collector; the collections the interpreter runs while it shuts down then walk all
+# of them, and a notebook kernel took 1.5-3 s to exit (0.3 s with this hook: about 15 s of the course's execution
+# time). Freezing moves every object to the collector's permanent generation, so those collections skip them.
+# Objects still alive at exit are released by reference counting as before; only objects held by reference cycles
+# are then not finalized, which Python never guarantees at exit anyway.
+atexit.register(gc.freeze)

@@ -1,5 +1,8 @@
 """course_lib.plotting: the style (applied only when asked), the colours and the drawing primitives."""
 
+import os
+from pathlib import Path
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -58,3 +61,58 @@ def test_batch_colours_shade_gradient_descent():
     assert brightness == sorted(brightness, reverse=True)  # lighter for smaller batches
     with pytest.raises(ValueError, match="batch_size"):
         plotting.batch_color(0, 569)
+
+
+def _printed_in_a_notebook_kernel(code: str) -> str:
+    """Run ``code`` in a fresh Jupyter kernel with the inline backend (MPLBACKEND unset); return what it printed."""
+    from jupyter_client.manager import start_new_kernel
+
+    kernel, client = start_new_kernel(kernel_name="python3", cwd=str(Path(__file__).resolve().parents[1]),
+                                      env={name: value for name, value in os.environ.items() if name != "MPLBACKEND"})
+    printed = []
+    try:
+        reply = client.execute_interactive(code, timeout=60, output_hook=lambda message: printed.append(
+            message["content"].get("text", "")))
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(printed)
+
+
+def test_course_style_saves_inline_figures_at_their_own_size():
+    """In a notebook kernel the inline backend trims figures (``bbox_inches="tight"``) until the course style is on."""
+    code = (
+        "import matplotlib.figure, matplotlib.pyplot as plt\n"
+        "from course_lib import plotting\n"
+        "png = get_ipython().display_formatter.formatters['image/png']\n"
+        "def bbox():\n"
+        "    plt.close(plt.figure())  # the inline backend registers its printer at the first figure\n"
+        "    return png.lookup_by_type(matplotlib.figure.Figure).keywords['bbox_inches']\n"
+        "print('before', bbox())\n"
+        "plotting.use_course_style()\n"
+        "print('after', bbox())\n"
+    )
+    printed = _printed_in_a_notebook_kernel(code)
+    assert printed.split("\n")[:2] == ["before tight", "after None"]
+
+
+def test_course_style_outside_a_kernel_only_sets_the_rc_parameters():
+    with mpl.rc_context():
+        plotting.use_course_style()
+        assert mpl.rcParams["figure.constrained_layout.use"] is True
+        assert mpl.get_backend().lower() == "agg"
+
+
+def test_course_style_before_the_first_figure_also_holds():
+    """The notebooks' order: the style is applied in the set-up cell, before the backend has drawn anything."""
+    code = (
+        "import matplotlib.figure, matplotlib.pyplot as plt\n"
+        "from course_lib import plotting\n"
+        "plotting.use_course_style()\n"
+        "plt.close(plt.figure())\n"
+        "png = get_ipython().display_formatter.formatters['image/png']\n"
+        "print(png.lookup_by_type(matplotlib.figure.Figure).keywords['bbox_inches'])\n"
+    )
+    printed = _printed_in_a_notebook_kernel(code)
+    assert printed.strip() == "None"
