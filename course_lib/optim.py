@@ -622,6 +622,8 @@ class Lion(RuleOptimizer):
             raise ValueError("use_triton=True is not supported: it selects lion-pytorch's own Triton kernel for "
                              "CUDA GPUs; course_lib's Lion runs the same rule through torch (fused=True compiles it "
                              "into one kernel with torch.compile)")
+        if not rules.as_number(lr) > 0:  # lion-pytorch asserts lr > 0 here; a scheduler may set 0 later
+            raise ValueError(f"Invalid learning rate: {lr} (Lion needs lr > 0)")
         super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, init_lr=rules.as_number(lr)),
                          foreach=foreach, fused=fused)

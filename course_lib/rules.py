@@ -1022,12 +1022,14 @@ def muon(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficient
 def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, init_lr=None) -> Rule:
     """Lion: see :func:`lion_update`. Defaults of ``lion_pytorch.Lion``.
 
-    lion-pytorch *asserts* lr > 0 and 0 ≤ β ≤ 1; here those are ``ValueError`` s naming the parameter, and a
-    negative ``weight_decay`` (which lion-pytorch accepts) is refused too.
+    lion-pytorch *asserts* 0 ≤ β ≤ 1; here that is a ``ValueError`` naming the parameter, and a negative
+    ``weight_decay`` (which lion-pytorch accepts) is refused too. A learning rate of 0 is a step of zero, and
+    allowed here as in every rule: a schedule's warm-up starts there. lion-pytorch refuses lr = 0 when it is
+    *built* (:class:`course_lib.optim.Lion` does too), never when a scheduler sets it later.
     """
     _check_lr_tensor(lr)
     lr = as_number(lr)
-    _require("Invalid learning rate: {} (Lion needs lr > 0)", lr, np.asarray(lr) > 0)
+    _require("Invalid learning rate: {}", lr, np.asarray(lr) >= 0)
     if len(betas) != 2:
         raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
     beta1, beta2 = (as_number(b) for b in betas)

@@ -258,6 +258,25 @@ def test_torchs_error_inputs_raise_the_same_errors(which):
                 optimizer.step()
 
 
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_a_schedule_that_starts_at_lr_zero_runs_as_in_the_reference(name):
+    """Linear warm-up from 0 (LambdaLR), the recipe of notebook 12: a scheduler may set lr = 0 after the
+    optimizer was built, which every reference accepts (lion-pytorch refuses 0 only when it is built)."""
+    kwargs = GRIDS[name][-1]
+    ours, theirs = _network(name), _network(name)
+    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs)
+    theirs_opt = _reference(name, _groups(theirs, kwargs), kwargs, {})
+    warm_up = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: min(step / 5, 1.0)) for o in (ours_opt, theirs_opt)]
+    assert ours_opt.param_groups[0]["lr"] == theirs_opt.param_groups[0]["lr"] == 0.0
+    for step in range(12):
+        _train(ours, ours_opt, 1, start=step)
+        _train(theirs, theirs_opt, 1, start=step)
+        for scheduler in warm_up:
+            scheduler.step()
+    assert _max_difference(ours, theirs) < TOLERANCE
+    assert _max_difference(ours, _network(name)) > 1e-3
+
+
 @pytest.mark.parametrize("kwargs, words", [
     (dict(lr=0.0), "learning rate"),
     (dict(lr=-1e-4), "learning rate"),

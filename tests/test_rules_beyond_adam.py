@@ -459,7 +459,6 @@ def test_muon_checks_newton_schulz_options_at_construction_with_torchs_messages(
 
 
 PACKAGE_ASSERTS = [  # what lion-pytorch asserts, refused here with a ValueError naming the parameter
-    (dict(lr=0.0), "learning rate"),
     (dict(lr=-1e-4), "learning rate"),
     (dict(betas=(1.5, 0.99)), "beta parameter at index 0"),
     (dict(betas=(0.9, -0.1)), "beta parameter at index 1"),
@@ -472,6 +471,15 @@ def test_lion_refuses_what_lion_pytorch_asserts(kwargs, words):
         lion_pytorch.Lion([torch.nn.Parameter(torch.zeros(2))], **kwargs)
     with pytest.raises(ValueError, match=words):
         rules.lion(**kwargs)
+
+
+def test_the_lion_rule_takes_lr_zero_as_a_step_of_zero():
+    """lion-pytorch refuses lr = 0 only when built (optim.Lion too); a schedule may set it later."""
+    rule = rules.lion(lr=0.0, weight_decay=0.1)
+    theta = np.array([1.0, -2.0])
+    state = rule.init(theta)
+    new_theta, _ = rule.update(theta, np.array([0.5, 0.5]), state)
+    np.testing.assert_array_equal(new_theta, theta)
 
 
 def test_lion_accepts_the_edges_lion_pytorch_accepts():
