@@ -1327,8 +1327,8 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
     step_lr = torch.tensor(lrs, dtype=torch.float32, device=device).reshape(-1, 1)
     state = rule.init(flat.detach())
 
-    def logits_of(inputs):                                    # inputs: K × rows × features (or rows × features)
-        W1, b1, W2, b2 = unflatten(flat)
+    def logits_of(inputs, layers):                            # inputs: K × rows × features (or rows × features)
+        W1, b1, W2, b2 = layers
         hidden = torch.baddbmm(b1.unsqueeze(1), inputs.expand(count, -1, -1), W1.transpose(1, 2)).relu()
         return torch.baddbmm(b2.unsqueeze(1), hidden, W2.transpose(1, 2)).squeeze(-1)
 
@@ -1343,9 +1343,10 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
         step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
         for start in range(0, n, batch):
             inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
-            logits = logits_of(inputs)
+            layers = unflatten(flat)
+            logits = logits_of(inputs, layers)
             losses = loss_of(logits, targets, reduction="none").mean(dim=1)
-            grad, = torch.autograd.grad(losses.sum(), flat)
+            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), layers)], dim=1)
             with torch.no_grad():
                 new_flat, state = rule.update_fn(flat.detach(), grad, state, **{**rule.hyperparams, "lr": step_lr})
                 flat.copy_(new_flat)
@@ -1353,7 +1354,7 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
             correct += ((logits.detach() > 0) == (targets > 0.5)).sum(dim=1)
         losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
         with torch.no_grad():
-            val_logits = logits_of(X_val)
+            val_logits = logits_of(X_val, unflatten(flat))
             val_losses = loss_of(val_logits, y_val.expand(count, -1), reduction="none").mean(dim=1).double().cpu()
             val_correct = ((val_logits > 0) == (y_val > 0.5)).sum(dim=1).cpu()
         correct = correct.cpu()
