@@ -1315,13 +1315,20 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
     for seed in seeds:
         seed_everything(seed)
         starts.append([param.detach() for param in seed_classifier(dataset.n_features).parameters()])
-    params = [torch.stack(layer).to(device).requires_grad_(True) for layer in zip(*starts)]   # W1, b1, W2, b2
-    lr = torch.tensor(lrs, dtype=torch.float32, device=device)
-    step_lrs = [lr.reshape(-1, *([1] * (param.dim() - 1))) for param in params]
-    states = [rule.init(param.detach()) for param in params]
+    layers = [torch.stack(layer) for layer in zip(*starts)]                                   # W1, b1, W2, b2
+    # one flat K × P buffer holds every run's weights, so each step applies the (elementwise) rule once
+    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device).requires_grad_(True)
+    ends = np.cumsum([0] + [layer[0].numel() for layer in layers])
+    shapes = [layer.shape[1:] for layer in layers]
 
-    def logits_of(inputs):                                    # inputs: K × rows × features (or rows × features)
-        W1, b1, W2, b2 = params
+    def unflatten(buffer):                                    # W1, b1, W2, b2 of every run: views of the buffer
+        return [buffer[:, begin:end].view(count, *shape) for begin, end, shape in zip(ends[:-1], ends[1:], shapes)]
+
+    step_lr = torch.tensor(lrs, dtype=torch.float32, device=device).reshape(-1, 1)
+    state = rule.init(flat.detach())
+
+    def logits_of(inputs, layers):                            # inputs: K × rows × features (or rows × features)
+        W1, b1, W2, b2 = layers
         hidden = torch.baddbmm(b1.unsqueeze(1), inputs.expand(count, -1, -1), W1.transpose(1, 2)).relu()
         return torch.baddbmm(b2.unsqueeze(1), hidden, W2.transpose(1, 2)).squeeze(-1)
 
@@ -1336,19 +1343,18 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
         step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
         for start in range(0, n, batch):
             inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
-            logits = logits_of(inputs)
+            layers = unflatten(flat)
+            logits = logits_of(inputs, layers)
             losses = loss_of(logits, targets, reduction="none").mean(dim=1)
-            grads = torch.autograd.grad(losses.sum(), params)
+            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), layers)], dim=1)
             with torch.no_grad():
-                for index, (param, grad) in enumerate(zip(params, grads)):
-                    new_param, states[index] = rule.update_fn(param.detach(), grad, states[index],
-                                                              **{**rule.hyperparams, "lr": step_lrs[index]})
-                    param.copy_(new_param)
+                new_flat, state = rule.update_fn(flat.detach(), grad, state, **{**rule.hyperparams, "lr": step_lr})
+                flat.copy_(new_flat)
             step_losses.append(losses.detach())
             correct += ((logits.detach() > 0) == (targets > 0.5)).sum(dim=1)
         losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
         with torch.no_grad():
-            val_logits = logits_of(X_val)
+            val_logits = logits_of(X_val, unflatten(flat))
             val_losses = loss_of(val_logits, y_val.expand(count, -1), reduction="none").mean(dim=1).double().cpu()
             val_correct = ((val_logits > 0) == (y_val > 0.5)).sum(dim=1).cpu()
         correct = correct.cpu()
@@ -1367,7 +1373,7 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
             continue
         model = seed_classifier(dataset.n_features)
         with torch.no_grad():
-            for param, stacked in zip(model.parameters(), params):
+            for param, stacked in zip(model.parameters(), unflatten(flat.detach())):
                 param.copy_(stacked[k])
         results.append((model.to(device), history))
     return results

@@ -130,7 +130,10 @@ class LogisticRegressionProblem:
         """
         params = params if _is_tensor(params) else np.asarray(params, dtype=float)
         self._check(params)
-        design, labels, mask = self._data(params, batch)
+        return self._loss_on(params, *self._data(params, batch))
+
+    def _loss_on(self, params, design, labels, mask):
+        """f_𝓑(θ) on the samples ``design`` (m, dim) or (..., m, dim) with their ``labels``."""
         margins = self._margins(params, design, labels)
         penalty = 0.5 * self.weight_decay * (mask * params**2).sum(-1)
         if _is_tensor(params):
@@ -146,7 +149,10 @@ class LogisticRegressionProblem:
         """
         params = params if _is_tensor(params) else np.asarray(params, dtype=float)
         self._check(params)
-        design, labels, mask = self._data(params, batch)
+        return self._grad_on(params, *self._data(params, batch))
+
+    def _grad_on(self, params, design, labels, mask):
+        """∇f_𝓑(θ) on the samples ``design`` (m, dim) or (..., m, dim) with their ``labels``."""
         margins = self._margins(params, design, labels)
         if _is_tensor(params):
             weights = -labels * (-margins).sigmoid()
@@ -275,19 +281,23 @@ def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, e
     batch_size = _check_batch_size(batch_size, problem.n_samples)
     record_every = 1 if every == "step" else every
     rule = sgd(lr=lr)
+    step_size = rule.hyperparams["lr"]   # the rule's update, θ − η g, written out below (no per-step checks)
+    mask = problem.penalized
     seeds = np.asarray(seed)
     rngs = [np.random.default_rng(int(s)) for s in seeds.ravel()]
     x = np.asarray(x0, dtype=float)
     run_shape = np.broadcast_shapes(x.shape[:-1], np.shape(lr)[:-1], seeds.shape)
     x = np.broadcast_to(x, run_shape + (problem.dim,)).copy()
-    state = rule.init(x)
     records, step = [x], 0
     for _ in range(epochs):
         # the epoch's sample order: (n,) shared by all runs, or (runs, n) with one seed per run
         orders = np.stack([_epoch_order(rng, problem.n_samples, replacement) for rng in rngs])
         orders = orders[0] if seeds.ndim == 0 else orders
+        design, labels = problem.design[orders], problem.labels[orders]   # the epoch's samples, gathered once
         for start in range(0, problem.n_samples, batch_size):
-            x, state = rule.update(x, problem.grad(x, orders[..., start:start + batch_size]), state)
+            batch = slice(start, start + batch_size)
+            # copies, as the indexing they replace made: fresh, aligned arrays (a BLAS kernel may round by alignment)
+            x = x - step_size * problem._grad_on(x, design[..., batch, :].copy(), labels[..., batch].copy(), mask)
             step += 1
             if record_every != "epoch" and step % record_every == 0:
                 records.append(x)
@@ -323,6 +333,7 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         raise ValueError(f"params, optimizer and scheduler must be lists of equal length (one entry per run); "
                          f"got {len(runs)}, {len(optimizers)} and {len(schedulers)}")
     rng = np.random.default_rng(seed)
+    import torch
 
     def snapshot():
         return np.stack([run.detach().cpu().numpy().copy() for run in runs])
@@ -330,10 +341,26 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
     records, lrs = [snapshot()], []
     for _ in range(epochs):
         lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
-        for batch in epoch_batches(rng, problem.n_samples, batch_size, replacement):
+        batches = epoch_batches(rng, problem.n_samples, batch_size, replacement)
+        order = np.concatenate(batches)
+        samples = {}                      # the epoch's samples, gathered once per dtype and device of the runs
+        for run in runs:
+            problem._check(run)
+            key = (run.dtype, run.device)
+            if key not in samples:
+                design, labels, mask = problem._data(run, None)
+                index = torch.as_tensor(order, device=run.device)
+                samples[key] = (design[index], labels[index], mask)
+        start = 0
+        for batch in batches:
+            rows = slice(start, start + len(batch))
+            start += len(batch)
             for opt in optimizers:
                 opt.zero_grad()
-            sum(problem.loss(run, batch) for run in runs).backward()   # one run: its own loss
+            batch_samples = {key: (design[rows].clone(), labels[rows].clone(), mask)   # fresh copies, as indexing
+                             for key, (design, labels, mask) in samples.items()}        # made (aligned for BLAS)
+            sum(problem._loss_on(run, *batch_samples[run.dtype, run.device])
+                for run in runs).backward()   # each run: the gradient of its own loss
             for opt in optimizers:
                 opt.step()
         for sched in schedulers:

@@ -32,3 +32,19 @@ def test_training_playground_builds_and_redraws(small):
     epochs.value = 2  # triggers the callback, which must not raise
     assert controls.kwargs == {"method": "adam", "lr": 1e-3, "epochs": 2}
     plt.close("all")
+
+
+def test_training_playground_draws_a_given_history_without_training(small, monkeypatch):
+    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return training.train_classifier(*args, **kwargs)
+
+    monkeypatch.setattr(S, "train_classifier", counting)
+    controls = S.training_playground(small, device="cpu", history=history)
+    assert calls == []                      # the first setting (Adam, 10⁻³, 50 epochs) is drawn from `history`
+    controls.children[2].value = 2          # any other setting trains
+    assert len(calls) == 1
+    plt.close("all")
