@@ -110,7 +110,7 @@ def show_adaptive_descent(angle: float = 20.0, kappa: float = 100.0, steps: int 
     view = adaptive_view(angle, kappa, steps, x0)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     reach = 1.15 * float(np.linalg.norm(x0))
-    plot_contours(view.objective, left, bounds=((-reach, reach), (-reach, reach)), resolution=200, log=True)
+    plot_contours(view.objective, left, bounds=((-reach, reach), (-reach, reach)), resolution=120, log=True)
     for name, run in view.runs.items():
         rule = DEFAULT_RULES.get(name)
         lr = rule.hyperparams["lr"] if rule is not None else float("nan")

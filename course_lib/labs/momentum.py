@@ -184,7 +184,7 @@ def show_momentum_descent(lr: float = 1.0, momentum: float = 0.9, nesterov: bool
     points = view.run.points[np.all(np.isfinite(view.run.points), axis=-1)]
     x_reach = min(max(x_hi, np.abs(points[:, 0]).max() * 1.05), 3 * x_hi)
     y_reach = min(max(y_hi, np.abs(points[:, 1]).max() * 1.05), 3 * y_hi)
-    plot_contours(view.objective, left, bounds=((-x_reach, x_reach), (-y_reach, y_reach)), resolution=200)
+    plot_contours(view.objective, left, bounds=((-x_reach, x_reach), (-y_reach, y_reach)), resolution=120)
     left.plot(*view.gd_run.points.T, "-", color=method_color("gd"), lw=1, alpha=0.7,
               label=f"gradient descent, η = 2/(μ+L) = {gd_tuning(view.objective.L, view.objective.mu).lr:.2f}")
     left.plot(*points.T, "-", marker=".", markersize=3, color=method_color(method), lw=1.2,
