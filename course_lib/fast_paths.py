@@ -463,9 +463,10 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
                             prologue=prologue, scalar_positions=scalar_positions, vector_positions=vector_positions)
     sources: list[str] = []
     # dynamic_threads: the CPU loop runs on torch.get_num_threads() threads, decided when it runs (without it,
-    # a kernel compiled for every length is one serial loop).
+    # a kernel compiled for every length is one serial loop). no_grad: optimizer steps run without autograd, and
+    # torch.compile guards on grad mode, so a kernel compiled with it on would be compiled again at the first step.
     with mock.patch.object(GraphLowering, "save_output_code", sources.append), \
-            torch._inductor.config.patch({"cpp.dynamic_threads": True}):
+            torch._inductor.config.patch({"cpp.dynamic_threads": True}), torch.no_grad():
         compiled(*examples)  # compile now, on a tiny example; the kernel serves every length
     compiled.source = "\n".join(sources)
     compiled.compile_seconds = time.perf_counter() - start

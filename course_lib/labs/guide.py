@@ -631,10 +631,13 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
         right.text(0.5, 0.5, "diverged: η is past the cliff of the range test", ha="center", va="center",
                    transform=right.transAxes)
         right.set_title(f"{title}, η = {lr:.2g}: diverged")
+        left.minorticks_off()  # log axes over many decades: minor ticks would double the time the figure takes to draw
         return fig
     right.semilogy(np.arange(steps + 1) / (problem.n_samples // batch_size), np.maximum(gap, 1e-12), color=colour)
     right.set(xlabel="epochs", ylabel=r"$f(\theta_t) - f^*$",
               title=f"{title}, η = {lr:.2g}: f − f* = {gap[-1]:.1e} after {epochs} epochs")
+    for ax in (left, right):
+        ax.minorticks_off()  # log axes over many decades: minor ticks would double the time the figure takes to draw
     return fig
 
 

@@ -32,6 +32,20 @@ def test_unfused_adam_moves_six_times_the_bytes():
     assert unfused == 168 and unfused == 6 * speed.bytes_per_parameter(rules.adam())
 
 
+def test_the_compiled_kernel_serves_optimizer_steps_without_compiling_again(fresh_compile_caches):
+    """compile_rule compiles under no_grad, as optimizer steps run: torch.compile guards on grad mode, so a kernel
+    compiled with autograd on would be compiled a second time at the first step (notebook 10 pays it once)."""
+    import torch._dynamo
+
+    compiled = optim.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
+    if compiled.fallback_reason is not None:
+        pytest.skip(f"no kernel here: {compiled.fallback_reason}")
+    optimizer = optim.Adam(speed.make_parameters(1000, 4), lr=1e-3, fused=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(2):
+            optimizer.step()
+
+
 def _arithmetic(counts):
     names = {"mul", "add", "div", "sqrt", "sub"}
     return sum(n for op, n in counts.items() if op.removeprefix("_foreach_") in names)
@@ -77,6 +91,14 @@ def test_make_parameters_has_the_requested_size_and_gradients():
     assert len(params) == 7 and sum(p.numel() for p in params) == 10_000
     assert all(p.grad is not None and p.grad.shape == p.shape for p in params)
     assert speed.median_step_ms(torch.optim.SGD(params, lr=0.1), steps=2, repeats=1, warmup=1) > 0
+
+
+def test_median_ms_reports_the_median_or_the_fastest_repeat(monkeypatch):
+    clock = iter([0.0, 0.004, 1.0, 1.001, 2.0, 2.010])  # three repeats of one call: 4 ms, 1 ms, 10 ms
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
+    assert speed.median_ms(lambda: None, steps=1, repeats=3, warmup=0) == pytest.approx(4.0)
+    clock = iter([0.0, 0.004, 1.0, 1.001, 2.0, 2.010])
+    assert speed.median_ms(lambda: None, steps=1, repeats=3, warmup=0, fastest=True) == pytest.approx(1.0)
 
 
 def test_step_time_playground_builds_and_redraws():
