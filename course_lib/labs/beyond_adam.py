@@ -31,6 +31,7 @@ __all__ = [
     "per_run",
     "schedule_free_x",
     "trace",
+    "schedule_free_points",
     "tune",
     "compare_on_landscapes",
     "plot_comparison",
@@ -184,12 +185,27 @@ def trace(objective: Objective, x0, rule: rules.Rule, steps: int, grad=None, sch
         rule = rule.with_options(batch_axes=1)     # a batch of runs, each a vector (its RMS per run)
     if rule.name != "schedule_free":
         return descend(objective, x0, rule, steps, grad=grad, schedule=schedule)
+    return schedule_free_points(objective, x0, rule, steps, grad=grad, schedule=schedule)[at]
+
+
+def schedule_free_points(objective: Objective, x0, rule: rules.Rule, steps: int, grad=None,
+                         schedule=None) -> dict[str, Trajectory]:
+    """One Schedule-Free run seen at its three points: ``{"x": …, "y": …, "z": …}``, one :class:`Trajectory` each.
+
+    y is the parameter vector (where the gradient is taken), z the rule's state and x = :func:`schedule_free_x`
+    of the two (the point ``eval()`` returns). One run gives all three, so they come from the same gradients
+    (the same minibatches when ``grad`` draws them); ``trace(..., at=…)`` returns one of them. f at each point is
+    computed when the trajectory's ``values`` are first read.
+    """
+    if rule.name != "schedule_free":
+        raise ValueError(f"schedule_free_points needs a Schedule-Free rule; got {rule.name!r}")
     y = np.asarray(x0, dtype=float)
     y = np.broadcast_to(y, _runs_shape(y, rule) + (objective.dim,)).copy()
     gradient = grad if grad is not None else (lambda point, t: objective.grad(point))
     beta1 = rule.hyperparams["betas"][0]
-    points = np.empty((int(steps) + 1,) + y.shape)
-    points[0] = y
+    points = {at: np.empty((int(steps) + 1,) + y.shape) for at in "xyz"}
+    for at in "xyz":
+        points[at][0] = y
     state = rule.init(y)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(1, int(steps) + 1):
@@ -197,9 +213,20 @@ def trace(objective: Objective, x0, rule: rules.Rule, steps: int, grad=None, sch
             if schedule is not None:
                 hyper["lr"] = hyper["lr"] * schedule(t)
             y, state = rule.update_fn(y, gradient(y, t), state, **hyper)
-            points[t] = {"x": schedule_free_x(y, state["z"], beta1), "y": y, "z": state["z"]}[at]
-        values = objective.value(points)
-    return Trajectory(points, values, rule.name)
+            points["x"][t] = schedule_free_x(y, state["z"], beta1)
+            points["y"][t] = y
+            points["z"][t] = state["z"]
+    return {at: Trajectory(path, _values_when_read(objective, path), rule.name) for at, path in points.items()}
+
+
+def _values_when_read(objective: Objective, points: np.ndarray):
+    """f at every point, left for later: a :class:`Trajectory` computes its ``values`` when they are first read."""
+
+    def values():
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return objective.value(points)
+
+    return values
 
 
 def _runs_shape(x, rule):
@@ -257,8 +284,8 @@ def tune(objective: Objective, x0, method: str, lrs, steps: int, *, seeds: int =
         raise ValueError(f"Invalid lrs: {lrs.tolist()} (give positive learning rates)")
     column = np.repeat(lrs, int(seeds))[:, None]
     trajectory = trace(objective, x0, toy_rule(method, column), steps, grad=grad, schedule=schedule)
-    with np.errstate(invalid="ignore", over="ignore"):
-        tail = trajectory.values[-int(average_last):].mean(axis=0) - objective.minimum
+    with np.errstate(invalid="ignore", over="ignore"):    # f of the last points only: the rest when read
+        tail = objective.value(trajectory.points[-int(average_last):]).mean(axis=0) - objective.minimum
     tail = np.where(np.isfinite(tail), tail, np.inf).reshape(len(lrs), int(seeds))
     return Tuned(method, lrs, np.median(tail, axis=1), trajectory, int(seeds))
 
@@ -491,22 +518,25 @@ def matrix_regression(n: int = 200, d_in: int = 16, d_out: int = 16, kappa: floa
 def run_matrix(problem: MatrixRegression, method: str, lrs, steps: int = 100, schedule=None) -> Tuned:
     """Every learning rate of ``lrs`` on the matrix problem from W_0 = 0, the rule applied to the whole matrix.
 
+    All learning rates run at once, as a stack of matrices of shape (len(lrs), d_in, d_out): the rules treat
+    leading axes as independent matrices (Muon orthogonalizes each on its own), so each η's run is the one it
+    would be alone.
+
     ``schedule(t)`` multiplies η at step t. Returns a :class:`Tuned` (``trajectory.values`` holds f(W_t) per η).
     """
     lrs = np.asarray(lrs, dtype=float).ravel()
     losses = np.empty((int(steps) + 1, len(lrs)))
-    for i, lr in enumerate(lrs):
-        rule = toy_rule(method, float(lr))
-        W = np.zeros(problem.shape)
-        state = rule.init(W)
-        losses[0, i] = problem.loss(W)
-        with np.errstate(over="ignore", invalid="ignore"):
-            for t in range(1, int(steps) + 1):
-                hyper = dict(rule.hyperparams)
-                if schedule is not None:
-                    hyper["lr"] = hyper["lr"] * schedule(t)
-                W, state = rule.update_fn(W, problem.grad(W), state, **hyper)
-                losses[t, i] = problem.loss(W)
+    rule = toy_rule(method, lrs[:, None, None])        # one W per η, stacked: every rule acts matrix by matrix
+    W = np.zeros((len(lrs),) + problem.shape)
+    state = rule.init(W)
+    losses[0] = problem.loss(W)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, int(steps) + 1):
+            hyper = dict(rule.hyperparams)
+            if schedule is not None:
+                hyper["lr"] = hyper["lr"] * schedule(t)
+            W, state = rule.update_fn(W, problem.grad(W), state, **hyper)
+            losses[t] = problem.loss(W)
     final = np.where(np.isfinite(losses[-1]), losses[-1], np.inf)
     return Tuned(method, lrs, final, Trajectory(np.zeros((int(steps) + 1, len(lrs), 0)), losses, method))
 

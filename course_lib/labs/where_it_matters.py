@@ -336,11 +336,17 @@ def _set_mode(optimizers, mode: str) -> None:
             getattr(optimizer, mode)()
 
 
-def train_run(workload: Workload, optimizer: str, lr: float, seed: int) -> dict:
+def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_after: int | None = None) -> dict:
     """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
 
     A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
+    ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
+    None: the learning-rate schedule still spans ``workload.steps``, so the points it has are those of the full
+    run (the first part of a stored run, redone more cheaply).
     """
+    if stop_after is not None and not (int(stop_after) == stop_after and 0 <= stop_after <= workload.steps):
+        raise ValueError(f"Invalid stop_after: {stop_after} (an integer from 0 to {workload.steps}, the steps)")
+    last_step = workload.steps if stop_after is None else int(stop_after)
     model = workload.model(seed)
     model.train()
     optimizers = make_optimizers(optimizer, model, lr, workload)
@@ -368,7 +374,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int) -> dict:
 
     _set_mode(optimizers, "train")
     log(0)
-    for step in range(1, workload.steps + 1):
+    for step in range(1, last_step + 1):
         inputs, targets = workload.batch(generator)
         loss = workload.loss(model(inputs), targets)
         if not torch.isfinite(loss):

@@ -94,6 +94,21 @@ def test_trace_follows_the_reference_schedule_free_at_x_and_y():
         ba.trace(objective, start, ba.toy_rule("schedule_free", 0.05), 3, at="w")
 
 
+def test_schedule_free_points_are_one_run_seen_at_x_y_and_z():
+    problem = problems.breast_cancer()
+    objective = ba.LogisticObjective.of(problem, (np.zeros(problem.dim), 0.0))
+    start, rule = np.zeros((2, problem.dim)), ba.toy_rule("schedule_free", 0.05)
+    points = ba.schedule_free_points(objective, start, rule, 15, grad=ba.minibatch_grad(problem, 8, seed=3))
+    for at in "xyz":                                   # three separate runs on the same minibatches
+        alone = ba.trace(objective, start, rule, 15, grad=ba.minibatch_grad(problem, 8, seed=3), at=at)
+        np.testing.assert_array_equal(points[at].points, alone.points)
+        np.testing.assert_array_equal(points[at].values, problem.loss(alone.points))
+    np.testing.assert_allclose(points["x"].points, ba.schedule_free_x(points["y"].points, points["z"].points),
+                               rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="Schedule-Free"):
+        ba.schedule_free_points(objective, start, ba.toy_rule("adam", 0.05), 3)
+
+
 def test_trace_runs_adafactor_batched_like_single_runs():
     lrs = np.array([0.01, 0.3])
     batch = ba.trace(functions.beale, [1.0, 1.5], ba.toy_rule("adafactor", lrs[:, None]), 20)
@@ -273,6 +288,28 @@ def test_run_matrix_gradient_descent_matches_the_closed_form():
     assert run.final_gap[0] == pytest.approx(problem.loss(W), rel=1e-9)
     halved = ba.run_matrix(problem, "gd", [1.0], steps=20, schedule=lambda t: 0.5)
     assert halved.final_gap[0] == pytest.approx(run.final_gap[0], rel=1e-12)
+
+
+def test_run_matrix_runs_every_learning_rate_like_a_run_of_its_own():
+    problem = ba.matrix_regression(n=40, d_in=4, d_out=3, kappa=100.0, seed=1)
+    lrs = np.array([1e-3, 0.05, 0.5, 30.0])            # the last one diverges
+
+    def alone(method, lr, steps=12):                    # one matrix, one η: the rule on W itself
+        rule = ba.toy_rule(method, lr)
+        W, losses = np.zeros(problem.shape), [problem.loss(np.zeros(problem.shape))]
+        state = rule.init(W)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(1, steps + 1):
+                W, state = rule.update_fn(W, problem.grad(W), state,
+                                          **{**rule.hyperparams, "lr": lr * (1 - (t - 1) / steps)})
+                losses.append(problem.loss(W))
+        return np.array(losses)
+
+    for method in ("muon", "adamw", "lion", "momentum"):
+        run = ba.run_matrix(problem, method, lrs, steps=12, schedule=lambda t: 1 - (t - 1) / 12)
+        expected = np.stack([alone(method, lr) for lr in lrs], axis=1)
+        np.testing.assert_allclose(run.trajectory.values, expected, rtol=1e-12)
+        np.testing.assert_array_equal(np.isfinite(run.trajectory.values), np.isfinite(expected))
 
 
 # --- the convex problem ---------------------------------------------------------------------------------------------

@@ -87,6 +87,19 @@ def test_a_diverging_run_is_marked_and_padded(tiny):
     assert record["val_loss"][-1] is None and len(record["val_loss"]) == len(tiny.eval_steps)
 
 
+def test_a_run_stopped_early_is_the_first_part_of_the_full_run(tiny):
+    full = lab.train_run(tiny, "adamw", 0.01, seed=2)
+    first = lab.train_run(tiny, "adamw", 0.01, seed=2, stop_after=3)      # the schedule still spans 6 steps
+    assert tiny.eval_steps == [0, 3, 6]
+    for key in ("val_loss", "val_accuracy", "val_loss_frequent", "val_loss_rare"):
+        assert first[key][:2] == full[key][:2] and first[key][2] is None
+    assert not first["diverged"] and first["final_val_loss"] is None
+    assert lab.train_run(tiny, "adamw", 0.01, seed=2, stop_after=6)["val_loss"] == full["val_loss"]
+    for wrong in (-1, 7, 2.5):
+        with pytest.raises(ValueError, match="stop_after"):
+            lab.train_run(tiny, "adamw", 0.01, seed=2, stop_after=wrong)
+
+
 def test_summarize_picks_the_best_mean_and_flags_the_edge():
     def run(lr, seed, best):
         return {"optimizer": "adam", "lr": lr, "seed": seed, "best_val_loss": best, "final_val_loss": best,
