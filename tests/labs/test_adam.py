@@ -240,6 +240,39 @@ def test_sweep_marks_divergence_and_uses_common_noise():
     np.testing.assert_array_equal(sweep.final_gap["adam"], again.final_gap["adam"])
 
 
+def noise_drawn_per_call(objective, noise_std, seed):
+    """The reference: one draw of N(0, noise_std²) per call, the way a gradient callback reads most simply."""
+    rng = np.random.default_rng(seed)
+    return lambda x, t: objective.grad(x) + noise_std * rng.standard_normal(np.shape(x))
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 256])
+def test_noisy_grad_gives_the_numbers_of_one_draw_per_call(block):
+    objective = F.quadratic(kappa=10)
+    for x0, steps in [(np.tile([-4.0, 2.0], (5, 1)), 20), ([1.0, 2.0], 10)]:  # blocks that do not divide steps
+        expected = descend(objective, x0, rules.adam(lr=0.1), steps, grad=noise_drawn_per_call(objective, 0.3, 4))
+        got = descend(objective, x0, rules.adam(lr=0.1), steps, grad=A.noisy_grad(objective, 0.3, seed=4,
+                                                                                  block=block))
+        np.testing.assert_array_equal(got.points, expected.points)
+    grad = A.noisy_grad(objective, 0.3, seed=4, block=block)
+    assert grad(np.zeros(2), 1).shape == (2,) and grad(np.zeros((3, 2)), 2).shape == (3, 2)  # a new shape: new draw
+    with pytest.raises(ValueError, match="block"):
+        A.noisy_grad(objective, 0.3, block=0)
+
+
+def test_sweep_runs_each_method_on_the_noise_of_noisy_grad():
+    lrs, seeds, steps = np.geomspace(1e-3, 1.0, 4), 3, 60
+    methods = {"gd": lambda lr: rules.sgd(lr=lr), "adam": lambda lr: rules.adam(lr=lr)}
+    sweep = A.learning_rate_sweep(F.rosenbrock, [-1.2, 1.0], methods, lrs, seeds=seeds, steps=steps,
+                                  noise_std=0.5, seed=7, average_last=5)
+    lr_column = np.repeat(lrs, seeds)[:, None]
+    for name, make_rule in methods.items():  # one descend per method, each with its own fresh noisy_grad
+        run = descend(F.rosenbrock, [-1.2, 1.0], make_rule(lr_column), steps,
+                      grad=noise_drawn_per_call(F.rosenbrock, 0.5, 7))
+        expected = F.rosenbrock.value(run.points[-5:]).mean(axis=0).reshape(len(lrs), seeds) - F.rosenbrock.minimum
+        np.testing.assert_array_equal(sweep.final_gap[name], np.where(np.isfinite(expected), expected, np.inf))
+
+
 def test_usable_window_is_the_longest_contiguous_run():
     lrs = np.geomspace(1e-4, 1e4, 9)  # one point per decade
     gaps = np.array([5, 0.01, 0.01, 5, 0.01, 0.01, 0.01, np.inf, 0.01])[:, None]
@@ -267,6 +300,12 @@ def test_sweep_plot_draws_every_method():
     fig, ax = plt.subplots()
     A.plot_learning_rate_sweep(sweep, ax)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_xlabel() == "learning rate η"
+    assert len(ax.xaxis.get_minorticklocs()) > 0  # the default: minor ticks (7 decades on the x axis)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    A.plot_learning_rate_sweep(sweep, ax, minor_ticks=False)
+    assert ax.get_xscale() == "log" and len(ax.xaxis.get_minorticklocs()) == len(ax.yaxis.get_minorticklocs()) == 0
+    assert len(ax.xaxis.get_majorticklocs()) > 0
     plt.close(fig)
 
 
