@@ -630,20 +630,18 @@ def reddi_counterexample(C: float = 3.0, steps: int = 300, lr: float = 0.5, amsg
     x = torch.tensor([float(x0)], dtype=torch.float64, requires_grad=True)
     optimizer = optimizer_class([x], lr=lr, betas=(0.0, beta2), eps=eps, amsgrad=amsgrad)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 / math.sqrt(k + 1))  # η_t = η/√t
-    points, losses, best = [float(x0)], [], []
-    for t in range(1, int(steps) + 1):
-        slope = C if t % 3 == 1 else -1.0
-        optimizer.zero_grad()
-        loss = (slope * x).sum()
-        loss.backward()
+    slopes = np.where(np.arange(1, int(steps) + 1) % 3 == 1, C, -1.0)  # ∇f_t: C once, then −1 twice
+    gradients = torch.tensor(slopes, dtype=torch.float64).reshape(-1, 1)
+    points = np.empty(int(steps) + 1)
+    points[0] = x0
+    for t in range(int(steps)):
+        x.grad = gradients[t]  # f_t is linear: its gradient is its slope (what backward() would compute)
         optimizer.step()
         schedule.step()
         with torch.no_grad():
             x.clamp_(-1.0, 1.0)  # projection onto the feasible set [-1, 1]
-        losses.append(loss.item())
-        best.append(-slope)  # f_t(-1)
-        points.append(x.item())
-    return OnlineRun(np.array(points), np.array(losses), np.array(best))
+        points[t + 1] = x.item()
+    return OnlineRun(points, slopes * points[:-1], -slopes)  # f_t(x_{t−1}) = slope · x_{t−1}; f_t(−1) = −slope
 
 
 def show_counterexample(C: float = 3.0, log10_beta2: float | None = None, lr: float = 0.5, steps: int = 300):

@@ -372,6 +372,30 @@ def test_counterexample_course_optim_equals_torch_optim():
         np.testing.assert_allclose(ours.points, theirs.points, rtol=0, atol=1e-12)
 
 
+def test_counterexample_equals_torch_adam_driven_by_backward():
+    """The reference: torch.optim.Adam on the losses f_t(x) = slope_t · x, gradients from autograd."""
+    C, lr, steps = 3.0, 0.5, 120
+    for amsgrad in (False, True):
+        x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=lr, betas=(0.0, 1 / (1 + C**2)), eps=1e-8, amsgrad=amsgrad)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / math.sqrt(k + 1))
+        points, losses = [0.0], []
+        for t in range(1, steps + 1):
+            opt.zero_grad()
+            loss = ((C if t % 3 == 1 else -1.0) * x).sum()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            with torch.no_grad():
+                x.clamp_(-1.0, 1.0)
+            points.append(x.item())
+            losses.append(loss.item())
+        run = A.reddi_counterexample(C=C, steps=steps, lr=lr, amsgrad=amsgrad, optimizer_class=torch.optim.Adam)
+        np.testing.assert_array_equal(run.points, points)
+        np.testing.assert_array_equal(run.losses, losses)
+        np.testing.assert_array_equal(run.best_losses, np.tile([-C, 1.0, 1.0], steps // 3))  # f_t(−1)
+
+
 def test_counterexample_uses_the_theorems_beta2_and_a_decaying_lr():
     # With β₁ = 0 and β₂ = 1/(1 + C²), the first step from 0 is −η·C/√(C²) = −η (bias-corrected), then
     # the 1/√t schedule applies: check the first two steps by hand.
