@@ -240,6 +240,39 @@ def test_sweep_marks_divergence_and_uses_common_noise():
     np.testing.assert_array_equal(sweep.final_gap["adam"], again.final_gap["adam"])
 
 
+def noise_drawn_per_call(objective, noise_std, seed):
+    """The reference: one draw of N(0, noise_std²) per call, the way a gradient callback reads most simply."""
+    rng = np.random.default_rng(seed)
+    return lambda x, t: objective.grad(x) + noise_std * rng.standard_normal(np.shape(x))
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 256])
+def test_noisy_grad_gives_the_numbers_of_one_draw_per_call(block):
+    objective = F.quadratic(kappa=10)
+    for x0, steps in [(np.tile([-4.0, 2.0], (5, 1)), 20), ([1.0, 2.0], 10)]:  # blocks that do not divide steps
+        expected = descend(objective, x0, rules.adam(lr=0.1), steps, grad=noise_drawn_per_call(objective, 0.3, 4))
+        got = descend(objective, x0, rules.adam(lr=0.1), steps, grad=A.noisy_grad(objective, 0.3, seed=4,
+                                                                                  block=block))
+        np.testing.assert_array_equal(got.points, expected.points)
+    grad = A.noisy_grad(objective, 0.3, seed=4, block=block)
+    assert grad(np.zeros(2), 1).shape == (2,) and grad(np.zeros((3, 2)), 2).shape == (3, 2)  # a new shape: new draw
+    with pytest.raises(ValueError, match="block"):
+        A.noisy_grad(objective, 0.3, block=0)
+
+
+def test_sweep_runs_each_method_on_the_noise_of_noisy_grad():
+    lrs, seeds, steps = np.geomspace(1e-3, 1.0, 4), 3, 60
+    methods = {"gd": lambda lr: rules.sgd(lr=lr), "adam": lambda lr: rules.adam(lr=lr)}
+    sweep = A.learning_rate_sweep(F.rosenbrock, [-1.2, 1.0], methods, lrs, seeds=seeds, steps=steps,
+                                  noise_std=0.5, seed=7, average_last=5)
+    lr_column = np.repeat(lrs, seeds)[:, None]
+    for name, make_rule in methods.items():  # one descend per method, each with its own fresh noisy_grad
+        run = descend(F.rosenbrock, [-1.2, 1.0], make_rule(lr_column), steps,
+                      grad=noise_drawn_per_call(F.rosenbrock, 0.5, 7))
+        expected = F.rosenbrock.value(run.points[-5:]).mean(axis=0).reshape(len(lrs), seeds) - F.rosenbrock.minimum
+        np.testing.assert_array_equal(sweep.final_gap[name], np.where(np.isfinite(expected), expected, np.inf))
+
+
 def test_usable_window_is_the_longest_contiguous_run():
     lrs = np.geomspace(1e-4, 1e4, 9)  # one point per decade
     gaps = np.array([5, 0.01, 0.01, 5, 0.01, 0.01, 0.01, np.inf, 0.01])[:, None]
@@ -267,6 +300,12 @@ def test_sweep_plot_draws_every_method():
     fig, ax = plt.subplots()
     A.plot_learning_rate_sweep(sweep, ax)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_xlabel() == "learning rate η"
+    assert len(ax.xaxis.get_minorticklocs()) > 0  # the default: minor ticks (7 decades on the x axis)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    A.plot_learning_rate_sweep(sweep, ax, minor_ticks=False)
+    assert ax.get_xscale() == "log" and len(ax.xaxis.get_minorticklocs()) == len(ax.yaxis.get_minorticklocs()) == 0
+    assert len(ax.xaxis.get_majorticklocs()) > 0
     plt.close(fig)
 
 
@@ -331,6 +370,30 @@ def test_counterexample_course_optim_equals_torch_optim():
         ours = A.reddi_counterexample(C=3.0, steps=300, amsgrad=amsgrad)
         theirs = A.reddi_counterexample(C=3.0, steps=300, amsgrad=amsgrad, optimizer_class=torch.optim.Adam)
         np.testing.assert_allclose(ours.points, theirs.points, rtol=0, atol=1e-12)
+
+
+def test_counterexample_equals_torch_adam_driven_by_backward():
+    """The reference: torch.optim.Adam on the losses f_t(x) = slope_t · x, gradients from autograd."""
+    C, lr, steps = 3.0, 0.5, 120
+    for amsgrad in (False, True):
+        x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=lr, betas=(0.0, 1 / (1 + C**2)), eps=1e-8, amsgrad=amsgrad)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 / math.sqrt(k + 1))
+        points, losses = [0.0], []
+        for t in range(1, steps + 1):
+            opt.zero_grad()
+            loss = ((C if t % 3 == 1 else -1.0) * x).sum()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            with torch.no_grad():
+                x.clamp_(-1.0, 1.0)
+            points.append(x.item())
+            losses.append(loss.item())
+        run = A.reddi_counterexample(C=C, steps=steps, lr=lr, amsgrad=amsgrad, optimizer_class=torch.optim.Adam)
+        np.testing.assert_array_equal(run.points, points)
+        np.testing.assert_array_equal(run.losses, losses)
+        np.testing.assert_array_equal(run.best_losses, np.tile([-C, 1.0, 1.0], steps // 3))  # f_t(−1)
 
 
 def test_counterexample_uses_the_theorems_beta2_and_a_decaying_lr():
