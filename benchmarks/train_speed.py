@@ -25,7 +25,7 @@ import torch
 
 from course_lib import optim
 from course_lib.data import synthetic_binary
-from course_lib.training import _epoch_generator, fit, pick_device, seed_classifier
+from course_lib.training import epoch_generator, fit, pick_device, seed_classifier
 
 EPOCHS, BATCH = 50, 32
 
@@ -60,7 +60,7 @@ def run_hand_loop(X, y, device):
     started = time.perf_counter()
     for epoch in range(EPOCHS):
         # the same shuffles as fit (so both must end with the same weights)
-        order = torch.randperm(n, generator=_epoch_generator(0, epoch)).to(device)
+        order = torch.randperm(n, generator=epoch_generator(0, epoch)).to(device)
         for start in range(0, n, BATCH):
             rows = order[start:start + BATCH]
             inputs, targets = X[rows], y[rows]

@@ -11,6 +11,7 @@ from course_lib.labs import where_it_matters as lab
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "where_it_matters.json"
+GPU_RESULTS = ROOT / "experiments" / "results" / "where_it_matters_cuda.json"  # the same sweep on an H200
 
 
 def _script():
@@ -71,3 +72,21 @@ def test_merge_keeps_the_other_workload(tmp_path, one_thread):
     assert merged["config"]["seconds"]["lm"] == first["config"]["seconds"]["lm"]
     script.main(common + ["--workloads", "cnn"])  # without --merge the file holds only what was run
     assert list(json.loads(output.read_text())["workloads"]) == ["cnn"]
+
+
+def test_the_sweep_rerun_on_a_gpu_tunes_every_optimizer_to_the_same_learning_rate():
+    # experiments/where_it_matters.py, run unchanged on an NVIDIA H200 (COURSE_DEVICE=cuda, --workers 8, torch
+    # 2.11+cu130): other kernels round differently, so equal numbers are not expected. Expected, and found: the same
+    # tuned η for every optimizer on both workloads, and best validation losses within two of the seeds' standard
+    # deviations of the stored CPU sweep (the largest gap: 0.02 nats on the CNN, 0.004 on the LM).
+    cpu, gpu = json.loads(RESULTS.read_text()), json.loads(GPU_RESULTS.read_text())
+    lab.check_results(gpu)
+    assert gpu["config"]["device"].startswith("cuda") and gpu["config"]["seeds"] == cpu["config"]["seeds"]
+    assert set(gpu["workloads"]) == set(cpu["workloads"])
+    for name, workload in gpu["workloads"].items():
+        assert set(workload["summary"]) == set(cpu["workloads"][name]["summary"])
+        for optimizer, on_gpu in workload["summary"].items():
+            on_cpu = cpu["workloads"][name]["summary"][optimizer]
+            assert on_gpu["best_lr"] == on_cpu["best_lr"], (name, optimizer)
+            spread = 2 * max(on_cpu["best_val_loss_std"], on_gpu["best_val_loss_std"])
+            assert abs(on_gpu["best_val_loss_mean"] - on_cpu["best_val_loss_mean"]) <= spread, (name, optimizer)

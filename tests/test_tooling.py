@@ -5,6 +5,7 @@ news pop-up."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -298,3 +299,13 @@ def test_make_lab_installs_the_settings_where_jupyterlab_reads_them():
     assert copy[1] == "tools/jupyterlab_overrides.json"
     expected = Path(get_app_dir()).resolve().relative_to(Path(sys.prefix).resolve()) / "settings" / "overrides.json"
     assert Path(copy[2]) == Path(".venv") / expected
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("*.py")), ids=lambda path: path.name)
+def test_every_benchmark_script_imports_and_explains_itself(script):
+    # `--help` runs the script's imports and its argument parser, and nothing else: a renamed library function
+    # (benchmarks/train_speed.py once imported a name that had lost its underscore) fails here, not at a user's desk.
+    result = subprocess.run([sys.executable, str(script), "--help"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
