@@ -81,6 +81,11 @@ COURSE_STYLE = {
     "lines.linewidth": 1.8,
     "axes.prop_cycle": mpl.cycler(color=list(METHOD_COLORS.values())),
     "image.cmap": "viridis",
+    # Titles at their fixed place above the axes. matplotlib's automatic placement (``None``) moves a title up only
+    # past top-side ticks or an offset text; no course figure has either, and the search measured every axis's
+    # tick labels again at each drawing (about a sixth of a figure's drawing time in a profile of notebook 11).
+    # Every deterministic course figure is pixel-identical either way (all twelve notebooks compared).
+    "axes.titley": 1.0,
 }
 
 

@@ -104,6 +104,26 @@ def test_course_style_outside_a_kernel_only_sets_the_rc_parameters():
         assert mpl.get_backend().lower() == "agg"
 
 
+def test_course_style_puts_titles_where_automatic_placement_puts_them():
+    """The style fixes the title's height (a cheaper drawing); it must land where matplotlib would have put it."""
+    def title_boxes(titley):
+        with mpl.rc_context():
+            plotting.use_course_style()
+            mpl.rcParams["axes.titley"] = titley
+            fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+            for ax in axes:
+                ax.semilogy(np.arange(1, 100), np.exp(-np.arange(1, 100) / 10.0))
+                ax.set(title="a title", xlabel="step", ylabel="loss")
+            fig.suptitle("a figure")
+            fig.canvas.draw()
+            boxes = [ax.title.get_window_extent().bounds for ax in axes]
+            plt.close(fig)
+            return boxes
+
+    assert plotting.COURSE_STYLE["axes.titley"] == 1.0
+    assert title_boxes(1.0) == title_boxes(None)
+
+
 def test_course_style_before_the_first_figure_also_holds():
     """The notebooks' order: the style is applied in the set-up cell, before the backend has drawn anything."""
     code = (
