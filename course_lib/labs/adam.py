@@ -559,7 +559,6 @@ def plot_landscape_comparison(results, landscapes: Mapping | None = None, resolu
             plot_loss(gap, bottom, method=method, label=f"{METHOD_LABELS[method]}, η = {lr:.2g}")
         top.set_title(name)
         bottom.set_ylim(floor / 3, None)
-        bottom.minorticks_off()  # the gaps span up to 18 decades: major ticks only, faster to draw
         bottom.legend(loc="lower left", fontsize=7)
     return fig
 
