@@ -518,7 +518,7 @@ def show_adam_landscape(landscape: str = "Rosenbrock", lr: float = 0.05, beta1: 
     objective, start, bounds = LANDSCAPES[landscape]
     trajectory = descend(objective, start, rules.adam(lr=lr, betas=(beta1, beta2)), steps)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    plot_contours(objective, left, bounds=bounds)
+    plot_contours(objective, left, bounds=bounds, resolution=150)  # as plot_landscape_comparison: 4× cheaper
     plot_path(trajectory, left, method="adam", markers=steps <= 400)
     left.set_title(f"Adam on {objective.name}")
     gap = np.maximum(trajectory.suboptimality(objective.minimum), 1e-300)
