@@ -327,9 +327,11 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     Several runs on the same minibatches: pass lists of equal length for ``params``,
     ``optimizer`` and ``scheduler`` (entries may be ``None``), run k's tensor being the one
-    its optimizer updates. Each minibatch's losses are then summed and backpropagated once (one
-    pass of the autograd engine for all runs), which gives every run exactly the gradient of its
-    own loss; the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
+    its optimizer updates. The runs of each dtype and device are then stacked into one
+    (runs, dim) tensor, each minibatch's losses computed for all of them at once, summed and
+    backpropagated once (one pass of the autograd engine for all runs), which gives every run
+    exactly the gradient of its own loss; the returns gain a run axis: (epochs + 1, runs, dim)
+    and (epochs, runs). A run gives the same iterates, bit for bit, alone or with others.
     """
     epochs = _check_epochs(epochs)
     many = isinstance(params, (list, tuple))
@@ -350,10 +352,11 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
         batches = epoch_batches(rng, problem.n_samples, batch_size, replacement)
         order = np.concatenate(batches)
-        samples = {}                      # the epoch's samples, gathered once per dtype and device of the runs
+        samples, groups = {}, {}          # the epoch's samples, gathered once per dtype and device of the runs
         for run in runs:
             problem._check(run)
             key = (run.dtype, run.device)
+            groups.setdefault(key, []).append(run)
             if key not in samples:
                 design, labels, mask = problem._data(run, None)
                 index = torch.as_tensor(order, device=run.device)
@@ -364,10 +367,12 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
             start += len(batch)
             for opt in optimizers:
                 opt.zero_grad()
-            batch_samples = {key: (design[rows].clone(), labels[rows].clone(), mask)   # fresh copies, as indexing
-                             for key, (design, labels, mask) in samples.items()}        # made (aligned for BLAS)
-            sum(problem._loss_on(run, *batch_samples[run.dtype, run.device])
-                for run in runs).backward()   # each run: the gradient of its own loss
+            total = None
+            for key, (design, labels, mask) in samples.items():
+                losses = _run_losses(problem, torch.stack(groups[key]), design[rows].clone(), labels[rows].clone(),
+                                     mask).sum()
+                total = losses if total is None else total + losses
+            total.backward()   # each run: the gradient of its own loss
             for opt in optimizers:
                 opt.step()
         for sched in schedulers:
@@ -376,6 +381,20 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         records.append(snapshot())
     path, lrs = np.stack(records), np.array(lrs)
     return (path, lrs) if many else (path[:, 0], lrs[:, 0])
+
+
+def _run_losses(problem, params, design, labels, mask):
+    """f_𝓑 for each of the runs ``params`` (runs, dim), torch, on one minibatch ``design`` (m, dim).
+
+    The formula of :meth:`LogisticRegressionProblem.loss`, with the products z_iᵀθ as broadcast sums rather than
+    a matrix product: a run's loss and gradient are then the same, bit for bit, whatever the number of runs, and
+    these tiny products never wait for a BLAS thread.
+    """
+    import torch
+
+    margins = labels * (params[:, None, :] * design).sum(-1)
+    penalty = 0.5 * problem.weight_decay * (mask * params**2).sum(-1)
+    return torch.logaddexp(torch.zeros_like(margins), -margins).mean(-1) + penalty
 
 
 # --------------------------------------------------------------------------------------
