@@ -27,6 +27,7 @@ scheduler) run minibatch SGD on it with the same minibatches for a given seed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,7 +270,9 @@ def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, e
     ``np.random.default_rng(seed)``; with a sequence of seeds, one per run, run r
     draws its own minibatches from ``np.random.default_rng(seed[r])`` (independent
     repetitions, still advanced together, one array operation per step).
-    ``batch_size`` = n is full-batch gradient descent.
+    ``batch_size`` = n is full-batch gradient descent. With one seed per run,
+    ``replacement`` may also be a sequence of booleans, one per run (both ways of
+    sampling advanced together); each run then equals the same run made alone.
 
     The result holds θ_0 and then the iterate after every epoch
     (``every="epoch"``), every step (``"step"``) or every k-th step (an int k):
@@ -285,13 +288,17 @@ def minibatch_sgd(problem: LogisticRegressionProblem, x0, lr, batch_size: int, e
     mask = problem.penalized
     seeds = np.asarray(seed)
     rngs = [np.random.default_rng(int(s)) for s in seeds.ravel()]
+    if np.ndim(replacement) and np.shape(replacement) != seeds.shape:
+        raise ValueError(f"Invalid replacement: one boolean per run needs one seed per run, of the same shape; "
+                         f"got {np.shape(replacement)} booleans and seed of shape {seeds.shape}")
+    with_replacement = [bool(r) for r in np.broadcast_to(np.asarray(replacement, dtype=bool), seeds.shape).ravel()]
     x = np.asarray(x0, dtype=float)
     run_shape = np.broadcast_shapes(x.shape[:-1], np.shape(lr)[:-1], seeds.shape)
     x = np.broadcast_to(x, run_shape + (problem.dim,)).copy()
     records, step = [x], 0
     for _ in range(epochs):
         # the epoch's sample order: (n,) shared by all runs, or (runs, n) with one seed per run
-        orders = np.stack([_epoch_order(rng, problem.n_samples, replacement) for rng in rngs])
+        orders = np.stack([_epoch_order(rng, problem.n_samples, draws) for rng, draws in zip(rngs, with_replacement)])
         orders = orders[0] if seeds.ndim == 0 else orders
         design, labels = problem.design[orders], problem.labels[orders]   # the epoch's samples, gathered once
         for start in range(0, problem.n_samples, batch_size):
@@ -320,9 +327,11 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     Several runs on the same minibatches: pass lists of equal length for ``params``,
     ``optimizer`` and ``scheduler`` (entries may be ``None``), run k's tensor being the one
-    its optimizer updates. Each minibatch's losses are then summed and backpropagated once (one
-    pass of the autograd engine for all runs), which gives every run exactly the gradient of its
-    own loss; the returns gain a run axis: (epochs + 1, runs, dim) and (epochs, runs).
+    its optimizer updates. The runs of each dtype and device are then stacked into one
+    (runs, dim) tensor, each minibatch's losses computed for all of them at once, summed and
+    backpropagated once (one pass of the autograd engine for all runs), which gives every run
+    exactly the gradient of its own loss; the returns gain a run axis: (epochs + 1, runs, dim)
+    and (epochs, runs). A run gives the same iterates, bit for bit, alone or with others.
     """
     epochs = _check_epochs(epochs)
     many = isinstance(params, (list, tuple))
@@ -343,10 +352,11 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
         batches = epoch_batches(rng, problem.n_samples, batch_size, replacement)
         order = np.concatenate(batches)
-        samples = {}                      # the epoch's samples, gathered once per dtype and device of the runs
+        samples, groups = {}, {}          # the epoch's samples, gathered once per dtype and device of the runs
         for run in runs:
             problem._check(run)
             key = (run.dtype, run.device)
+            groups.setdefault(key, []).append(run)
             if key not in samples:
                 design, labels, mask = problem._data(run, None)
                 index = torch.as_tensor(order, device=run.device)
@@ -357,10 +367,12 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
             start += len(batch)
             for opt in optimizers:
                 opt.zero_grad()
-            batch_samples = {key: (design[rows].clone(), labels[rows].clone(), mask)   # fresh copies, as indexing
-                             for key, (design, labels, mask) in samples.items()}        # made (aligned for BLAS)
-            sum(problem._loss_on(run, *batch_samples[run.dtype, run.device])
-                for run in runs).backward()   # each run: the gradient of its own loss
+            total = None
+            for key, (design, labels, mask) in samples.items():
+                losses = _run_losses(problem, torch.stack(groups[key]), design[rows].clone(), labels[rows].clone(),
+                                     mask).sum()
+                total = losses if total is None else total + losses
+            total.backward()   # each run: the gradient of its own loss
             for opt in optimizers:
                 opt.step()
         for sched in schedulers:
@@ -369,6 +381,20 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         records.append(snapshot())
     path, lrs = np.stack(records), np.array(lrs)
     return (path, lrs) if many else (path[:, 0], lrs[:, 0])
+
+
+def _run_losses(problem, params, design, labels, mask):
+    """f_𝓑 for each of the runs ``params`` (runs, dim), torch, on one minibatch ``design`` (m, dim).
+
+    The formula of :meth:`LogisticRegressionProblem.loss`, with the products z_iᵀθ as broadcast sums rather than
+    a matrix product: a run's loss and gradient are then the same, bit for bit, whatever the number of runs, and
+    these tiny products never wait for a BLAS thread.
+    """
+    import torch
+
+    margins = labels * (params[:, None, :] * design).sum(-1)
+    penalty = 0.5 * problem.weight_decay * (mask * params**2).sum(-1)
+    return torch.logaddexp(torch.zeros_like(margins), -margins).mean(-1) + penalty
 
 
 # --------------------------------------------------------------------------------------
@@ -392,10 +418,8 @@ def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16,
 
     params_star, minimum = optimum
     n = problem.n_samples
-    start = np.zeros(problem.dim)
-    path = minibatch_sgd(problem, start, lr, batch_size, epochs, seed=seed, replacement=replacement, every="step")
+    path, gd = _view_runs(problem, lr, batch_size, epochs, replacement, seed)
     steps_per_epoch = -(-n // int(batch_size))
-    gd = minibatch_sgd(problem, start, 1 / problem.smoothness, n, epochs)
     floor = lr * problem.gradient_noise(params_star) / (4 * batch_size)
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -411,6 +435,18 @@ def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16,
     ax.set_title(f"{steps_per_epoch} steps per epoch")
     ax.legend(loc="upper right")
     return fig
+
+
+@functools.lru_cache(maxsize=8)
+def _view_runs(problem, lr, batch_size, epochs, replacement, seed):
+    """The two runs :func:`show_minibatch_sgd` draws (read-only), kept for the last few settings: the playground's
+    first view and the static figure after it are the same runs, computed once."""
+    start = np.zeros(problem.dim)
+    path = minibatch_sgd(problem, start, lr, batch_size, epochs, seed=seed, replacement=replacement, every="step")
+    gd = minibatch_sgd(problem, start, 1 / problem.smoothness, problem.n_samples, epochs)
+    for run in (path, gd):
+        run.flags.writeable = False
+    return path, gd
 
 
 def sgd_playground(problem, optimum, epochs: int = 20):

@@ -209,6 +209,18 @@ def test_one_seed_per_run_equals_separate_runs(problem, replacement):
     assert not np.allclose(together[-1, 0], together[-1, 1])   # same lr, different seeds: different paths
 
 
+def test_one_sampling_per_run_equals_separate_runs(problem):
+    seeds, lrs, replacement = [3, 3, 4], np.array([[0.05], [0.05], [0.2]]), [True, False, True]
+    together = P.minibatch_sgd(problem, np.zeros(problem.dim), lrs, 1, 2, seed=seeds, replacement=replacement,
+                               every=50)
+    for run, (seed, lr, draws) in enumerate(zip(seeds, lrs[:, 0], replacement)):
+        alone = P.minibatch_sgd(problem, np.zeros(problem.dim), lr, 1, 2, seed=seed, replacement=draws, every=50)
+        np.testing.assert_array_equal(together[:, run], alone)            # bit for bit
+    assert not np.allclose(together[-1, 0], together[-1, 1])   # same seed and lr, other sampling: another path
+    with pytest.raises(ValueError, match="replacement"):
+        P.minibatch_sgd(problem, np.zeros(problem.dim), 0.1, 1, 1, seed=0, replacement=[True, False])
+
+
 def test_train_equals_numpy_sgd_and_torch_optim_with_a_scheduler(problem):
     def run(optimizer_class, scheduler=True):
         params = torch.zeros(problem.dim, dtype=torch.float64, requires_grad=True)
@@ -297,7 +309,12 @@ def test_minibatch_view_draws_sgd_gd_and_the_noise_floor():
     floor = 0.05 * problem.gradient_noise(optimum[0]) / (4 * 100)
     assert floor_line.get_ydata()[0] == pytest.approx(floor, rel=1e-12)
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "epochs" and ax.get_ylabel() == "f(θ_t) − f*"
-    plt.close(fig)
+    again = P.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=1)
+    np.testing.assert_array_equal(again.axes[0].lines[0].get_ydata(), sgd_line.get_ydata())   # the same runs
+    other = P.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=2)
+    records = P.minibatch_sgd(problem, np.zeros(31), 0.05, 100, 3, seed=2, every="step")
+    np.testing.assert_allclose(other.axes[0].lines[0].get_ydata(), problem.loss(records) - optimum[1], rtol=1e-12)
+    plt.close("all")
 
 
 def test_sgd_playground_builds_and_redraws():
