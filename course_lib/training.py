@@ -1338,13 +1338,15 @@ def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_si
         starts.append([param.detach() for param in seed_classifier(dataset.n_features).parameters()])
     layers = [torch.stack(layer) for layer in zip(*starts)]                                   # W1, b1, W2, b2
     # one flat K × P buffer holds every run's weights, so each step applies each (elementwise) rule once
-    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device).requires_grad_(True)
+    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device)
     ends = np.cumsum([0] + [layer[0].numel() for layer in layers])
     shapes = [layer.shape[1:] for layer in layers]
 
     def unflatten(buffer):                                    # W1, b1, W2, b2 of every run: views of the buffer
         return [buffer[:, begin:end].view(count, *shape) for begin, end, shape in zip(ends[:-1], ends[1:], shapes)]
 
+    # the layers autograd differentiates: made once, they share the buffer's memory, so each step sees its update
+    leaves = [layer.detach().requires_grad_(True) for layer in unflatten(flat)]
     step_lr = torch.tensor(lrs, dtype=torch.float32, device=device).reshape(-1, 1)
     updates = []                                              # each group's rows, rule, learning rates and state
     for _, _, rule, indices in groups:
@@ -1352,7 +1354,7 @@ def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_si
             rows = slice(indices[0], indices[-1] + 1)         # contiguous runs: a view of the buffer
         else:
             rows = torch.tensor(indices, device=device)
-        updates.append([rows, rule, step_lr[rows], rule.init(flat.detach()[rows])])
+        updates.append([rows, rule, {**rule.hyperparams, "lr": step_lr[rows]}, rule.init(flat[rows])])
 
     def logits_of(inputs, layers):                            # inputs: K × rows × features (or rows × features)
         W1, b1, W2, b2 = layers
@@ -1368,25 +1370,25 @@ def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_si
         started = time.perf_counter()
         shuffles = {seed: torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in dict.fromkeys(seeds)}
         orders = torch.stack([shuffles[seed] for seed in seeds]).to(device)
-        X_epoch, y_epoch = X[orders], y[orders]
-        step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
+        picks = orders.reshape(-1)                            # one gather per epoch: K shuffled copies
+        X_epoch, y_epoch = X.index_select(0, picks).view(count, n, -1), y.index_select(0, picks).view(count, n)
+        step_losses, step_logits = [], []
         for start in range(0, n, batch):
             inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
-            layers = unflatten(flat)
-            logits = logits_of(inputs, layers)
+            logits = logits_of(inputs, leaves)
             losses = loss_of(logits, targets, reduction="none").mean(dim=1)
-            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), layers)], dim=1)
+            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), leaves)], dim=1)
             with torch.no_grad():
                 for update in updates:
-                    rows, rule, rates, state = update
-                    new_rows, update[3] = rule.update_fn(flat.detach()[rows], grad[rows], state,
-                                                         **{**rule.hyperparams, "lr": rates})
+                    rows, rule, hyperparams, state = update
+                    new_rows, update[3] = rule.update_fn(flat[rows], grad[rows], state, **hyperparams)
                     if isinstance(rows, slice):
                         flat[rows] = new_rows
                     else:
                         flat.index_copy_(0, rows, new_rows)
             step_losses.append(losses.detach())
-            correct += ((logits.detach() > 0) == (targets > 0.5)).sum(dim=1)
+            step_logits.append(logits.detach())
+        correct = ((torch.cat(step_logits, dim=1) > 0) == (y_epoch > 0.5)).sum(dim=1)   # right predictions, K
         losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
         with torch.no_grad():
             val_logits = logits_of(X_val, unflatten(flat))
@@ -1409,7 +1411,7 @@ def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_si
             continue
         model = seed_classifier(dataset.n_features)
         with torch.no_grad():
-            for param, stacked in zip(model.parameters(), unflatten(flat.detach())):
+            for param, stacked in zip(model.parameters(), unflatten(flat)):
                 param.copy_(stacked[k])
         results.append((model.to(device), history))
     return results
