@@ -1273,8 +1273,8 @@ def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch
     return model, history
 
 
-def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, batch_size: int = 32,
-                      device=None, options: dict | None = None) -> list:
+def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_size: int = 32,
+                      device=None, options=None) -> list:
     r"""Many runs of :func:`train_classifier` at once: run k trains at ``lrs[k]`` with ``seed=seeds[k]``.
 
     The K networks are stacked into one batched network (layer weights of shape K × out × in, one batched
@@ -1283,11 +1283,15 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
     does with shuffle seed ``seeds[k]``, minimises its own mean loss
 
     .. math::  \ell_k = \text{BCE}(\text{model}_k(X_{k,b}), y_{k,b}), \qquad
-               \theta_k \leftarrow \text{rule}(\theta_k, \nabla_{\theta_k} \ell_k;\ \eta = \eta_k)
+               \theta_k \leftarrow \text{rule}_k(\theta_k, \nabla_{\theta_k} \ell_k;\ \eta = \eta_k)
 
-    (the loss summed over k has the same gradients, since no weight is shared), with the update rule of
-    ``method`` from :mod:`course_lib.rules` (what :mod:`course_lib.optim` runs) and η a tensor with one entry
-    per run. ``device`` as in :func:`fit`. Returns one ``(model, History)`` per run, or ``None`` for a run
+    (the loss summed over k has the same gradients, since no weight is shared), with the update rule of its
+    method from :mod:`course_lib.rules` (what :mod:`course_lib.optim` runs) and η a tensor with one entry
+    per run. ``method`` is a key of :data:`METHODS` for every run, or a sequence of K keys, one per run
+    (full-batch and minibatch methods cannot share a call: their steps differ); ``options`` (see
+    :func:`make_optimizer`) is a dict for every run, or a sequence of K dicts (or ``None``), one per run.
+    Runs with the same method and options share one application of their rule per step.
+    ``device`` as in :func:`fit`. Returns one ``(model, History)`` per run, or ``None`` for a run
     that :func:`train_classifier` would stop with :class:`DivergenceError` (a non-finite training loss in an
     epoch, or a non-finite validation loss after it). The histories equal :func:`train_classifier`'s up to
     float rounding (a batched product rounds differently from ``Linear``: about 10⁻⁷ of the loss on this
@@ -1297,35 +1301,60 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
     from . import rules
 
     lrs, seeds = [float(lr) for lr in lrs], [int(seed) for seed in seeds]
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    count = len(lrs)
+    methods = [method] * count if isinstance(method, str) else list(method)
+    run_options = [options] * count if options is None or isinstance(options, dict) else list(options)
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
     if not lrs or len(lrs) != len(seeds):
         raise ValueError(f"lrs and seeds must be non-empty and of equal length; got {len(lrs)} and {len(seeds)}")
-    spec = METHODS[method]
-    rule = rules.RULES[spec.optimizer.lower()](**{**spec.options, **(options or {})})
-    count = len(lrs)
+    if len(methods) != count or len(run_options) != count:
+        raise ValueError(f"one method and one options dict per run, or one for all: got {len(methods)} methods "
+                         f"and {len(run_options)} options for {count} runs")
+    if len({METHODS[name].full_batch for name in methods}) > 1:
+        raise ValueError("full-batch and minibatch methods cannot train in one call: their steps differ")
+    full_batch = METHODS[methods[0]].full_batch
+    groups = []                                               # [method, options, rule, run indices]
+    for k, (name, extra) in enumerate(zip(methods, run_options)):
+        extra = dict(extra or {})
+        for group in groups:
+            if group[0] == name and group[1] == extra:
+                group[3].append(k)
+                break
+        else:
+            spec = METHODS[name]
+            groups.append([name, extra, rules.RULES[spec.optimizer.lower()](**{**spec.options, **extra}), [k]])
     device = _device_argument(device)
     X, y = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.train)
     X_val, y_val = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.val)
     y, y_val = y.reshape(-1), y_val.reshape(-1)
     n = X.shape[0]
-    batch = n if spec.full_batch else min(int(batch_size), n)
+    batch = n if full_batch else min(int(batch_size), n)
 
     starts = []
     for seed in seeds:
         seed_everything(seed)
         starts.append([param.detach() for param in seed_classifier(dataset.n_features).parameters()])
     layers = [torch.stack(layer) for layer in zip(*starts)]                                   # W1, b1, W2, b2
-    # one flat K × P buffer holds every run's weights, so each step applies the (elementwise) rule once
-    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device).requires_grad_(True)
+    # one flat K × P buffer holds every run's weights, so each step applies each (elementwise) rule once
+    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device)
     ends = np.cumsum([0] + [layer[0].numel() for layer in layers])
     shapes = [layer.shape[1:] for layer in layers]
 
     def unflatten(buffer):                                    # W1, b1, W2, b2 of every run: views of the buffer
         return [buffer[:, begin:end].view(count, *shape) for begin, end, shape in zip(ends[:-1], ends[1:], shapes)]
 
+    # the layers autograd differentiates: made once, they share the buffer's memory, so each step sees its update
+    leaves = [layer.detach().requires_grad_(True) for layer in unflatten(flat)]
     step_lr = torch.tensor(lrs, dtype=torch.float32, device=device).reshape(-1, 1)
-    state = rule.init(flat.detach())
+    updates = []                                              # each group's rows, rule, learning rates and state
+    for _, _, rule, indices in groups:
+        if indices == list(range(indices[0], indices[-1] + 1)):
+            rows = slice(indices[0], indices[-1] + 1)         # contiguous runs: a view of the buffer
+        else:
+            rows = torch.tensor(indices, device=device)
+        updates.append([rows, rule, {**rule.hyperparams, "lr": step_lr[rows]}, rule.init(flat[rows])])
 
     def logits_of(inputs, layers):                            # inputs: K × rows × features (or rows × features)
         W1, b1, W2, b2 = layers
@@ -1333,25 +1362,33 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
         return torch.baddbmm(b2.unsqueeze(1), hidden, W2.transpose(1, 2)).squeeze(-1)
 
     loss_of = torch.nn.functional.binary_cross_entropy_with_logits
-    histories = [History(seed=seed, label=f"{METHOD_TITLES[method]}, η = {rate:g}") for rate, seed in zip(lrs, seeds)]
+    histories = [History(seed=seed, label=f"{METHOD_TITLES[name]}, η = {rate:g}")
+                 for name, rate, seed in zip(methods, lrs, seeds)]
     diverged = np.zeros(count, dtype=bool)
     sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
     for epoch in range(epochs):
         started = time.perf_counter()
-        orders = torch.stack([torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in seeds]).to(device)
-        X_epoch, y_epoch = X[orders], y[orders]
-        step_losses, correct = [], torch.zeros(count, dtype=torch.int64, device=device)
+        shuffles = {seed: torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in dict.fromkeys(seeds)}
+        orders = torch.stack([shuffles[seed] for seed in seeds]).to(device)
+        picks = orders.reshape(-1)                            # one gather per epoch: K shuffled copies
+        X_epoch, y_epoch = X.index_select(0, picks).view(count, n, -1), y.index_select(0, picks).view(count, n)
+        step_losses, step_logits = [], []
         for start in range(0, n, batch):
             inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
-            layers = unflatten(flat)
-            logits = logits_of(inputs, layers)
+            logits = logits_of(inputs, leaves)
             losses = loss_of(logits, targets, reduction="none").mean(dim=1)
-            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), layers)], dim=1)
+            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), leaves)], dim=1)
             with torch.no_grad():
-                new_flat, state = rule.update_fn(flat.detach(), grad, state, **{**rule.hyperparams, "lr": step_lr})
-                flat.copy_(new_flat)
+                for update in updates:
+                    rows, rule, hyperparams, state = update
+                    new_rows, update[3] = rule.update_fn(flat[rows], grad[rows], state, **hyperparams)
+                    if isinstance(rows, slice):
+                        flat[rows] = new_rows
+                    else:
+                        flat.index_copy_(0, rows, new_rows)
             step_losses.append(losses.detach())
-            correct += ((logits.detach() > 0) == (targets > 0.5)).sum(dim=1)
+            step_logits.append(logits.detach())
+        correct = ((torch.cat(step_logits, dim=1) > 0) == (y_epoch > 0.5)).sum(dim=1)   # right predictions, K
         losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
         with torch.no_grad():
             val_logits = logits_of(X_val, unflatten(flat))
@@ -1360,11 +1397,12 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
         correct = correct.cpu()
         diverged |= (~torch.isfinite(losses).all(dim=1) | ~torch.isfinite(val_losses)).numpy()
         seconds = (time.perf_counter() - started) / count
-        train_losses = (losses * sizes).sum(dim=1) / n
-        for k, history in enumerate(histories):
-            history.append(train_loss=float(train_losses[k]), train_accuracy=int(correct[k]) / n,
-                           val_loss=float(val_losses[k]), val_accuracy=int(val_correct[k]) / len(y_val),
-                           seconds=seconds, lr=lrs[k], steps=(epoch + 1) * len(sizes))
+        train_losses = ((losses * sizes).sum(dim=1) / n).tolist()
+        columns = zip(train_losses, correct.tolist(), val_losses.tolist(), val_correct.tolist())
+        for k, (history, (train_loss, right, val_loss, val_right)) in enumerate(zip(histories, columns)):
+            history.append(train_loss=train_loss, train_accuracy=right / n, val_loss=val_loss,
+                           val_accuracy=val_right / len(y_val), seconds=seconds, lr=lrs[k],
+                           steps=(epoch + 1) * len(sizes))
 
     results = []
     for k, history in enumerate(histories):
@@ -1373,7 +1411,7 @@ def train_classifiers(dataset, method: str, lrs, seeds, *, epochs: int = 50, bat
             continue
         model = seed_classifier(dataset.n_features)
         with torch.no_grad():
-            for param, stacked in zip(model.parameters(), unflatten(flat.detach())):
+            for param, stacked in zip(model.parameters(), unflatten(flat)):
                 param.copy_(stacked[k])
         results.append((model.to(device), history))
     return results

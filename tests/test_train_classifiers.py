@@ -60,3 +60,35 @@ def test_bad_input(small):
         training.train_classifiers(small, "adam", [1e-3, 1e-2], [0])
     with pytest.raises(ValueError, match="equal length"):
         training.train_classifiers(small, "adam", [], [])
+
+
+def test_several_methods_and_options_in_one_call(small):
+    # interleaved, so that runs of one method are not neighbours (the rule updates rows picked by index)
+    methods = ["adam", "sgd", "adamw", "momentum", "adam", "rmsprop", "adamw"]
+    lrs = [1e-2, 3e-2, 1e-2, 3e-2, 3e-3, 1e-3, 1e-2]
+    seeds = [0, 1, 0, 0, 1, 2, 1]
+    options = [None, None, {"weight_decay": 5.0}, None, None, None, None]
+    batched = training.train_classifiers(small, methods, lrs, seeds, epochs=3, options=options)
+    for method, lr, seed, extra, result in zip(methods, lrs, seeds, options, batched):
+        _, history = _single(small, method, lr, seed, epochs=3, options=extra)
+        assert result[1].label == history.label
+        assert result[1].same_metrics(history, tolerance=1e-6), (method, lr, seed, extra)
+
+
+def test_one_method_list_equals_the_shared_method(small):
+    lrs, seeds = [1e-2, 1e-1], [0, 1]
+    shared = training.train_classifiers(small, "momentum", lrs, seeds, epochs=2)
+    listed = training.train_classifiers(small, ["momentum", "momentum"], lrs, seeds, epochs=2, options=[None, {}])
+    for (_, a), (_, b) in zip(shared, listed):
+        assert a.same_metrics(b)
+
+
+def test_bad_method_lists(small):
+    with pytest.raises(ValueError, match="cannot train in one call"):
+        training.train_classifiers(small, ["gd", "sgd"], [1e-2, 1e-2], [0, 0])
+    with pytest.raises(ValueError, match="one method and one options dict per run"):
+        training.train_classifiers(small, ["sgd"], [1e-2, 1e-2], [0, 0])
+    with pytest.raises(ValueError, match="one method and one options dict per run"):
+        training.train_classifiers(small, "sgd", [1e-2, 1e-2], [0, 0], options=[None])
+    with pytest.raises(ValueError, match="unknown method"):
+        training.train_classifiers(small, ["sgd", "lbfgs"], [1e-2, 1e-2], [0, 0])
