@@ -51,6 +51,7 @@ __all__ = [
     "best_learning_rate",
     "steps_to_tolerance",
     "fastest_learning_rate",
+    "fastest_learning_rates",
     "SteepBowl",
     "steep_bowl",
     "linear_warmup",
@@ -246,6 +247,44 @@ def fastest_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndar
     needed = steps_to_tolerance(batch.values, tolerance, objective.minimum)
     best = int(np.argmin(needed))
     return float(lrs[best]), float(needed[best])
+
+
+def fastest_learning_rates(problems, make_rule: Callable[[np.ndarray], rules.Rule], lrs, steps: int,
+                           tolerance: float = 1e-6) -> list[tuple[float, float]]:
+    """:func:`fastest_learning_rate` on several problems at once: one ``(lr, steps)`` per ``(objective, x0)``.
+
+    ``problems`` is a sequence of ``(objective, x0)`` pairs of one dimension, ``x0`` a single point. The
+    candidates of every problem advance together in one batched :func:`descend` (rows k·n to (k + 1)·n − 1 are
+    problem k's n candidates, each row getting its own objective's gradient), so the loop over steps is paid
+    once instead of once per problem. Each pair gets what ``fastest_learning_rate(objective, x0, make_rule,
+    lrs, steps, tolerance)`` returns for it.
+    """
+    lrs = np.asarray(lrs, dtype=float).ravel()
+    if lrs.size == 0 or not np.all(lrs > 0):
+        raise ValueError(f"lrs must be a non-empty list of positive learning rates; got {lrs.tolist()}")
+    problems = [(objective, np.asarray(x0, dtype=float)) for objective, x0 in problems]
+    if not problems:
+        raise ValueError("problems must hold at least one (objective, x0) pair")
+    dim, n = problems[0][0].dim, lrs.size
+    for objective, x0 in problems:
+        if objective.dim != dim or x0.shape != (dim,):
+            raise ValueError(f"every problem needs dimension {dim} and one start of shape ({dim},); "
+                             f"got {objective.name} (dim {objective.dim}) from shape {x0.shape}")
+    starts = np.concatenate([np.broadcast_to(x0, (n, dim)) for _, x0 in problems])
+    rows = [slice(k * n, (k + 1) * n) for k in range(len(problems))]
+
+    def gradient(x, t):
+        return np.concatenate([objective.grad(x[row]) for (objective, _), row in zip(problems, rows)])
+
+    batch = descend(problems[0][0], starts, make_rule(np.tile(lrs, len(problems))[:, None]), steps, grad=gradient)
+    results = []
+    for (objective, _), row in zip(problems, rows):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            values = objective.value(batch.points[:, row])
+        needed = steps_to_tolerance(values, tolerance, objective.minimum)
+        best = int(np.argmin(needed))
+        results.append((float(lrs[best]), float(needed[best])))
+    return results
 
 
 # --------------------------------------------------------------------------------------

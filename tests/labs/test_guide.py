@@ -173,6 +173,26 @@ def test_fastest_learning_rate_is_near_the_optimal_step_of_notebook_02():
     assert guide.fastest_learning_rate(bowl, [-4.0, 2.4], lambda lr: rules.sgd(lr=lr), [1e-6], 10)[1] == math.inf
 
 
+def test_fastest_learning_rates_races_several_problems_as_each_alone():
+    turn = np.radians(30)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    problems = [(quadratic(kappa=20), np.array([-4.0, 2.4])),
+                (quadratic(kappa=20, angle=turn), rotation @ np.array([-4.0, 2.4])),
+                (quadratic(kappa=5), np.array([1.0, -3.0]))]
+    lrs = np.geomspace(0.05, 3, 19)
+    for make in (lambda lr: rules.sgd(lr=lr), lambda lr: rules.sgd(lr=lr, momentum=0.5), lambda lr: rules.adam(lr=lr)):
+        raced = guide.fastest_learning_rates(problems, make, lrs, 300, 1e-8)
+        assert raced == [guide.fastest_learning_rate(objective, x0, make, lrs, 300, 1e-8) for objective, x0 in problems]
+    gd = guide.fastest_learning_rates(problems, lambda lr: rules.sgd(lr=lr), lrs, 300, 1e-8)
+    assert gd[0][0] == gd[1][0] and abs(gd[0][1] - gd[1][1]) <= 1    # gradient descent does not see the rotation
+    assert np.isfinite(gd[2][1]) and gd[2][1] < gd[0][1]               # κ = 5 is faster than κ = 20
+    with pytest.raises(ValueError, match="dimension"):
+        guide.fastest_learning_rates([(quadratic(), [1.0, 1.0]), (x_squared, [1.0])], lambda lr: rules.sgd(lr=lr),
+                                     lrs, 10)
+    with pytest.raises(ValueError, match="lrs"):
+        guide.fastest_learning_rates(problems, lambda lr: rules.sgd(lr=lr), [], 10)
+
+
 # --- warm-up, clipping and the steep bowl -------------------------------------------------------------------------
 
 def test_steep_bowl_gradient_and_curvature_match_autograd():
