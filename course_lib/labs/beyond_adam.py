@@ -311,7 +311,8 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
                              steps: int = 200, compare_with_adam: bool = True):
     """One method's path on a landscape (left) and f − f* against t (right), next to Adam at the same η.
 
-    The view of notebook 11's playground; returns the figure. Schedule-Free's path is its averaged point x.
+    The view of notebook 11's playground; returns the figure. Schedule-Free's path is its averaged point x. The
+    loss axis is logarithmic, without minor ticks.
     """
     import matplotlib.pyplot as plt
 
@@ -333,6 +334,7 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
     left.legend(loc="lower right", fontsize=8)
     right.legend(fontsize=8)
     right.set_title(f"{steps} steps from θ₀ = {tuple(start)}")
+    right.minorticks_off()  # a tick per decade reads the same; minor ticks cost about a fifth of the drawing
     return fig
 
 

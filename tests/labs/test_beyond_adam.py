@@ -163,6 +163,8 @@ def test_show_method_on_landscape_draws_both_methods():
     fig = ba.show_method_on_landscape("Beale", "muon", lr=0.05, steps=20)
     labels = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
     assert labels[0].startswith("Muon") and labels[1].startswith("Adam")
+    fig.canvas.draw()
+    assert fig.axes[1].get_yscale() == "log" and len(fig.axes[1].yaxis.get_minorticklocs()) == 0
     plt.close(fig)
     with pytest.raises(ValueError, match="Invalid landscape"):
         ba.show_method_on_landscape("Himmelblau")

@@ -130,3 +130,23 @@ def test_bin_floors_average_the_surprise_of_sampled_tokens(tiny):
     assert abs(surprise.mean() - lab.bin_floors(corpus, rare)["entropy_rate"]) < 4 * surprise.std() / np.sqrt(
         chosen.sum() / 4)
     assert lab.bin_floors(corpus, rare)["unigram"] > math.log(32) > floors["unigram"]
+
+
+def test_lr_sensitivity_plots_the_mean_over_seeds_on_a_log_axis_without_minor_ticks():
+    import matplotlib.pyplot as plt
+
+    def run(lr, seed, best):
+        return {"optimizer": "adam", "lr": lr, "seed": seed, "best_val_loss": best}
+
+    workload = {"optimizers": {"adam": {"title": "Adam", "lr_grid": [1e-3, 1e-2, 1e-1]}},
+                "runs": [run(1e-3, 0, 3.0), run(1e-3, 1, 4.0), run(1e-2, 0, 2.0), run(1e-2, 1, 2.5),
+                         run(1e-1, 0, None), run(1e-1, 1, 5.0)],
+                "summary": {"adam": {"best_lr": 1e-2}}, "reference_losses": {"uniform": 6.0}}
+    fig, ax = plt.subplots()
+    lab.plot_lr_sensitivity(workload, ax)
+    line, failed = ax.get_lines()
+    assert list(line.get_xdata()) == [1e-3, 1e-2] and list(line.get_ydata()) == [3.5, 2.25]
+    assert list(failed.get_xdata()) == [1e-1] and list(failed.get_ydata()) == [6.0]     # diverged: × at the top
+    fig.canvas.draw()
+    assert ax.get_xscale() == "log" and len(ax.xaxis.get_minorticklocs()) == 0
+    plt.close(fig)
