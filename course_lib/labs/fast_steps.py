@@ -41,6 +41,7 @@ __all__ = [
     "launches_per_step",
     "step_time_ms",
     "make_parameters",
+    "copy_parameters",
     "median_ms",
     "median_step_ms",
     "launch_overhead_us",
@@ -193,6 +194,17 @@ def make_parameters(total: int, tensors: int, device="cpu", seed: int = 0) -> li
     return params
 
 
+def copy_parameters(params) -> list[torch.nn.Parameter]:
+    """Fresh copies of ``params`` with copies of their gradients: one start made by :func:`make_parameters`,
+    stepped by several optimizers in turn without drawing the random numbers again."""
+    copies = []
+    for param in params:
+        copy = torch.nn.Parameter(param.detach().clone())
+        copy.grad = None if param.grad is None else param.grad.detach().clone()
+        copies.append(copy)
+    return copies
+
+
 def median_ms(run, device="cpu", steps: int = 10, repeats: int = 3, warmup: int = 2, fastest: bool = False) -> float:
     """Median over ``repeats`` of the mean wall-clock milliseconds of ``run()`` (GPU work waited for).
 
@@ -249,15 +261,18 @@ def floor_kernels(parameters: int, device="cpu") -> dict:
     }
 
 
-def floor_ms(parameters: int, device="cpu", bytes_per_param: int = 28, repeats: int = 5, steps: int = 5) -> float:
+def floor_ms(parameters: int, device="cpu", bytes_per_param: int = 28, repeats: int = 5, steps: int = 5,
+             kernels: dict | None = None) -> float:
     """The least time, in ms, in which this machine moves ``bytes_per_param`` bytes for each of ``parameters``
     numbers, on the current threads: the best bandwidth of the :func:`floor_kernels`, each the fastest of
     ``repeats`` runs of ``steps`` calls. Measured at the size of the step (caches included), so no step over
     that memory can beat it; take the minimum of several calls, interleaved with what you time, on a busy
-    machine."""
+    machine. ``kernels``: ``floor_kernels(parameters, device)`` built once and passed to every call at that
+    size, so that repeated measurements do not fill four fresh arrays each time (built afresh when ``None``)."""
     cuda = torch.device(device).type == "cuda"
     best = float("inf")
-    for run, moved in floor_kernels(parameters, device).values():
+    kernels = floor_kernels(parameters, device) if kernels is None else kernels
+    for run, moved in kernels.values():
         for _ in range(2):
             run()
         for _ in range(repeats):

@@ -93,6 +93,16 @@ def test_make_parameters_has_the_requested_size_and_gradients():
     assert speed.median_step_ms(torch.optim.SGD(params, lr=0.1), steps=2, repeats=1, warmup=1) > 0
 
 
+def test_copy_parameters_copies_values_and_gradients_into_new_memory():
+    params = speed.make_parameters(1000, 4)
+    copies = speed.copy_parameters(params)
+    for param, copy in zip(params, copies):
+        assert torch.equal(copy, param) and torch.equal(copy.grad, param.grad)
+        assert copy.data_ptr() != param.data_ptr() and copy.grad.data_ptr() != param.grad.data_ptr()
+    torch.optim.Adam(copies, lr=0.1).step()  # stepping the copies leaves the start unchanged
+    assert all(torch.equal(p, q) for p, q in zip(params, speed.make_parameters(1000, 4)))
+
+
 def test_median_ms_reports_the_median_or_the_fastest_repeat(monkeypatch):
     clock = iter([0.0, 0.004, 1.0, 1.001, 2.0, 2.010])  # three repeats of one call: 4 ms, 1 ms, 10 ms
     monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
@@ -119,6 +129,16 @@ def test_machine_constants_are_positive_and_finite():
     floor = speed.floor_ms(10_000, repeats=2, steps=2)
     assert 0 < floor < 1e3
     assert speed.floor_ms(10_000, bytes_per_param=0, repeats=1, steps=1) == 0
+
+
+def test_floor_ms_reuses_the_kernels_it_is_given(monkeypatch):
+    kernels = speed.floor_kernels(10_000)
+    calls = []
+    kernels = {name: (lambda run=run, name=name: calls.append(name) or run(), moved)
+               for name, (run, moved) in kernels.items()}
+    monkeypatch.setattr(speed, "floor_kernels", lambda *args, **kwargs: pytest.fail("kernels built again"))
+    assert 0 < speed.floor_ms(10_000, repeats=2, steps=3, kernels=kernels) < 1e3
+    assert len(calls) == 2 * (2 + 2 * 3)  # each kernel: two warm-up calls, then repeats × steps
 
 
 # --- the memory an optimizer keeps --------------------------------------------------------------------------
