@@ -41,6 +41,12 @@ def _seconds(cell) -> float:
     return (end - start).total_seconds()
 
 
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (the type alone when the message is empty, as a bare timeout's is)."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message.splitlines()[0][:80]}" if message else type(error).__name__
+
+
 def time_notebook(path: Path, timeout: int = 900) -> dict:
     """Execute one notebook in memory; return its wall time, time in cells and slowest cells."""
     nb = nbformat.read(str(path), as_version=4)
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             result = time_notebook(path)
         except Exception as error:  # a failing notebook is reported, and the others still run
             failed.append(path.name)
-            print(f"{path.name:<44} FAILED: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+            print(f"{path.name:<44} FAILED: {first_line(error)}")
             continue
         total += result["wall"]
         slowest = ", ".join(f"{index}: {seconds:.2f}" for index, seconds in result["slowest"])

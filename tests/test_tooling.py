@@ -4,6 +4,7 @@ news pop-up."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -309,3 +310,12 @@ def test_every_benchmark_script_imports_and_explains_itself(script):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+def test_course_time_reports_a_failure_whatever_its_message():
+    # A notebook that failed with an empty message (a bare TimeoutError) once crashed the report itself.
+    spec = importlib.util.spec_from_file_location("course_time", ROOT / "benchmarks" / "course_time.py")
+    course_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course_time)
+    assert course_time.first_line(TimeoutError()) == "TimeoutError"
+    assert course_time.first_line(RuntimeError("Kernel died\nmore")) == "RuntimeError: Kernel died"
