@@ -416,16 +416,10 @@ def learning_rate_sweep(objective: Objective, x0, methods: Mapping[str, Callable
         raise ValueError(f"Invalid seeds: {seeds} (a positive integer)")
     lr_column = np.repeat(lrs, int(seeds))[:, None]
     x0 = np.asarray(x0, dtype=float)
-    noise = []  # every step's noise, drawn once for all methods: the numbers noisy_grad(objective, noise_std, seed)
-
-    def shared_noisy_grad(x, t):
-        if not noise:
-            noise.append(noise_std * np.random.default_rng(seed).standard_normal((int(steps),) + np.shape(x)))
-        return objective.grad(x) + noise[0][t - 1]
-
     final = {}
     for name, make_rule in methods.items():
-        grad = shared_noisy_grad if noise_std > 0 else None
+        # the same noise for every method, all its steps drawn in one call
+        grad = noisy_grad(objective, noise_std, seed, block=int(steps)) if noise_std > 0 else None
         trajectory = descend(objective, x0, make_rule(lr_column), steps, grad=grad)
         with np.errstate(invalid="ignore", over="ignore"):  # f only where it is read: the last average_last steps
             tail = objective.value(trajectory.points[-int(average_last):]).mean(axis=0)

@@ -240,11 +240,21 @@ def fastest_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndar
     smaller η. Returns ``(lr, steps)``, with ``steps`` = ``inf`` (and the first
     η) when no candidate reaches the tolerance within ``steps`` steps.
     """
+    lrs = _candidate_lrs(lrs)
+    batch = descend(objective, x0, make_rule(lrs[:, None]), steps)
+    return _fastest(lrs, batch.values, tolerance, objective.minimum)
+
+
+def _candidate_lrs(lrs) -> np.ndarray:
     lrs = np.asarray(lrs, dtype=float).ravel()
     if lrs.size == 0 or not np.all(lrs > 0):
         raise ValueError(f"lrs must be a non-empty list of positive learning rates; got {lrs.tolist()}")
-    batch = descend(objective, x0, make_rule(lrs[:, None]), steps)
-    needed = steps_to_tolerance(batch.values, tolerance, objective.minimum)
+    return lrs
+
+
+def _fastest(lrs: np.ndarray, values: np.ndarray, tolerance: float, minimum: float) -> tuple[float, float]:
+    """The candidate of ``lrs`` whose column of ``values`` settles below the tolerance first (ties: the first)."""
+    needed = steps_to_tolerance(values, tolerance, minimum)
     best = int(np.argmin(needed))
     return float(lrs[best]), float(needed[best])
 
@@ -259,9 +269,7 @@ def fastest_learning_rates(problems, make_rule: Callable[[np.ndarray], rules.Rul
     once instead of once per problem. Each pair gets what ``fastest_learning_rate(objective, x0, make_rule,
     lrs, steps, tolerance)`` returns for it.
     """
-    lrs = np.asarray(lrs, dtype=float).ravel()
-    if lrs.size == 0 or not np.all(lrs > 0):
-        raise ValueError(f"lrs must be a non-empty list of positive learning rates; got {lrs.tolist()}")
+    lrs = _candidate_lrs(lrs)
     problems = [(objective, np.asarray(x0, dtype=float)) for objective, x0 in problems]
     if not problems:
         raise ValueError("problems must hold at least one (objective, x0) pair")
@@ -281,9 +289,7 @@ def fastest_learning_rates(problems, make_rule: Callable[[np.ndarray], rules.Rul
     for (objective, _), row in zip(problems, rows):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             values = objective.value(batch.points[:, row])
-        needed = steps_to_tolerance(values, tolerance, objective.minimum)
-        best = int(np.argmin(needed))
-        results.append((float(lrs[best]), float(needed[best])))
+        results.append(_fastest(lrs, values, tolerance, objective.minimum))
     return results
 
 

@@ -347,20 +347,22 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
     def snapshot():
         return np.stack([run.detach().cpu().numpy().copy() for run in runs])
 
+    groups, data = {}, {}                 # the runs by dtype and device, and the problem's data in that kind
+    for run in runs:
+        problem._check(run)
+        key = (run.dtype, run.device)
+        groups.setdefault(key, []).append(run)
+        if key not in data:
+            data[key] = problem._data(run, None)
     records, lrs = [snapshot()], []
     for _ in range(epochs):
         lrs.append([float(opt.param_groups[0]["lr"]) for opt in optimizers])
         batches = epoch_batches(rng, problem.n_samples, batch_size, replacement)
         order = np.concatenate(batches)
-        samples, groups = {}, {}          # the epoch's samples, gathered once per dtype and device of the runs
-        for run in runs:
-            problem._check(run)
-            key = (run.dtype, run.device)
-            groups.setdefault(key, []).append(run)
-            if key not in samples:
-                design, labels, mask = problem._data(run, None)
-                index = torch.as_tensor(order, device=run.device)
-                samples[key] = (design[index], labels[index], mask)
+        samples = {}                      # the epoch's samples, gathered once per dtype and device of the runs
+        for (dtype, device), (design, labels, mask) in data.items():
+            index = torch.as_tensor(order, device=device)
+            samples[dtype, device] = (design[index], labels[index], mask)
         start = 0
         for batch in batches:
             rows = slice(start, start + len(batch))
