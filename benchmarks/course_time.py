@@ -7,6 +7,9 @@ and shutdown included), the time spent in cells, and the slowest cells.
 
 Usage: ``.venv/bin/python benchmarks/course_time.py [--target 150] [notebook ...]`` (``make course-time``).
 Exit status 1 when a notebook fails; ``--strict`` also fails when the total is over the target.
+
+The figures hold for an idle machine only: on Linux the last line says how many CPU-seconds other processes
+used during the run (and how many the hypervisor took away), so that a run slowed by other work shows it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,37 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message.splitlines()[0][:80]}" if message else type(error).__name__
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """CPU-seconds every process on this machine has used since boot, and those the hypervisor took (steal).
+
+    From the first line of Linux's ``/proc/stat``; None where there is no such file (macOS, Windows).
+    """
+    try:
+        fields = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
+def own_cpu_seconds() -> float:
+    """CPU-seconds this process and its finished children (the kernels it ran) have used."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def other_load(start, end) -> str:
+    """A line saying how much CPU time others used between two ``(machine_cpu_seconds(), own_cpu_seconds())``."""
+    (machine_start, own_start), (machine_end, own_end) = start, end
+    if machine_start is None or machine_end is None:
+        return "the load of other processes is not measured on this system"
+    others = max(0.0, (machine_end[0] - machine_start[0]) - (own_end - own_start))
+    stolen = machine_end[1] - machine_start[1]
+    return (f"other processes used {others:.1f} CPU-seconds during the run and the hypervisor took {stolen:.1f} "
+            "(on an idle machine both are near 0; a busy one makes every figure above slower)")
+
+
 def time_notebook(path: Path, timeout: int = 900) -> dict:
     """Execute one notebook in memory; return its wall time, time in cells and slowest cells."""
     nb = nbformat.read(str(path), as_version=4)
@@ -75,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
           f"one fresh kernel each, run one after the other")
     print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8}   slowest cells (index: s)")
     total, failed = 0.0, []
+    start = machine_cpu_seconds(), own_cpu_seconds()
     for path in notebooks:
         try:
             result = time_notebook(path)
@@ -88,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if total <= args.target else "OVER"
     print(f"{'total':<44} {total:7.1f}            {verdict} the {args.target:.0f} s target "
           f"({100 * total / args.target:.0f}% of it)")
+    print(other_load(start, (machine_cpu_seconds(), own_cpu_seconds())))
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1

@@ -309,6 +309,8 @@ class Rule:
 
 def _nonzero(value) -> bool:
     """True when a hyperparameter (a number or an array of them) is not all zero."""
+    if isinstance(value, (int, float)):  # the usual case (NumPy's float64 too), on every step: no array needed
+        return bool(value != 0)
     return bool(np.any(np.asarray(value) != 0))
 
 

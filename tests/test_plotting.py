@@ -63,21 +63,33 @@ def test_batch_colours_shade_gradient_descent():
         plotting.batch_color(0, 569)
 
 
-def _printed_in_a_notebook_kernel(code: str) -> str:
-    """Run ``code`` in a fresh Jupyter kernel with the inline backend (MPLBACKEND unset); return what it printed."""
+def _run_in_a_notebook_kernel(*cells: str) -> tuple[str, list[str]]:
+    """Run ``cells`` one after another in a fresh Jupyter kernel with the inline backend (MPLBACKEND unset), as a
+    notebook runs its cells; return what they printed and the PNGs they displayed (base64)."""
     from jupyter_client.manager import start_new_kernel
 
     kernel, client = start_new_kernel(kernel_name="python3", cwd=str(Path(__file__).resolve().parents[1]),
                                       env={name: value for name, value in os.environ.items() if name != "MPLBACKEND"})
-    printed = []
+    printed, images = [], []
+
+    def collect(message):
+        printed.append(message["content"].get("text", ""))
+        if message["msg_type"] == "display_data" and "image/png" in message["content"]["data"]:
+            images.append(message["content"]["data"]["image/png"])
+
     try:
-        reply = client.execute_interactive(code, timeout=60, output_hook=lambda message: printed.append(
-            message["content"].get("text", "")))
+        for code in cells:
+            reply = client.execute_interactive(code, timeout=60, output_hook=collect)
+            assert reply["content"]["status"] == "ok", reply["content"]
     finally:
         client.stop_channels()
         kernel.shutdown_kernel(now=True)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return "".join(printed)
+    return "".join(printed), images
+
+
+def _printed_in_a_notebook_kernel(code: str) -> str:
+    """Run ``code`` in a fresh Jupyter kernel with the inline backend (MPLBACKEND unset); return what it printed."""
+    return _run_in_a_notebook_kernel(code)[0]
 
 
 def test_course_style_saves_inline_figures_at_their_own_size():
@@ -136,3 +148,52 @@ def test_course_style_before_the_first_figure_also_holds():
     )
     printed = _printed_in_a_notebook_kernel(code)
     assert printed.strip() == "None"
+
+
+def test_inline_figures_are_laid_out_as_before_and_rendered_once():
+    """With the course style a notebook figure is rendered once (pyplot's after-cell rendering is gone) and keeps
+    the extra layout pass that rendering gave it: its PNG is the one the old way (a full drawing, then the
+    inline backend's own printing) gives. The figure below lays out differently after 0, 1 or 2 extra passes."""
+    setup = (
+        "import matplotlib.figure, matplotlib.pyplot as plt, numpy as np\n"
+        "from IPython.core.pylabtools import print_figure\n"
+        "from matplotlib.backends.backend_agg import RendererAgg\n"
+        "from course_lib import plotting\n"
+        "plotting.use_course_style()\n"
+        "def figure():\n"
+        "    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))\n"
+        "    for k in range(3):\n"
+        "        left.plot([0, 1], [k, k + 1], label=f'method {k}, η = 0.1')\n"
+        "    left.legend(loc='upper center', bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8)\n"
+        "    left.set_title('a title')\n"
+        "    right.semilogy(np.logspace(-16, 1, 50))\n"
+        "    right.set(xlabel='step t', ylabel=r'$\\|\\theta_t - \\theta^*\\|$', title='another title')\n"
+        "    return fig\n"
+        "# a layout pass is a Figure.draw; a rendering is one that put text on the canvas (passes that only lay\n"
+        "# out swap the renderer's draw_* methods for no-ops, so the class's draw_text is never reached)\n"
+        "counts = {'layouts': 0, 'renderings': 0, 'text drawn': False}\n"
+        "figure_draw, draw_text = matplotlib.figure.Figure.draw, RendererAgg.draw_text\n"
+        "def counted_figure_draw(self, renderer):\n"
+        "    counts['layouts'] += 1\n"
+        "    counts['text drawn'] = False\n"
+        "    result = figure_draw(self, renderer)\n"
+        "    counts['renderings'] += counts['text drawn']\n"
+        "    return result\n"
+        "def noted_draw_text(self, *args, **kwargs):\n"
+        "    counts['text drawn'] = True\n"
+        "    return draw_text(self, *args, **kwargs)\n"
+        "matplotlib.figure.Figure.draw, RendererAgg.draw_text = counted_figure_draw, noted_draw_text\n"
+    )
+    shown = "figure();\n"
+    the_old_way = (
+        "print(counts['layouts'], counts['renderings'])\n"
+        "fig = figure()\n"
+        "fig.canvas.draw()  # what pyplot's after-cell hook did\n"
+        "print(print_figure(fig, 'png', base64=True, bbox_inches=None))\n"
+        "plt.close(fig)\n"
+    )
+    printed, images = _run_in_a_notebook_kernel(setup, shown, the_old_way)
+    counts, expected = printed.split("\n")[:2]
+    assert len(images) == 1
+    assert counts == "3 1"  # laid out three times (the extra pass, the printer's, the rendering), rendered once
+    assert images[0] == expected

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -319,3 +320,24 @@ def test_course_time_reports_a_failure_whatever_its_message():
     spec.loader.exec_module(course_time)
     assert course_time.first_line(TimeoutError()) == "TimeoutError"
     assert course_time.first_line(RuntimeError("Kernel died\nmore")) == "RuntimeError: Kernel died"
+
+
+def test_course_time_sees_the_cpu_time_of_other_processes():
+    """A process that is not a child of the timing script (an orphaned grandchild) shows up as other load."""
+    spec = importlib.util.spec_from_file_location("course_time", ROOT / "benchmarks" / "course_time.py")
+    course_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course_time)
+    start = course_time.machine_cpu_seconds(), course_time.own_cpu_seconds()
+    if start[0] is None:
+        pytest.skip("no /proc/stat on this system")
+    spin = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.6: pass"
+    launcher = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {spin!r}])"
+    subprocess.run([sys.executable, "-c", launcher], check=True)  # returns at once; its child spins on, orphaned
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        line = course_time.other_load(start, (course_time.machine_cpu_seconds(), course_time.own_cpu_seconds()))
+        if float(line.split()[3]) >= 0.5:
+            break
+    assert float(line.split()[3]) >= 0.5, line
+    assert course_time.other_load((None, 0.0), (None, 1.0)).endswith("not measured on this system")
