@@ -8,8 +8,11 @@ and shutdown included), the time spent in cells, and the slowest cells.
 Usage: ``.venv/bin/python benchmarks/course_time.py [--target 150] [notebook ...]`` (``make course-time``).
 Exit status 1 when a notebook fails; ``--strict`` also fails when the total is over the target.
 
-The figures hold for an idle machine only: on Linux the last line says how many CPU-seconds other processes
-used during the run (and how many the hypervisor took away), so that a run slowed by other work shows it.
+The figures hold for an idle machine only: on Linux the last lines say how many CPU-seconds other processes
+used during the run (and how many the hypervisor took away), so that a run slowed by other work shows it. A
+virtual machine can also run slower with neither (its host is busy), so the script times a fixed yardstick, a
+loop of Python and small NumPy operations like the notebooks', before and after the run: compare two runs'
+totals only when their yardsticks agree.
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ def machine_cpu_seconds() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq) / ticks, steal / ticks
 
 
+def yardstick_ms(repeats: int = 5) -> float:
+    """Milliseconds for a fixed loop of Python arithmetic and small NumPy operations (the fastest of ``repeats``).
+
+    It does what the notebooks' small runs do step after step, and nothing of the course, so it measures how fast
+    this machine is at the moment, not the course.
+    """
+    import numpy as np
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x, total = np.linspace(0.0, 1.0, 64), 0.0
+        for step in range(5_000):
+            x = 0.5 * x + 0.25 * np.sqrt(x + step)
+            total += float(x[step % 64])
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
+
+
 def own_cpu_seconds() -> float:
     """CPU-seconds this process and its finished children (the kernels it ran) have used."""
     times = os.times()
@@ -109,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"one fresh kernel each, run one after the other")
     print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8}   slowest cells (index: s)")
     total, failed = 0.0, []
+    yardstick_before = yardstick_ms()
     start = machine_cpu_seconds(), own_cpu_seconds()
     for path in notebooks:
         try:
@@ -124,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':<44} {total:7.1f}            {verdict} the {args.target:.0f} s target "
           f"({100 * total / args.target:.0f}% of it)")
     print(other_load(start, (machine_cpu_seconds(), own_cpu_seconds())))
+    print(f"yardstick (a fixed loop, not the course): {yardstick_before:.1f} ms before the run, "
+          f"{yardstick_ms():.1f} ms after; when it is slower the machine is, and so is every figure above")
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1

@@ -341,3 +341,21 @@ def test_course_time_sees_the_cpu_time_of_other_processes():
             break
     assert float(line.split()[3]) >= 0.5, line
     assert course_time.other_load((None, 0.0), (None, 1.0)).endswith("not measured on this system")
+
+
+def test_course_time_prints_the_load_and_the_yardstick_around_a_run(tmp_path, capsys):
+    """A run of one small notebook ends with the other processes' load and the yardstick before and after."""
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("course_time", ROOT / "benchmarks" / "course_time.py")
+    course_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course_time)
+    notebook = tmp_path / "01_tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1 + 1)")]), str(notebook))
+    assert course_time.main([str(notebook)]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert lines[2].startswith("01_tiny.ipynb")
+    assert lines[3].startswith("total") and "within the 150 s target" in lines[3]
+    assert lines[4].startswith(("other processes used", "the load of other processes is not measured"))
+    before, after = (float(word) for word in re.findall(r"([0-9.]+) ms", lines[5]))
+    assert lines[5].startswith("yardstick") and 0 < before < 1e4 and 0 < after < 1e4
