@@ -11,8 +11,8 @@ Exit status 1 when a notebook fails; ``--strict`` also fails when the total is o
 The figures hold for an idle machine only: on Linux the last lines say how many CPU-seconds other processes
 used during the run (and how many the hypervisor took away), so that a run slowed by other work shows it. A
 virtual machine can also run slower with neither (its host is busy), so the script times a fixed yardstick, a
-loop of Python and small NumPy operations like the notebooks', before and after the run: compare two runs'
-totals only when their yardsticks agree.
+loop of Python and small NumPy operations like the notebooks', before each notebook and after the last: compare
+two runs' seconds only where their yardsticks agree.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def machine_cpu_seconds() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq) / ticks, steal / ticks
 
 
-def yardstick_ms(repeats: int = 5) -> float:
+def yardstick_ms(repeats: int = 3) -> float:
     """Milliseconds for a fixed loop of Python arithmetic and small NumPy operations (the fastest of ``repeats``).
 
     It does what the notebooks' small runs do step after step, and nothing of the course, so it measures how fast
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     plural = "" if len(notebooks) == 1 else "s"
     print(f"{len(notebooks)} notebook{plural}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
           f"one fresh kernel each, run one after the other")
-    print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8}   slowest cells (index: s)")
-    total, failed = 0.0, []
-    yardstick_before = yardstick_ms()
+    print(f"{'notebook':<44} {'wall s':>7} {'cells s':>8} {'yardstick ms':>13}   slowest cells (index: s)")
+    total, failed, yardsticks = 0.0, [], []
     start = machine_cpu_seconds(), own_cpu_seconds()
     for path in notebooks:
+        yardsticks.append(yardstick_ms())
         try:
             result = time_notebook(path)
         except Exception as error:  # a failing notebook is reported, and the others still run
@@ -142,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         total += result["wall"]
         slowest = ", ".join(f"{index}: {seconds:.2f}" for index, seconds in result["slowest"])
-        print(f"{path.name:<44} {result['wall']:7.1f} {result['cells']:8.1f}   {slowest}")
+        print(f"{path.name:<44} {result['wall']:7.1f} {result['cells']:8.1f} {yardsticks[-1]:13.1f}   {slowest}")
     verdict = "within" if total <= args.target else "OVER"
-    print(f"{'total':<44} {total:7.1f}            {verdict} the {args.target:.0f} s target "
+    print(f"{'total':<44} {total:7.1f}                          {verdict} the {args.target:.0f} s target "
           f"({100 * total / args.target:.0f}% of it)")
     print(other_load(start, (machine_cpu_seconds(), own_cpu_seconds())))
-    print(f"yardstick (a fixed loop, not the course): {yardstick_before:.1f} ms before the run, "
-          f"{yardstick_ms():.1f} ms after; when it is slower the machine is, and so is every figure above")
+    yardsticks.append(yardstick_ms())
+    print(f"yardstick (a fixed loop, not the course): {min(yardsticks):.1f} to {max(yardsticks):.1f} ms during the "
+          "run; where it is slower the machine is, and so is every figure beside it")
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1
