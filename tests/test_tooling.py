@@ -361,3 +361,27 @@ def test_course_time_prints_the_load_and_the_yardstick_around_a_run(tmp_path, ca
     assert lines[4].startswith(("other processes used", "the load of other processes is not measured"))
     low, high = (float(word) for word in re.findall(r"([0-9.]+) (?:to|ms)", lines[5]))
     assert lines[5].startswith("yardstick") and 0 < low <= high < 1e4
+
+
+def test_course_time_runs_a_notebook_again_after_a_lost_kernel_but_not_after_an_error(monkeypatch, capsys, tmp_path):
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    spec = importlib.util.spec_from_file_location("course_time", ROOT / "benchmarks" / "course_time.py")
+    course_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course_time)
+    calls = []
+
+    def flaky(path, timeout=course_time.CELL_TIMEOUT):
+        calls.append(path.name)
+        if path.name.startswith("01") and len(calls) == 1:
+            raise CellTimeoutError("A cell timed out while it was being executed, after 180 seconds.")
+        if path.name.startswith("02"):
+            raise CellExecutionError("traceback", "ZeroDivisionError", "division by zero")
+        return {"wall": 1.0, "cells": 0.5, "slowest": [(0, 0.5)]}
+
+    monkeypatch.setattr(course_time, "time_notebook", flaky)
+    assert course_time.main([str(tmp_path / "01_a.ipynb"), str(tmp_path / "02_b.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert calls == ["01_a.ipynb", "01_a.ipynb", "02_b.ipynb"]  # the lost run again, the failing one not
+    assert "01_a.ipynb" in out and "a first run stopped: CellTimeoutError" in out
+    assert "02_b.ipynb" in out and "FAILED" in out and "failed: 02_b.ipynb" in out
