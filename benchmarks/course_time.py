@@ -105,8 +105,8 @@ def other_load(start, end) -> str:
 
 
 #: Seconds a cell may run. The slowest cell takes about 4 s on the course machine; a cell that waits far longer is
-#: a kernel and a client that have both gone idle, each waiting for a message from the other (seen about once in
-#: forty notebook runs on the course machine, with nbclient 0.10): the notebook is then run once more.
+#: a kernel and a client that have both gone idle, each waiting for a message from the other (seen 3 times in
+#: about 250 notebook runs on the course machine, with nbclient 0.10): the notebook is then run once more.
 CELL_TIMEOUT = 180
 
 
