@@ -4,9 +4,9 @@ Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every 
 its grid and every seed, under the protocol stated in :mod:`course_lib.labs.where_it_matters` (whose docstring
 describes the file's schema). Seeded: the same command gives the same numbers on the same machine and torch build.
 Runs are spread over ``--workers`` processes (one thread each on the CPU). It prints its run time. The default
-configuration (285 runs) used about 16 CPU-minutes when the committed file was made, so about 8–10 minutes on the
-idle 2-core course machine (estimated from CPU time; it took 44 minutes of wall-clock time while other work shared
-the machine). On a GPU (``COURSE_DEVICE=cuda``) it runs unchanged: on an NVIDIA H200 (torch 2.11+cu130,
+configuration (285 runs) took 391 s (6.5 minutes, 13 CPU-minutes) on the idle 2-core course machine on
+2026-11-26, and reproduced every number of the committed file except the timings (12,688 of them, identical); the
+committed file was made in 44 minutes while other work shared the machine. On a GPU (``COURSE_DEVICE=cuda``) it runs unchanged: on an NVIDIA H200 (torch 2.11+cu130,
 ``--workers 8``) all 285 runs took 158 s, and every optimizer was tuned to the same learning rate as in the committed
 CPU file (``results/where_it_matters_cuda.json``; ``tests/test_experiments.py`` compares the two).
 
