@@ -6,9 +6,10 @@ describes the file's schema). Seeded: the same command gives the same numbers on
 Runs are spread over ``--workers`` processes (one thread each on the CPU). It prints its run time. The default
 configuration (285 runs) took 391 s (6.5 minutes, 13 CPU-minutes) on the idle 2-core course machine on
 2026-11-26, and reproduced every number of the committed file except the timings (12,688 of them, identical); the
-committed file was made in 44 minutes while other work shared the machine. On a GPU (``COURSE_DEVICE=cuda``) it runs unchanged: on an NVIDIA H200 (torch 2.11+cu130,
-``--workers 8``) all 285 runs took 158 s, and every optimizer was tuned to the same learning rate as in the committed
-CPU file (``results/where_it_matters_cuda.json``; ``tests/test_experiments.py`` compares the two).
+committed file was made in 44 minutes while other work shared the machine. On a GPU (``COURSE_DEVICE=cuda``) it
+runs unchanged: on an NVIDIA H200 (torch 2.11+cu130, ``--workers 8``) all 285 runs took 158 s, and every optimizer
+was tuned to the same learning rate as in the committed CPU file (``results/where_it_matters_cuda.json``;
+``tests/test_experiments.py`` compares the two).
 
     python experiments/where_it_matters.py                     # everything, default output
     python experiments/where_it_matters.py --tiny --output /tmp/x.json   # a smoke test (seconds)
