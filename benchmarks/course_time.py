@@ -124,12 +124,12 @@ def time_notebook(path: Path, timeout: int = CELL_TIMEOUT) -> dict:
 
 
 def time_notebook_retrying(path: Path) -> dict:
-    """:func:`time_notebook`, run once more when the first run timed out or lost its kernel (the reasons under
+    """:func:`time_notebook`, run once more when the first run timed out or lost its kernel (the reason under
     ``"lost"``). A cell that raises is not run again: that is the notebook's failure, not the harness's."""
     try:
         return time_notebook(path)
     except (CellTimeoutError, DeadKernelError) as error:
-        return {**time_notebook(path), "lost": [first_line(error)]}
+        return {**time_notebook(path), "lost": first_line(error)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(path.name)
             print(f"{path.name:<44} FAILED: {first_line(error)}")
             continue
-        for lost in result.get("lost", []):
-            print(f"{path.name:<44} (a first run stopped: {lost}; the figures are the second run's)")
+        if "lost" in result:
+            print(f"{path.name:<44} (a first run stopped: {result['lost']}; the figures are the second run's)")
         total += result["wall"]
         slowest = ", ".join(f"{index}: {seconds:.2f}" for index, seconds in result["slowest"])
         print(f"{path.name:<44} {result['wall']:7.1f} {result['cells']:8.1f} {yardsticks[-1]:13.1f}   {slowest}")
