@@ -1,6 +1,6 @@
-"""The repository's tooling: the README's commands without make are the Makefile's, the CI workflow runs make test
-on Linux and macOS, make test-portable covers other kernels and thread counts, and JupyterLab starts without the
-news pop-up."""
+"""The repository's tooling: the commands without make (docs/windows.md) are the Makefile's, the CI workflow runs
+make test on Linux and macOS, make test-portable covers other kernels and thread counts, and JupyterLab starts
+without the news pop-up."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ NOTEBOOK_GLOB = "notebooks/[0-9]*.ipynb"
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# the Makefile's commands, as make would run them, and the README's commands without make
+# the Makefile's commands, as make would run them, and the commands without make (docs/windows.md)
 # --------------------------------------------------------------------------------------------------------------------
 def _make_commands(*targets: str) -> list[list[str]]:
     """Every command ``make -n -B targets`` prints (with ``VENV=.venv``), split into words; environment prefixes
@@ -100,17 +100,15 @@ _KINDS = {
 }
 
 
-def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.S | re.M)
-    assert match, f"README has no section '## {title}'"
-    return match.group(1)
+def _windows_page() -> str:
+    """docs/windows.md, the PowerShell commands that do what the Makefile does (the README links to it)."""
+    return (ROOT / "docs" / "windows.md").read_text(encoding="utf-8")
 
 
-def _readme_commands() -> tuple[dict[str, tuple[list[str], dict]], str]:
-    """The PowerShell commands of README's "Without make" section, by kind, with the environment each one runs in
+def _windows_commands() -> tuple[dict[str, tuple[list[str], dict]], str]:
+    """The PowerShell commands of docs/windows.md, by kind, with the environment each one runs in
     (PowerShell's ``$env:NAME = "value"`` and ``Remove-Item Env:NAME`` carry over to later commands)."""
-    section = _readme_section("Without make (Windows)")
+    section = _windows_page()
     blocks = re.findall(r"```powershell\n(.*?)```", section, re.S)
     assert len(blocks) == 2, "expected two PowerShell blocks: set-up and tests"
     kinds, env = {}, {}
@@ -135,9 +133,9 @@ def _readme_commands() -> tuple[dict[str, tuple[list[str], dict]], str]:
 
 
 @needs_make
-def test_the_readme_commands_without_make_are_the_makefiles():
+def test_the_windows_commands_without_make_are_the_makefiles():
     """Same requirements, same install, same kernel, same pytest invocations and flags, same environment."""
-    ours, section = _readme_commands()
+    ours, section = _windows_commands()
     theirs = _makefile_commands()
     assert set(ours) == set(theirs) == set(_KINDS)
     for kind in ("requirements", "editable", "kernel", "ruff", "unit", "nbval"):
@@ -153,18 +151,18 @@ def test_the_readme_commands_without_make_are_the_makefiles():
     assert "make test-portable" not in section or "Linux" in section
 
 
-def test_the_readme_commands_parse_a_broken_copy_as_different(monkeypatch):
-    """The comparison above can fail: a README that drops a flag no longer matches."""
-    ours, _ = _readme_commands()
+def test_the_windows_commands_parse_a_broken_copy_as_different(monkeypatch):
+    """The comparison above can fail: a docs/windows.md that drops a flag no longer matches."""
+    ours, _ = _windows_commands()
     assert "--dist" in ours["nbval"][0]
     original = Path.read_text
 
     def without_dist(self, *args, **kwargs):
         text = original(self, *args, **kwargs)
-        return text.replace("-n 2 --dist loadscope (Get-Item", "-n 2 (Get-Item") if self.name == "README.md" else text
+        return text.replace("-n 2 --dist loadscope (Get-Item", "-n 2 (Get-Item") if self.name == "windows.md" else text
 
     monkeypatch.setattr(Path, "read_text", without_dist)
-    assert "--dist" not in _readme_commands()[0]["nbval"][0]
+    assert "--dist" not in _windows_commands()[0]["nbval"][0]
 
 
 # --------------------------------------------------------------------------------------------------------------------
