@@ -1,6 +1,6 @@
 """Run one nbval command again under other BLAS kernels, SIMD levels and thread counts (``make test-portable``).
 
-The committed outputs must be the text every machine prints (README, "How the tests work"). A number that
+The committed outputs must be the text every machine prints (docs/testing.md). A number that
 depends on the BLAS kernel OpenBLAS picks for the CPU, on torch's SIMD level or on the thread count passes
 ``make test`` on one machine and fails on the next. This script runs the command it is given (the Makefile's
 nbval command) once per setting below, each a set of environment variables, and prints one line per setting
