@@ -371,8 +371,9 @@ class LearningRateSweep:
         return float(self.lrs[np.argmin(self.median(method))])
 
     def usable(self, method: str, tolerance: float = 1e-2) -> np.ndarray:
-        """Learning rates whose median final gap is at most ``tolerance`` · (f(θ_0) − f*), as a mask."""
-        return self.median(method) <= tolerance * self.initial_gap
+        """Learning rates whose median final gap is at most ``tolerance`` · (f(θ_0) − f*) and at which no seed
+        diverged, as a mask (a learning rate that loses one seed in eight is not one to recommend)."""
+        return (self.median(method) <= tolerance * self.initial_gap) & (self.diverged(method) == 0)
 
     def usable_window(self, method: str, tolerance: float = 1e-2) -> tuple[float, float]:
         """The widest contiguous range [lo, hi] of usable learning rates; (nan, nan) if there is none."""

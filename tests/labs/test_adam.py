@@ -284,6 +284,15 @@ def test_usable_window_is_the_longest_contiguous_run():
     assert low.shape == high.shape == (9,)
 
 
+def test_a_learning_rate_that_loses_a_seed_is_not_usable():
+    lrs = np.geomspace(1e-2, 1e2, 5)
+    gaps = np.array([[0.01, 0.01, 0.01], [0.01, 0.01, 0.01], [0.01, 0.01, np.inf], [5, 5, 5], [0.01, 0.01, 0.01]])
+    sweep = A.LearningRateSweep(lrs, {"m": gaps}, initial_gap=10.0, steps=1, noise_std=0.0)
+    assert np.median(gaps[2]) <= 1e-2 * 10.0                      # the median alone would call η = 1 usable
+    np.testing.assert_array_equal(sweep.usable("m"), [True, True, False, False, True])
+    assert sweep.usable_window("m") == (pytest.approx(1e-2), pytest.approx(1e-1))
+
+
 def test_sweep_checks_arguments():
     with pytest.raises(ValueError, match="lrs"):
         A.learning_rate_sweep(F.x_squared, [1.0], {"gd": lambda lr: rules.sgd(lr=lr)}, [0.1, -0.1])
