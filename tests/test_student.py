@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:
 from tools.course import cell_source, course_notebooks, read_notebook  # noqa: E402
 from tools.make_student import CODE_STUB, TEXT_STUB, main, solution_cell_indices, student_notebook  # noqa: E402
 from tools.nbgrader_cells import tagged  # noqa: E402
+from tools.self_paced import expand_solutions  # noqa: E402
 
 NOTEBOOKS = course_notebooks()
 
@@ -148,7 +149,7 @@ def test_solution_cells_are_stubbed_and_their_outputs_cleared(versions):
         before, after = original.cells[index], student.cells[index]
         stub = CODE_STUB if before.cell_type == "code" else TEXT_STUB
         assert cell_source(after) == expected_student_source(cell_source(before), stub)
-        assert after.metadata == before.metadata
+        assert after.metadata == expand_solutions(original).cells[index].metadata   # shown, not collapsed
         if after.cell_type == "code":
             assert after.outputs == [] and after.execution_count is None
 

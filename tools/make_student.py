@@ -9,8 +9,10 @@ indented like the ``BEGIN`` line::
     raise NotImplementedError()
 
 (``YOUR ANSWER HERE`` in a markdown cell), and that cell loses its outputs and execution count. Every other cell,
-its outputs (figures included) and the notebook's metadata are copied unchanged; ``generate_assignment`` would also
-clear every output and lock cells, which suits a graded class (``make nbgrader``) but not a learner on their own.
+its outputs (figures included) and the notebook's metadata are copied unchanged, except that no cell stays
+collapsed (the self-paced edition collapses each solution cell: ``tools/self_paced.py``). ``generate_assignment``
+would also clear every output and lock cells, which suits a graded class (``make nbgrader``) but not a learner on
+their own.
 ``ClearSolutions`` runs with ``enforce_metadata=True``: a solution region outside a solution cell is an error, as
 it is for nbgrader.
 
@@ -20,7 +22,6 @@ Usage: ``python tools/make_student.py [--output-dir student] [notebook ...]`` (d
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.course import ROOT, course_notebooks, read_notebook  # noqa: E402
+from tools.self_paced import expand_solutions  # noqa: E402
 
 CODE_STUB = ClearSolutions().code_stub["python"]  # "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_STUB = ClearSolutions().text_stub            # "YOUR ANSWER HERE"
@@ -43,7 +45,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     Raises ``ValueError`` (naming the cell) where nbgrader refuses the notebook: a solution region in a cell
     without solution metadata, a ``BEGIN`` without ``END``, nested regions.
     """
-    student = copy.deepcopy(nb)
+    student = expand_solutions(nb)  # the stub must show: the self-paced edition's collapsed cells are expanded
     student.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     clear = ClearSolutions(enforce_metadata=True)
     resources = {"language": student.metadata["kernelspec"].get("language", "python")}
