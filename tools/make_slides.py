@@ -124,8 +124,8 @@ def copy_offline_assets(output_dir: Path | str, npm_dir: Path | str) -> Path:
     missing = [str(npm_dir / package / inside) for package, items in NPM_ASSETS.items() for inside, _ in items
                if not (npm_dir / package / inside).exists()]
     if missing:
-        raise FileNotFoundError(f"npm_dir: {npm_dir} lacks {', '.join(missing)}; install the pinned packages with "
-                                "`make slides-offline` (it runs npm install into _build/slides-npm)")
+        raise FileNotFoundError(f"npm_dir: {npm_dir} lacks {', '.join(missing)}; `make slides-npm` installs the "
+                                "pinned reveal.js, requirejs and jquery there (it needs npm, from Node.js)")
     vendor.mkdir(parents=True, exist_ok=True)
     for package, items in NPM_ASSETS.items():
         for inside, target in items:
