@@ -269,6 +269,13 @@ def test_index_renders_with_the_network_off(site, tmp_path):
         assert notebook_info(path).title in text
 
 
+def test_search_finds_pages_with_the_network_off(site, tmp_path):
+    dom = offline_dom((site / "search.html").as_uri() + "?q=conditioning", tmp_path)
+    found = re.search(r"found (\d+) pages? matching", dom)
+    assert found and int(found.group(1)) >= 1, "Sphinx's search found nothing offline"
+    assert f"notebooks/{NOTEBOOKS[1].stem}.html" in dom
+
+
 # --- offline slides ---------------------------------------------------------------------------------------------
 
 def test_offline_deck_references_no_network_script_or_style(tmp_path):
