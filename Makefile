@@ -18,13 +18,17 @@ NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-wi
 	-n $(JOBS) --dist loadscope
 # JupyterLab settings shipped with the course (no "get notified about Jupyter news?" pop-up on first start)
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
-# The slides load reveal.js, require.js, jQuery and MathJax from CDNs; to present offline, set SLIDES_ASSETS to a
-# folder relative to slides/ that holds them (see tools/make_slides.py), or REVEAL_URL_PREFIX to move reveal.js alone.
+# `make slides` loads reveal.js, require.js, jQuery and MathJax from CDNs (SLIDES_ASSETS: a folder relative to
+# slides/ holding them instead; REVEAL_URL_PREFIX moves reveal.js alone). `make slides-offline` copies them all into
+# slides/vendor/: reveal.js, require.js and jQuery from npm at these exact versions (installed once into
+# SLIDES_NPM), MathJax from the jupyter-server-mathjax package of requirements.txt.
 SLIDES_ASSETS ?=
 REVEAL_URL_PREFIX ?=
+SLIDES_NPM := _build/slides-npm
+SLIDES_NPM_PACKAGES := reveal.js@4.0.2 requirejs@2.3.7 jquery@3.7.1
 
 .PHONY: help venv lab test test-portable lint unit nbval execute clean student nbgrader slides html images course-time \
-	experiments
+	experiments slides-offline slides-npm browser-install
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
@@ -34,8 +38,9 @@ help:
 	@echo "make clean    remove .venv and generated files"
 	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
 	@echo "make nbgrader an nbgrader course directory in nbgrader_course/, every notebook an assignment"
-	@echo "make slides   reveal.js slides of every notebook in slides/ (SLIDES_ASSETS=dir to present offline)"
-	@echo "make html     the executed notebooks as a static site with a course map in _build/html/"
+	@echo "make slides   reveal.js slides of every notebook in slides/ (they load their scripts from CDNs)"
+	@echo "make slides-offline  the slides with every script copied into slides/vendor/: present with no network"
+	@echo "make html     the course site (Sphinx book, works offline) from the executed notebooks in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 150 s target"
 	@echo "make experiments  rerun notebook 12's sweeps into experiments/results/ (about 7 minutes on 2 idle cores)"
@@ -60,7 +65,7 @@ lab: $(STAMP) $(LAB_OVERRIDES)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-unit: $(STAMP)
+unit: $(STAMP) browser-install slides-npm
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -n $(JOBS)
 
 nbval: $(STAMP)
@@ -86,8 +91,27 @@ slides: $(STAMP)
 	$(BIN)/python tools/make_slides.py --output-dir slides $(if $(SLIDES_ASSETS),--assets $(SLIDES_ASSETS),) \
 		$(if $(REVEAL_URL_PREFIX),--reveal-url-prefix $(REVEAL_URL_PREFIX),) $(NOTEBOOKS)
 
+slides-offline: $(STAMP) slides-npm
+	$(BIN)/python tools/make_slides.py --output-dir slides --offline --npm-dir $(SLIDES_NPM)/node_modules $(NOTEBOOKS)
+
+# reveal.js, require.js and jQuery for the offline slides (and tests/test_site.py), from the npm registry, once
+slides-npm: $(SLIDES_NPM)/.installed
+
+$(SLIDES_NPM)/.installed: Makefile
+	@command -v npm >/dev/null || { echo "skipped: the offline slides need npm (Node.js), e.g. apt-get install npm"; \
+		exit 0; } && \
+	npm install --prefix $(SLIDES_NPM) --no-save --no-package-lock --ignore-scripts --no-audit --no-fund \
+		$(SLIDES_NPM_PACKAGES) && touch $@
+
+# Chromium, for tests/test_site.py (it opens the built site with the network off): installed only when missing, and
+# only as root with apt-get (CI); elsewhere the test skips and says how to install it (under CI=true it fails).
+browser-install:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "tests/test_site.py needs Chromium for its browser check: sudo apt-get install chromium"; fi
+
 html: $(STAMP)
-	rm -rf _build/html
 	$(BIN)/python tools/make_html.py --output-dir _build/html $(NOTEBOOKS)
 
 images: $(STAMP)
