@@ -32,7 +32,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,6 +164,11 @@ class History:
     ``math.inf`` logs it without clipping). ``best_epoch`` is the epoch (1-based) whose
     weights early stopping restored (0 without early stopping); ``stopped_early`` says
     whether its patience ran out. ``loss`` names the loss (for axis labels).
+
+    Early stopping's state, so a resumed run stops where the uninterrupted one would: ``best_val_loss`` (the
+    lowest validation loss so far, ``math.inf`` before any), ``epochs_since_best`` (the patience used up) and
+    ``best_weights`` (a copy of the model's ``state_dict`` at ``best_epoch``; not in :meth:`to_dict`: a
+    checkpoint stores it beside the history, and :func:`load_checkpoint` puts it back here).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -181,6 +186,9 @@ class History:
     best_epoch: int = 0
     stopped_early: bool = False
     loss: str = "binary cross-entropy"
+    best_val_loss: float = math.inf
+    epochs_since_best: int = 0
+    best_weights: dict | None = field(default=None, repr=False, compare=False)
 
     METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "lr", "steps")
     STEP_METRICS = ("step_loss", "step_lr", "step_grad_norm")
@@ -211,7 +219,8 @@ class History:
         """Plain Python lists and numbers (what a checkpoint stores; loads with ``weights_only=True``)."""
         return {**{name: list(getattr(self, name)) for name in self.METRICS + self.STEP_METRICS},
                 "seed": self.seed, "label": self.label, "best_epoch": self.best_epoch,
-                "stopped_early": self.stopped_early, "loss": self.loss}
+                "stopped_early": self.stopped_early, "loss": self.loss, "best_val_loss": self.best_val_loss,
+                "epochs_since_best": self.epochs_since_best}
 
     @classmethod
     def from_dict(cls, values: dict) -> History:
@@ -220,7 +229,9 @@ class History:
                    **{name: list(values.get(name, [])) for name in cls.STEP_METRICS},
                    seed=int(values["seed"]), label=str(values.get("label", "")),
                    best_epoch=int(values.get("best_epoch", 0)), stopped_early=bool(values.get("stopped_early", False)),
-                   loss=str(values.get("loss", "binary cross-entropy")))
+                   loss=str(values.get("loss", "binary cross-entropy")),
+                   best_val_loss=float(values.get("best_val_loss", math.inf)),
+                   epochs_since_best=int(values.get("epochs_since_best", 0)))
 
     def same_metrics(self, other: History, tolerance: float = 0.0) -> bool:
         """True when both runs have the same losses and accuracies epoch by epoch (``seconds`` ignored)."""
@@ -356,8 +367,10 @@ def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = T
                              "minibatches are drawn from the tensors); for a TensorDataset pass "
                              "loader.dataset.tensors")
         expected = "a pair (X, y) of tensors or a DataLoader" if loader_allowed else "a pair (X, y) of tensors"
-        raise ValueError(f"{name} must be {expected}; got {what}")
-    X, y = (torch.as_tensor(part) for part in pair)
+        hint = " (for a dict of arrays, pass its two arrays as a pair: (data['X'], data['y']))" if isinstance(
+            pair, Mapping) else ""
+        raise ValueError(f"{name} must be {expected}; got {what}{hint}")
+    X, y = (_as_numbers(part, f"{name} {part_name}") for part, part_name in zip(pair, ("X", "y")))
     if X.ndim < 2:
         raise ValueError(f"{name} X must be 2-D (samples × features); got shape {tuple(X.shape)}")
     if targets == "binary" and not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
@@ -388,6 +401,25 @@ def _check_pair(pair, name: str, dtype: torch.dtype, *, loader_allowed: bool = T
         raise ValueError(f"{name} y must hold labels 0 and 1 only; found {values} "
                          f"({int(outside.sum())} labels outside {{0, 1}})")
     return X, y
+
+
+def _as_numbers(values, name: str) -> torch.Tensor:
+    """``values`` as a tensor; text (strings, object arrays) raises ``ValueError`` naming ``name``."""
+    if isinstance(values, torch.Tensor):
+        return values
+    array = values if isinstance(values, np.ndarray) else None
+    try:
+        if array is None:
+            array = np.asarray(values)
+        if array.dtype.kind in "USO":
+            raise TypeError
+        return torch.as_tensor(array)
+    except (TypeError, ValueError, RuntimeError):
+        kind = f"dtype {array.dtype}" if array is not None else type(values).__name__
+        first = array.flat[0] if array is not None and array.size else None
+        example = "" if first is None else f" such as {first.item() if isinstance(first, np.generic) else first!r}"
+        raise ValueError(f"{name} must hold numbers; got {kind}{example}: encode text as numbers first "
+                         "(labels as 0 and 1, or class indices 0, …, C − 1)") from None
 
 
 def _class_indices(y: torch.Tensor, name: str) -> torch.Tensor:
@@ -484,7 +516,7 @@ def _check_model_and_optimizer(model, optimizer) -> None:
 
 def _is_loader(data) -> bool:
     return isinstance(data, torch.utils.data.DataLoader) or (
-        not isinstance(data, (tuple, list, torch.Tensor)) and isinstance(data, Iterable))
+        not isinstance(data, (tuple, list, torch.Tensor, np.ndarray, str, bytes, Mapping)) and isinstance(data, Iterable))
 
 
 def _lr_of(optimizer) -> float:
@@ -619,8 +651,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
       stays that of the last epoch). Needs ``val``.
 
     ``seed`` defaults to a draw from torch's generator (so :func:`seed_everything` fixes it).
-    ``history`` continues an earlier run (with its shuffle seed); ``checkpoint`` (a path) saves model,
-    optimizer and history after every epoch. ``progress`` shows a tqdm bar with epoch, loss and accuracy.
+    ``history`` continues an earlier run (with its shuffle seed and early stopping's state); ``checkpoint``
+    (a path) saves model, optimizer, history, early stopping's best weights and a torch ``LRScheduler``'s
+    state after every epoch: a run stopped at any point and resumed from its last checkpoint
+    (:func:`load_checkpoint`, then ``fit`` with the same arguments, ``history=`` and the epochs left) ends
+    bit for bit as the uninterrupted run. Ctrl-C (``KeyboardInterrupt``) is re-raised with the history of
+    the epochs completed so far attached as ``error.history`` (the interrupted epoch is not recorded). ``progress`` shows a tqdm bar with epoch, loss and accuracy.
     Losses, accuracies and the per-step records are read back from the device once per epoch: no step
     waits for the host, with or without clipping. What the recipe costs per step is its own arithmetic:
     the gradient norm (one multi-tensor norm over the parameters, plus a rescale when clipping) and, for a
@@ -635,7 +671,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     An optimizer with ``train()`` and ``eval()`` methods (Schedule-Free's, which keeps the point where
     gradients are taken apart from the average it returns) is switched to train mode before each epoch's
     steps and to eval mode after them, before validation and checkpoints: after ``fit`` the model holds
-    the parameters to evaluate, and the optimizer is in eval mode.
+    the parameters to evaluate, and the optimizer is in eval mode (after an interrupt or an error too).
     """
     epochs = _positive_int(epochs, "epochs", allow_zero=True)
     max_steps = _positive_int(max_steps, "max_steps")
@@ -692,7 +728,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     pairs = {name: (X.to(device), y.to(device)) for name, (X, y) in pairs.items()}
     run = _Run(model, optimizer, objective, device, dtype, autocast, scheduler,
                None if clip_grad_norm is None else float(clip_grad_norm))
-    best_loss, best_state, waited = math.inf, None, 0
+    saved_scheduler = schedule if isinstance(schedule, torch.optim.lr_scheduler.LRScheduler) else None
 
     from tqdm.auto import tqdm
 
@@ -743,16 +779,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             history.step_lr.extend(lrs)
             history.step_grad_norm.extend(norms)
             epoch += 1
-            stop = False
-            if early_stopping is not None:
-                if val_loss < best_loss:
-                    best_loss, waited, history.best_epoch = val_loss, 0, history.epochs
-                    best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-                else:
-                    waited += 1
-                    stop = waited >= early_stopping
+            stop = early_stopping is not None and _early_stopping_step(history, model, val_loss, early_stopping)
             if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, history)
+                save_checkpoint(checkpoint, model, optimizer, history, scheduler=saved_scheduler)
             if progress:
                 postfix = {"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.3f}"}
                 if not math.isnan(val_loss):
@@ -762,11 +791,25 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
             if stop:
                 history.stopped_early = True
                 break
+    except KeyboardInterrupt as interrupt:
+        interrupt.history = history  # the epochs completed before Ctrl-C, as DivergenceError carries them
+        raise
     finally:
         bar.close()
-    if best_state is not None and history.best_epoch != history.epochs:
-        model.load_state_dict(best_state)
+        _optimizer_mode(optimizer, "eval")  # also after an interrupt or an error: Schedule-Free's average x
+    if early_stopping is not None and history.best_weights is not None and history.best_epoch != history.epochs:
+        model.load_state_dict(history.best_weights)
     return history
+
+
+def _early_stopping_step(history: History, model, val_loss: float, patience: int) -> bool:
+    """Record epoch ``history.epochs``'s validation loss in early stopping's state; True when patience ran out."""
+    if val_loss < history.best_val_loss:
+        history.best_val_loss, history.epochs_since_best, history.best_epoch = val_loss, 0, history.epochs
+        history.best_weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        return False
+    history.epochs_since_best += 1
+    return history.epochs_since_best >= patience
 
 
 class _Run:
@@ -1034,8 +1077,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 # --------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------
-def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History) -> None:
-    """Save model weights, optimizer state, history and torch's random state to ``path`` (atomically).
+def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, *,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+    """Save model weights, optimizer state, history (with early stopping's best weights), the ``scheduler``'s
+    state when one is given, and torch's random state to ``path`` (atomically).
 
     Everything stored is tensors and plain Python values, so
     :func:`load_checkpoint` reads it back with ``torch.load(weights_only=True)``.
@@ -1045,6 +1090,8 @@ def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "history": history.to_dict(),
+        "best_weights": history.best_weights,
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -1060,25 +1107,40 @@ def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             os.remove(temporary)
 
 
-def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
                     restore_rng: bool = True) -> History:
-    """Load a :func:`save_checkpoint` file into ``model`` (and ``optimizer``); return its :class:`History`.
+    """Load a :func:`save_checkpoint` file into ``model`` (and ``optimizer``, ``scheduler``); return its
+    :class:`History`, early stopping's state and best weights included.
 
     The file is read with ``weights_only=True`` (no code runs while loading).
-    Pass the returned history to ``fit(..., history=...)`` to continue training
-    exactly where the saved run stopped.
+    Pass the returned history (and the same ``schedule``, ``early_stopping``…) to ``fit(..., history=...)``
+    to continue training exactly where the saved run stopped. A checkpoint of a run with a torch
+    ``LRScheduler`` needs that scheduler, built anew on ``optimizer`` as before, so it continues rather than
+    restarts: loading the optimizer without it raises ``ValueError``.
     """
     payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not a course_lib.training checkpoint")
+    saved_scheduler = payload.get("scheduler")
+    if optimizer is not None and saved_scheduler is not None and scheduler is None:
+        raise ValueError(f"{os.fspath(path)!r} holds a learning-rate scheduler's state: pass scheduler= (built on "
+                         "the optimizer as in the saved run), or the schedule would silently restart")
+    if scheduler is not None and saved_scheduler is None:
+        raise ValueError(f"scheduler: {os.fspath(path)!r} holds no scheduler state (the saved run had none, or a "
+                         "function schedule, which fit rebuilds from the step count)")
     model.load_state_dict(payload["model"])
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(saved_scheduler)
     if restore_rng:
         torch.set_rng_state(payload["torch_rng"])
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"][: torch.cuda.device_count()])
-    return History.from_dict(payload["history"])
+    history = History.from_dict(payload["history"])
+    history.best_weights = payload.get("best_weights")
+    return history
 
 
 # --------------------------------------------------------------------------------------

@@ -379,6 +379,53 @@ def test_an_optimizer_of_another_model_is_refused(small):
         training.fit(lambda X: X, optim.Adam(other.parameters()), small.train, device="cpu", progress=False)
 
 
+def test_text_labels_or_features_get_fits_value_error_naming_them(small):
+    X, y = small.train
+    words = np.where(y.numpy() > 0, "yes", "no")
+    model = _model()
+    before = _params(model)
+    for train, named in [((X, words), r"train y must hold numbers; got dtype <U3 such as '(yes|no)'"),
+                         ((X, list(words)), r"train y must hold numbers; got dtype <U3"),
+                         ((X.numpy().astype(str), y), r"train X must hold numbers; got dtype <U\d+"),
+                         ((X, np.array(list(words), dtype=object)), r"train y must hold numbers; got dtype object")]:
+        with pytest.raises(ValueError, match=named + r".*encode text as numbers first"):
+            training.fit(model, optim.SGD(model.parameters(), lr=0.1), train, epochs=1, device="cpu",
+                         progress=False)
+    with pytest.raises(ValueError, match=r"val y must hold numbers"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, (X, words), epochs=1,
+                     device="cpu", progress=False)
+    assert _same(before, _params(model))
+
+
+def test_a_dict_as_train_is_told_what_train_accepts(small):
+    X, y = small.train
+    model = _model()
+    with pytest.raises(ValueError, match=r"train must be a pair \(X, y\) of tensors or a DataLoader; got dict "
+                                         r"\(for a dict of arrays, pass its two arrays as a pair"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), {"X": X, "y": y}, epochs=1, device="cpu",
+                     progress=False)
+    with pytest.raises(ValueError, match=r"val must be a pair \(X, y\)"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, {"X": X, "y": y}, epochs=1,
+                     device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("make", [lambda p, lr: optim.SGD(p, lr=lr), lambda p, lr: optim.Adam(p, lr=lr),
+                                  lambda p, lr: optim.AdamW(p, lr=lr)])
+def test_a_learning_rate_given_as_text_is_a_type_error_naming_lr(make):
+    """torch.optim raises TypeError for lr="0.01" too (its message compares str and float); ours names lr."""
+    param = torch.zeros(2, requires_grad=True)
+    with pytest.raises(TypeError):
+        torch.optim.SGD([param], lr="0.01")
+    with pytest.raises(TypeError, match=r"^lr must be a number \(or an array of numbers\); got '0.01' of type str$"):
+        make([param], "0.01")
+    from course_lib import rules
+    with pytest.raises(TypeError, match=r"^lr must be a number"):
+        rules.sgd(lr="0.01")
+    with pytest.raises(TypeError, match=r"^weight_decay must be a number"):
+        rules.adam(weight_decay="0")
+    make([param], torch.tensor(0.01))  # a tensor lr is a number
+
+
 @pytest.mark.parametrize("arguments, words", [
     (dict(seed=-1), "seed must be a non-negative integer"), (dict(seed=2.5), "seed must be"),
     (dict(loss="hinge"), "loss must be callable"), (dict(history={}), "history must be the History"),
