@@ -516,7 +516,8 @@ def _check_model_and_optimizer(model, optimizer) -> None:
 
 def _is_loader(data) -> bool:
     return isinstance(data, torch.utils.data.DataLoader) or (
-        not isinstance(data, (tuple, list, torch.Tensor, np.ndarray, str, bytes, Mapping)) and isinstance(data, Iterable))
+        not isinstance(data, (tuple, list, torch.Tensor, np.ndarray, str, bytes, Mapping))
+        and isinstance(data, Iterable))
 
 
 def _lr_of(optimizer) -> float:
@@ -656,7 +657,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     state after every epoch: a run stopped at any point and resumed from its last checkpoint
     (:func:`load_checkpoint`, then ``fit`` with the same arguments, ``history=`` and the epochs left) ends
     bit for bit as the uninterrupted run. Ctrl-C (``KeyboardInterrupt``) is re-raised with the history of
-    the epochs completed so far attached as ``error.history`` (the interrupted epoch is not recorded). ``progress`` shows a tqdm bar with epoch, loss and accuracy.
+    the epochs completed so far attached as ``error.history`` (the interrupted epoch is not recorded).
+    ``progress`` shows a tqdm bar with epoch, loss and accuracy.
     Losses, accuracies and the per-step records are read back from the device once per epoch: no step
     waits for the host, with or without clipping. What the recipe costs per step is its own arithmetic:
     the gradient norm (one multi-tensor norm over the parameters, plus a rescale when clipping) and, for a
