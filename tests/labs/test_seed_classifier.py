@@ -37,11 +37,11 @@ def test_training_playground_builds_and_redraws(small):
 
 def test_training_playground_draws_a_given_history_without_training(small, monkeypatch):
     _, history = S.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
-    calls = []
+    calls, real = [], S.train_classifier
 
     def counting(*args, **kwargs):
         calls.append(args)
-        return S.train_classifier(*args, **kwargs)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(S, "train_classifier", counting)
     controls = S.training_playground(small, device="cpu", history=history)
