@@ -93,3 +93,15 @@ def test_bad_method_lists(small):
         lab.train_classifiers(small, "sgd", [1e-2, 1e-2], [0, 0], options=[None])
     with pytest.raises(ValueError, match="unknown method"):
         lab.train_classifiers(small, ["sgd", "lbfgs"], [1e-2, 1e-2], [0, 0])
+
+
+def test_each_method_names_its_rule_and_its_optimizer_runs_that_rule():
+    """The rule a batched run applies is named in METHODS (not guessed from the class name) and is the rule the
+    method's course_lib.optim class runs: same name, same hyperparameters."""
+    from course_lib import rules
+    for name, spec in lab.METHODS.items():
+        rule = rules.RULES[spec.rule](**spec.options)
+        optimizer = lab.make_optimizer(name, [torch.nn.Parameter(torch.zeros(2))], 0.1)
+        assert type(optimizer).__name__ == spec.optimizer and type(optimizer).rule_factory is rules.RULES[spec.rule]
+        assert {key: optimizer.defaults[key] for key in spec.options} == {key: rule.hyperparams[key]
+                                                                          for key in spec.options}

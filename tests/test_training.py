@@ -629,6 +629,27 @@ def test_lr_range_test_stops_when_the_loss_explodes(small):
     plt.close("all")
 
 
+def test_range_test_rules_read_losses_lazily_and_stop_at_four_times_the_lowest_smoothed_loss():
+    """fastai's rules on made-up losses: a constant loss smooths to itself (the bias correction), and the first
+    smoothed loss above 4 × the lowest ends the test without reading the next loss (no further step is taken)."""
+    lrs = training.range_test_lrs(1e-3, 1.0, 8)
+    assert np.allclose(lrs, np.geomspace(1e-3, 1.0, 8), rtol=1e-12)
+    read = []
+
+    def losses():
+        for value in [2.0, 2.0, 2.0, 100.0, 1.0, 1.0, 1.0, 1.0]:
+            read.append(value)
+            yield value
+
+    result = training.LRRangeTest.from_losses(lrs, losses())
+    assert result.smoothed[:3].tolist() == [2.0, 2.0, 2.0]
+    expected = (0.9**3 * 0.1 * 2 + 0.9**2 * 0.1 * 2 + 0.9 * 0.1 * 2 + 0.1 * 100) / (1 - 0.9**4)   # 27.8… > 4 × 2
+    assert result.smoothed[3] == pytest.approx(expected, rel=1e-12)
+    assert result.stopped_early and len(result.lrs) == 4 and read == [2.0, 2.0, 2.0, 100.0]
+    whole = training.LRRangeTest.from_losses(lrs[:3], [2.0, 2.0, 2.0])
+    assert not whole.stopped_early and len(whole.losses) == 3
+
+
 @pytest.mark.parametrize("arguments, words", [
     (dict(start_lr=0.0), "start_lr"), (dict(start_lr=1.0, end_lr=0.1), "start_lr"),
     (dict(steps=1), "steps"), (dict(smoothing=1.0), "smoothing"), (dict(diverge_factor=1.0), "diverge_factor"),

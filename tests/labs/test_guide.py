@@ -288,6 +288,7 @@ def test_range_test_matches_the_closed_form_of_gradient_descent_on_x_squared():
         average = 0.9 * average + 0.1 * loss
         smoothed.append(average / (1 - 0.9 ** (k + 1)))
     assert np.allclose(result.smoothed, smoothed, rtol=1e-12)
+    assert type(result) is training.LRRangeTest        # one range test: the result type of training.lr_range_test
 
 
 def test_range_test_equals_training_lr_range_test_on_a_linear_model():
