@@ -17,9 +17,10 @@ import torch
 
 from .. import optim, rules
 from ..data import breast_cancer
+from ..devices import device_argument, epoch_generator, seed_everything
 from ..models import seed_classifier
 from ..plotting import plot_history
-from ..training import DivergenceError, History, epoch_generator, fit, pick_device, seed_everything
+from ..training import DivergenceError, History, fit
 
 __all__ = ["Method", "METHODS", "METHOD_TITLES", "make_optimizer", "train_classifier", "train_classifiers",
            "show_training_run", "training_playground"]
@@ -142,7 +143,7 @@ def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_si
         else:
             spec = METHODS[name]
             groups.append([name, extra, rules.RULES[spec.rule](**{**spec.options, **extra}), [k]])
-    device = pick_device() if device is None else pick_device(device)
+    device = device_argument(device)
     X, y = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.train)
     X_val, y_val = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.val)
     y, y_val = y.reshape(-1), y_val.reshape(-1)
