@@ -9,10 +9,12 @@ functions   toy objectives with exact gradients and known minimizers
 descent     run a rule on an objective (vectorized over runs) and keep the path
 data        datasets as train/validation/test tensors (the breast-cancer table is loaded here only)
 data        also MNIST-1D (generated offline) and a synthetic Zipfian language with its entropy rate (notebook 12)
-training    devices, seeding, fit and its shuffles, checkpoints, the learning-rate range test; the six
-            optimizers of notebooks 08-09 (METHODS, make_optimizer, train_classifier); the training recipe
-            (losses for classes and sequences, warm-up + cosine, WSD, clipping, no-decay groups, autocast,
-            early stopping)
+training    fit (clipping, autocast, early stopping, schedules), evaluate, History, checkpoints that resume
+            exactly, the learning-rate range test on a torch model; re-exports the four modules below
+devices     the device, seeding, each epoch's shuffle
+inputs      fit's argument checks and losses (classes and sequences too)
+schedules   warm-up + cosine, WSD, no-decay parameter groups
+range_test  the range test's result and rules (NumPy only; labs.guide runs it on NumPy problems)
 models      the seed classifier, the MNIST-1D CNN, a small causal transformer language model
 
 The fast paths

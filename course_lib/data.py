@@ -1,6 +1,6 @@
-"""Binary-classification data for the course's network: real, your own, or synthetic.
+"""The course's data: two-class tables (real, your own or synthetic), MNIST-1D, and a synthetic language.
 
-Every loader returns a :class:`Dataset`: a stratified train / validation / test
+Every table loader returns a :class:`Dataset`: a stratified train / validation / test
 split (fixed seed, so the same call gives the same split everywhere), features
 standardized with the mean and standard deviation of the *training* split only
 (the validation and test splits never leak into the scaling), as float32
@@ -13,6 +13,9 @@ tensors on the CPU. Labels are 0.0 or 1.0, shape (n,).
   errors that say what is wrong and where.
 * :func:`synthetic_binary` — the seed's input shape (n × 8) for quick runs and
   benchmarks.
+* :func:`mnist1d` — MNIST-1D's ten classes (a :class:`MulticlassDataset`, int64 labels), generated offline.
+* :func:`zipf_markov_corpus` — token sequences from a Zipfian Markov chain whose best loss is known
+  (a :class:`MarkovCorpus`).
 
 >>> from course_lib.data import breast_cancer
 >>> data = breast_cancer()
@@ -43,7 +46,7 @@ MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train / validation / test split of a binary-classification table.
+    """A train / validation / test split of a two-class table.
 
     ``train``, ``val`` and ``test`` are ``(X, y)`` pairs of float32 tensors:
     X of shape (n, features), standardized as (x − mean) / std with the training
@@ -256,7 +259,8 @@ def load_csv(path, target: str, *, val_fraction: float = 0.2, test_fraction: flo
     (_, header), body = numbered[0], numbered[1:]
     header = [name.strip() for name in header]
     if target not in header:
-        raise ValueError(f"{source}: no target column {target!r}; the columns are {header}")
+        raise ValueError(f"{source}: no target column {target!r}; the columns are {header}"
+                         + _delimiter_hint(header, delimiter))
     if len(set(header)) != len(header):
         duplicated = sorted({name for name in header if header.count(name) > 1})
         raise ValueError(f"{source}: duplicated column names {duplicated}")
@@ -284,6 +288,17 @@ def load_csv(path, target: str, *, val_fraction: float = 0.2, test_fraction: flo
     name = os.path.basename(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else "csv"
     return split_and_scale(features, labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                            feature_names=[header[i] for i in feature_columns], classes=tuple(classes), name=name)
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """A hint when the header split into one column that another delimiter (``;``, tab, ``|``) would split."""
+    if len(header) != 1:
+        return ""
+    for other in (";", "\t", "|"):
+        if other != delimiter and other in header[0]:
+            return (f" (one column only: the file looks {other!r}-separated, not {delimiter!r}-separated; "
+                    f"pass delimiter={other!r})")
+    return ""
 
 
 def _source_name(path) -> str:

@@ -26,6 +26,8 @@ __all__ = [
     "plot_contours",
     "plot_path",
     "plot_loss",
+    "plot_history",
+    "plot_range_test",
     "batch_color",
 ]
 
@@ -262,3 +264,52 @@ def batch_color(batch_size: int, n_samples: int) -> str:
     weight = 1.0 if n_samples == 1 else 0.4 + 0.6 * np.log(batch_size) / np.log(n_samples)
     base = np.array(mpl.colors.to_rgb(method_color("gd")))
     return mpl.colors.to_hex(weight * base + (1 - weight) * np.ones(3))
+
+
+def plot_history(history, axes=None, *, metrics=("loss", "accuracy"), splits=("train", "val"),
+                 label: str | None = None, method: str | None = None, color: str | None = None,
+                 linestyle: str | None = None):
+    """Learning curves of a :class:`course_lib.training.History` against epochs: one panel per metric,
+    training solid, validation dashed.
+
+    ``method`` picks the course colour (``'adam'``, ``'gd'``, …); the loss
+    panel has a log scale. Pass the ``axes`` of an earlier call to overlay
+    several runs. Returns the axes.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+        axes = axes[0]
+    axes = np.atleast_1d(axes)
+    if method is not None:
+        color = color or method_color(method)
+        label = label if label is not None else METHOD_LABELS.get(method, method)
+    label = label if label is not None else (history.label or None)
+    epochs = np.arange(1, history.epochs + 1)
+    for ax, metric in zip(axes, metrics):
+        for split in splits:
+            values = history.metric(f"{split}_{metric}")
+            if np.all(np.isnan(values)):
+                continue
+            style = linestyle or ("-" if split == "train" else "--")
+            text = None if label is None else (f"{label} ({split})" if len(splits) > 1 else label)
+            ax.plot(epochs, values, style, color=color, label=text)
+        ax.set_xlabel("epochs")
+        ax.set_ylabel({"loss": f"loss ({history.loss})", "accuracy": "accuracy"}.get(metric, metric))
+        if metric == "loss":
+            ax.set_yscale("log")
+    return axes
+
+
+def plot_range_test(result, ax=None, *, method: str | None = None, label: str | None = None,
+                    color: str | None = None, xlabel: str = "learning rate η", ylabel: str = "minibatch loss"):
+    """A learning-rate range test (:class:`course_lib.training.LRRangeTest`): the smoothed loss against η on a
+    log axis, the raw losses faint behind it. ``method`` picks the course colour and label. Returns the axes."""
+    ax = ax if ax is not None else plt.gca()
+    if method is not None:
+        color = color or method_color(method)
+        label = label if label is not None else METHOD_LABELS.get(method, method)
+    ax.semilogx(result.lrs, result.losses, color=color, alpha=0.25, lw=1)
+    ax.semilogx(result.lrs, result.smoothed, color=color, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax

@@ -352,6 +352,10 @@ def check_common_hyperparams(lr, weight_decay, eps=None):
     The checks every factory here starts with; a rule written elsewhere (a lab's) calls it to get the same errors.
     """
     lr = as_number(lr)
+    for name, value in (("lr", lr), ("weight_decay", weight_decay), ("eps", eps)):
+        if (value is not None or name != "eps") and np.asarray(value).dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a number (or an array of numbers); got {value!r} of type "
+                            f"{type(value).__name__}")
     checks = {
         "learning rate": (lr, np.asarray(lr) >= 0),
         "weight_decay value": (weight_decay, np.asarray(weight_decay) >= 0),

@@ -244,6 +244,17 @@ def test_load_csv_missing_file_says_which(tmp_path):
         data.load_csv(missing, target="Outcome")
 
 
+@pytest.mark.parametrize("delimiter, shown", [(";", "';'"), ("\t", "'\\\\t'")])
+def test_load_csv_of_another_delimiter_says_which_to_pass(delimiter, shown):
+    text, *_ = _diabetes_like(rows=20)
+    other = io.StringIO(text.replace(",", delimiter))
+    with pytest.raises(ValueError, match=rf"no target column 'Outcome'.*one column only: the file looks {shown}-"
+                                         rf"separated, not ','-separated; pass delimiter={shown}"):
+        data.load_csv(other, target="Outcome")
+    other.seek(0)
+    assert data.load_csv(other, target="Outcome", delimiter=delimiter).n_features == 8
+
+
 def _csv_with(cell, line=4, column="Glucose"):
     text, *_ = _diabetes_like(rows=20)
     lines = text.splitlines()

@@ -17,10 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "course_lib"
 #: The library a learner reuses: importable without matplotlib, ipywidgets, a notebook progress bar or any lab.
-CORE = tuple(name for name in ("rules", "optim", "functions", "descent", "data", "training", "models")
+CORE = tuple(name for name in ("rules", "optim", "fast_paths", "functions", "descent", "data", "training", "models",
+                               "devices", "inputs", "schedules", "range_test")
              if (PACKAGE / f"{name}.py").exists())
 #: The core modules a NumPy-only user imports: they load no torch either.
-NUMPY_ONLY = ("rules", "functions", "descent")
+NUMPY_ONLY = ("rules", "functions", "descent", "range_test")
+#: What the core never imports, not even lazily inside a function (the core draws nothing).
+DRAWING = ("course_lib.plotting", "course_lib.widgets", "course_lib.labs", "matplotlib", "ipywidgets")
 #: Never loaded by importing a core module.
 NOT_IN_THE_CORE = ("matplotlib", "ipywidgets", "tqdm.notebook", "course_lib.labs")
 LABS = tuple(sorted(path.stem for path in (PACKAGE / "labs").glob("*.py") if path.stem != "__init__"))
@@ -131,6 +134,35 @@ def test_a_core_module_loads_no_plotting_widgets_or_lab(name):
     assert not loaded_among(loaded, NOT_IN_THE_CORE)
     if name in NUMPY_ONLY:
         assert not loaded_among(loaded, ("torch",)), f"course_lib.{name} imports torch at load"
+
+
+def drawing_imports(path: Path) -> list[str]:
+    """Every import in ``path``, lazy ones inside functions too, of plotting, widgets, a lab or a drawing library."""
+    found = [f"{path.name}:{line}: {module}" for line, module, _ in course_lib_imports(path)
+             if any(module == name or module.startswith(name + ".") for name in DRAWING)]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
+        found += [f"{path.name}:{node.lineno}: {name}" for name in names
+                  if any(name == top or name.startswith(top + ".") for top in ("matplotlib", "ipywidgets"))]
+    return found
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_a_core_module_imports_no_plotting_widgets_or_lab_even_lazily(name):
+    assert drawing_imports(PACKAGE / f"{name}.py") == []
+
+
+def test_the_lazy_import_check_sees_imports_inside_functions(tmp_path, monkeypatch):
+    """The check above, on a copy of training.py that imports plotting inside a function (as History.plot did)."""
+    lazy = tmp_path / "course_lib" / "training.py"
+    lazy.parent.mkdir()
+    lazy.write_text((PACKAGE / "training.py").read_text(encoding="utf-8") + "\n\ndef draw(history):\n"
+                    "    from .plotting import plot_history\n    import matplotlib.pyplot as plt\n"
+                    "    return plot_history(history), plt\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)   # module names are read relative to the copy
+    found = drawing_imports(lazy)
+    assert len(found) == 2 and "course_lib.plotting" in found[0] and "matplotlib.pyplot" in found[1]
 
 
 def test_optim_loads_the_fast_paths_only_when_asked():

@@ -1,4 +1,4 @@
-"""course_lib.training.train_classifiers (notebook 08's grids, many runs as one batched network) against
+"""course_lib.lab.train_classifiers (notebook 08's grids, many runs as one batched network) against
 train_classifier run by run: the same histories and weights up to float rounding, the same divergences."""
 
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_lib import data, training
+from course_lib.labs import seed_classifier as lab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,15 +18,15 @@ def small():
 
 def _single(dataset, method, lr, seed, **options):
     try:
-        return training.train_classifier(dataset, method, lr, seed=seed, device="cpu", **options)
+        return lab.train_classifier(dataset, method, lr, seed=seed, device="cpu", **options)
     except training.DivergenceError:
         return None
 
 
-@pytest.mark.parametrize("method", list(training.METHODS))
+@pytest.mark.parametrize("method", list(lab.METHODS))
 def test_each_run_equals_train_classifier(small, method):
     lrs, seeds = [1e-3, 3e-2, 3e-2], [0, 0, 1]           # two rates on one seed, one rate on two seeds
-    batched = training.train_classifiers(small, method, lrs, seeds, epochs=4, device="cpu")
+    batched = lab.train_classifiers(small, method, lrs, seeds, epochs=4, device="cpu")
     for lr, seed, result in zip(lrs, seeds, batched):
         model, history = _single(small, method, lr, seed, epochs=4)
         assert result is not None
@@ -38,7 +39,7 @@ def test_each_run_equals_train_classifier(small, method):
 
 
 def test_weight_decay_options_reach_the_rule(small):
-    (_, history), = training.train_classifiers(small, "adamw", [1e-2], [0], epochs=3, options={"weight_decay": 5.0})
+    (_, history), = lab.train_classifiers(small, "adamw", [1e-2], [0], epochs=3, options={"weight_decay": 5.0})
     _, reference = _single(small, "adamw", 1e-2, 0, epochs=3, options={"weight_decay": 5.0})
     _, undecayed = _single(small, "adamw", 1e-2, 0, epochs=3)
     assert history.same_metrics(reference, tolerance=1e-6) and not history.same_metrics(undecayed, tolerance=1e-4)
@@ -46,7 +47,7 @@ def test_weight_decay_options_reach_the_rule(small):
 
 def test_a_diverging_run_is_none_and_leaves_the_others_alone(small):
     lrs = [1e-2, 1e4, 1e-1]
-    batched = training.train_classifiers(small, "sgd", lrs, [0, 0, 0], epochs=3)
+    batched = lab.train_classifiers(small, "sgd", lrs, [0, 0, 0], epochs=3)
     assert _single(small, "sgd", 1e4, 0, epochs=3) is None and batched[1] is None
     for lr, result in zip((1e-2, 1e-1), (batched[0], batched[2])):
         assert result[1].same_metrics(_single(small, "sgd", lr, 0, epochs=3)[1], tolerance=1e-6)
@@ -55,11 +56,11 @@ def test_a_diverging_run_is_none_and_leaves_the_others_alone(small):
 
 def test_bad_input(small):
     with pytest.raises(ValueError, match="unknown method"):
-        training.train_classifiers(small, "lbfgs", [1e-3], [0])
+        lab.train_classifiers(small, "lbfgs", [1e-3], [0])
     with pytest.raises(ValueError, match="equal length"):
-        training.train_classifiers(small, "adam", [1e-3, 1e-2], [0])
+        lab.train_classifiers(small, "adam", [1e-3, 1e-2], [0])
     with pytest.raises(ValueError, match="equal length"):
-        training.train_classifiers(small, "adam", [], [])
+        lab.train_classifiers(small, "adam", [], [])
 
 
 def test_several_methods_and_options_in_one_call(small):
@@ -68,7 +69,7 @@ def test_several_methods_and_options_in_one_call(small):
     lrs = [1e-2, 3e-2, 1e-2, 3e-2, 3e-3, 1e-3, 1e-2]
     seeds = [0, 1, 0, 0, 1, 2, 1]
     options = [None, None, {"weight_decay": 5.0}, None, None, None, None]
-    batched = training.train_classifiers(small, methods, lrs, seeds, epochs=3, options=options)
+    batched = lab.train_classifiers(small, methods, lrs, seeds, epochs=3, options=options)
     for method, lr, seed, extra, result in zip(methods, lrs, seeds, options, batched):
         _, history = _single(small, method, lr, seed, epochs=3, options=extra)
         assert result[1].label == history.label
@@ -77,18 +78,30 @@ def test_several_methods_and_options_in_one_call(small):
 
 def test_one_method_list_equals_the_shared_method(small):
     lrs, seeds = [1e-2, 1e-1], [0, 1]
-    shared = training.train_classifiers(small, "momentum", lrs, seeds, epochs=2)
-    listed = training.train_classifiers(small, ["momentum", "momentum"], lrs, seeds, epochs=2, options=[None, {}])
+    shared = lab.train_classifiers(small, "momentum", lrs, seeds, epochs=2)
+    listed = lab.train_classifiers(small, ["momentum", "momentum"], lrs, seeds, epochs=2, options=[None, {}])
     for (_, a), (_, b) in zip(shared, listed):
         assert a.same_metrics(b)
 
 
 def test_bad_method_lists(small):
     with pytest.raises(ValueError, match="cannot train in one call"):
-        training.train_classifiers(small, ["gd", "sgd"], [1e-2, 1e-2], [0, 0])
+        lab.train_classifiers(small, ["gd", "sgd"], [1e-2, 1e-2], [0, 0])
     with pytest.raises(ValueError, match="one method and one options dict per run"):
-        training.train_classifiers(small, ["sgd"], [1e-2, 1e-2], [0, 0])
+        lab.train_classifiers(small, ["sgd"], [1e-2, 1e-2], [0, 0])
     with pytest.raises(ValueError, match="one method and one options dict per run"):
-        training.train_classifiers(small, "sgd", [1e-2, 1e-2], [0, 0], options=[None])
+        lab.train_classifiers(small, "sgd", [1e-2, 1e-2], [0, 0], options=[None])
     with pytest.raises(ValueError, match="unknown method"):
-        training.train_classifiers(small, ["sgd", "lbfgs"], [1e-2, 1e-2], [0, 0])
+        lab.train_classifiers(small, ["sgd", "lbfgs"], [1e-2, 1e-2], [0, 0])
+
+
+def test_each_method_names_its_rule_and_its_optimizer_runs_that_rule():
+    """The rule a batched run applies is named in METHODS (not guessed from the class name) and is the rule the
+    method's course_lib.optim class runs: same name, same hyperparameters."""
+    from course_lib import rules
+    for name, spec in lab.METHODS.items():
+        rule = rules.RULES[spec.rule](**spec.options)
+        optimizer = lab.make_optimizer(name, [torch.nn.Parameter(torch.zeros(2))], 0.1)
+        assert type(optimizer).__name__ == spec.optimizer and type(optimizer).rule_factory is rules.RULES[spec.rule]
+        assert {key: optimizer.defaults[key] for key in spec.options} == {key: rule.hyperparams[key]
+                                                                          for key in spec.options}

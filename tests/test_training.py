@@ -11,7 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, log_loss
 
-from course_lib import data, optim, training
+from course_lib import data, devices, optim, plotting, training
+from course_lib.labs import seed_classifier as lab
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
@@ -42,7 +43,7 @@ def _same(a, b):
 # ------------------------------------------------------------------------------------------
 def test_pick_device_default_order(monkeypatch):
     monkeypatch.delenv(training.DEVICE_ENV, raising=False)
-    expected = "cuda" if torch.cuda.is_available() else ("mps" if training._mps_available() else "cpu")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if devices.mps_available() else "cpu")
     assert training.pick_device().type == expected
 
 
@@ -156,7 +157,7 @@ def test_minibatch_training_loss_is_the_size_weighted_mean(small):
 
 def test_fit_learns_the_breast_cancer_data():
     cancer = data.breast_cancer()
-    model, history = training.train_classifier(cancer, "adam", 1e-3, device="cpu")
+    model, history = lab.train_classifier(cancer, "adam", 1e-3, device="cpu")
     assert history.epochs == 50 and history.steps[-1] == 50 * 11
     assert history.train_loss[-1] < 0.1 < history.train_loss[0]
     assert history.val_accuracy[-1] > 0.95
@@ -180,8 +181,8 @@ def test_same_seed_same_history(small):
 
 def test_course_and_torch_adam_give_the_same_history():
     cancer = data.breast_cancer()
-    _, ours = training.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="course")
-    _, theirs = training.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="torch")
+    _, ours = lab.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="course")
+    _, theirs = lab.train_classifier(cancer, "adam", 1e-3, epochs=10, device="cpu", library="torch")
     assert ours.same_metrics(theirs, tolerance=1e-5)
 
 
@@ -379,6 +380,53 @@ def test_an_optimizer_of_another_model_is_refused(small):
         training.fit(lambda X: X, optim.Adam(other.parameters()), small.train, device="cpu", progress=False)
 
 
+def test_text_labels_or_features_get_fits_value_error_naming_them(small):
+    X, y = small.train
+    words = np.where(y.numpy() > 0, "yes", "no")
+    model = _model()
+    before = _params(model)
+    for train, named in [((X, words), r"train y must hold numbers; got dtype <U3 such as '(yes|no)'"),
+                         ((X, list(words)), r"train y must hold numbers; got dtype <U3"),
+                         ((X.numpy().astype(str), y), r"train X must hold numbers; got dtype <U\d+"),
+                         ((X, np.array(list(words), dtype=object)), r"train y must hold numbers; got dtype object")]:
+        with pytest.raises(ValueError, match=named + r".*encode text as numbers first"):
+            training.fit(model, optim.SGD(model.parameters(), lr=0.1), train, epochs=1, device="cpu",
+                         progress=False)
+    with pytest.raises(ValueError, match=r"val y must hold numbers"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, (X, words), epochs=1,
+                     device="cpu", progress=False)
+    assert _same(before, _params(model))
+
+
+def test_a_dict_as_train_is_told_what_train_accepts(small):
+    X, y = small.train
+    model = _model()
+    with pytest.raises(ValueError, match=r"train must be a pair \(X, y\) of tensors or a DataLoader; got dict "
+                                         r"\(for a dict of arrays, pass its two arrays as a pair"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), {"X": X, "y": y}, epochs=1, device="cpu",
+                     progress=False)
+    with pytest.raises(ValueError, match=r"val must be a pair \(X, y\)"):
+        training.fit(model, optim.SGD(model.parameters(), lr=0.1), small.train, {"X": X, "y": y}, epochs=1,
+                     device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("make", [lambda p, lr: optim.SGD(p, lr=lr), lambda p, lr: optim.Adam(p, lr=lr),
+                                  lambda p, lr: optim.AdamW(p, lr=lr)])
+def test_a_learning_rate_given_as_text_is_a_type_error_naming_lr(make):
+    """torch.optim raises TypeError for lr="0.01" too (its message compares str and float); ours names lr."""
+    param = torch.zeros(2, requires_grad=True)
+    with pytest.raises(TypeError):
+        torch.optim.SGD([param], lr="0.01")
+    with pytest.raises(TypeError, match=r"^lr must be a number \(or an array of numbers\); got '0.01' of type str$"):
+        make([param], "0.01")
+    from course_lib import rules
+    with pytest.raises(TypeError, match=r"^lr must be a number"):
+        rules.sgd(lr="0.01")
+    with pytest.raises(TypeError, match=r"^weight_decay must be a number"):
+        rules.adam(weight_decay="0")
+    make([param], torch.tensor(0.01))  # a tensor lr is a number
+
+
 @pytest.mark.parametrize("arguments, words", [
     (dict(seed=-1), "seed must be a non-negative integer"), (dict(seed=2.5), "seed must be"),
     (dict(loss="hinge"), "loss must be callable"), (dict(history={}), "history must be the History"),
@@ -406,7 +454,7 @@ def test_an_explicit_missing_gpu_gets_the_same_message_as_the_environment_variab
                              progress=False),
         lambda: training.evaluate(model, small.val, device="cuda"),
         lambda: training.lr_range_test(model, optim.SGD(model.parameters(), lr=0.1), small.train, device="cuda"),
-        lambda: training.train_classifier(small, "adam", 1e-3, epochs=1, device=torch.device("cuda")),
+        lambda: lab.train_classifier(small, "adam", 1e-3, epochs=1, device=torch.device("cuda")),
     ]
     for call in calls:
         with pytest.raises(RuntimeError) as explicit:
@@ -455,7 +503,7 @@ def test_weights_blown_up_by_the_last_step_are_caught_on_validation(small):
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(small, tmp_path, method):
     def fresh(seed=0):
         model = _model(seed=seed)
-        return model, training.make_optimizer(method, model.parameters(), 0.01)
+        return model, lab.make_optimizer(method, model.parameters(), 0.01)
 
     model, optimizer = fresh()
     uninterrupted = training.fit(model, optimizer, small.train, small.val, epochs=6, batch_size=16, device="cpu",
@@ -519,13 +567,13 @@ def test_history_round_trip_plot_and_repr(small):
     assert again.same_metrics(history) and again.label == "demo" and len(again) == 3
     assert "demo: 3 epochs" in repr(history) and repr(training.History()) == "History(0 epochs)"
     assert history.total_seconds == pytest.approx(sum(history.seconds))
-    axes = history.plot(method="adam")
+    axes = plotting.plot_history(history, method="adam")
     assert len(axes) == 2 and len(axes[0].lines) == 2 and axes[0].get_yscale() == "log"
     assert axes[0].get_xlabel() == "epochs"
     other = _model()
     no_val = training.fit(other, optim.Adam(other.parameters()), small.train, epochs=1, device="cpu",
                           progress=False)
-    assert len(no_val.plot(metrics=("loss",))[0].lines) == 1  # NaN validation curves are not drawn
+    assert len(plotting.plot_history(no_val, metrics=("loss",))[0].lines) == 1  # NaN validation curves are not drawn
     with pytest.raises(ValueError, match="unknown metric"):
         history.metric("val_f1")
     plt.close("all")
@@ -576,9 +624,30 @@ def test_lr_range_test_stops_when_the_loss_explodes(small):
     assert result.suggestion() == pytest.approx(result.best_lr() / 10)
     again = training.lr_range_test(model, optimizer, small.train, 1e-3, 1e6, 200, device="cpu")
     assert np.array_equal(again.losses, result.losses)  # deterministic
-    ax = result.plot(method="gd")
+    ax = plotting.plot_range_test(result, method="gd")
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate η"
     plt.close("all")
+
+
+def test_range_test_rules_read_losses_lazily_and_stop_at_four_times_the_lowest_smoothed_loss():
+    """fastai's rules on made-up losses: a constant loss smooths to itself (the bias correction), and the first
+    smoothed loss above 4 × the lowest ends the test without reading the next loss (no further step is taken)."""
+    lrs = training.range_test_lrs(1e-3, 1.0, 8)
+    assert np.allclose(lrs, np.geomspace(1e-3, 1.0, 8), rtol=1e-12)
+    read = []
+
+    def losses():
+        for value in [2.0, 2.0, 2.0, 100.0, 1.0, 1.0, 1.0, 1.0]:
+            read.append(value)
+            yield value
+
+    result = training.LRRangeTest.from_losses(lrs, losses())
+    assert result.smoothed[:3].tolist() == [2.0, 2.0, 2.0]
+    expected = (0.9**3 * 0.1 * 2 + 0.9**2 * 0.1 * 2 + 0.9 * 0.1 * 2 + 0.1 * 100) / (1 - 0.9**4)   # 27.8… > 4 × 2
+    assert result.smoothed[3] == pytest.approx(expected, rel=1e-12)
+    assert result.stopped_early and len(result.lrs) == 4 and read == [2.0, 2.0, 2.0, 100.0]
+    whole = training.LRRangeTest.from_losses(lrs[:3], [2.0, 2.0, 2.0])
+    assert not whole.stopped_early and len(whole.losses) == 3
 
 
 @pytest.mark.parametrize("arguments, words", [
@@ -633,17 +702,17 @@ def test_lr_range_test_given_a_dataloader_says_what_it_takes_instead(small):
 # ------------------------------------------------------------------------------------------
 def test_make_optimizer_methods():
     model = _model()
-    assert isinstance(training.make_optimizer("momentum", model.parameters(), 0.1), optim.SGD)
-    assert training.make_optimizer("momentum", model.parameters(), 0.1).defaults["momentum"] == 0.9
-    assert isinstance(training.make_optimizer("adamw", model.parameters(), 0.1, library="torch"), torch.optim.AdamW)
+    assert isinstance(lab.make_optimizer("momentum", model.parameters(), 0.1), optim.SGD)
+    assert lab.make_optimizer("momentum", model.parameters(), 0.1).defaults["momentum"] == 0.9
+    assert isinstance(lab.make_optimizer("adamw", model.parameters(), 0.1, library="torch"), torch.optim.AdamW)
     with pytest.raises(ValueError, match="unknown method"):
-        training.make_optimizer("lion", model.parameters(), 0.1)
+        lab.make_optimizer("lion", model.parameters(), 0.1)
     with pytest.raises(ValueError, match="library"):
-        training.make_optimizer("adam", model.parameters(), 0.1, library="jax")
+        lab.make_optimizer("adam", model.parameters(), 0.1, library="jax")
 
 
 def test_full_batch_gd_takes_one_step_per_epoch(small):
-    _, history = training.train_classifier(small, "gd", 0.5, epochs=4, device="cpu")
+    _, history = lab.train_classifier(small, "gd", 0.5, epochs=4, device="cpu")
     assert history.steps == [1, 2, 3, 4]
 
 
@@ -666,8 +735,8 @@ def test_fit_runs_on_cuda_and_keeps_everything_there(small):
 @pytest.mark.parametrize("method", ["adam", "momentum"])
 def test_same_seed_same_metrics_on_cpu_and_gpu(method):
     cancer = data.breast_cancer()
-    _, on_cpu = training.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cpu")
-    _, on_gpu = training.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cuda")
+    _, on_cpu = lab.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cpu")
+    _, on_gpu = lab.train_classifier(cancer, method, 1e-2 if method == "momentum" else 1e-3, device="cuda")
     assert on_cpu.same_metrics(on_gpu, tolerance=1e-3)
     assert abs(on_cpu.val_accuracy[-1] - on_gpu.val_accuracy[-1]) <= 1 / 114 + 1e-9
 

@@ -560,3 +560,105 @@ def test_lr_range_test_takes_cross_entropy_and_sequences():
     result = training.lr_range_test(model, optim.SGD(model.parameters()), (X, y), 1e-3, 1.0, 5, batch_size=None,
                                     loss="cross_entropy", device="cpu")
     assert len(result.losses) == 5 and result.losses[0] == pytest.approx(start, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# resuming after an interrupt (issue 28): scheduler objects, early stopping, Ctrl-C
+# ------------------------------------------------------------------------------------------
+class _Interrupting(torch.nn.CrossEntropyLoss):
+    """Cross-entropy that raises KeyboardInterrupt (what Ctrl-C raises) on its ``at``-th training call."""
+
+    def __init__(self, at=None):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, logits, targets):
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+        return super().forward(logits, targets)
+
+
+def _one_cycle(optimizer, epochs, steps_per_epoch):
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+
+def test_a_run_with_one_cycle_lr_interrupted_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    X, y = _classes()
+    epochs, batch = 6, 16                                          # 8 steps an epoch, 48 in all
+
+    def fresh():
+        model = _mlp()
+        optimizer = optim.Adam(model.parameters(), lr=0.01)        # OneCycleLR cycles Adam's β₁ too
+        return model, optimizer, _one_cycle(optimizer, epochs, 8)
+
+    model, optimizer, scheduler = fresh()
+    whole = training.fit(model, optimizer, (X, y), (X[:40], y[:40]), loss=_Interrupting(), epochs=epochs,
+                         batch_size=batch, schedule=scheduler, device="cpu", progress=False, seed=3)
+    expected = _params(model)
+    # Ctrl-C at step 29 (epoch 4): the checkpoint holds epoch 3's end
+    model, optimizer, scheduler = fresh()
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        training.fit(model, optimizer, (X, y), (X[:40], y[:40]), loss=_Interrupting(at=29), epochs=epochs,
+                     batch_size=batch, schedule=scheduler, device="cpu", progress=False, seed=3,
+                     checkpoint=tmp_path / "run.pt")
+    assert interrupt.value.history.epochs == 3 and interrupt.value.history.val_loss == whole.val_loss[:3]
+    model, optimizer, scheduler = fresh()
+    with pytest.raises(ValueError, match="scheduler's state: pass scheduler="):
+        training.load_checkpoint(tmp_path / "run.pt", model, optimizer)
+    history = training.load_checkpoint(tmp_path / "run.pt", model, optimizer, scheduler)
+    resumed = training.fit(model, optimizer, (X, y), (X[:40], y[:40]), loss=_Interrupting(),
+                           epochs=epochs - history.epochs, batch_size=batch, schedule=scheduler, device="cpu",
+                           progress=False, history=history)
+    assert _same(_params(model), expected)
+    assert resumed.step_lr == whole.step_lr and resumed.step_loss == whole.step_loss
+    assert resumed.val_loss == whole.val_loss
+    assert whole.step_lr[-1] < 1e-5 < max(whole.step_lr) == pytest.approx(0.05, rel=1e-2)  # the cycle ran
+
+
+def test_early_stopping_interrupted_and_resumed_stops_at_the_same_epoch_with_the_same_weights(tmp_path):
+    """As in the early-stopping test above: the validation loss rises after its first epochs."""
+    X, y = _classes(n=200)
+    val = (X[:100], (y[:100] + 1) % 4)
+
+    def run(model, loss, **arguments):
+        return training.fit(model, optim.Adam(model.parameters(), lr=0.01), (X, y), val, loss=loss, batch_size=20,
+                            device="cpu", progress=False, seed=0, early_stopping=3, **arguments)
+
+    whole_model = _mlp()
+    whole = run(whole_model, _Interrupting(), epochs=12)
+    assert whole.stopped_early and whole.best_epoch < whole.epochs < 12
+    # interrupted after the best epoch, inside the patience: step 5 of the epoch after best + 1
+    at = (whole.best_epoch + 1) * 10 + 5
+    model = _mlp()
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model, optimizer, (X, y), val, loss=_Interrupting(at), batch_size=20, device="cpu",
+                     progress=False, seed=0, early_stopping=3, epochs=12, checkpoint=tmp_path / "run.pt")
+    model = _mlp(seed=1)                                           # other weights: everything must come from disk
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    history = training.load_checkpoint(tmp_path / "run.pt", model, optimizer)
+    assert history.epochs == whole.best_epoch + 1 and history.epochs_since_best == 1
+    resumed = training.fit(model, optimizer, (X, y), val, loss=_Interrupting(), batch_size=20, device="cpu",
+                           progress=False, early_stopping=3, epochs=12 - history.epochs, history=history)
+    assert resumed.stopped_early and resumed.epochs == whole.epochs and resumed.best_epoch == whole.best_epoch
+    assert resumed.val_loss == whole.val_loss and _same(_params(model), _params(whole_model))
+
+
+def test_ctrl_c_keeps_the_history_and_leaves_schedule_free_in_eval_mode():
+    X, y = _classes()
+    model = _mlp()
+    optimizer = optim.AdamWScheduleFree(model.parameters(), lr=0.01)
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        training.fit(model, optimizer, (X, y), loss=_Interrupting(at=20), epochs=5, batch_size=16, device="cpu",
+                     progress=False, seed=0)
+    history = interrupt.value.history
+    assert isinstance(history, training.History) and history.epochs == 2 and len(history.step_loss) == 16
+    assert not optimizer.param_groups[0]["train_mode"]
+    # eval mode is the average x: switching to train mode moves the weights (to y), and back restores them
+    at_x = _params(model)
+    optimizer.train()
+    assert not _same(at_x, _params(model))
+    optimizer.eval()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(at_x, _params(model)))

@@ -44,6 +44,7 @@ import numpy as np
 from .. import rules
 from ..descent import Trajectory, descend
 from ..functions import Objective
+from ..range_test import LRRangeTest, range_test_lrs
 
 __all__ = [
     "LeastSquares",
@@ -58,7 +59,7 @@ __all__ = [
     "clip_by_global_norm",
     "ClippedGradient",
     "heavy_tailed_problem",
-    "RangeTest",
+    "RANGE_TEST_AXES",
     "range_test",
     "SWEEP_FILE",
     "read_sweep",
@@ -415,43 +416,14 @@ def heavy_tailed_problem(n: int = 2000, dim: int = 10, *, outliers: float = 0.00
 # --------------------------------------------------------------------------------------
 # The learning-rate range test on a NumPy problem
 # --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RangeTest:
-    """The result of :func:`range_test`, with the fields of :class:`course_lib.training.LRRangeTest`.
-
-    ``losses[k]`` is f(θ_k), measured just before the step taken with ``lrs[k]``;
-    ``smoothed`` is its bias-corrected exponential moving average;
-    ``stopped_early`` is True when the loss took off before the last step.
-    """
-
-    lrs: np.ndarray
-    losses: np.ndarray
-    smoothed: np.ndarray
-    stopped_early: bool
-
-    def best_lr(self) -> float:
-        """The learning rate at the lowest smoothed loss."""
-        return float(self.lrs[int(np.nanargmin(self.smoothed))])
-
-    def suggestion(self) -> float:
-        """A starting learning rate: a tenth of :meth:`best_lr` (fastai's rule of thumb, not a law)."""
-        return self.best_lr() / 10
-
-    def plot(self, ax=None, *, color=None, label=None):
-        """Smoothed loss against η on a log axis, the raw losses faint behind it."""
-        import matplotlib.pyplot as plt
-
-        ax = ax if ax is not None else plt.gca()
-        ax.semilogx(self.lrs, self.losses, color=color, alpha=0.25, lw=1)
-        ax.semilogx(self.lrs, self.smoothed, color=color, label=label)
-        ax.set_xlabel("learning rate η (growing every step)")
-        ax.set_ylabel(r"$f(\theta)$")
-        return ax
+#: The axes of a range test on a NumPy problem (its loss is the objective f(θ) on the whole data), for
+#: :func:`course_lib.plotting.plot_range_test`.
+RANGE_TEST_AXES = {"xlabel": "learning rate η (growing every step)", "ylabel": r"$f(\theta)$"}
 
 
 def range_test(objective: Objective, x0, make_rule: Callable[[float], rules.Rule], *, grad: Callable | None = None,
                start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 200, smoothing: float = 0.9,
-               diverge_factor: float = 4.0) -> RangeTest:
+               diverge_factor: float = 4.0) -> LRRangeTest:
     r"""The learning-rate range test of :func:`course_lib.training.lr_range_test`, run by :func:`descend`.
 
     .. math::  \eta_k = \eta_{\text{start}} \,(\eta_{\text{end}}/\eta_{\text{start}})^{k/(\text{steps}-1)},
@@ -464,32 +436,13 @@ def range_test(objective: Objective, x0, make_rule: Callable[[float], rules.Rule
     the lowest one before it: fastai's ``lr_find`` rules, as in ``training``.
     ``grad`` is passed to :func:`descend` (minibatch gradients, say).
     """
-    if not (start_lr > 0 and end_lr > start_lr and np.isfinite(end_lr)):
-        raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ValueError(f"steps must be an integer >= 2; got {steps!r}")
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be in [0, 1); got {smoothing}")
-    if not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1; got {diverge_factor}")
-    lrs = start_lr * (end_lr / start_lr) ** (np.arange(steps) / (steps - 1))
+    lrs = range_test_lrs(start_lr, end_lr, steps, smoothing=smoothing, diverge_factor=diverge_factor)
     run = descend(objective, x0, make_rule(start_lr), int(steps) - 1, grad=grad,
                   schedule=lambda t: float(lrs[t - 1] / start_lr))
     values = np.asarray(run.values, dtype=float)
     if values.ndim != 1:
         raise ValueError("range_test runs one configuration: give one start and scalar hyperparameters")
-    losses, smoothed = [], []
-    average, best, stopped = 0.0, np.inf, False
-    for k, value in enumerate(values):
-        losses.append(float(value))
-        average = smoothing * average + (1 - smoothing) * value
-        smoothed.append(float(average / (1 - smoothing ** (k + 1))))
-        if not np.isfinite(value) or smoothed[-1] > diverge_factor * best:
-            stopped = k < steps - 1
-            break
-        best = min(best, smoothed[-1])
-    count = len(losses)
-    return RangeTest(lrs[:count], np.asarray(losses), np.asarray(smoothed), stopped)
+    return LRRangeTest.from_losses(lrs, values, smoothing=smoothing, diverge_factor=diverge_factor)
 
 
 # --------------------------------------------------------------------------------------
@@ -633,7 +586,8 @@ PLAYGROUND_RULES: dict[str, Callable[[float], rules.Rule]] = {
 
 
 def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: LeastSquares | None = None,
-                          epochs: int = 4, batch_size: int = 32, seed: int = 0, range_result: RangeTest | None = None):
+                          epochs: int = 4, batch_size: int = 32, seed: int = 0,
+                          range_result: LRRangeTest | None = None):
     """Notebook 09's playground view: ``method`` at ``lr`` on a least-squares problem; returns the figure.
 
     Left: the method's :func:`range_test` (same minibatches) with the chosen η
@@ -645,7 +599,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     """
     import matplotlib.pyplot as plt
 
-    from ..plotting import METHOD_LABELS, method_color
+    from ..plotting import METHOD_LABELS, method_color, plot_range_test
 
     if method not in PLAYGROUND_RULES:
         raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
@@ -661,7 +615,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     run = descend(problem, start, make(lr), steps, grad=problem.minibatch_grad(batch_size, seed=seed))
     colour, title = method_color(method), ("SGD" if method == "gd" else METHOD_LABELS[method])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
-    range_result.plot(left, color=colour, label=f"{title}: range test")
+    plot_range_test(range_result, left, color=colour, label=f"{title}: range test", **RANGE_TEST_AXES)
     suggestion = range_result.suggestion()
     at = int(np.argmin(np.abs(np.log(range_result.lrs / suggestion))))
     left.plot([suggestion], [range_result.smoothed[at]], "o", color="k", label=f"suggestion η ≈ {suggestion:.1e}")
@@ -690,7 +644,7 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
     """Notebook 09: pick an optimizer and η; see its range test and its run (:func:`show_optimizer_choice`).
 
     A method's range test does not depend on η, so it is computed once per
-    method and kept; ``range_results`` (method → :class:`RangeTest`) hands in
+    method and kept; ``range_results`` (method → :class:`~course_lib.range_test.LRRangeTest`) hands in
     tests already made.
     """
     import ipywidgets

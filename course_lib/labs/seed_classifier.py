@@ -1,18 +1,238 @@
-"""Notebook 08, training the seed classifier: one training run as a figure, and the playground over it.
+"""Notebook 08, training the seed classifier: its six optimizers, one run or a batched grid of runs, one run as a
+figure, and the playground over it.
 
-The six optimizers (:data:`course_lib.training.METHODS`), :func:`~course_lib.training.make_optimizer` and
-:func:`~course_lib.training.train_classifier` are in the core: notebook 09 (:mod:`course_lib.labs.guide`) trains
-with them too, and a lab imports no other lab.
+:data:`METHODS` names the six optimizers (full-batch GD, SGD, momentum, RMSProp, Adam, AdamW);
+:func:`train_classifier` trains the seed network with one of them through :func:`course_lib.training.fit`;
+:func:`train_classifiers` trains many runs at once as one batched network (notebook 08's grids).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
+from .. import optim, rules
 from ..data import breast_cancer
-from ..training import METHOD_TITLES, DivergenceError, train_classifier
+from ..devices import device_argument, epoch_generator, seed_everything
+from ..models import seed_classifier
+from ..plotting import plot_history
+from ..training import DivergenceError, History, fit
 
-__all__ = ["show_training_run", "training_playground"]
+__all__ = ["Method", "METHODS", "METHOD_TITLES", "make_optimizer", "train_classifier", "train_classifiers",
+           "show_training_run", "training_playground"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """How notebook 08 trains with one optimizer: its class name in :mod:`course_lib.optim` and ``torch.optim``,
+    the key of its update rule in :data:`course_lib.rules.RULES` (what :func:`train_classifiers` runs), fixed
+    options and whether batches are full."""
+
+    name: str
+    optimizer: str
+    rule: str
+    options: dict = field(default_factory=dict)
+    full_batch: bool = False
+
+
+METHODS = {
+    "gd": Method("gd", "SGD", "sgd", {}, full_batch=True),
+    "sgd": Method("sgd", "SGD", "sgd"),
+    "momentum": Method("momentum", "SGD", "sgd", {"momentum": 0.9}),
+    "rmsprop": Method("rmsprop", "RMSprop", "rmsprop"),
+    "adam": Method("adam", "Adam", "adam"),
+    "adamw": Method("adamw", "AdamW", "adamw", {"weight_decay": 1e-2}),
+}
+METHOD_TITLES = {
+    "gd": "full-batch GD",
+    "sgd": "SGD",
+    "momentum": "SGD + momentum",
+    "rmsprop": "RMSProp",
+    "adam": "Adam",
+    "adamw": "AdamW",
+}
+
+
+def make_optimizer(method: str, params, lr: float, *, library: str = "course",
+                   options: dict | None = None) -> torch.optim.Optimizer:
+    """The optimizer of ``method`` (a key of :data:`METHODS`) from ``course_lib.optim`` or ``torch.optim``.
+
+    ``options`` (e.g. ``{"weight_decay": 1.0}``) override or extend the method's fixed options.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if library == "course":
+        module = optim
+    elif library == "torch":
+        module = torch.optim
+    else:
+        raise ValueError(f"library must be 'course' or 'torch'; got {library!r}")
+    spec = METHODS[method]
+    return getattr(module, spec.optimizer)(params, lr=lr, **{**spec.options, **(options or {})})
+
+
+def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch_size: int = 32, seed: int = 0,
+                     device=None, library: str = "course", progress: bool = False, options: dict | None = None):
+    """Seed everything, build :func:`seed_classifier` and ``fit`` it with ``method`` at ``lr``.
+
+    ``dataset`` is a :class:`course_lib.data.Dataset`; validation uses its
+    ``val`` split. Full-batch methods (``'gd'``) ignore ``batch_size``.
+    ``options`` go to the optimizer (see :func:`make_optimizer`).
+    Returns ``(model, history)``.
+    """
+    seed_everything(seed)
+    model = seed_classifier(dataset.n_features)
+    optimizer = make_optimizer(method, model.parameters(), lr, library=library, options=options)
+    history = fit(model, optimizer, dataset.train, dataset.val, epochs=epochs,
+                  batch_size=None if METHODS[method].full_batch else batch_size, device=device,
+                  progress=progress, seed=seed, label=f"{METHOD_TITLES[method]}, η = {lr:g}")
+    return model, history
+
+
+def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_size: int = 32,
+                      device=None, options=None) -> list:
+    r"""Many runs of :func:`train_classifier` at once: run k trains at ``lrs[k]`` with ``seed=seeds[k]``.
+
+    The K networks are stacked into one batched network (layer weights of shape K × out × in, one batched
+    matrix product per layer), so a step costs about what one run's step costs. Each run k starts from the
+    weights ``seed_everything(seeds[k])`` gives :func:`seed_classifier`, shuffles each epoch as :func:`fit`
+    does with shuffle seed ``seeds[k]``, minimises its own mean loss
+
+    .. math::  \ell_k = \text{BCE}(\text{model}_k(X_{k,b}), y_{k,b}), \qquad
+               \theta_k \leftarrow \text{rule}_k(\theta_k, \nabla_{\theta_k} \ell_k;\ \eta = \eta_k)
+
+    (the loss summed over k has the same gradients, since no weight is shared), with the update rule of its
+    method from :mod:`course_lib.rules` (what :mod:`course_lib.optim` runs) and η a tensor with one entry
+    per run. ``method`` is a key of :data:`METHODS` for every run, or a sequence of K keys, one per run
+    (full-batch and minibatch methods cannot share a call: their steps differ); ``options`` (see
+    :func:`make_optimizer`) is a dict for every run, or a sequence of K dicts (or ``None``), one per run.
+    Runs with the same method and options share one application of their rule per step.
+    ``device`` as in :func:`fit`. Returns one ``(model, History)`` per run, or ``None`` for a run
+    that :func:`train_classifier` would stop with :class:`DivergenceError` (a non-finite training loss in an
+    epoch, or a non-finite validation loss after it). The histories equal :func:`train_classifier`'s up to
+    float rounding (a batched product rounds differently from ``Linear``: about 10⁻⁷ of the loss on this
+    network, more in runs whose loss grows chaotically at large η); their ``seconds`` are
+    the batched epoch's time divided by K.
+    """
+    lrs, seeds = [float(lr) for lr in lrs], [int(seed) for seed in seeds]
+    count = len(lrs)
+    methods = [method] * count if isinstance(method, str) else list(method)
+    run_options = [options] * count if options is None or isinstance(options, dict) else list(options)
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
+    if not lrs or len(lrs) != len(seeds):
+        raise ValueError(f"lrs and seeds must be non-empty and of equal length; got {len(lrs)} and {len(seeds)}")
+    if len(methods) != count or len(run_options) != count:
+        raise ValueError(f"one method and one options dict per run, or one for all: got {len(methods)} methods "
+                         f"and {len(run_options)} options for {count} runs")
+    if len({METHODS[name].full_batch for name in methods}) > 1:
+        raise ValueError("full-batch and minibatch methods cannot train in one call: their steps differ")
+    full_batch = METHODS[methods[0]].full_batch
+    groups = []                                               # [method, options, rule, run indices]
+    for k, (name, extra) in enumerate(zip(methods, run_options)):
+        extra = dict(extra or {})
+        for group in groups:
+            if group[0] == name and group[1] == extra:
+                group[3].append(k)
+                break
+        else:
+            spec = METHODS[name]
+            groups.append([name, extra, rules.RULES[spec.rule](**{**spec.options, **extra}), [k]])
+    device = device_argument(device)
+    X, y = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.train)
+    X_val, y_val = (torch.as_tensor(part, dtype=torch.float32).to(device) for part in dataset.val)
+    y, y_val = y.reshape(-1), y_val.reshape(-1)
+    n = X.shape[0]
+    batch = n if full_batch else min(int(batch_size), n)
+
+    starts = []
+    for seed in seeds:
+        seed_everything(seed)
+        starts.append([param.detach() for param in seed_classifier(dataset.n_features).parameters()])
+    layers = [torch.stack(layer) for layer in zip(*starts)]                                   # W1, b1, W2, b2
+    # one flat K × P buffer holds every run's weights, so each step applies each (elementwise) rule once
+    flat = torch.cat([layer.reshape(count, -1) for layer in layers], dim=1).to(device)
+    ends = np.cumsum([0] + [layer[0].numel() for layer in layers])
+    shapes = [layer.shape[1:] for layer in layers]
+
+    def unflatten(buffer):                                    # W1, b1, W2, b2 of every run: views of the buffer
+        return [buffer[:, begin:end].view(count, *shape) for begin, end, shape in zip(ends[:-1], ends[1:], shapes)]
+
+    # the layers autograd differentiates: made once, they share the buffer's memory, so each step sees its update
+    leaves = [layer.detach().requires_grad_(True) for layer in unflatten(flat)]
+    step_lr = torch.tensor(lrs, dtype=torch.float32, device=device).reshape(-1, 1)
+    updates = []                                              # each group's rows, rule, learning rates and state
+    for _, _, rule, indices in groups:
+        if indices == list(range(indices[0], indices[-1] + 1)):
+            rows = slice(indices[0], indices[-1] + 1)         # contiguous runs: a view of the buffer
+        else:
+            rows = torch.tensor(indices, device=device)
+        updates.append([rows, rule, {**rule.hyperparams, "lr": step_lr[rows]}, rule.init(flat[rows])])
+
+    def logits_of(inputs, layers):                            # inputs: K × rows × features (or rows × features)
+        W1, b1, W2, b2 = layers
+        hidden = torch.baddbmm(b1.unsqueeze(1), inputs.expand(count, -1, -1), W1.transpose(1, 2)).relu()
+        return torch.baddbmm(b2.unsqueeze(1), hidden, W2.transpose(1, 2)).squeeze(-1)
+
+    loss_of = torch.nn.functional.binary_cross_entropy_with_logits
+    histories = [History(seed=seed, label=f"{METHOD_TITLES[name]}, η = {rate:g}")
+                 for name, rate, seed in zip(methods, lrs, seeds)]
+    diverged = np.zeros(count, dtype=bool)
+    sizes = torch.tensor([min(batch, n - start) for start in range(0, n, batch)], dtype=torch.float64)
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        shuffles = {seed: torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in dict.fromkeys(seeds)}
+        orders = torch.stack([shuffles[seed] for seed in seeds]).to(device)
+        picks = orders.reshape(-1)                            # one gather per epoch: K shuffled copies
+        X_epoch, y_epoch = X.index_select(0, picks).view(count, n, -1), y.index_select(0, picks).view(count, n)
+        step_losses, step_logits = [], []
+        for start in range(0, n, batch):
+            inputs, targets = X_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
+            logits = logits_of(inputs, leaves)
+            losses = loss_of(logits, targets, reduction="none").mean(dim=1)
+            grad = torch.cat([part.reshape(count, -1) for part in torch.autograd.grad(losses.sum(), leaves)], dim=1)
+            with torch.no_grad():
+                for update in updates:
+                    rows, rule, hyperparams, state = update
+                    new_rows, update[3] = rule.update_fn(flat[rows], grad[rows], state, **hyperparams)
+                    if isinstance(rows, slice):
+                        flat[rows] = new_rows
+                    else:
+                        flat.index_copy_(0, rows, new_rows)
+            step_losses.append(losses.detach())
+            step_logits.append(logits.detach())
+        correct = ((torch.cat(step_logits, dim=1) > 0) == (y_epoch > 0.5)).sum(dim=1)   # right predictions, K
+        losses = torch.stack(step_losses, dim=1).double().cpu()               # K × steps: one read-back
+        with torch.no_grad():
+            val_logits = logits_of(X_val, unflatten(flat))
+            val_losses = loss_of(val_logits, y_val.expand(count, -1), reduction="none").mean(dim=1).double().cpu()
+            val_correct = ((val_logits > 0) == (y_val > 0.5)).sum(dim=1).cpu()
+        correct = correct.cpu()
+        diverged |= (~torch.isfinite(losses).all(dim=1) | ~torch.isfinite(val_losses)).numpy()
+        seconds = (time.perf_counter() - started) / count
+        train_losses = ((losses * sizes).sum(dim=1) / n).tolist()
+        columns = zip(train_losses, correct.tolist(), val_losses.tolist(), val_correct.tolist())
+        for k, (history, (train_loss, right, val_loss, val_right)) in enumerate(zip(histories, columns)):
+            history.append(train_loss=train_loss, train_accuracy=right / n, val_loss=val_loss,
+                           val_accuracy=val_right / len(y_val), seconds=seconds, lr=lrs[k],
+                           steps=(epoch + 1) * len(sizes))
+
+    results = []
+    for k, history in enumerate(histories):
+        if diverged[k]:
+            results.append(None)
+            continue
+        model = seed_classifier(dataset.n_features)
+        with torch.no_grad():
+            for param, stacked in zip(model.parameters(), unflatten(flat)):
+                param.copy_(stacked[k])
+        results.append((model.to(device), history))
+    return results
 
 
 def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, *, dataset=None, seed: int = 0,
@@ -36,7 +256,7 @@ def show_training_run(method: str = "adam", lr: float = 1e-3, epochs: int = 50, 
                     transform=ax.transAxes, fontsize=9)
         fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: diverged")
         return fig
-    history.plot(axes, method=colour_key, label=METHOD_TITLES[method])
+    plot_history(history, axes, method=colour_key, label=METHOD_TITLES[method])
     axes[1].legend(loc="lower right")
     fig.suptitle(f"{METHOD_TITLES[method]}, η = {lr:g}: validation accuracy {history.val_accuracy[-1]:.3f} "
                  f"after {history.epochs} epochs")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import data, rules, training
+from course_lib import rules, training
 from course_lib.descent import descend
 from course_lib.functions import quadratic, x_squared
 from course_lib.labs import guide
@@ -288,6 +288,7 @@ def test_range_test_matches_the_closed_form_of_gradient_descent_on_x_squared():
         average = 0.9 * average + 0.1 * loss
         smoothed.append(average / (1 - 0.9 ** (k + 1)))
     assert np.allclose(result.smoothed, smoothed, rtol=1e-12)
+    assert type(result) is training.LRRangeTest        # one range test: the result type of training.lr_range_test
 
 
 def test_range_test_equals_training_lr_range_test_on_a_linear_model():
@@ -408,21 +409,3 @@ def test_choice_playground_builds_redraws_and_keeps_range_tests(monkeypatch):
     method.value = "lion"                                 # new method: one new range test
     assert calls == [1, 1] and controls.kwargs == {"method": "lion", "lr": 1e-3}
     plt.close("all")
-
-
-def test_make_optimizer_options_override_the_methods_fixed_options():
-    params = [torch.nn.Parameter(torch.zeros(3))]
-    assert training.make_optimizer("adamw", params, 1e-3).param_groups[0]["weight_decay"] == 1e-2
-    group = training.make_optimizer("adamw", params, 1e-3, options={"weight_decay": 1.0}).param_groups[0]
-    assert group["weight_decay"] == 1.0 and group["lr"] == 1e-3
-    group = training.make_optimizer("momentum", params, 0.1, options={"nesterov": True},
-                                    library="torch").param_groups[0]
-    assert group["momentum"] == 0.9 and group["nesterov"] is True
-
-
-def test_train_classifier_passes_options_to_the_optimizer():
-    dataset = data.synthetic_binary(80, 4, seed=1)
-    strong = training.train_classifier(dataset, "adamw", 1e-2, epochs=3, options={"weight_decay": 30.0})[0]
-    default = training.train_classifier(dataset, "adamw", 1e-2, epochs=3)[0]
-    norm = [torch.cat([p.detach().flatten() for p in m.parameters()]).norm().item() for m in (strong, default)]
-    assert norm[0] < 0.5 * norm[1]      # (1 − 0.3)^(3 · 2) ≈ 0.12 from the decay alone

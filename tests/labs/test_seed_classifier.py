@@ -3,8 +3,9 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
-from course_lib import data, training
+from course_lib import data
 from course_lib.labs import seed_classifier as S
 
 
@@ -19,7 +20,7 @@ def test_show_training_run_draws_curves_or_the_divergence(small):
     assert "validation accuracy" in fig._suptitle.get_text()
     fig = S.show_training_run("sgd", 1e20, 3, dataset=small, device="cpu")
     assert "diverged" in fig._suptitle.get_text()
-    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    _, history = S.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
     fig = S.show_training_run("adam", 1e-3, 3, history=history)  # draws the given run, no training
     assert np.allclose(fig.axes[0].lines[0].get_ydata(), history.train_loss)
     plt.close("all")
@@ -35,12 +36,12 @@ def test_training_playground_builds_and_redraws(small):
 
 
 def test_training_playground_draws_a_given_history_without_training(small, monkeypatch):
-    _, history = training.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
-    calls = []
+    _, history = S.train_classifier(small, "adam", 1e-3, epochs=3, device="cpu")
+    calls, real = [], S.train_classifier
 
     def counting(*args, **kwargs):
         calls.append(args)
-        return training.train_classifier(*args, **kwargs)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(S, "train_classifier", counting)
     controls = S.training_playground(small, device="cpu", history=history)
@@ -48,3 +49,21 @@ def test_training_playground_draws_a_given_history_without_training(small, monke
     controls.children[2].value = 2          # any other setting trains
     assert len(calls) == 1
     plt.close("all")
+
+
+def test_make_optimizer_options_override_the_methods_fixed_options():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert S.make_optimizer("adamw", params, 1e-3).param_groups[0]["weight_decay"] == 1e-2
+    group = S.make_optimizer("adamw", params, 1e-3, options={"weight_decay": 1.0}).param_groups[0]
+    assert group["weight_decay"] == 1.0 and group["lr"] == 1e-3
+    group = S.make_optimizer("momentum", params, 0.1, options={"nesterov": True},
+                             library="torch").param_groups[0]
+    assert group["momentum"] == 0.9 and group["nesterov"] is True
+
+
+def test_train_classifier_passes_options_to_the_optimizer():
+    dataset = data.synthetic_binary(80, 4, seed=1)
+    strong = S.train_classifier(dataset, "adamw", 1e-2, epochs=3, options={"weight_decay": 30.0})[0]
+    default = S.train_classifier(dataset, "adamw", 1e-2, epochs=3)[0]
+    norm = [torch.cat([p.detach().flatten() for p in m.parameters()]).norm().item() for m in (strong, default)]
+    assert norm[0] < 0.5 * norm[1]      # (1 − 0.3)^(3 · 2) ≈ 0.12 from the decay alone
