@@ -41,7 +41,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .. import rules
+from .. import methods, rules
 from ..descent import Trajectory, descend
 from ..functions import Objective
 
@@ -618,18 +618,19 @@ def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 
 # The playground: an optimizer and a learning rate on the sparse-feature problem
 # --------------------------------------------------------------------------------------
 PLAYGROUND_RULES: dict[str, Callable[[float], rules.Rule]] = {
-    "gd": lambda lr: rules.sgd(lr=lr),
-    "momentum": lambda lr: rules.sgd(lr=lr, momentum=0.9),
-    "nesterov": lambda lr: rules.sgd(lr=lr, momentum=0.9, nesterov=True),
-    "adagrad": lambda lr: rules.adagrad(lr=lr),
-    "rmsprop": lambda lr: rules.rmsprop(lr=lr),
-    "adam": lambda lr: rules.adam(lr=lr),
-    "nadam": lambda lr: rules.nadam(lr=lr),
-    "radam": lambda lr: rules.radam(lr=lr),
-    "lion": lambda lr: rules.lion(lr=lr),
-}
+    name: methods.get(name).toy_rule
+    for name in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "nadam", "radam", "lion")}
 """The playground's optimizers (torch's defaults, β = 0.9 for momentum): name → rule factory taking η.
-``"gd"`` is plain SGD here (minibatch gradients)."""
+``"sgd"`` is gradient descent on minibatches (:mod:`course_lib.methods`' alias of ``"gd"``); ``"gd"`` picks it too."""
+
+
+def _playground_name(method: str) -> str:
+    """The key of :data:`PLAYGROUND_RULES` for ``method`` or an alias of it (``"gd"`` → ``"sgd"``)."""
+    known = method in methods.METHODS or method in methods.ALIASES
+    for name in PLAYGROUND_RULES:
+        if method == name or known and methods.get(method) is methods.get(name):
+            return name
+    raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
 
 
 def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: LeastSquares | None = None,
@@ -645,10 +646,9 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     """
     import matplotlib.pyplot as plt
 
-    from ..plotting import METHOD_LABELS, method_color
+    from ..plotting import method_color
 
-    if method not in PLAYGROUND_RULES:
-        raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
+    method = _playground_name(method)
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
     if problem is None:
@@ -659,7 +659,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
         range_result = range_test(problem, start, make, grad=problem.minibatch_grad(batch_size, seed=seed))
     steps = int(epochs) * (problem.n_samples // batch_size)
     run = descend(problem, start, make(lr), steps, grad=problem.minibatch_grad(batch_size, seed=seed))
-    colour, title = method_color(method), ("SGD" if method == "gd" else METHOD_LABELS[method])
+    colour, title = method_color(method), methods.label(method)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
     range_result.plot(left, color=colour, label=f"{title}: range test")
     suggestion = range_result.suggestion()
@@ -695,7 +695,6 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
     """
     import ipywidgets
 
-    from ..plotting import METHOD_LABELS
     from ..widgets import playground
 
     if problem is None:
@@ -708,7 +707,7 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
                                       grad=problem.minibatch_grad(32, seed=0))
         return show_optimizer_choice(method, lr, problem=problem, range_result=kept[method])
 
-    labels = [("SGD" if name == "gd" else METHOD_LABELS[name], name) for name in PLAYGROUND_RULES]
+    labels = [(methods.label(name), name) for name in PLAYGROUND_RULES]
     return playground(
         draw,
         method=ipywidgets.Dropdown(options=labels, value="adam", description="optimizer"),
