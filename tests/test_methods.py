@@ -5,6 +5,7 @@ numbers (torch.optim, lion-pytorch, schedulefree) in float64, and its state size
 A row added to the table is tested here without a line added to this file.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def _run(optimizer, params, steps=STEPS):
     path = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = sum((p.sin() * p).sum() + (p @ p.T).square().mean() for p in params)
+        loss = sum((p.sin() * p + 0.1 * p**4).sum() for p in params)
         loss.backward()
         optimizer.step()
         path.append([p.detach().clone() for p in params])
@@ -86,6 +87,22 @@ def test_the_optimizer_equals_its_reference(method):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10, msg=f"{method.name}, step {step}")
     assert not torch.equal(ours[0], _params()[0])  # it moved
+
+
+@pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
+def test_the_rule_on_numpy_arrays_equals_the_reference(method):
+    """The pure rule on NumPy float64 arrays (the toy problems' backend) against the reference on torch tensors."""
+    start = _params()
+    reference = _run(method.make_optimizer(start, lr=0.01, reference=True), start)
+    rule = method.make_rule(lr=0.01)
+    for index, param in enumerate(_params()):
+        x = param.detach().numpy().copy()
+        state = rule.init(x)
+        for step in range(STEPS):
+            x, state = rule.update(x, np.sin(x) + x * np.cos(x) + 0.4 * x**3, state)
+            assert isinstance(x, np.ndarray)
+            np.testing.assert_allclose(x, reference[step][index].numpy(), rtol=1e-10, atol=1e-10,
+                                       err_msg=f"{method.name}, step {step + 1}")
 
 
 @pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
