@@ -128,7 +128,6 @@ _METHODS = (
            toy={"weight_decay": 0.0}, title="Muon + AdamW", state_arrays=1, counters=0),
     Method("schedule_free", "Schedule-Free AdamW", "#CC6677", "beyond adam", "schedule_free_adamw",  # rose
            "AdamWScheduleFree", "schedulefree.AdamWScheduleFree", state_arrays=2, counters=0),
-    Method("adamax", "Adamax", "#AA4499", "adam", "adamax", "Adamax", "torch.optim.Adamax", state_arrays=2),
 )
 
 #: Every method by its name, in course order (the order of the colour cycle).

@@ -92,7 +92,6 @@ __all__ = [
     "Muon",
     "Lion",
     "AdamWScheduleFree",
-    "Adamax",
     "RuleOptimizer",
     "OPTIMIZERS",
 ]
@@ -760,17 +759,6 @@ def _refuse_unsupported(owner, **switches):
         if value:
             raise ValueError(f"{owner}: {name}=True is not supported by course_lib.optim (torch's {name} serves "
                              "CUDA graphs or autograd through the step); use torch.optim for it")
-
-
-class Adamax(RuleOptimizer):
-    """Adamax (:func:`course_lib.rules.adamax_update`)."""
-
-    rule_factory = staticmethod(rules.adamax)
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *,
-                 maximize=False, differentiable=False, capturable=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize),
-                         foreach=foreach, capturable=capturable, differentiable=differentiable)
 
 
 #: The class of every method (and alias) that is its class at the class's defaults, in course order: ``"gd"`` and

@@ -61,8 +61,6 @@ __all__ = [
     "lion_update",
     "muon_update",
     "schedule_free_adamw_update",
-    "adamax",
-    "adamax_update",
     # what some rules need besides their update
     "schedule_free_eval",
     "schedule_free_train",
@@ -1086,40 +1084,6 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
                  weight_lr_power=weight_lr_power)
     return Rule("schedule_free", hyper, schedule_free_adamw_update, schedule_free_adamw_init,
                 factory=schedule_free_adamw)
-
-
-def adamax_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
-    r"""Adamax (Kingma & Ba, 2015, section 7.1), as torch.optim.Adamax computes it.
-
-    .. math::
-
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \varepsilon), \quad
-        \theta_t = \theta_{t-1} - \frac{\eta}{1-\beta_1^t}\, m_t / u_t
-
-    State: ``step``, ``exp_avg`` m_t, ``exp_inf`` u_t.
-    """
-    beta1, beta2 = betas
-    step = state["step"] + 1
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        grad = grad + weight_decay * params
-    exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-    exp_inf = _maximum(beta2 * state["exp_inf"], abs(grad) + eps)
-    return params - lr / (1 - beta1**step) * exp_avg / exp_inf, {**state, "step": step, "exp_avg": exp_avg,
-                                                                  "exp_inf": exp_inf}
-
-
-def adamax_init(params, **_):
-    return {"step": 0, "exp_avg": zeros_like(params), "exp_inf": zeros_like(params)}
-
-
-def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, maximize=False) -> Rule:
-    """Adamax: see :func:`adamax_update`. Defaults of torch.optim.Adamax."""
-    check_common_hyperparams(lr, weight_decay, eps)
-    betas = check_betas(betas)
-    hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
-    return Rule("adamax", hyper, adamax_update, adamax_init, factory=adamax)
 
 
 #: The factories by name (``rules.RULES["adam"](lr=0.1)``), in course order: every factory a row of
