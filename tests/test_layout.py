@@ -17,10 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "course_lib"
 #: The library a learner reuses: importable without matplotlib, ipywidgets, a notebook progress bar or any lab.
-CORE = tuple(name for name in ("methods", "rules", "optim", "functions", "descent", "data", "training", "models")
+CORE = tuple(name for name in ("methods", "sweep", "rules", "optim", "functions", "descent", "data", "training",
+                              "models")
              if (PACKAGE / f"{name}.py").exists())
 #: The core modules a NumPy-only user imports: they load no torch either.
-NUMPY_ONLY = ("methods", "rules", "functions", "descent")
+NUMPY_ONLY = ("methods", "sweep", "rules", "functions", "descent")
 #: Never loaded by importing a core module.
 NOT_IN_THE_CORE = ("matplotlib", "ipywidgets", "tqdm.notebook", "course_lib.labs")
 LABS = tuple(sorted(path.stem for path in (PACKAGE / "labs").glob("*.py") if path.stem != "__init__"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import functions, methods, optim, rules
+from .. import functions, methods, optim, rules, sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective
 
@@ -226,8 +226,13 @@ class Tuned:
     seeds: int = 1
 
     @property
+    def best(self) -> sweep.Best:
+        """The best η of the grid (:func:`course_lib.sweep.best_lr`: the lowest final gap, a diverged run the worst)."""
+        return sweep.best_lr(self.lrs, self.final_gap)
+
+    @property
     def best_index(self) -> int:
-        return int(np.argmin(np.where(np.isfinite(self.final_gap), self.final_gap, np.inf)))
+        return self.best.index
 
     @property
     def best_lr(self) -> float:
@@ -245,7 +250,7 @@ class Tuned:
     @property
     def at_grid_edge(self) -> bool:
         """True when the best η is the smallest or largest of the grid (then the grid should be widened)."""
-        return self.best_index in (0, len(self.lrs) - 1)
+        return self.best.at_edge
 
 
 def tune(objective: Objective, x0, method: str, lrs, steps: int, *, seeds: int = 1, grad=None,

@@ -41,7 +41,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .. import methods, rules
+from .. import methods, rules, sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective
 
@@ -205,7 +205,7 @@ def best_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndarray
     with np.errstate(invalid="ignore", over="ignore"):
         tail = batch.values[-int(average_last):]
         score = np.where(np.all(np.isfinite(tail), axis=0), tail.mean(axis=0), np.inf)
-    best = int(np.argmin(score))
+    best = sweep.best_lr(lrs, score).index
     run = Trajectory(batch.points[:, best], batch.values[:, best], batch.rule)
     return float(lrs[best]), run
 
@@ -255,8 +255,8 @@ def _candidate_lrs(lrs) -> np.ndarray:
 def _fastest(lrs: np.ndarray, values: np.ndarray, tolerance: float, minimum: float) -> tuple[float, float]:
     """The candidate of ``lrs`` whose column of ``values`` settles below the tolerance first (ties: the first)."""
     needed = steps_to_tolerance(values, tolerance, minimum)
-    best = int(np.argmin(needed))
-    return float(lrs[best]), float(needed[best])
+    best = sweep.best_lr(lrs, needed)
+    return best.lr, float(needed[best.index])
 
 
 def fastest_learning_rates(problems, make_rule: Callable[[np.ndarray], rules.Rule], lrs, steps: int,
@@ -592,11 +592,11 @@ def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool 
         grid = tuple(sorted(by_lr))
         medians = {lr: float(np.median(values)) for lr, values in by_lr.items()}
         diverged = sum(not np.all(np.isfinite(values)) for values in by_lr.values())
-        best = min(grid, key=lambda lr: sign * medians[lr])
-        values = by_lr[best]
+        choice = sweep.best_lr(grid, [medians[lr] for lr in grid], lower_is_better=lower_is_better)
+        best, values = choice.lr, by_lr[choice.lr]
         results.append(dict(optimizer=optimizer, lr=best, value=medians[best], low=min(values, key=lambda v: sign * v),
                             high=max(values, key=lambda v: sign * v), seeds=len(values), grid=grid,
-                            at_grid_edge=len(grid) > 1 and best in (grid[0], grid[-1]), diverged=diverged))
+                            at_grid_edge=choice.at_edge, diverged=diverged))
     results.sort(key=lambda r: sign * r["value"])
     leader = results[0]
     return [TunedResult(**r, tie=sign * r["low"] <= sign * leader["high"]) for r in results]

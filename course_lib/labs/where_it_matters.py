@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import methods, models
+from .. import methods, models, sweep
 from ..training import param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
@@ -70,9 +70,7 @@ __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden",
 SCHEMA = "where_it_matters/1"
 
 
-def lr_grid(first: int, count: int) -> list[float]:
-    """η = 10^(k/3) for k = first, …, first + count − 1: three points per decade, rounded to 3 significant digits."""
-    return [float(f"{10 ** (k / 3):.3g}") for k in range(first, first + count)]
+lr_grid = sweep.lr_grid
 
 
 @dataclass(frozen=True)
@@ -423,12 +421,13 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
             return float(np.mean(values))
 
         means = {lr: mean_best(rs) for lr, rs in by_lr.items()}
-        best_lr = min(means, key=means.get)
+        choice = sweep.best_lr(list(means), list(means.values()))
+        best_lr = list(means)[choice.index]
         best = by_lr[best_lr]
         reached = [r["steps_to_target"] for r in best if r["steps_to_target"] is not None]
         summary[name] = {
             "best_lr": best_lr,
-            "best_lr_at_edge": best_lr in (grid[0], grid[-1]),
+            "best_lr_at_edge": choice.at_edge,
             "best_val_loss_mean": means[best_lr],
             "best_val_loss_std": float(np.std([r["best_val_loss"] for r in best], ddof=1)) if len(best) > 1 else 0.0,
             "final_val_loss_mean": float(np.mean([math.inf if r["final_val_loss"] is None else r["final_val_loss"]
