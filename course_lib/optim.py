@@ -78,7 +78,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from . import rules
+from . import methods, rules
 
 __all__ = [
     "SGD",
@@ -86,7 +86,14 @@ __all__ = [
     "RMSprop",
     "Adam",
     "AdamW",
+    "NAdam",
+    "RAdam",
+    "Adafactor",
+    "Muon",
+    "Lion",
+    "AdamWScheduleFree",
     "RuleOptimizer",
+    "OPTIMIZERS",
 ]
 
 
@@ -470,9 +477,6 @@ class AdamW(_AdamChecks, RuleOptimizer):
                          foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
-OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
-
-
 # ======================================================================================================================
 # Beyond Adam: NAdam, RAdam, Adafactor, Muon (torch.optim's twins), Lion (lion-pytorch's), AdamWScheduleFree
 # (schedulefree's)
@@ -757,6 +761,9 @@ def _refuse_unsupported(owner, **switches):
                              "CUDA graphs or autograd through the step); use torch.optim for it")
 
 
-__all__ += ["NAdam", "RAdam", "Adafactor", "Muon", "Lion", "AdamWScheduleFree"]
-OPTIMIZERS.update({"nadam": NAdam, "radam": RAdam, "adafactor": Adafactor, "muon": Muon, "lion": Lion,
-                   "schedule_free": AdamWScheduleFree})
+#: The class of every method (and alias) that is its class at the class's defaults, in course order: ``"gd"`` and
+#: ``"sgd"`` → :class:`SGD`, ``"adam"`` → :class:`Adam`, ``"schedule_free"`` → :class:`AdamWScheduleFree`, ...
+#: (momentum, Nesterov and AMSGrad are SGD and Adam with options: ``methods.get(name).make_optimizer(params)``).
+OPTIMIZERS: dict[str, type[RuleOptimizer]] = {
+    name: globals()[methods.get(name).optimizer] for name in methods.names(with_aliases=True)
+    if not methods.get(name).options}

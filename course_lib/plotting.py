@@ -16,6 +16,7 @@ from matplotlib.colors import LogNorm
 
 from .descent import Trajectory
 from .functions import Objective
+from .methods import ALIASES, METHODS, get, label
 
 __all__ = [
     "METHOD_COLORS",
@@ -31,41 +32,10 @@ __all__ = [
     "batch_color",
 ]
 
-# Okabe–Ito colours (readable with every common form of colour blindness), one per method.
-METHOD_COLORS = {
-    "gd": "#0072B2",        # blue
-    "momentum": "#E69F00",  # orange
-    "nesterov": "#D55E00",  # vermillion
-    "adagrad": "#009E73",   # bluish green
-    "rmsprop": "#56B4E9",   # sky blue
-    "adam": "#CC79A7",      # reddish purple
-    "adamw": "#882255",     # wine
-    "amsgrad": "#999933",   # olive
-    # Notebook 11, from Paul Tol's colour-blind-safe palettes (distinct from the eight above):
-    "nadam": "#332288",          # indigo
-    "radam": "#44AA99",          # teal
-    "adafactor": "#DDCC77",      # sand
-    "lion": "#117733",           # green
-    "muon": "#661100",           # brown
-    "schedule_free": "#CC6677",  # rose
-}
-METHOD_LABELS = {
-    "gd": "gradient descent",
-    "momentum": "momentum",
-    "nesterov": "Nesterov",
-    "adagrad": "AdaGrad",
-    "rmsprop": "RMSProp",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "amsgrad": "AMSGrad",
-    "nadam": "NAdam",
-    "radam": "RAdam",
-    "adafactor": "Adafactor",
-    "lion": "Lion",
-    "muon": "Muon",
-    "schedule_free": "Schedule-Free AdamW",
-}
-_ALIASES = {"sgd": "gd", "rmsprop_centered": "rmsprop"}
+# One colour and one label per method, from the method table (Okabe–Ito colours for notebooks 01-07, Paul Tol's for
+# notebook 11: readable with every common form of colour blindness).
+METHOD_COLORS = {name: method.color for name, method in METHODS.items()}
+METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 
 COURSE_STYLE = {
     "figure.figsize": (6.4, 4.0),
@@ -171,11 +141,16 @@ def _lay_out_changed_figures() -> None:
 
 
 def method_color(method: str) -> str:
-    """The course colour of a method (``'adam'``, ``'gd'``, ``'sgd'``, …)."""
-    key = _ALIASES.get(method.lower(), method.lower())
-    if key not in METHOD_COLORS:
-        raise KeyError(f"no course colour for method {method!r}; known: {', '.join(METHOD_COLORS)}")
-    return METHOD_COLORS[key]
+    """The course colour of a method, by its name or an alias in :mod:`course_lib.methods` (``"adam"``, ``"sgd"``)."""
+    try:
+        return get(method.lower()).color
+    except KeyError:
+        raise KeyError(f"no course colour for method {method!r}; known: {', '.join(METHOD_COLORS)}") from None
+
+
+def _label(method: str) -> str:
+    """The method's label (an alias's own: "sgd" → "SGD"), or ``method`` itself for a name outside the table."""
+    return label(method) if method in METHODS or method in ALIASES else method
 
 
 def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
@@ -225,7 +200,7 @@ def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label:
     points = trajectory.points if run is None else trajectory.points[:, run]
     method = method or trajectory.color_key or trajectory.rule or "gd"
     color = color or method_color(method)
-    label = label if label is not None else METHOD_LABELS.get(_ALIASES.get(method, method), method)
+    label = label if label is not None else _label(method)
     finite = np.all(np.isfinite(points), axis=-1)
     points = points[finite]
     ax.plot(points[:, 0], points[:, 1], "-", color=color, label=label, marker="." if markers else None,
@@ -241,7 +216,7 @@ def plot_loss(values, ax=None, method: str | None = None, label: str | None = No
     ax = ax if ax is not None else plt.gca()
     if method is not None:
         color = color or method_color(method)
-        label = label if label is not None else METHOD_LABELS.get(_ALIASES.get(method, method), method)
+        label = label if label is not None else _label(method)
     ax.plot(np.arange(len(values)), values, color=color, label=label)
     if log:
         ax.set_yscale("log")

@@ -34,18 +34,41 @@ from typing import Any
 
 import numpy as np
 
+from .methods import METHODS
+
 __all__ = [
     "Rule",
+    "RULES",
+    # the factories, then the update functions, in course order (course_lib.methods)
     "sgd",
     "adagrad",
     "rmsprop",
     "adam",
     "adamw",
+    "nadam",
+    "radam",
+    "adafactor",
+    "lion",
+    "muon",
+    "schedule_free_adamw",
     "sgd_update",
     "adagrad_update",
     "rmsprop_update",
     "adam_update",
-    "RULES",
+    "nadam_update",
+    "radam_update",
+    "adafactor_update",
+    "lion_update",
+    "muon_update",
+    "schedule_free_adamw_update",
+    # what some rules need besides their update
+    "schedule_free_eval",
+    "schedule_free_train",
+    "schedule_free_schedule",
+    "newton_schulz_orthogonalize",
+    "muon_lr_ratio",
+    "MUON_NS_COEFFICIENTS",
+    # helpers for rules written elsewhere (a lab's)
     "as_number",
     "check_hyperparams",
     "check_common_hyperparams",
@@ -443,16 +466,6 @@ def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=Fals
           maximize=False) -> Rule:
     """AdamW: Adam with decoupled weight decay θ ← (1 − ηλ)θ. Defaults of torch.optim.AdamW."""
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
-
-
-#: The factories by name (``rules.RULES["adam"](lr=0.1)``); every rule also carries its own ``factory``.
-RULES: dict[str, Callable[..., Rule]] = {
-    "sgd": sgd,
-    "adagrad": adagrad,
-    "rmsprop": rmsprop,
-    "adam": adam,
-    "adamw": adamw,
-}
 
 
 # ======================================================================================
@@ -1077,32 +1090,6 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
                 factory=schedule_free_adamw)
 
 
-RULES.update({
-    "nadam": nadam,
-    "radam": radam,
-    "adafactor": adafactor,
-    "muon": muon,
-    "lion": lion,
-    "schedule_free_adamw": schedule_free_adamw,
-})
-
-__all__ += [
-    "nadam",
-    "radam",
-    "adafactor",
-    "muon",
-    "lion",
-    "schedule_free_adamw",
-    "nadam_update",
-    "radam_update",
-    "adafactor_update",
-    "muon_update",
-    "lion_update",
-    "schedule_free_adamw_update",
-    "schedule_free_eval",
-    "schedule_free_train",
-    "schedule_free_schedule",
-    "newton_schulz_orthogonalize",
-    "muon_lr_ratio",
-    "MUON_NS_COEFFICIENTS",
-]
+#: The factories by name (``rules.RULES["adam"](lr=0.1)``), in course order: every factory a row of
+#: :data:`course_lib.methods.METHODS` names. Every rule also carries its own ``factory``.
+RULES: dict[str, Callable[..., Rule]] = {method.rule: globals()[method.rule] for method in METHODS.values()}

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from course_lib import functions as F
-from course_lib import plotting, rules
+from course_lib import methods, plotting, rules
 from course_lib.descent import descend
 
 
 def test_every_method_has_its_own_colour():
-    assert len(set(plotting.METHOD_COLORS.values())) == len(plotting.METHOD_COLORS) == 14
-    assert plotting.method_color("sgd") == plotting.method_color("gd")
+    assert len(set(plotting.METHOD_COLORS.values())) == len(plotting.METHOD_COLORS) == len(methods.METHODS)
+    assert list(plotting.METHOD_COLORS) == list(plotting.METHOD_LABELS) == list(methods.METHODS)
+    assert plotting.method_color("sgd") == plotting.method_color("gd") == plotting.method_color("GD")
+    assert plotting.COURSE_STYLE["axes.prop_cycle"].by_key()["color"] == list(plotting.METHOD_COLORS.values())
     with pytest.raises(KeyError, match="known"):
         plotting.method_color("shampoo")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import functions, optim, rules
+from .. import functions, methods, optim, rules, sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective
 
@@ -61,40 +61,20 @@ __all__ = [
     "plot_memory",
 ]
 
-NEW_METHODS = ("nadam", "radam", "adafactor", "lion", "muon", "schedule_free")
-"""The six optimizers of notebook 11, by their rule names (keys of :data:`course_lib.plotting.METHOD_COLORS`)."""
+NEW_METHODS = methods.names("beyond adam")
+"""The six optimizers of notebook 11 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
+Adafactor, Lion, Muon, Schedule-Free AdamW."""
 
 # --------------------------------------------------------------------------------------------------------------
-# The one mapping from a method's name to its implementation
+# The methods of this notebook, implemented as course_lib.methods says
 # --------------------------------------------------------------------------------------------------------------
 RULE_FACTORIES: dict[str, Callable[..., rules.Rule]] = {
-    "gd": rules.sgd,
-    "momentum": lambda **hyper: rules.sgd(**{"momentum": 0.9, **hyper}),
-    "adam": rules.adam,
-    "adamw": rules.adamw,
-    "nadam": rules.nadam,
-    "radam": rules.radam,
-    "adafactor": rules.adafactor,
-    "lion": rules.lion,
-    "muon": rules.muon,
-    "schedule_free": rules.schedule_free_adamw,
-}
-"""Method name → the factory of its pure rule in :mod:`course_lib.rules` (torch.optim's defaults)."""
+    name: methods.get(name).make_rule for name in ("gd", "momentum", "adam", "adamw", *NEW_METHODS)}
+"""Method name → the factory of its pure rule in :mod:`course_lib.rules` (torch.optim's defaults, and the method's
+options: ``"momentum"`` is SGD with β = 0.9)."""
 
-OPTIMIZERS: dict[str, type] = {
-    "sgd": optim.SGD,
-    "adagrad": optim.Adagrad,
-    "rmsprop": optim.RMSprop,
-    "adam": optim.Adam,
-    "adamw": optim.AdamW,
-    "nadam": optim.NAdam,
-    "radam": optim.RAdam,
-    "adafactor": optim.Adafactor,
-    "lion": optim.Lion,
-    "muon": optim.Muon,
-    "schedule_free": optim.AdamWScheduleFree,
-}
-"""Method name → its drop-in ``torch.optim`` class in :mod:`course_lib.optim`."""
+OPTIMIZERS: dict[str, type] = optim.OPTIMIZERS
+"""Method name → its drop-in ``torch.optim`` class in :mod:`course_lib.optim` (:data:`course_lib.optim.OPTIMIZERS`)."""
 
 MATRIX_RULES = ("muon",)
 """Rules that treat a 2-D array as one matrix (orthogonalized), not as a batch of runs: :func:`trace` runs them
@@ -105,15 +85,12 @@ def toy_rule(method: str, lr) -> rules.Rule:
     """The rule of ``method`` at learning rate ``lr`` with the options of the toy problems.
 
     Defaults are torch.optim's (and lion-pytorch's, schedulefree's), except that weight decay is 0 for every method
-    (Muon's default λ = 0.1 and AdamW's 0.01 would pull θ towards 0, which is not where the toy minimizers are; with
-    λ = 0 AdamW is Adam). ``"momentum"`` is SGD with β = 0.9.
+    (the ``toy`` options of :mod:`course_lib.methods`: Muon's default λ = 0.1 and AdamW's 0.01 would pull θ towards 0,
+    which is not where the toy minimizers are; with λ = 0 AdamW is Adam). ``"momentum"`` is SGD with β = 0.9.
     """
     if method not in RULE_FACTORIES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(RULE_FACTORIES)}")
-    hyper = {"lr": lr}
-    if method in ("muon", "adamw"):
-        hyper["weight_decay"] = 0.0
-    return RULE_FACTORIES[method](**hyper)
+    return methods.get(method).toy_rule(lr)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -249,8 +226,13 @@ class Tuned:
     seeds: int = 1
 
     @property
+    def best(self) -> sweep.Best:
+        """The best η of the grid (:func:`course_lib.sweep.best_lr`: the lowest final gap, a diverged run the worst)."""
+        return sweep.best_lr(self.lrs, self.final_gap)
+
+    @property
     def best_index(self) -> int:
-        return int(np.argmin(np.where(np.isfinite(self.final_gap), self.final_gap, np.inf)))
+        return self.best.index
 
     @property
     def best_lr(self) -> float:
@@ -268,7 +250,7 @@ class Tuned:
     @property
     def at_grid_edge(self) -> bool:
         """True when the best η is the smallest or largest of the grid (then the grid should be widened)."""
-        return self.best_index in (0, len(self.lrs) - 1)
+        return self.best.at_edge
 
 
 def tune(objective: Objective, x0, method: str, lrs, steps: int, *, seeds: int = 1, grad=None,
@@ -591,23 +573,10 @@ def small_mlp(in_features: int = 30, hidden: int = 64, seed: int = 0, dtype=None
     return model.to(dtype) if dtype is not None else model
 
 
-MEMORY_METHODS = {
-    "sgd": ("sgd", {}),
-    "momentum": ("sgd", {"momentum": 0.9}),
-    "adagrad": ("adagrad", {}),
-    "rmsprop": ("rmsprop", {}),
-    "adam": ("adam", {}),
-    "amsgrad": ("adam", {"amsgrad": True}),
-    "adamw": ("adamw", {}),
-    "nadam": ("nadam", {}),
-    "radam": ("radam", {}),
-    "adafactor": ("adafactor", {}),
-    "lion": ("lion", {}),
-    "muon": ("muon", {}),
-    "schedule_free": ("schedule_free", {}),
-}
-"""Method → (key of :data:`OPTIMIZERS`, options): every optimizer of the course. ``"muon"`` means the usual split,
-Muon for the hidden matrices and AdamW for everything else."""
+MEMORY_METHODS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "nadam", "radam", "adafactor",
+                  "lion", "muon", "schedule_free")
+"""The methods of the memory table (names of :mod:`course_lib.methods`): every optimizer of the course but Nesterov
+(momentum's state). ``"muon"`` means the usual split, Muon for the hidden matrices and AdamW for everything else."""
 
 
 def hidden_matrices(model) -> tuple[list, list]:
@@ -621,16 +590,21 @@ def hidden_matrices(model) -> tuple[list, list]:
     return muon, [p for p in model.parameters() if id(p) not in hidden]
 
 
-def make_optimizers(method: str, model) -> list:
-    """The optimizer(s) of ``method`` for ``model`` (two for Muon: the split of :func:`hidden_matrices`)."""
-    name, options = MEMORY_METHODS[method]
-    if method == "muon":
-        muon_params, other = hidden_matrices(model)
-        return [OPTIMIZERS["muon"](muon_params), OPTIMIZERS["adamw"](other)]
-    optimizer = OPTIMIZERS[name](model.parameters(), **options)
-    if hasattr(optimizer, "train"):
-        optimizer.train()
-    return [optimizer]
+def _parts(method: str, model) -> list[tuple[methods.Method, list]]:
+    """(method, its parameters) for each optimizer ``method`` takes on ``model``: Muon and AdamW for Muon."""
+    if methods.get(method).name == "muon":
+        return list(zip((methods.get("muon"), methods.get("adamw")), hidden_matrices(model)))
+    return [(methods.get(method), list(model.parameters()))]
+
+
+def make_optimizers(method: str, model, *, reference: bool = False) -> list:
+    """The optimizer(s) of ``method`` for ``model`` (two for Muon: the split of :func:`hidden_matrices`), from
+    :mod:`course_lib.optim`, or the classes they are proven equal to with ``reference=True`` (torch.optim's, ...)."""
+    optimizers = [row.make_optimizer(params, reference=reference) for row, params in _parts(method, model)]
+    for optimizer in optimizers:
+        if hasattr(optimizer, "train"):  # Schedule-Free: train at y
+            optimizer.train()
+    return optimizers
 
 
 def state_bytes(optimizer) -> tuple[int, int]:
@@ -651,12 +625,13 @@ def state_bytes(optimizer) -> tuple[int, int]:
     return arrays, scalars
 
 
-def measure_state_bytes(method: str, model, steps: int = 1, seed: int = 0) -> tuple[int, int]:
+def measure_state_bytes(method: str, model, steps: int = 1, seed: int = 0, *, reference: bool = False
+                        ) -> tuple[int, int]:
     """Take ``steps`` optimizer steps on ``model`` (squared output on random inputs) and return
-    :func:`state_bytes` summed over its optimizer(s)."""
+    :func:`state_bytes` summed over its optimizer(s) (the reference classes' with ``reference=True``)."""
     import torch
 
-    optimizers = make_optimizers(method, model)
+    optimizers = make_optimizers(method, model, reference=reference)
     generator = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
     inputs = torch.randn(16, model[0].in_features, generator=generator).to(dtype)
@@ -673,29 +648,24 @@ def measure_state_bytes(method: str, model, steps: int = 1, seed: int = 0) -> tu
 def expected_state_bytes(method: str, model) -> tuple[int, int]:
     """The formula: (bytes of per-parameter state, bytes of scalar counters) for ``method`` on ``model``.
 
-    Per parameter element (bytes of the parameter's dtype each): SGD 0; momentum, AdaGrad, RMSProp, Lion 1;
-    Adam, AdamW, NAdam, RAdam, Schedule-Free 2 (Schedule-Free's z and v; x is not stored); AMSGrad 3; Adafactor
-    m + n per m × n matrix and n per vector; Muon 1 per hidden-matrix element plus AdamW's 2 for the rest.
-    Scalars (float32, 4 bytes): one ``step`` per tensor for every method that counts steps, plus NAdam's
-    ``mu_product``; SGD, Lion and Muon keep none, Schedule-Free keeps its counter in the param group.
+    Per parameter element (bytes of the parameter's dtype each), the ``state_arrays`` of :mod:`course_lib.methods`:
+    SGD 0; momentum, AdaGrad, RMSProp, Lion 1; Adam, AdamW, NAdam, RAdam, Schedule-Free 2 (Schedule-Free's z and v; x
+    is not stored); AMSGrad 3; Adafactor m + n per m × n matrix and n per vector; Muon 1 per hidden-matrix element
+    plus AdamW's 2 for the rest. Scalars (float32, 4 bytes), the ``counters``: one ``step`` per tensor for every
+    method that counts steps, plus NAdam's ``mu_product``; SGD, Lion and Muon keep none, Schedule-Free keeps its
+    counter in the param group.
     """
-    params = list(model.parameters())
-    itemsize = params[0].element_size()
-    tensors = len(params)
-    total = sum(p.numel() for p in params)
-    per_element = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 1, "lion": 1, "adam": 2, "adamw": 2,
-                   "nadam": 2, "radam": 2, "schedule_free": 2, "amsgrad": 3}
-    counters = {"sgd": 0, "momentum": 0, "lion": 0, "schedule_free": 0, "nadam": 2}
-    if method == "adafactor":
-        elements = sum(p.shape[-2] + p.shape[-1] if p.ndim > 1 else p.numel() for p in params)
-        return elements * itemsize, 4 * tensors
-    if method == "muon":
-        muon_params, other = hidden_matrices(model)
-        elements = sum(p.numel() for p in muon_params) + 2 * sum(p.numel() for p in other)
-        return elements * itemsize, 4 * len(other)
-    if method not in per_element:
+    if method not in MEMORY_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(MEMORY_METHODS)}")
-    return per_element[method] * total * itemsize, 4 * counters.get(method, 1) * tensors
+    arrays = counters = 0
+    for row, params in _parts(method, model):
+        if row.state_arrays is None:  # Adafactor's factored second moment: rows + columns of a matrix
+            elements = sum(p.shape[-2] + p.shape[-1] if p.ndim > 1 else p.numel() for p in params)
+        else:
+            elements = row.state_arrays * sum(p.numel() for p in params)
+        arrays += elements * params[0].element_size()
+        counters += 4 * row.counters * len(params)
+    return arrays, counters
 
 
 def memory_table(model_factory: Callable[..., object] = small_mlp, dtypes=("float32", "bfloat16"),
@@ -725,20 +695,20 @@ def plot_memory(table, ax=None):
     """Bars of optimizer-state bytes per parameter, fp32 (solid) and bf16 (hatched), one colour per method."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import METHOD_LABELS, method_color
+    from ..plotting import method_color
 
     ax = ax if ax is not None else plt.gca()
     dtypes = list(table)
-    methods = list(table[dtypes[0]])
+    names = list(table[dtypes[0]])
     width = 0.8 / len(dtypes)
-    positions = np.arange(len(methods))
+    positions = np.arange(len(names))
     for k, dtype in enumerate(dtypes):
-        values = [table[dtype][m]["per_parameter"] for m in methods]
-        colors = [method_color("gd" if m == "sgd" else m) for m in methods]
+        values = [table[dtype][m]["per_parameter"] for m in names]
+        colors = [method_color(m) for m in names]
         ax.bar(positions + (k - (len(dtypes) - 1) / 2) * width, values, width=width, color=colors,
                hatch=None if k == 0 else "//", edgecolor="k" if k else None, linewidth=0.5,
                label=f"parameters in {dtype}")
-    labels = [("SGD" if m == "sgd" else METHOD_LABELS[m]) + (" + AdamW" if m == "muon" else "") for m in methods]
+    labels = [methods.label(m) + (" + AdamW" if m == "muon" else "") for m in names]  # Muon: the usual split
     ax.set_xticks(positions, labels, rotation=40, ha="right")
     ax.set_ylabel("optimizer state, bytes per parameter")
     ax.legend(loc="upper left")

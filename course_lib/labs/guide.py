@@ -41,7 +41,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .. import rules
+from .. import methods, rules, sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective
 from ..range_test import LRRangeTest, range_test_lrs
@@ -206,7 +206,7 @@ def best_learning_rate(objective: Objective, x0, make_rule: Callable[[np.ndarray
     with np.errstate(invalid="ignore", over="ignore"):
         tail = batch.values[-int(average_last):]
         score = np.where(np.all(np.isfinite(tail), axis=0), tail.mean(axis=0), np.inf)
-    best = int(np.argmin(score))
+    best = sweep.best_lr(lrs, score).index
     run = Trajectory(batch.points[:, best], batch.values[:, best], batch.rule)
     return float(lrs[best]), run
 
@@ -256,8 +256,8 @@ def _candidate_lrs(lrs) -> np.ndarray:
 def _fastest(lrs: np.ndarray, values: np.ndarray, tolerance: float, minimum: float) -> tuple[float, float]:
     """The candidate of ``lrs`` whose column of ``values`` settles below the tolerance first (ties: the first)."""
     needed = steps_to_tolerance(values, tolerance, minimum)
-    best = int(np.argmin(needed))
-    return float(lrs[best]), float(needed[best])
+    best = sweep.best_lr(lrs, needed)
+    return best.lr, float(needed[best.index])
 
 
 def fastest_learning_rates(problems, make_rule: Callable[[np.ndarray], rules.Rule], lrs, steps: int,
@@ -545,11 +545,11 @@ def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool 
         grid = tuple(sorted(by_lr))
         medians = {lr: float(np.median(values)) for lr, values in by_lr.items()}
         diverged = sum(not np.all(np.isfinite(values)) for values in by_lr.values())
-        best = min(grid, key=lambda lr: sign * medians[lr])
-        values = by_lr[best]
+        choice = sweep.best_lr(grid, [medians[lr] for lr in grid], lower_is_better=lower_is_better)
+        best, values = choice.lr, by_lr[choice.lr]
         results.append(dict(optimizer=optimizer, lr=best, value=medians[best], low=min(values, key=lambda v: sign * v),
                             high=max(values, key=lambda v: sign * v), seeds=len(values), grid=grid,
-                            at_grid_edge=len(grid) > 1 and best in (grid[0], grid[-1]), diverged=diverged))
+                            at_grid_edge=choice.at_edge, diverged=diverged))
     results.sort(key=lambda r: sign * r["value"])
     leader = results[0]
     return [TunedResult(**r, tie=sign * r["low"] <= sign * leader["high"]) for r in results]
@@ -571,18 +571,19 @@ def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 
 # The playground: an optimizer and a learning rate on the sparse-feature problem
 # --------------------------------------------------------------------------------------
 PLAYGROUND_RULES: dict[str, Callable[[float], rules.Rule]] = {
-    "gd": lambda lr: rules.sgd(lr=lr),
-    "momentum": lambda lr: rules.sgd(lr=lr, momentum=0.9),
-    "nesterov": lambda lr: rules.sgd(lr=lr, momentum=0.9, nesterov=True),
-    "adagrad": lambda lr: rules.adagrad(lr=lr),
-    "rmsprop": lambda lr: rules.rmsprop(lr=lr),
-    "adam": lambda lr: rules.adam(lr=lr),
-    "nadam": lambda lr: rules.nadam(lr=lr),
-    "radam": lambda lr: rules.radam(lr=lr),
-    "lion": lambda lr: rules.lion(lr=lr),
-}
+    name: methods.get(name).toy_rule
+    for name in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "nadam", "radam", "lion")}
 """The playground's optimizers (torch's defaults, β = 0.9 for momentum): name → rule factory taking η.
-``"gd"`` is plain SGD here (minibatch gradients)."""
+``"sgd"`` is gradient descent on minibatches (:mod:`course_lib.methods`' alias of ``"gd"``); ``"gd"`` picks it too."""
+
+
+def _playground_name(method: str) -> str:
+    """The key of :data:`PLAYGROUND_RULES` for ``method`` or an alias of it (``"gd"`` → ``"sgd"``)."""
+    known = method in methods.METHODS or method in methods.ALIASES
+    for name in PLAYGROUND_RULES:
+        if method == name or known and methods.get(method) is methods.get(name):
+            return name
+    raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
 
 
 def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: LeastSquares | None = None,
@@ -599,10 +600,9 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
     """
     import matplotlib.pyplot as plt
 
-    from ..plotting import METHOD_LABELS, method_color, plot_range_test
+    from ..plotting import method_color, plot_range_test
 
-    if method not in PLAYGROUND_RULES:
-        raise ValueError(f"unknown method {method!r}; choose from {list(PLAYGROUND_RULES)}")
+    method = _playground_name(method)
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr}")
     if problem is None:
@@ -613,7 +613,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
         range_result = range_test(problem, start, make, grad=problem.minibatch_grad(batch_size, seed=seed))
     steps = int(epochs) * (problem.n_samples // batch_size)
     run = descend(problem, start, make(lr), steps, grad=problem.minibatch_grad(batch_size, seed=seed))
-    colour, title = method_color(method), ("SGD" if method == "gd" else METHOD_LABELS[method])
+    colour, title = method_color(method), methods.label(method)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
     plot_range_test(range_result, left, color=colour, label=f"{title}: range test", **RANGE_TEST_AXES)
     suggestion = range_result.suggestion()
@@ -649,7 +649,6 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
     """
     import ipywidgets
 
-    from ..plotting import METHOD_LABELS
     from ..widgets import playground
 
     if problem is None:
@@ -662,7 +661,7 @@ def choice_playground(problem: LeastSquares | None = None, *, range_results: dic
                                       grad=problem.minibatch_grad(32, seed=0))
         return show_optimizer_choice(method, lr, problem=problem, range_result=kept[method])
 
-    labels = [("SGD" if name == "gd" else METHOD_LABELS[name], name) for name in PLAYGROUND_RULES]
+    labels = [(methods.label(name), name) for name in PLAYGROUND_RULES]
     return playground(
         draw,
         method=ipywidgets.Dropdown(options=labels, value="adam", description="optimizer"),

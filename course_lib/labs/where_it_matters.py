@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import models
+from .. import methods, models, sweep
 from ..training import param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
@@ -70,14 +70,13 @@ __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden",
 SCHEMA = "where_it_matters/1"
 
 
-def lr_grid(first: int, count: int) -> list[float]:
-    """η = 10^(k/3) for k = first, …, first + count − 1: three points per decade, rounded to 3 significant digits."""
-    return [float(f"{10 ** (k / 3):.3g}") for k in range(first, first + count)]
+lr_grid = sweep.lr_grid
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """One optimizer of the comparison: its title, its class (``build``) and the fixed options it gets."""
+    """One optimizer of the comparison: its title, its reference class (``build``, a dotted path) and the fixed
+    options it gets."""
 
     title: str
     build: str
@@ -86,17 +85,24 @@ class OptimizerSpec:
     decay: bool = True  # gets the recipe's decoupled weight decay λ
 
 
+def _compared(name: str, options: dict | None = None, **recipe) -> OptimizerSpec:
+    """The spec of method ``name`` of :mod:`course_lib.methods`: its title, reference and options, then ``options``
+    and the recipe's switches."""
+    method = methods.get(name)
+    return OptimizerSpec(method.title, method.reference, {**method.options, **(options or {})}, **recipe)
+
+
 OPTIMIZERS = {
-    "momentum": OptimizerSpec("SGD + momentum", "SGD", {"momentum": 0.9}, decay=False),
-    "nesterov": OptimizerSpec("SGD + Nesterov", "SGD", {"momentum": 0.9, "nesterov": True}, decay=False),
-    "adam": OptimizerSpec("Adam", "Adam", adam_betas=True, decay=False),
-    "adamw": OptimizerSpec("AdamW", "AdamW", adam_betas=True),
-    "nadam": OptimizerSpec("NAdam", "NAdam", {"decoupled_weight_decay": True}, adam_betas=True),
-    "radam": OptimizerSpec("RAdam", "RAdam", {"decoupled_weight_decay": True}, adam_betas=True),
-    "adafactor": OptimizerSpec("Adafactor", "Adafactor"),
-    "lion": OptimizerSpec("Lion", "Lion"),
-    "muon": OptimizerSpec("Muon + AdamW", "Muon", {"adjust_lr_fn": "match_rms_adamw"}, adam_betas=True),
-    "schedule_free": OptimizerSpec("Schedule-Free AdamW", "AdamWScheduleFree", adam_betas=True),
+    "momentum": _compared("momentum", decay=False),
+    "nesterov": _compared("nesterov", decay=False),
+    "adam": _compared("adam", adam_betas=True, decay=False),
+    "adamw": _compared("adamw", adam_betas=True),
+    "nadam": _compared("nadam", {"decoupled_weight_decay": True}, adam_betas=True),
+    "radam": _compared("radam", {"decoupled_weight_decay": True}, adam_betas=True),
+    "adafactor": _compared("adafactor"),
+    "lion": _compared("lion"),
+    "muon": _compared("muon", {"adjust_lr_fn": "match_rms_adamw"}, adam_betas=True),
+    "schedule_free": _compared("schedule_free", adam_betas=True),
 }
 
 
@@ -108,18 +114,6 @@ def split_hidden(groups: list[dict], model: torch.nn.Module, hidden: Callable[[s
     ids = {id(p) for p in picked}
     rest = [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]
     return picked, [g for g in rest if g["params"]]
-
-
-def _optimizer_class(build: str):
-    if build == "Lion":
-        from lion_pytorch import Lion
-
-        return Lion
-    if build == "AdamWScheduleFree":
-        from schedulefree import AdamWScheduleFree
-
-        return AdamWScheduleFree
-    return getattr(torch.optim, build)
 
 
 def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Workload) -> list[torch.optim.Optimizer]:
@@ -134,9 +128,9 @@ def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Work
     groups = param_groups(model, decay)
     if name == "muon":
         hidden, rest = split_hidden(groups, model, workload.hidden)
-        muon = torch.optim.Muon(hidden, lr=lr, weight_decay=decay, **options)
-        return [muon, torch.optim.AdamW(rest, lr=lr, betas=workload.betas)]
-    return [_optimizer_class(spec.build)(groups, lr=lr, **options)]
+        muon = methods.load(spec.build)(hidden, lr=lr, weight_decay=decay, **options)
+        return [muon, methods.get("adamw").reference_class()(rest, lr=lr, betas=workload.betas)]
+    return [methods.load(spec.build)(groups, lr=lr, **options)]
 
 
 @dataclass
@@ -427,12 +421,13 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
             return float(np.mean(values))
 
         means = {lr: mean_best(rs) for lr, rs in by_lr.items()}
-        best_lr = min(means, key=means.get)
+        choice = sweep.best_lr(list(means), list(means.values()))
+        best_lr = list(means)[choice.index]
         best = by_lr[best_lr]
         reached = [r["steps_to_target"] for r in best if r["steps_to_target"] is not None]
         summary[name] = {
             "best_lr": best_lr,
-            "best_lr_at_edge": best_lr in (grid[0], grid[-1]),
+            "best_lr_at_edge": choice.at_edge,
             "best_val_loss_mean": means[best_lr],
             "best_val_loss_std": float(np.std([r["best_val_loss"] for r in best], ddof=1)) if len(best) > 1 else 0.0,
             "final_val_loss_mean": float(np.mean([math.inf if r["final_val_loss"] is None else r["final_val_loss"]

@@ -10,7 +10,7 @@ import schedulefree
 import scipy.linalg
 import torch
 
-from course_lib import functions, plotting, rules
+from course_lib import functions, methods, plotting, rules
 from course_lib.descent import descend
 from course_lib.labs import beyond_adam as ba
 from course_lib.labs import stochastic as problems
@@ -33,7 +33,7 @@ def test_every_new_method_has_a_rule_a_class_and_a_colour():
         assert issubclass(ba.OPTIMIZERS[name], torch.optim.Optimizer)
         assert plotting.method_color(name) and plotting.METHOD_LABELS[name]
     colours = list(plotting.METHOD_COLORS.values())
-    assert len(colours) == len(set(colours)) == 14
+    assert len(colours) == len(set(colours)) == len(methods.METHODS)
 
 
 @pytest.mark.parametrize("method", ["adafactor", "muon"])
@@ -350,20 +350,11 @@ def test_state_bytes_of_torchs_adam():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_expected_state_bytes_match_the_reference_optimizers(method, dtype):
     """The formula against torch.optim's own classes (and lion-pytorch's, schedulefree's) where torch has them."""
-    import lion_pytorch
-
-    references = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop,
-                  "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
-                  "radam": torch.optim.RAdam, "adafactor": torch.optim.Adafactor, "lion": lion_pytorch.Lion,
-                  "muon": torch.optim.Muon, "schedule_free": schedulefree.AdamWScheduleFree}
     model = ba.small_mlp(in_features=6, hidden=5, dtype=dtype)
     expected = ba.expected_state_bytes(method, model)
-    saved = dict(ba.OPTIMIZERS)
-    try:
-        ba.OPTIMIZERS.update(references)
-        assert ba.measure_state_bytes(method, model) == expected
-    finally:
-        ba.OPTIMIZERS.update(saved)
+    assert ba.measure_state_bytes(method, model, reference=True) == expected
+    references = ba.make_optimizers(method, ba.small_mlp(in_features=6, hidden=5, dtype=dtype), reference=True)
+    assert not [o for o in references if type(o).__module__.startswith("course_lib")]
     assert ba.measure_state_bytes(method, ba.small_mlp(in_features=6, hidden=5, dtype=dtype)) == expected
 
 

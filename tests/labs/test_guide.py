@@ -381,8 +381,9 @@ def test_every_playground_rule_has_a_course_colour_and_runs():
 
 def test_show_optimizer_choice_draws_both_panels_and_reports_divergence(monkeypatch):
     small = guide.least_squares_problem(n=320, frequencies=[1.0, 0.1], seed=0)
-    fig = guide.show_optimizer_choice("gd", 0.1, problem=small, epochs=2)
+    fig = guide.show_optimizer_choice("gd", 0.1, problem=small, epochs=2)  # "gd" is the playground's "sgd"
     left, right = fig.axes
+    assert right.get_title().startswith("SGD, η = 0.1") and list(guide.PLAYGROUND_RULES)[0] == "sgd"
     assert left.get_xscale() == "log" and right.get_xlabel() == "epochs" and "after 2 epochs" in right.get_title()
     doomed = guide.show_optimizer_choice("gd", 10.0, problem=small, epochs=2)
     assert "diverged" in doomed.axes[1].get_title()

@@ -2,12 +2,15 @@
 and the summary, against closed forms and torch.optim."""
 
 import math
+from pathlib import Path
 
+import lion_pytorch
 import numpy as np
 import pytest
+import schedulefree
 import torch
 
-from course_lib import data, training
+from course_lib import data, methods, training
 from course_lib.labs import where_it_matters as lab
 
 
@@ -27,6 +30,20 @@ def test_lr_grid_has_three_points_per_decade():
         ratios = [b / a for a, b in zip(grid, grid[1:])]
         assert all(abs(r - 10 ** (1 / 3)) < 0.01 for r in ratios), name
         assert len(grid) == len(lab.LM_GRIDS["adamw"])  # the same number of tuning runs for every optimizer
+
+
+def test_the_specs_are_the_method_tables_with_the_recipe(tiny):
+    """Titles and classes come from course_lib.methods; the committed results were written with the same titles."""
+    results = lab.load_results(Path(__file__).resolve().parents[2] / lab.RESULTS_PATH)
+    for workload in results["workloads"].values():
+        assert {name: spec["title"] for name, spec in workload["optimizers"].items()} == {
+            name: lab.OPTIMIZERS[name].title for name in workload["optimizers"]}
+    assert lab.OPTIMIZERS["momentum"].title == "SGD + momentum" and lab.OPTIMIZERS["momentum"].options == {
+        "momentum": 0.9}
+    assert methods.load(lab.OPTIMIZERS["lion"].build) is lion_pytorch.Lion
+    assert methods.load(lab.OPTIMIZERS["schedule_free"].build) is schedulefree.AdamWScheduleFree
+    (momentum,) = lab.make_optimizers("momentum", tiny.model(0), 0.1, tiny)
+    assert type(momentum) is torch.optim.SGD and momentum.param_groups[0]["momentum"] == 0.9
 
 
 def test_every_optimizer_covers_every_parameter_once(tiny):

@@ -1,0 +1,123 @@
+"""course_lib.methods: the one table of the course's optimizers, checked row by row against what it names.
+
+Every row is run: its rule factory must build a rule of its name, its course_lib.optim class must give its reference's
+numbers (torch.optim, lion-pytorch, schedulefree) in float64, and its state size must be what the reference keeps.
+A row added to the table is tested here without a line added to this file.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import methods, optim, plotting, rules
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROWS = list(methods.METHODS.values())
+STEPS = 8
+
+
+def _params(seed=0):
+    """Two float64 matrices (Muon takes matrices only; Adafactor factors them), of different shapes."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 3, dtype=torch.float64, generator=generator).requires_grad_(),
+            torch.randn(3, 5, dtype=torch.float64, generator=generator).requires_grad_()]
+
+
+def _run(optimizer, params, steps=STEPS):
+    """``steps`` steps on a fixed smooth loss; the parameters after each."""
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    path = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = sum((p.sin() * p + 0.1 * p**4).sum() for p in params)
+        loss.backward()
+        optimizer.step()
+        path.append([p.detach().clone() for p in params])
+    return path
+
+
+def test_names_aliases_and_families():
+    assert set(methods.names()) == set(methods.METHODS)
+    assert sorted(n for f in methods.FAMILIES for n in methods.names(f)) == sorted(methods.METHODS)
+    assert methods.get("sgd") is methods.get("gd") and methods.label("sgd") == "SGD"
+    assert methods.label("gd") == "gradient descent" and methods.color("sgd") == methods.color("gd")
+    for alias, name in methods.ALIASES.items():
+        assert alias not in methods.METHODS and methods.get(alias).name == name
+    with pytest.raises(KeyError, match="unknown method 'shampoo'"):
+        methods.get("shampoo")
+    with pytest.raises(ValueError, match="Invalid family"):
+        methods.names("second order")
+    with pytest.raises(ValueError, match="Invalid family"):
+        methods.Method("x", "X", "#000000", "second order", "sgd", "SGD", "torch.optim.SGD")
+
+
+def test_what_is_derived_from_the_table():
+    assert plotting.METHOD_COLORS == {name: m.color for name, m in methods.METHODS.items()}
+    assert plotting.METHOD_LABELS == {name: m.label for name, m in methods.METHODS.items()}
+    assert set(rules.RULES) == {m.rule for m in ROWS} and all(rules.RULES[m.rule] is getattr(rules, m.rule)
+                                                               for m in ROWS)
+    assert set(optim.OPTIMIZERS) == {n for n in methods.names(with_aliases=True) if not methods.get(n).options}
+    assert optim.OPTIMIZERS["sgd"] is optim.SGD and optim.OPTIMIZERS["schedule_free"] is optim.AdamWScheduleFree
+    assert methods.load("torch.optim.SGD") is torch.optim.SGD
+    with pytest.raises(ValueError, match="Invalid path"):
+        methods.load("SGD")
+
+
+@pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
+def test_the_rule_factory_builds_the_method(method):
+    rule = method.make_rule(lr=0.01)
+    assert rule.name == method.name and rule.color_key == method.name
+    assert all(rule.hyperparams[key] == value for key, value in method.options.items())
+    assert method.name in rules.__all__ or method.rule in rules.__all__
+    toy = method.toy_rule(0.5)
+    assert toy.hyperparams["lr"] == 0.5 and all(toy.hyperparams[k] == v for k, v in method.toy.items())
+
+
+@pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
+def test_the_optimizer_equals_its_reference(method):
+    """course_lib.optim's class with the row's options against the reference's, float64, from the same start."""
+    ours, theirs = _params(), _params()
+    mine = method.make_optimizer(ours, lr=0.01)
+    reference = method.make_optimizer(theirs, lr=0.01, reference=True)
+    assert type(mine).__module__ == "course_lib.optim" and type(mine).__name__ == method.optimizer
+    assert type(reference) is methods.load(method.reference)
+    for step, (a, b) in enumerate(zip(_run(mine, ours), _run(reference, theirs)), start=1):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10, msg=f"{method.name}, step {step}")
+    assert not torch.equal(ours[0], _params()[0])  # it moved
+
+
+@pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
+def test_the_rule_on_numpy_arrays_equals_the_reference(method):
+    """The pure rule on NumPy float64 arrays (the toy problems' backend) against the reference on torch tensors."""
+    start = _params()
+    reference = _run(method.make_optimizer(start, lr=0.01, reference=True), start)
+    rule = method.make_rule(lr=0.01)
+    for index, param in enumerate(_params()):
+        x = param.detach().numpy().copy()
+        state = rule.init(x)
+        for step in range(STEPS):
+            x, state = rule.update(x, np.sin(x) + x * np.cos(x) + 0.4 * x**3, state)
+            assert isinstance(x, np.ndarray)
+            np.testing.assert_allclose(x, reference[step][index].numpy(), rtol=1e-10, atol=1e-10,
+                                       err_msg=f"{method.name}, step {step + 1}")
+
+
+@pytest.mark.parametrize("method", ROWS, ids=lambda m: m.name)
+def test_the_state_size_is_the_references(method):
+    """``state_arrays`` and ``counters``: what the reference keeps per parameter after a step."""
+    params = _params()
+    optimizer = method.make_optimizer(params, lr=0.01, reference=True)
+    _run(optimizer, params, steps=1)
+    state = optimizer.state_dict()["state"]
+    for index, p in enumerate(params):
+        kept = [v for v in state.get(index, {}).values() if isinstance(v, torch.Tensor)]
+        counters = [v for v in kept if v.ndim == 0]
+        arrays = [v for v in kept if v.ndim > 0]
+        assert len(counters) == method.counters, method.name
+        if method.state_arrays is None:  # factored: a row and a column of the matrix
+            assert sorted(v.numel() for v in arrays) == sorted(p.shape)
+        else:
+            assert [v.shape for v in arrays] == [p.shape] * method.state_arrays, method.name
