@@ -7,6 +7,8 @@ with one exercise answered wrongly (that exercise, and only it, loses its points
 """
 
 import ast
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,3 +92,33 @@ def test_generate_submit_and_autograde(path, tmp_path):
     assert nbgrader_course.scores(course, assignment, "untouched") == {grade_id: 0 for grade_id in checks}
     lost = nbgrader_course.scores(course, assignment, "wrong")
     assert lost == {**full, checks[1]: 0}, lost
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_clean_spares_grading_data_and_clean_grading_asks_first(tmp_path):
+    """``make clean`` in a copy of the repository's Makefile: the generated files go, a graded course stays."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    kept = ["nbgrader_course/gradebook.db", "nbgrader_course/submitted/ada/01_x/01_x.ipynb",
+            "nbgrader_course/autograded/ada/01_x/01_x.ipynb", "slides/vendor/reveal.js/dist/reveal.js",
+            "slides/my_notes.md", "notebooks/01_x.ipynb"]
+    removed = [".venv/bin/python", "student/01_x.ipynb", "slides/01_x.slides.html", "_build/html/index.html",
+               ".pytest_cache/README.md", ".ruff_cache/x"]
+    for name in kept + removed:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+
+    def make(*args):
+        return subprocess.run(["make", "--no-print-directory", *args], cwd=tmp_path, capture_output=True, text=True)
+
+    clean = make("clean")
+    assert clean.returncode == 0, clean.stderr
+    assert [name for name in kept if not (tmp_path / name).exists()] == []
+    assert [name for name in removed if (tmp_path / name).exists()] == []
+    assert "kept nbgrader_course/" in clean.stdout
+
+    refused = make("clean-grading")
+    assert refused.returncode != 0 and "CONFIRM=yes" in refused.stdout
+    assert (tmp_path / "nbgrader_course/gradebook.db").exists()
+    assert make("clean-grading", "CONFIRM=yes").returncode == 0
+    assert not (tmp_path / "nbgrader_course").exists()
+    assert (tmp_path / "slides/vendor/reveal.js/dist/reveal.js").exists()
