@@ -122,3 +122,61 @@ def test_make_clean_spares_grading_data_and_clean_grading_asks_first(tmp_path):
     assert make("clean-grading", "CONFIRM=yes").returncode == 0
     assert not (tmp_path / "nbgrader_course").exists()
     assert (tmp_path / "slides/vendor/reveal.js/dist/reveal.js").exists()
+
+
+def tiny_assignment(path):
+    """A two-exercise notebook in the course's shape, quick to autograde (each cell a few milliseconds)."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from tools.nbgrader_cells import tagged
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("# 99 · A tiny assignment"), new_code_cell("import os"),
+        new_markdown_cell("**Exercise 1.** Compute 6 × 7."),
+        new_code_cell("### BEGIN SOLUTION\nanswer = 6 * 7\n### END SOLUTION"),
+        new_code_cell('assert answer == 42, "answer is not the product"'),
+        new_markdown_cell("**Exercise 2.** Store two."),
+        new_code_cell("### BEGIN SOLUTION\nsecond = 2\n### END SOLUTION"),
+        new_code_cell('assert second == 2, "second is not two"'),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(tagged(nb, "99"), str(path))
+    return path
+
+
+def test_grading_report_flags_a_dead_kernel_a_timeout_and_an_unmarked_submission_but_not_zeros(tmp_path, capsys):
+    from tools import grading_report
+
+    source = tiny_assignment(tmp_path / "99_tiny.ipynb")
+    course = tmp_path / "course"
+    (assignment,) = nbgrader_course.prepare(course, [source])
+    instructor = read_notebook(source)
+    solution, _ = exercise_cells(instructor)[0]
+
+    def variant(student, extra):
+        nb = nbformat.from_dict(instructor)
+        nb.cells[solution].source = cell_source(nb.cells[solution]) + "\n" + extra
+        nbformat.write(nb, str(tmp_path / f"{student}.ipynb"))
+        nbgrader_course.submit(course, student, tmp_path / f"{student}.ipynb", assignment)
+
+    nbgrader_course.submit(course, "good", source)
+    nbgrader_course.submit(course, "untouched", course / "release" / assignment / source.name)
+    variant("dies", "os._exit(1)")
+    variant("loops", "while True:\n    pass")
+    with pytest.raises(RuntimeError, match="error processing assignment '99_tiny' for student 'dies'"):
+        nbgrader_course.nbgrader(course, "autograde", assignment, "--create", "--Execute.timeout=5")
+    nbgrader_course.submit(course, "late", source)  # collected after autograde ran
+
+    # What nbgrader alone tells the lecturer: the dead kernel scores exactly like the untouched notebook.
+    assert nbgrader_course.scores(course, assignment, "untouched") == {"99-exercise-1-check": 0,
+                                                                       "99-exercise-2-check": 0}
+    assert sum(nbgrader_course.scores(course, assignment, "dies").values()) == 0
+
+    flags = grading_report.report(course)
+    assert [(flag.student, flag.problem) for flag in flags] == [
+        ("dies", "kernel died"), ("late", "not autograded"), ("loops", "timed out")]
+    assert f"cell {solution} (99-exercise-1)" in flags[2].detail
+    assert grading_report.report(course, ["another_assignment"]) == []
+
+    assert grading_report.main(["--course-dir", str(course)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "3 of 5 submission(s) flagged: see docs/lecturers.md"
