@@ -180,3 +180,28 @@ def test_grading_report_flags_a_dead_kernel_a_timeout_and_an_unmarked_submission
 
     assert grading_report.main(["--course-dir", str(course)]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "3 of 5 submission(s) flagged: see docs/lecturers.md"
+
+
+def recorded_seconds(cell):
+    """A cell's execution time as nbclient recorded it in the committed notebook (None when not recorded)."""
+    from datetime import datetime
+
+    stamps = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" not in stamps or "shell.execute_reply" not in stamps:
+        return None
+    start, end = (datetime.fromisoformat(stamps[key].replace("Z", "+00:00"))
+                  for key in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def test_the_cell_timeout_is_sized_to_the_course_not_to_nbgrader_default():
+    from traitlets.config import Config
+
+    config = Config()
+    exec(nbgrader_course.CONFIG, {"get_config": lambda: config, "__file__": "nbgrader_course/nbgrader_config.py"})
+    assert config.Execute.timeout == config.ExecutePreprocessor.timeout == nbgrader_course.CELL_TIMEOUT
+    assert config.Execute.interrupt_on_timeout is True, "a timed-out cell is interrupted and the notebook goes on"
+    times = [seconds for path in NOTEBOOKS for cell in read_notebook(path).cells
+             if cell.cell_type == "code" and (seconds := recorded_seconds(cell)) is not None]
+    assert len(times) > 300, "the committed notebooks record each cell's execution time"
+    assert 3 * max(times) <= nbgrader_course.CELL_TIMEOUT <= 120, (max(times), nbgrader_course.CELL_TIMEOUT)
