@@ -1,9 +1,11 @@
 """nbgrader end to end: every notebook's exercise metadata, and generate → submit → autograde on two notebooks.
 
-The flow is what a lecturer runs (tools/nbgrader_course.py, README "For lecturers"): ``generate_assignment``, then
+The flow is what a lecturer runs (tools/nbgrader_course.py, docs/lecturers.md): ``generate_assignment``, then
 three submissions autograded in one ``nbgrader autograde`` run: the instructor's notebook (full score), the released
 student version untouched (zero on every exercise, and the grader does not crash), and the instructor's notebook
-with one exercise answered wrongly (that exercise, and only it, loses its points).
+with one exercise answered wrongly (that exercise, and only it, loses its points). Then what keeps a semester's
+grading safe: ``make clean`` spares ``nbgrader_course/``, the per-cell timeout is sized to the course, and
+tools/grading_report.py flags a submission whose kernel died or timed out instead of letting it pass as a zero.
 """
 
 import ast
