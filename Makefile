@@ -27,15 +27,16 @@ REVEAL_URL_PREFIX ?=
 SLIDES_NPM := _build/slides-npm
 SLIDES_NPM_PACKAGES := reveal.js@4.0.2 requirejs@2.3.7 jquery@3.7.1
 
-.PHONY: help venv lab test test-portable lint unit nbval execute clean student nbgrader slides html images course-time \
-	experiments slides-offline slides-npm browser-install
+.PHONY: help venv lab test test-portable lint unit nbval execute clean clean-grading student nbgrader slides html images \
+	course-time experiments slides-offline slides-npm browser-install
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
 	@echo "make test     set up .venv and run ruff, the unit tests and every notebook (nbval)"
 	@echo "make test-portable  every notebook (nbval) under other BLAS kernels, SIMD levels and thread counts"
 	@echo "make execute  re-run every notebook in place so the committed outputs stay current"
-	@echo "make clean    remove .venv and generated files"
+	@echo "make clean    remove .venv and generated files (never nbgrader_course/ nor slides/vendor/)"
+	@echo "make clean-grading CONFIRM=yes  delete nbgrader_course/: the gradebook and every submission"
 	@echo "make student  student versions of the notebooks (solutions replaced by stubs) in student/"
 	@echo "make nbgrader an nbgrader course directory in nbgrader_course/, every notebook an assignment"
 	@echo "make slides   reveal.js slides of every notebook in slides/ (they load their scripts from CDNs)"
@@ -123,5 +124,16 @@ course-time: $(STAMP)
 experiments: $(STAMP)
 	$(BIN)/python experiments/where_it_matters.py
 
+# `make clean` removes what a command here rebuilds, and nothing a lecturer made: nbgrader_course/ (the gradebook and
+# every submission) and anything else in slides/ (such as slides/vendor/, the offline copies of the slides' scripts)
+# stay. `make clean-grading CONFIRM=yes` deletes nbgrader_course/ (docs/lecturers.md).
 clean:
-	rm -rf $(VENV) student nbgrader_course slides _build .pytest_cache .ruff_cache
+	rm -rf $(VENV) student _build .pytest_cache .ruff_cache
+	rm -f slides/*.slides.html
+	@test ! -d nbgrader_course || echo "kept nbgrader_course/ (grading data): make clean-grading CONFIRM=yes deletes it"
+
+clean-grading:
+	@test -d nbgrader_course || { echo "no nbgrader_course/ to delete"; exit 0; }; \
+	if [ "$(CONFIRM)" = yes ]; then rm -rf nbgrader_course && echo "deleted nbgrader_course/"; \
+	else echo "nbgrader_course/ holds the gradebook and every submission; to delete it for good, run" \
+		"make clean-grading CONFIRM=yes (back it up first: nbgrader export writes grades.csv)"; exit 1; fi

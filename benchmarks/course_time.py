@@ -104,10 +104,14 @@ def other_load(start, end) -> str:
             "(on an idle machine both are near 0; a busy one makes every figure above slower)")
 
 
-#: Seconds a cell may run. The slowest cell takes about 4 s on the course machine; a cell that waits far longer is
-#: a kernel and a client that have both gone idle, each waiting for a message from the other (seen 3 times in
-#: about 250 notebook runs on the course machine, with nbclient 0.10): the notebook is then run once more.
-CELL_TIMEOUT = 180
+#: Seconds a cell may run: the slowest cell takes about 4 s on the idle course machine and at most 15.7 s recorded
+#: under load, so 60 s (the nbgrader configuration's timeout, tools/nbgrader_course.py) only stops a cell that has
+#: stopped working. One that did: a kernel and nbclient both idle, each waiting for a message from the other, seen
+#: 3 times in about 250 notebook runs on the course machine (2026-11-26), each after a playground cell, whose
+#: output capture made nbclient write to the kernel while the cell ran; playgrounds no longer capture
+#: (course_lib.widgets.Playground), and benchmarks/playground_stall.py counts stalls. Should one still happen, the
+#: notebook is run once more and the output says so.
+CELL_TIMEOUT = 60
 
 
 def time_notebook(path: Path, timeout: int = CELL_TIMEOUT) -> dict:

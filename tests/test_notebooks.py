@@ -76,7 +76,7 @@ def good_notebook():
         code("plotting.show_x_squared_descent();", 3, [figure()]),
         md("**Exercise 1.** Compute 6 × 7."),
         code("### BEGIN SOLUTION\nanswer = 6 * 7\n### END SOLUTION\nprint(answer)", 4, [stdout("42\n")]),
-        code('assert answer == 42\nprint("correct")', 5, [stdout("correct\n")]),
+        code('assert answer == 42, "answer is not the product"\nprint("correct")', 5, [stdout("correct\n")]),
         md("## Summary\n- done"),
     ]), "99")
 
@@ -121,6 +121,24 @@ def test_an_exercise_with_a_solution_and_a_check_is_required():
     assert "no end solution statement" in " ".join(broken(unclosed)["exercises"])
     assert "Solution region detected in a non-solution cell" in " ".join(broken(prose_quotes_a_marker)["exercises"])
     assert "cell 7: nbgrader metadata" in " ".join(broken(stale_metadata)["exercises"])
+
+
+def test_every_check_cell_assert_needs_a_message_that_keeps_the_answer():
+    def check(source):
+        return lambda nb: setattr(nb.cells[7], "source", source + '\nprint("correct")')
+    bare = broken(check("assert answer == 42"))["assert_messages"]
+    assert bare == ["cell 7: line 1 `answer == 42`: an assert without a message (say what is wrong, not the answer)"]
+    second_bare = broken(check('assert answer > 0, "answer is not positive"\nassert answer == 42'))["assert_messages"]
+    assert len(second_bare) == 1 and "line 2" in second_bare[0]
+    for tells in ('"answer should be 42"', 'f"got {answer}, expected 42"', '"expected 4" "2"[:0] + "42"'):
+        problems = broken(check(f"assert answer == 6 * 7, {tells}"))["assert_messages"]
+        assert problems and "writes 42" in problems[0], tells
+    assert "writes 1,313" in broken(check('assert answer == 1313, "not 1,313"'))["assert_messages"][0]
+    names = broken(check('assert answer == lab.product(6, 7), "compare with lab.product"'))["assert_messages"]
+    assert "names product, which the check calls" in names[0]
+    # words and the learner's own values are fine: 420 is not 42, np.isclose is no recipe
+    fine = 'assert np.isclose(answer, 6 * 7), f"answer {answer} is not the product: close to 420? check the factors"'
+    assert "assert_messages" not in broken(check(fine))
 
 
 def test_error_outputs_and_warnings_are_refused():

@@ -7,6 +7,8 @@ exists. Usage: ``python tools/check_notebooks.py [notebook ...]`` prints the pro
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import re
 import sys
@@ -119,6 +121,95 @@ def check_exercises(nb) -> list[str]:
     return problems
 
 
+def check_cells(nb) -> list[int]:
+    """Indices of nbgrader's "autograder test" cells (``grade`` true, not a ``solution``): the exercises' checks."""
+    return [index for index, cell in _code_cells(nb)
+            if cell.metadata.get("nbgrader", {}).get("grade") and not cell.metadata["nbgrader"].get("solution")]
+
+
+GENERAL_MODULES = {"np", "numpy", "torch", "math"}  # np.median, torch.allclose: words, not the answer's recipe
+
+
+def _called_names(node) -> set[str]:
+    """The functions an expression calls, by their last name (``speed.bytes_per_parameter(rule)``: that name).
+
+    Python's builtins and the functions of NumPy, torch and math are left out: a message may say "median".
+    """
+    names = set()
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        general = isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in GENERAL_MODULES
+        if isinstance(func, ast.Attribute) and not general:
+            names.add(func.attr)
+        elif isinstance(func, ast.Name) and func.id not in dir(builtins):
+            names.add(func.id)
+    return names
+
+
+def _constant_number(node):
+    """The number an expression of literals and arithmetic stands for (``8 * 32 + 1``: 257), else None."""
+    if not all(isinstance(part, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop))
+               for part in ast.walk(node)):
+        return None
+    try:
+        value = eval(compile(ast.Expression(node), "<check>", "eval"), {"__builtins__": {}})  # literals only
+    except Exception:
+        return None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _spellings(number) -> set[str]:
+    """How a message could write ``number``: ``1313``, ``1,313``, ``0.5``, ``0`` for ``0.0``."""
+    spellings = {repr(number), f"{number:,}"}
+    if float(number).is_integer():
+        spellings |= {str(int(number)), f"{int(number):,}"}
+    return spellings
+
+
+def _message_text(message) -> str:
+    """The literal text of an assert's message (an f-string's fixed parts; its fields are the learner's values)."""
+    return " ".join(part.value for part in ast.walk(message)
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str))
+
+
+def assert_message_problems(source: str) -> list[str]:
+    """What is wrong with the asserts of one check cell's source (COURSE_GUIDE.md, "Exercises").
+
+    Every assert carries a message. The message must not hand over the answer: it may not name a function the
+    assert calls (the check's way of computing the answer) nor write a number the assert compares a value with
+    by ``==`` (the expected value). A learner sees only the message, so ``AssertionError`` alone says nothing.
+    """
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Assert):
+            continue
+        line = ast.get_source_segment(source, node.test) or ""
+        where = f"line {node.lineno} `{line[:60]}`"
+        if node.msg is None:
+            problems.append(f"{where}: an assert without a message (say what is wrong, not the answer)")
+            continue
+        text = _message_text(node.msg)
+        named = sorted(name for name in _called_names(node.test) if re.search(rf"\b{re.escape(name)}\b", text))
+        if named:
+            problems.append(f"{where}: the message names {', '.join(named)}, which the check calls")
+        expected = [value for compare in ast.walk(node.test) if isinstance(compare, ast.Compare)
+                    and any(isinstance(op, ast.Eq) for op in compare.ops)
+                    for value in map(_constant_number, [compare.left, *compare.comparators]) if value is not None]
+        shown = sorted({spelling for value in expected for spelling in _spellings(value)
+                        if re.search(rf"(?<![\w.,]){re.escape(spelling)}(?![\w]|[.,]\d)", text)})
+        if shown:
+            problems.append(f"{where}: the message writes {', '.join(shown)}, a value the check expects")
+    return problems
+
+
+def check_assert_messages(nb) -> list[str]:
+    """Every check cell's asserts say what is wrong without the answer (:func:`assert_message_problems`)."""
+    return [f"cell {index}: {problem}" for index in check_cells(nb)
+            for problem in assert_message_problems(cell_source(nb.cells[index]))]
+
+
 def check_no_errors(nb) -> list[str]:
     """No error outputs, and no warnings or tracebacks on stderr."""
     problems = []
@@ -195,6 +286,7 @@ CHECKS = {
     "title": check_title,
     "sections": check_sections,
     "exercises": check_exercises,
+    "assert_messages": check_assert_messages,
     "no_errors": check_no_errors,
     "execution_order": check_execution_order,
     "portable_outputs": check_portable_outputs,

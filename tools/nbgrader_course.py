@@ -3,13 +3,17 @@
 ``prepare(course_dir)`` writes what ``nbgrader`` expects (``nbgrader_config.py`` and ``source/<assignment>/``,
 one assignment per course notebook, named after the notebook) and, with ``generate=True``, runs
 ``nbgrader generate_assignment`` for each, which writes the student version to ``release/<assignment>/``.
-The lecturer's workflow from there (README, "For lecturers"):
+The lecturer's workflow from there (docs/lecturers.md):
 
 1. hand out ``release/<assignment>/<assignment>.ipynb`` (or ``nbgrader release_assignment`` on a JupyterHub);
 2. put each student's returned notebook at ``submitted/<student>/<assignment>/<assignment>.ipynb``
    (``nbgrader collect`` on a JupyterHub, ``nbgrader zip_collect`` for an LMS download);
-3. ``nbgrader autograde <assignment>`` runs every submission in a fresh kernel and scores the check cells;
-4. ``nbgrader export`` writes ``grades.csv``; :func:`scores` reads the same numbers from the gradebook.
+3. ``nbgrader autograde <assignment>`` runs every submission in a fresh kernel and scores the check cells, each
+   cell allowed :data:`CELL_TIMEOUT` seconds;
+4. ``python tools/grading_report.py`` lists the submissions whose kernel died or whose cells timed out (nbgrader
+   records them as 0, like an empty notebook): fix or grade them by hand, then autograde them again;
+5. ``nbgrader generate_feedback <assignment>`` writes each student's feedback; ``nbgrader export`` writes
+   ``grades.csv``; :func:`scores` reads the same numbers from the gradebook.
 
 The notebooks import ``course_lib``, so nbgrader must run in this repository's environment (``make nbgrader``
 does). Usage: ``python tools/nbgrader_course.py [--course-dir nbgrader_course] [--no-generate] [notebook ...]``.
@@ -30,14 +34,23 @@ if __package__ in (None, ""):  # run as a script: make `tools` importable
 from tools.course import ROOT, course_notebooks  # noqa: E402
 
 COURSE_ID = "choosing-an-optimizer"
+#: Seconds one cell of a submission may run before nbgrader interrupts it and goes on with the next cell.
+#: Measured: the slowest cell of the course takes about 4 s on the idle 2-core course machine (course_time.py)
+#: and at most 15.7 s in the committed notebooks, executed while that machine ran other work (a load of 10-15);
+#: the slowest reference solution takes 4 s. 60 s is about 4 times the slowest loaded cell and 15 times the
+#: slowest solution, so a slow laptop or a clumsy but correct answer passes, while an endless loop (or a stalled
+#: kernel) costs a minute per cell instead of nbgrader's 600 s. tests/test_nbgrader.py keeps the margin 3x.
+CELL_TIMEOUT = 60
 CONFIG = f'''\
 # nbgrader configuration written by tools/nbgrader_course.py ("Choosing an optimizer").
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
 c.CourseDirectory.root = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-# The course's notebooks take up to a minute on a slow laptop; give the grader room.
-c.ExecutePreprocessor.timeout = 600
-c.Execute.timeout = 600
+# Seconds a cell may run: the slowest course cell takes 4-16 s (docs/lecturers.md); a cell that runs longer is
+# interrupted and reported (CellTimeoutError in the autograded notebook, flagged by tools/grading_report.py).
+c.ExecutePreprocessor.timeout = {CELL_TIMEOUT}
+c.Execute.timeout = {CELL_TIMEOUT}
+c.Execute.interrupt_on_timeout = True
 # Each course notebook opens with its own set-up cell, so nbgrader's header and footer stay off.
 c.IncludeHeaderFooter.header = ""
 '''
