@@ -1,6 +1,6 @@
 """Course-wide quality: every notebook in notebooks/ passes every check of tools/check_notebooks.py.
 
-The checks (COURSE_GUIDE.md, "Shape of a notebook"): an H1 title; "What you will learn", "Before you start" and
+The checks (docs/course_guide.md, "Shape of a notebook"): an H1 title; "What you will learn", "Before you start" and
 "Summary" sections; at least one exercise with a solution region, each followed by a check cell; no error outputs
 or warnings; every code cell executed in order in one fresh kernel; no machine-specific paths or memory addresses
 in outputs; every playground marked NBVAL_IGNORE_OUTPUT and followed by a static figure; slide metadata on every

@@ -63,3 +63,13 @@ def test_the_student_version_collapses_nothing():
     path = course_notebooks()[0]
     student = student_notebook(read_notebook(path))
     assert not any(self_paced.is_collapsed(cell) for cell in student.cells), "a stub the learner cannot see"
+
+
+def test_the_nbgrader_source_collapses_nothing(tmp_path):
+    from tools.nbgrader_course import prepare
+
+    path = course_notebooks()[0]
+    (name,) = prepare(tmp_path, [path], generate=False)
+    source = read_notebook(tmp_path / "source" / name / path.name)
+    assert any(self_paced.is_collapsed(cell) for cell in read_notebook(path).cells)
+    assert not any(self_paced.is_collapsed(cell) for cell in source.cells), "a released stub the student cannot see"

@@ -1,4 +1,4 @@
-"""Course-wide checks of a notebook's structure and committed outputs (COURSE_GUIDE.md, "Shape of a notebook").
+"""Course-wide checks of a notebook's structure and committed outputs (docs/course_guide.md, "Shape of a notebook").
 
 Each check takes a notebook (an ``nbformat`` node) and returns a list of problems, empty when it passes.
 ``tests/test_notebooks.py`` runs every check on every course notebook, so a new notebook is checked as soon as it

@@ -28,10 +28,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.course import ROOT, course_notebooks  # noqa: E402
+from tools.course import ROOT, course_notebooks, read_notebook  # noqa: E402
+from tools.self_paced import expand_solutions  # noqa: E402
 
 COURSE_ID = "choosing-an-optimizer"
 #: Seconds one cell of a submission may run before nbgrader interrupts it and goes on with the next cell.
@@ -71,7 +74,8 @@ def prepare(course_dir: Path | str, notebooks=None, *, generate: bool = True) ->
         name = assignment_name(notebook)
         target = course_dir / "source" / name
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(notebook, target / notebook.name)
+        # the self-paced edition collapses each solution cell; a released stub must show, so none stays collapsed
+        nbformat.write(expand_solutions(read_notebook(notebook)), str(target / notebook.name))
         names.append(name)
         if generate:
             nbgrader(course_dir, "generate_assignment", name, "--force")
