@@ -19,8 +19,9 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +31,7 @@ from tools.course import ROOT, course_notebooks  # noqa: E402
 FIRST_NOTEBOOK = "notebooks/01_gradient_descent_x2.ipynb"
 BRANCH = "main"  # the branch Colab opens notebooks from
 COLAB_PACKAGES = ("mnist1d", "lion-pytorch", "schedulefree")  # the [course] packages Colab lacks (pinned as tested)
-SNIPPET_FIRST_LINE = "# Opened without installing the course (Colab, a fresh Python)? Then stop here and say what to run."
+SNIPPET_FIRST_LINE = "# Opened without installing the course (Colab, a fresh Python)? Then stop here with what to run."
 DOCS = "docs/install.md"
 DOCS_BEGIN = "<!-- course-links: begin (written by tools/course_links.py from pyproject.toml; do not edit) -->"
 DOCS_END = "<!-- course-links: end -->"
@@ -76,6 +77,7 @@ def setup_snippet(url: str, root: Path = ROOT) -> list[str]:
     lines = [
         SNIPPET_FIRST_LINE,
         "import importlib.util",
+        "",
         'if importlib.util.find_spec("course_lib") is None:',
         "    raise ModuleNotFoundError(",
         '        "course_lib is not installed in this kernel. Run one line in a new cell, then this cell again:\\n"',
@@ -97,8 +99,9 @@ def _without_snippet(source: list[str]) -> tuple[list[str], list[str]]:
     while source and source[0].startswith("# NBVAL"):
         head.append(source[0])
         source = source[1:]
-    if source and source[0].rstrip("\n") == SNIPPET_FIRST_LINE:  # the old snippet: up to its blank line
-        blank = next((i for i, line in enumerate(source) if not line.strip()), len(source) - 1)
+    if source and source[0].rstrip("\n") == SNIPPET_FIRST_LINE:  # the old snippet: up to the blank line after its if
+        start = next(i for i, line in enumerate(source) if line.startswith("if "))
+        blank = next((i for i, line in enumerate(source) if i > start and not line.strip()), len(source) - 1)
         source = source[blank + 1:]
     return head, source
 
