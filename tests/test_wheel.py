@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -34,7 +35,10 @@ from tools.course import course_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.wheel
 PACKAGE_FILES = ("pyproject.toml", "README.md", "LICENSE")
-CELL_TIMEOUT = 600  # seconds; the slowest cell takes well under a minute
+#: Seconds a cell may run. The slowest cell takes about 4 s on the idle course machine; a cell that waits far longer
+#: is the kernel stall benchmarks/course_time.py describes (kernel and client both idle), and the notebook is run once
+#: more, with a warning that names it (as course_time.py does). Any other error fails at once.
+CELL_TIMEOUT = 120
 
 
 def _clean_env(**extra) -> dict[str, str]:
@@ -47,7 +51,7 @@ def _clean_env(**extra) -> dict[str, str]:
 
 def _run(command, **kwargs):
     result = subprocess.run([str(part) for part in command], capture_output=True, text=True, **kwargs)
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{command[:3]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
 
@@ -136,15 +140,28 @@ def test_every_notebook_runs_from_a_folder_outside_the_repository(notebook, whee
         import sys
         import nbformat
         from nbclient import NotebookClient
-        nb = nbformat.read(sys.argv[1], as_version=4)
-        nb.cells.append(nbformat.v4.new_code_cell("import course_lib, sys; print(course_lib.__file__, sys.prefix)"))
-        NotebookClient(nb, kernel_name="course-wheel", timeout={CELL_TIMEOUT},
-                       resources={{"metadata": {{"path": sys.argv[2]}}}}).execute()
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        def run():
+            nb = nbformat.read(sys.argv[1], as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell("import course_lib, sys; print(course_lib.__file__, sys.prefix)"))
+            NotebookClient(nb, kernel_name="course-wheel", timeout={CELL_TIMEOUT},
+                           resources={{"metadata": {{"path": sys.argv[2]}}}}).execute()
+            return nb
+
+        try:
+            nb = run()
+        except (CellTimeoutError, DeadKernelError) as error:
+            print("retried:", type(error).__name__, str(error).strip().splitlines()[0])
+            nb = run()
         print(nb.cells[-1].outputs[0]["text"])
     """)
     env = _clean_env(JUPYTER_PATH=str(tmp_path / "jupyter"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
                      JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_PLATFORM_DIRS="1")
     result = _run([wheel_venv, "-c", script, folder / notebook.name, folder], env=env, cwd=folder)
+    for line in result.stdout.splitlines():
+        if line.startswith("retried:"):
+            warnings.warn(f"{notebook.name} was run once more after a stall ({line})", stacklevel=1)
     imported_from, prefix = result.stdout.split()[-2:]
     assert Path(imported_from).is_relative_to(prefix)
     assert Path(prefix).resolve() == wheel_venv.parents[1].resolve()  # the new environment, not this one
