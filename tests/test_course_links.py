@@ -107,6 +107,18 @@ def test_a_new_address_is_one_edit_and_one_command(tmp_path):
         assert "".join(after["cells"][index]["source"]).count("importlib.util.find_spec") == 1
 
 
+def test_the_readme_gets_the_block_once_it_holds_the_markers(tmp_path):
+    root = _copy_of_the_course(tmp_path)
+    readme = root / course_links.README
+    readme.write_text("# The course\n\nno markers here\n")
+    assert course_links.stale_files(root) == []  # optional in the README
+    readme.write_text(f"# The course\n\n{course_links.DOCS_BEGIN}\n{course_links.DOCS_END}\n\nmore\n")
+    assert course_links.stale_files(root, write=True) == [readme]
+    text = readme.read_text()
+    assert text.startswith("# The course\n\n") and text.endswith("\n\nmore\n")
+    assert course_links.badges(PLACEHOLDER) in text and course_links.stale_files(root) == []
+
+
 def test_an_address_that_is_not_a_github_repository_is_refused(tmp_path):
     root = _copy_of_the_course(tmp_path)
     pyproject = root / "pyproject.toml"

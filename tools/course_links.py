@@ -1,5 +1,5 @@
 """The course's one address and what is written from it: every notebook's "is course_lib installed?" lines, and the
-Colab/Binder links of docs/install.md.
+Colab/Binder links of docs/install.md (and of README.md, where it holds the same two marker lines).
 
 The address is ``[project.urls] Repository`` in pyproject.toml (a placeholder until the course is published). Each
 notebook's set-up cell (its first code cell) starts with a few lines that, when ``course_lib`` cannot be imported,
@@ -33,6 +33,7 @@ BRANCH = "main"  # the branch Colab opens notebooks from
 COLAB_PACKAGES = ("mnist1d", "lion-pytorch", "schedulefree")  # the [course] packages Colab lacks (pinned as tested)
 SNIPPET_FIRST_LINE = "# Opened without installing the course (Colab, a fresh Python)? Then stop here with what to run."
 DOCS = "docs/install.md"
+README = "README.md"  # gets the same block where it holds the two marker lines (optional there)
 DOCS_BEGIN = "<!-- course-links: begin (written by tools/course_links.py from pyproject.toml; do not edit) -->"
 DOCS_END = "<!-- course-links: end -->"
 _GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)/?$")
@@ -157,7 +158,7 @@ def docs_block(url: str, root: Path = ROOT) -> str:
 def docs_with_block(text: str, url: str, root: Path = ROOT) -> str:
     start, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
     if start < 0 or end < start:
-        raise ValueError(f"{DOCS} lacks the marker lines {DOCS_BEGIN!r} … {DOCS_END!r}")
+        raise ValueError(f"{DOCS} lacks the marker lines {DOCS_BEGIN!r} … {DOCS_END!r} (in this order)")
     return text[:start] + docs_block(url, root) + text[end + len(DOCS_END):]
 
 
@@ -173,13 +174,15 @@ def stale_files(root: Path = ROOT, write: bool = False) -> list[Path]:
             stale.append(path)
             if write:
                 path.write_text(wanted, encoding="utf-8")
-    docs = Path(root, DOCS)
-    text = docs.read_text(encoding="utf-8")
-    wanted = docs_with_block(text, url, root)
-    if wanted != text:
-        stale.append(docs)
-        if write:
-            docs.write_text(wanted, encoding="utf-8")
+    for docs in (Path(root, DOCS), Path(root, README)):
+        if docs.name == README and (not docs.exists() or DOCS_BEGIN not in docs.read_text(encoding="utf-8")):
+            continue
+        text = docs.read_text(encoding="utf-8")
+        wanted = docs_with_block(text, url, root)
+        if wanted != text:
+            stale.append(docs)
+            if write:
+                docs.write_text(wanted, encoding="utf-8")
     return stale
 
 
