@@ -440,9 +440,15 @@ def _mnist1d_arrays(cache: bool) -> dict:
     """MNIST-1D's default arrays, from the cache when it holds them (generating takes seconds)."""
     import hashlib
     import tempfile
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    key = f"mnist1d {version('mnist1d')} {sorted(MNIST1D_ARGS.items())!r}"
+    try:
+        installed = version("mnist1d")
+    except PackageNotFoundError:
+        raise ModuleNotFoundError("data.mnist1d() needs the mnist1d package, which course_lib alone does not install: "
+                                  "pip install 'course_lib[course]' (or pip install mnist1d==0.0.2.post1)",
+                                  name="mnist1d") from None
+    key = f"mnist1d {installed} {sorted(MNIST1D_ARGS.items())!r}"
     path = os.path.join(cache_dir(), f"mnist1d-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
     if cache and os.path.isfile(path):
         try:

@@ -1,4 +1,4 @@
-"""Regenerate ``experiments/results/where_it_matters.json``: notebook 12's sweeps (``make experiments``).
+"""Regenerate ``course_lib/results/where_it_matters.json``: notebook 12's sweeps (``make experiments``).
 
 Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every workload, at every learning rate of
 its grid and every seed, under the protocol stated in :mod:`course_lib.labs.where_it_matters` (whose docstring
@@ -8,7 +8,7 @@ configuration (285 runs) took 391 s (6.5 minutes, 13 CPU-minutes) on the idle 2-
 2026-11-26, and reproduced every number of the committed file except the timings (12,688 of them, identical); the
 committed file was made in 44 minutes while other work shared the machine. On a GPU (``COURSE_DEVICE=cuda``) it
 runs unchanged: on an NVIDIA H200 (torch 2.11+cu130, ``--workers 8``) all 285 runs took 158 s, and every optimizer
-was tuned to the same learning rate as in the committed CPU file (``results/where_it_matters_cuda.json``;
+was tuned to the same learning rate as in the committed CPU file (``experiments/results/where_it_matters_cuda.json``;
 ``tests/test_experiments.py`` compares the two).
 
     python experiments/where_it_matters.py                     # everything, default output
@@ -30,7 +30,8 @@ import torch
 from course_lib.labs import where_it_matters as lab
 from course_lib.training import pick_device
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "where_it_matters.json"
+# The repository's copy of the package data that notebooks 09 and 12 read (course_lib ships it in its wheel)
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "where_it_matters.json"
 SEEDS = (0, 1, 2)
 
 

@@ -10,7 +10,7 @@ import pytest
 from course_lib.labs import where_it_matters as lab
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "experiments" / "results" / "where_it_matters.json"
+RESULTS = ROOT / "course_lib" / "results" / "where_it_matters.json"  # package data: what notebooks 09 and 12 read
 GPU_RESULTS = ROOT / "experiments" / "results" / "where_it_matters_cuda.json"  # the same sweep on an H200
 
 
@@ -45,6 +45,14 @@ def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     broken["workloads"]["lm"]["runs"][1]["val_loss"].pop()
     with pytest.raises(ValueError, match="val_loss has"):
         lab.check_results(broken)
+
+
+def test_the_script_writes_the_file_the_labs_read():
+    from course_lib.labs import guide
+
+    assert _script().DEFAULT_OUTPUT == RESULTS
+    assert Path(lab.RESULTS_PATH) == RESULTS and Path(guide.SWEEP_FILE) == RESULTS
+    assert lab.load_results() == json.loads(RESULTS.read_text())
 
 
 def test_committed_results_follow_the_schema():

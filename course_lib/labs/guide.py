@@ -35,6 +35,7 @@ NumPy only: nothing here imports torch (notebook 09 runs in a few seconds).
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -448,8 +449,9 @@ def range_test(objective: Objective, x0, make_rule: Callable[[float], rules.Rule
 # --------------------------------------------------------------------------------------
 # Notebook 12's sweeps, read back: each optimizer at its own best η, with the spread over seeds
 # --------------------------------------------------------------------------------------
-SWEEP_FILE = "experiments/results/where_it_matters.json"
-"""Where notebook 12's sweep script writes its results, relative to the repository root."""
+SWEEP_FILE = importlib.resources.files("course_lib") / "results" / "where_it_matters.json"
+"""Notebook 12's sweep results: package data of course_lib, found wherever it is installed (``make experiments``
+rewrites the repository's copy)."""
 
 
 def read_sweep(path) -> list[dict] | None:

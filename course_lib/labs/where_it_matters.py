@@ -22,8 +22,8 @@ The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``sch
 ``course_lib.optim``'s classes equal them (notebooks 06–11). Muon updates the hidden weight matrices and AdamW
 the rest (embeddings, head, norms, biases), at one shared η through Muon's ``adjust_lr_fn="match_rms_adamw"``.
 
-Results file (``experiments/results/where_it_matters.json``, schema ``where_it_matters/1``)
----------------------------------------------------------------------------------------------
+Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_matters/1``)
+-------------------------------------------------------------------------------------------
 ::
 
     {"schema": "where_it_matters/1", "created_by": "experiments/where_it_matters.py",
@@ -52,6 +52,7 @@ Seconds are wall-clock on the machine that ran the script (``config``): compare 
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import time
 from collections.abc import Callable
@@ -491,20 +492,17 @@ __all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS"]
 # --------------------------------------------------------------------------------------
 # Reading the results file, and its figures (notebook 12)
 # --------------------------------------------------------------------------------------
-RESULTS_PATH = "experiments/results/where_it_matters.json"
+RESULTS_PATH = importlib.resources.files("course_lib") / "results" / "where_it_matters.json"
+"""The committed results: package data of course_lib (found wherever it is installed, never from the working
+directory); ``make experiments`` rewrites the repository's copy."""
 
 
 def load_results(path=None) -> dict:
-    """The committed results (``experiments/results/where_it_matters.json``, found from the working directory or
-    its parents), checked by :func:`check_results`."""
+    """The results at ``path`` (default: the committed :data:`RESULTS_PATH`), checked by :func:`check_results`."""
     import json
     from pathlib import Path
 
-    if path is None:
-        here = Path.cwd().resolve()
-        candidates = [folder / RESULTS_PATH for folder in (here, *here.parents)]
-        path = next((c for c in candidates if c.exists()), candidates[0])
-    results = json.loads(Path(path).read_text())
+    results = json.loads(Path(RESULTS_PATH if path is None else path).read_text())
     check_results(results)
     return results
 
