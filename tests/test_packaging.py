@@ -78,7 +78,8 @@ def test_the_course_extra_holds_what_only_the_notebooks_need():
     assert core == {"torch", "numpy", "scipy", "matplotlib", "scikit-learn", "tqdm", "ipywidgets"}
     assert {"mnist1d", "requests", "lion-pytorch", "schedulefree", "nbgrader", "jupyterlab", "ipykernel"} <= course
     dev = [Requirement(line) for line in PROJECT["optional-dependencies"]["dev"]]
-    assert any(r.name == PROJECT["name"] and r.extras == {"course"} for r in dev), "[dev] must include [course]"
+    assert any(r.name == PROJECT["name"] and {"course", "site"} <= r.extras for r in dev), (
+        "[dev] must include [course] and [site] (make test builds the site)")
 
 
 def test_license_is_an_spdx_expression_with_its_file():
