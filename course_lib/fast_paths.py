@@ -184,6 +184,19 @@ class TensorList:
     def sign(self):
         return TensorList(torch._foreach_sign(self.tensors))
 
+    # torch's fused forms, which the rules use for tensors (see course_lib.rules._add and its neighbours)
+    def add(self, other, *, alpha=1):
+        return TensorList(torch._foreach_add(self.tensors, self._operand(other), alpha=alpha))
+
+    def lerp(self, end, weight):
+        return TensorList(torch._foreach_lerp(self.tensors, end.tensors, weight))
+
+    def addcmul(self, a, b, *, value=1):
+        return TensorList(torch._foreach_addcmul(self.tensors, a.tensors, b.tensors, value=value))
+
+    def addcdiv(self, a, b, *, value=1):
+        return TensorList(torch._foreach_addcdiv(self.tensors, a.tensors, b.tensors, value=value))
+
 
 # --------------------------------------------------------------------------------------
 # Path 3: the rule traced once and compiled into one kernel over flat buffers

@@ -144,14 +144,18 @@ def _check_tensor_hyperparam(name, value, where="") -> None:
                          "tensor); arrays of hyperparameters are for batched runs of course_lib.rules")
 
 
+try:
+    from torch.utils import _foreach_utils
+except ImportError:  # an older or newer torch
+    _foreach_utils = None
+
+
 def _foreach_devices() -> list[str]:
     """The device types with foreach kernels, as torch.optim decides its default."""
-    try:
-        from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
-
-        return _get_foreach_kernels_supported_devices()
-    except ImportError:  # an older or newer torch: its list as of 2.13
+    supported = getattr(_foreach_utils, "_get_foreach_kernels_supported_devices", None)
+    if supported is None:  # an older or newer torch: its list as of 2.13
         return ["cuda", "xpu", "mtia", torch._C._get_privateuse1_backend_name()]
+    return supported()
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -249,10 +253,13 @@ class RuleOptimizer(torch.optim.Optimizer):
         """``rule_for(group)``, rebuilt only when a hyperparameter changed, and a dict to cache what goes with it
         (the flat path keeps the rule's split for its compiled kernel there)."""
         names = self._hyper_names()
-        key = tuple(rules.as_number(group[name]) for name in names)
+        key = tuple([group[name] for name in names])
+        if any(isinstance(value, (torch.Tensor, np.ndarray)) or (isinstance(value, tuple) and any(
+                isinstance(v, (torch.Tensor, np.ndarray)) for v in value)) for value in key):
+            key = tuple(rules.as_number(value) for value in key)  # a tensor lr may change in place
         cached = self._rules.get(index)
         if cached is None or cached[0] != key:
-            rule = self.rule_factory(**dict(zip(names, key)))
+            rule = self.rule_factory(**{name: rules.as_number(value) for name, value in zip(names, key)})
             cached = self._rules[index] = (key, rule, {})
         return cached[1], cached[2]
 
@@ -342,16 +349,33 @@ class RuleOptimizer(torch.optim.Optimizer):
         return None
 
     def _step_per_tensor(self, group, rule):
-        """Path 1, the reference: the rule once per parameter tensor."""
+        """Path 1, the reference: the rule once per parameter tensor.
+
+        As in torch.optim's for-loop: the rule computes with the step count as a Python number (torch's ``.item()``),
+        except under ``torch.compile``, where it gets the ``step`` tensor itself (no host sync, no graph break);
+        the ``step`` tensor is updated in place, the other state entries are the tensors the rule returns.
+        """
+        update, hyper = rule.update_fn, rule.hyperparams
+        compiling = torch.compiler.is_compiling()
         for param in group["params"]:
-            if param.grad is None:
+            grad = param.grad
+            if grad is None:
                 continue
             self.check_param(param)
             state = self.state[param]
             if not state:
                 self.store_state(state, rule.init(param))
-            new_param, new_state = rule.update(param, param.grad, self._rule_state(state))
-            param.copy_(new_param)
+            rule_state = dict(state)
+            step = state.get("step")
+            if step is not None:
+                rule_state["step"] = step if compiling else step.item()
+            if compiling:  # the compiler removes the copies itself
+                new_param, new_state = update(param, grad, rule_state, **hyper)
+            else:  # θ and the state are replaced by the rule's results: let it write them in place
+                with rules.donating([param, *(v for v in state.values() if isinstance(v, torch.Tensor))]):
+                    new_param, new_state = update(param, grad, rule_state, **hyper)
+            if new_param is not param:
+                param.copy_(new_param)
             self.store_state(state, new_state)
 
     def check_param(self, param):
@@ -362,24 +386,23 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise RuntimeError(f"{type(self).__name__} supports real-valued parameters only")
 
     @staticmethod
-    def _rule_state(state) -> dict:
-        """torch's state (``step`` as a tensor) in the form the rules take (``step`` as an int)."""
-        rule_state = dict(state)
-        if "step" in rule_state:
-            rule_state["step"] = int(rule_state["step"].item())
-        return rule_state
-
-    @staticmethod
     def store_state(state, new_state) -> None:
         """Write a rule's new state into torch.optim's per-parameter ``state`` (``step`` a tensor, as torch keeps it).
 
-        Entries that are ``None`` (a momentum buffer before the first step) are not stored.
+        An existing ``step`` tensor is updated in place (as torch.optim does, and as ``torch.compile`` needs);
+        entries that are ``None`` (a momentum buffer before the first step) are not stored.
         """
         for name, value in new_state.items():
             if value is None:
                 continue
             if name == "step":
-                state["step"] = torch.tensor(float(value), dtype=_step_dtype())
+                step = state.get("step")
+                if not isinstance(step, torch.Tensor) or step.dim() != 0:
+                    state["step"] = torch.tensor(float(value), dtype=_step_dtype())
+                elif isinstance(value, torch.Tensor):
+                    step.copy_(value)
+                else:
+                    step.fill_(value)
             else:
                 state[name] = value
 

@@ -52,6 +52,7 @@ __all__ = [
     "check_betas",
     "sqrt",
     "zeros_like",
+    "donating",
 ]
 
 
@@ -81,6 +82,79 @@ def zeros_like(x):
     return _full_like(x, 0.0)
 
 
+# Operations in torch.optim's own form. For tensors (and lists of tensors) with a number as coefficient they are
+# torch's one-pass kernels (``mul``, ``add`` with ``alpha``, ``lerp``, ``addcmul``, ``addcdiv``), so that a rule
+# rounds as torch.optim's for-loop does and float32 results match it bit for bit; for NumPy arrays (and
+# hyperparameters given as arrays or tensors) they are the same formula written out. A tensor handed over with
+# :func:`donating` is overwritten with the result instead of a new tensor being made.
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_DONATED: set = set()  # ids of the tensors handed over by ``donating``
+
+
+class donating:
+    """``with donating(tensors):`` lets the rules overwrite these tensors with their new values (in place).
+
+    A rule is pure: it returns new parameters and a new state and changes nothing. A caller that will replace
+    θ and the state by what the rule returns anyway (:class:`course_lib.optim.RuleOptimizer`'s per-tensor path)
+    can hand them over, as ``jax.jit(donate_argnums=...)`` does: the operations of a rule that produce the new
+    value of a handed-over tensor then write into it (``mul_``, ``add_``, ``lerp_``, ``addcmul_``, ``addcdiv_``),
+    the same kernels as torch.optim's for-loop, with the same numbers as without donation. Every rule reads a
+    tensor before it writes its new value, so nothing it still needs is lost. The tensors must stay alive
+    (referenced by the caller) inside the block.
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self, tensors):
+        self.ids = {id(tensor) for tensor in tensors}
+
+    def __enter__(self):
+        _DONATED.update(self.ids)
+        return self
+
+    def __exit__(self, *exc):
+        _DONATED.difference_update(self.ids)
+        return False
+
+
+def _scale(x, c):
+    """c·x (torch's ``x.mul(c)``)."""
+    if id(x) in _DONATED and _is_number(c):
+        return x.mul_(c)
+    return x * c
+
+
+def _add(x, y, alpha):
+    """x + α·y (torch's ``x.add(y, alpha=α)``)."""
+    if hasattr(x, "addcmul") and _is_number(alpha):
+        return x.add_(y, alpha=alpha) if id(x) in _DONATED else x.add(y, alpha=alpha)
+    return x + alpha * y
+
+
+def _addcmul(x, a, b, value):
+    """x + value·a·b (torch's ``x.addcmul(a, b, value=value)``)."""
+    if hasattr(x, "addcmul") and _is_number(value):
+        return x.addcmul_(a, b, value=value) if id(x) in _DONATED else x.addcmul(a, b, value=value)
+    return x + value * a * b
+
+
+def _addcdiv(x, a, b, value):
+    """x + value·a/b (torch's ``x.addcdiv(a, b, value=value)``)."""
+    if hasattr(x, "addcdiv") and _is_number(value):
+        return x.addcdiv_(a, b, value=value) if id(x) in _DONATED else x.addcdiv(a, b, value=value)
+    return x + value * (a / b)
+
+
+def _ema(average, value, beta):
+    """β·average + (1 − β)·value, the exponential moving average (torch: ``average.lerp(value, 1 − β)``)."""
+    if hasattr(average, "addcmul") and _is_number(beta):
+        return average.lerp_(value, 1 - beta) if id(average) in _DONATED else average.lerp(value, 1 - beta)
+    return beta * average + (1 - beta) * value
+
+
 # --------------------------------------------------------------------------------------
 # The update rules
 # --------------------------------------------------------------------------------------
@@ -103,19 +177,19 @@ def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_d
     if maximize:
         grad = -grad
     if _nonzero(weight_decay):
-        grad = grad + weight_decay * params
+        grad = _add(grad, params, weight_decay)  # g + λθ
     new_state = dict(state)
     if _nonzero(momentum):
         buffer = state.get("momentum_buffer")
         if buffer is None:
             buffer = grad * 1.0  # a copy: the first step stores g_1 itself
         else:
-            buffer = momentum * buffer + (1 - dampening) * grad
+            buffer = _add(_scale(buffer, momentum), grad, 1 - dampening)  # βb + (1 − dampening)g
         new_state["momentum_buffer"] = buffer
-        direction = grad + momentum * buffer if nesterov else buffer
+        direction = _add(grad, buffer, momentum) if nesterov else buffer  # g + βb
     else:
         direction = grad
-    return params - lr * direction, new_state
+    return _add(params, direction, -lr), new_state  # θ − η d
 
 
 def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
@@ -216,18 +290,19 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
         grad = -grad
     if _nonzero(weight_decay):
         if decoupled_weight_decay:
-            params = params * (1 - lr * weight_decay)
+            params = _scale(params, 1 - lr * weight_decay)
         else:
-            grad = grad + weight_decay * params
-    exp_avg = beta1 * state["exp_avg"] + (1 - beta1) * grad
-    exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+            grad = _add(grad, params, weight_decay)
+    exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
+    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     if amsgrad:
         exp_avg_sq = _maximum(state["max_exp_avg_sq"], exp_avg_sq)
         new_state["max_exp_avg_sq"] = exp_avg_sq
-    m_hat = exp_avg / (1 - beta1**step)
-    v_hat = exp_avg_sq / (1 - beta2**step)
-    return params - lr * m_hat / (sqrt(v_hat) + eps), new_state
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
+    return _addcdiv(params, exp_avg, denom, -lr / bias_correction1), new_state  # θ − η m̂_t / (√v̂_t + ε)
 
 
 # --------------------------------------------------------------------------------------
