@@ -72,6 +72,7 @@ asks); if parameters are re-bound later the flat buffers are rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 
@@ -357,26 +358,28 @@ class RuleOptimizer(torch.optim.Optimizer):
         """
         update, hyper = rule.update_fn, rule.hyperparams
         compiling = torch.compiler.is_compiling()
+        active = []
         for param in group["params"]:
-            grad = param.grad
-            if grad is None:
+            if param.grad is None:
                 continue
             self.check_param(param)
             state = self.state[param]
             if not state:
                 self.store_state(state, rule.init(param))
-            rule_state = dict(state)
-            step = state.get("step")
-            if step is not None:
-                rule_state["step"] = step if compiling else step.item()
-            if compiling:  # the compiler removes the copies itself
-                new_param, new_state = update(param, grad, rule_state, **hyper)
-            else:  # θ and the state are replaced by the rule's results: let it write them in place
-                with rules.donating([param, *(v for v in state.values() if isinstance(v, torch.Tensor))]):
-                    new_param, new_state = update(param, grad, rule_state, **hyper)
-            if new_param is not param:
-                param.copy_(new_param)
-            self.store_state(state, new_state)
+            active.append((param, state))
+        # θ and the state are replaced by the rule's results: let it write them in place (the compiler removes the
+        # copies itself)
+        handed_over = contextlib.nullcontext() if compiling else rules.donating(
+            [tensor for param, state in active for tensor in (param, *state.values())
+             if isinstance(tensor, torch.Tensor)])
+        with handed_over:
+            for param, state in active:
+                step = state.get("step")
+                rule_state = state if step is None else {**state, "step": step if compiling else step.item()}
+                new_param, new_state = update(param, param.grad, rule_state, **hyper)
+                if new_param is not param:
+                    param.copy_(new_param)
+                self.store_state(state, new_state)
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""
