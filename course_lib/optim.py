@@ -296,12 +296,16 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _torch_would_use_foreach(self, group) -> bool:
         """torch.optim's default (``_default_to_fused_or_foreach``) for the parameters that have gradients."""
-        params = [param for param in group["params"] if param.grad is not None]
-        if not params or (self._tensor_lr_keeps_for_loop and isinstance(group.get("lr"), torch.Tensor)):
+        if self._tensor_lr_keeps_for_loop and isinstance(group.get("lr"), torch.Tensor):
             return False
-        devices = _foreach_devices()
-        return all(type(param) in (torch.Tensor, torch.nn.Parameter) and param.device.type in devices
-                   for param in params)
+        devices, any_gradient = _foreach_devices(), False
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if not (type(param) in (torch.Tensor, torch.nn.Parameter) and param.device.type in devices):
+                return False  # on the CPU: at the first parameter
+            any_gradient = True
+        return any_gradient
 
     @property
     def paths(self) -> list[str]:

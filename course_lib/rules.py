@@ -88,7 +88,8 @@ def zeros_like(x):
 # hyperparameters given as arrays or tensors) they are the same formula written out. A tensor handed over with
 # :func:`donating` is overwritten with the result instead of a new tensor being made.
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    kind = type(value)  # the usual Python float or int first: this runs several times per tensor and step
+    return kind is float or kind is int or (kind is not bool and isinstance(value, (int, float)))
 
 
 _DONATED: set = set()  # ids of the tensors handed over by ``donating``
