@@ -366,7 +366,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         except under ``torch.compile``, where it gets the ``step`` tensor itself (no host sync, no graph break);
         the ``step`` tensor is updated in place, the other state entries are the tensors the rule returns.
         """
-        update, hyper = rule.update_fn, rule.hyperparams
+        update = rule.step_fn  # the update function with the hyperparameters bound
         compiling = torch.compiler.is_compiling()
         active = []
         for param in group["params"]:
@@ -386,7 +386,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             for param, state in active:
                 step = state.get("step")
                 rule_state = state if step is None else {**state, "step": step if compiling else step.item()}
-                new_param, new_state = update(param, param.grad, rule_state, **hyper)
+                new_param, new_state = update(param, param.grad, rule_state)
                 if new_param is not param:
                     param.copy_(new_param)
                 self.store_state(state, new_state)
