@@ -1,31 +1,31 @@
-"""Milliseconds per Adam step: course_lib's three execution paths against torch.optim's three.
+"""The course's optimizer step against torch.optim's, path by path, and both against a floor measured in the same run.
 
-    python benchmarks/optimizer_step.py                  # CPU: the seed's tiny network and 2M parameters
-    python benchmarks/optimizer_step.py --device cuda    # GPU: the tiny network, 50M and 200M parameters
-    python benchmarks/optimizer_step.py --sizes tiny --steps 3 --repeats 1   # a smoke run
+    python benchmarks/optimizer_step.py                   # CPU, one thread: the seed network and a 2M MLP
+    python benchmarks/optimizer_step.py --threads 2       # the steps on two threads
+    python benchmarks/optimizer_step.py --device cuda     # GPU: the seed network, 50M and 200M parameters
+    python benchmarks/optimizer_step.py --sizes seed --optimizers adam --repeats 3   # a smoke run
 
-For every parameter set it times Adam (lr = 1e-3, float32) through
+For each parameter set (the seed network 8 → Linear 32 + ReLU → Linear 1; an MLP of 150 square layers with about
+2 M parameters) and each optimizer (Adam, AdamW, SGD with momentum 0.9) it times ``step()`` with gradients preset,
+for three pairs, each pair interleaved repeat by repeat so that both see the same machine:
 
-* torch.optim.Adam with ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True``, and
-* course_lib.optim.Adam per tensor (``foreach=False``), multi-tensor (``foreach=True``), flat and eager
-  (``fused=True`` inside :func:`course_lib.fast_paths.compile_disabled`) and flat and compiled (``fused=True``),
+* course_lib's default (per tensor on the CPU)      against torch.optim's default (its for-loop on the CPU),
+* course_lib's ``foreach=True`` (multi-tensor)      against torch.optim's ``foreach=True``,
+* course_lib's ``fused=True`` (flat, compiled)      against torch.optim's ``fused=True``
 
-in two settings: a *synthetic step* (gradients preset once, only ``step()`` timed) and *real training*
-(``zero_grad()``, forward, ``backward()``, ``step()`` on a network whose parameters are the ones of the set,
-so autograd writes the gradients; ``step()`` and the whole iteration are timed separately). A row
-"flat, compiled, set_to_none=False" keeps the gradient views attached so that autograd accumulates straight
-into the flat buffer.
+(on a GPU torch's default is its foreach path, and so is the course's). Every time is the *minimum* over the
+repeats of the mean over ``--steps`` steps: a floor is a bound, and the least disturbed repeat is the one to hold
+against it.
 
-Adam reads θ, g, m, v and writes θ, m, v: 28 bytes per float32 parameter and step. Each time is compared with
-the floor of :func:`labs.fast_steps.floor_ms`, measured in the same run before and after the contenders, on the
-same threads and over the same footprint: the best bandwidth of one-pass kernels that do no more than an Adam
-step (in-place θ += g, m += v, and torch's fused Adam on one tensor). "× floor" is at least 1; the effective
-bandwidth 28·N / t is printed too. (A copy is no yardstick: it pays write-allocate traffic that its byte count
-leaves out, and on a CPU a single-threaded copy made a compiled step look twice as fast as its "floor".)
-
-On the CPU the default is one thread (``--threads 1``) for every contender: on a shared machine whose cores
-are busy, multi-threaded kernels spend most of their time waiting for each other (see notebook 10). Times are
-medians over ``--repeats`` runs of ``--steps`` steps, after warm-up steps that include any compilation.
+The floor is what no step can beat on this machine: the bytes the step must move (θ, g and the state read once,
+θ and the state written once: 28 bytes per float32 parameter for Adam, 20 for SGD with momentum) over the peak
+memory bandwidth, plus the least cost of launching one operation times the launches the path cannot avoid (one
+per tensor per tensor-by-tensor step, one per step otherwise). The peak bandwidth is measured in the same run,
+on every core and on the steps' threads (the better of the two), by STREAM's copy (a = b) and triad
+(a = b + s·c) kernels, on arrays far larger than the caches and on arrays as large as the step's own (whose data
+may sit in the last-level cache), the best of all; STREAM counts each array read or written once, as the floor
+does. The launch cost is the fastest of many tiny in-place operations.
+"× floor" is a step's time over its floor (≥ 1 up to noise; tests/test_optimizer_step_floor.py checks that).
 """
 
 from __future__ import annotations
@@ -34,35 +34,44 @@ import argparse
 import contextlib
 import math
 import os
-import statistics
+import platform
 import time
 
 import torch
 
 from course_lib import fast_paths, optim
-from course_lib.labs import fast_steps as speed
 
-BYTES_PER_PARAMETER = 28  # read θ, g, m, v; write θ, m, v (4 bytes each)
 TENSORS = 300  # "a few hundred tensors": 150 linear layers, each a weight matrix and a bias
-SIZES = {"tiny": None, "2M": 2_000_000, "50M": 50_000_000, "200M": 200_000_000}
+SIZES = {"seed": None, "2M": 2_000_000, "50M": 50_000_000, "200M": 200_000_000}
+
+#: name -> (torch class, course class, keyword arguments, bytes per float32 parameter and step)
+OPTIMIZERS = {
+    "Adam": (torch.optim.Adam, optim.Adam, dict(lr=1e-3), 28),
+    "AdamW": (torch.optim.AdamW, optim.AdamW, dict(lr=1e-3), 28),
+    "SGD momentum": (torch.optim.SGD, optim.SGD, dict(lr=1e-3, momentum=0.9), 20),
+}
+#: pair name -> (torch's keywords, the course's keywords, launches per step the path cannot avoid: "tensors" or 1)
+PAIRS = {
+    "default": ({}, {}, "tensors"),
+    "foreach": ({"foreach": True}, {"foreach": True}, 1),
+    "fused": ({"fused": True}, {"fused": True}, 1),
+}
+STREAM_ELEMENTS = 2**24  # 64 MiB float32 arrays: twice the largest last-level caches of the machines used here
 
 
 # ------------------------------------------------------------------------------------------------------
 # Parameter sets
 # ------------------------------------------------------------------------------------------------------
 def seed_network() -> torch.nn.Module:
-    """The seed article's network: Dense(32, relu, input_dim=8) → Dense(1, sigmoid), 321 parameters."""
-    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1), torch.nn.Sigmoid())
+    """The seed article's network: 8 inputs → Linear 32 + ReLU → Linear 1 (321 parameters in 4 tensors)."""
+    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
 
 
 def wide_network(parameters: int, tensors: int = TENSORS) -> torch.nn.Module:
     """tensors/2 square linear layers (weight and bias) with about ``parameters`` parameters in all."""
     layers = tensors // 2
     width = round((-1 + math.sqrt(1 + 4 * parameters / layers)) / 2)  # layers · (width² + width) ≈ parameters
-    blocks = []
-    for _ in range(layers):
-        blocks += [torch.nn.Linear(width, width), torch.nn.Tanh()]
-    return torch.nn.Sequential(*blocks)
+    return torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)])
 
 
 def network(size: str) -> torch.nn.Module:
@@ -70,175 +79,208 @@ def network(size: str) -> torch.nn.Module:
     return seed_network() if SIZES[size] is None else wide_network(SIZES[size])
 
 
-def input_batch(model: torch.nn.Module, device, batch: int = 32) -> torch.Tensor:
-    first = next(module for module in model if isinstance(module, torch.nn.Linear))
-    return torch.randn(batch, first.in_features, generator=torch.Generator().manual_seed(1)).to(device)
-
-
-# ------------------------------------------------------------------------------------------------------
-# Contenders
-# ------------------------------------------------------------------------------------------------------
-
-
-CONTENDERS = {
-    "torch for-loop": (lambda params: torch.optim.Adam(params, lr=1e-3, foreach=False), contextlib.nullcontext),
-    "torch foreach": (lambda params: torch.optim.Adam(params, lr=1e-3, foreach=True), contextlib.nullcontext),
-    "torch fused": (lambda params: torch.optim.Adam(params, lr=1e-3, fused=True), contextlib.nullcontext),
-    "course per-tensor": (lambda params: optim.Adam(params, lr=1e-3, foreach=False), contextlib.nullcontext),
-    "course multi-tensor": (lambda params: optim.Adam(params, lr=1e-3, foreach=True), contextlib.nullcontext),
-    "course flat, eager": (lambda params: optim.Adam(params, lr=1e-3, fused=True), fast_paths.compile_disabled),
-    "course flat, compiled": (lambda params: optim.Adam(params, lr=1e-3, fused=True), contextlib.nullcontext),
-}
-
-
-# ------------------------------------------------------------------------------------------------------
-# Timing
-# ------------------------------------------------------------------------------------------------------
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_ms(run, device, steps: int, repeats: int, warmup: int) -> float:
-    """Median over ``repeats`` of the mean milliseconds per call of ``run`` over ``steps`` calls."""
-    for _ in range(warmup):
-        run()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            run()
-        synchronize(device)
-        times.append((time.perf_counter() - start) / steps * 1e3)
-    return statistics.median(times)
-
-
-def floor_ms(parameters: int, device, repeats: int) -> float:
-    """The least time an Adam step over ``parameters`` float32 numbers can take here (:func:`speed.floor_ms`)."""
-    return speed.floor_ms(parameters, device, repeats=repeats)
-
-
-def synthetic_ms(size, make, context, device, steps, repeats) -> float:
-    """``step()`` alone, with gradients preset once (they are views of the flat buffer after step one)."""
+def parameters_with_gradients(size: str, device) -> list[torch.nn.Parameter]:
+    """The parameters of ``network(size)`` on ``device`` with preset gradients (the same for every call)."""
     params = [torch.nn.Parameter(p.detach().to(device)) for p in network(size).parameters()]
     generator = torch.Generator().manual_seed(2)
     for param in params:
         param.grad = (torch.randn(param.shape, generator=generator) * 1e-3).to(device)
-    with context():
-        optimizer = make(params)
-        result = median_ms(optimizer.step, device, steps, repeats, warmup=3)
-    del optimizer, params
-    return result
+    return params
 
 
-def training_ms(size, make, context, device, steps, repeats, set_to_none=True) -> tuple[float, float]:
-    """(``step()`` alone, the whole iteration) in milliseconds, gradients written by autograd."""
-    model = network(size).to(device)
-    inputs = input_batch(model, device)
-    step_times = []
+# ------------------------------------------------------------------------------------------------------
+# The floor: peak bandwidth (STREAM, all cores) and the least launch cost, measured here and now
+# ------------------------------------------------------------------------------------------------------
+def _synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
-    with context():
-        optimizer = make(model.parameters())
 
-        def iteration():
-            optimizer.zero_grad(set_to_none=set_to_none)
-            model(inputs).square().mean().backward()
-            synchronize(device)
-            start = time.perf_counter()
+def _fastest_ms(run, device, calls: int, repeats: int) -> float:
+    """The fastest of ``repeats`` timings of ``calls`` calls of ``run``, in ms per call."""
+    run()
+    _synchronize(device)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        _synchronize(device)
+        best = min(best, (time.perf_counter() - start) / calls * 1e3)
+    return best
+
+
+@contextlib.contextmanager
+def all_cores(device):
+    """Every core for the block (the bandwidth of the whole machine), then the threads as they were."""
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(os.cpu_count() or threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def stream_bandwidth(elements: int, device="cpu", repeats: int = 5) -> dict[str, float]:
+    """GB/s of STREAM's copy (a = b, 8 bytes per element) and triad (a = b + s·c, 12 bytes) on all cores.
+
+    STREAM's convention: every array read or written is counted once (a write-allocate read is not counted).
+    """
+    a, b, c = (torch.rand(elements, device=device) for _ in range(3))
+    calls = max(1, min(50, 2**24 // elements))
+    with all_cores(device):
+        copy_ms = _fastest_ms(lambda: a.copy_(b), device, calls, repeats)
+        triad_ms = _fastest_ms(lambda: torch.add(b, c, alpha=3.0, out=a), device, calls, repeats)
+    return {"copy": 8 * elements / copy_ms / 1e6, "triad": 12 * elements / triad_ms / 1e6}
+
+
+def best_stream_bandwidth(elements: int, device="cpu", repeats: int = 5) -> dict[str, float]:
+    """:func:`stream_bandwidth`, on every core and on the steps' threads, the better of the two for each kernel.
+
+    (On a machine whose other cores are busy, threads that wait for each other can make "all cores" the slower
+    of the two; the floor needs the faster.)
+    """
+    best = stream_bandwidth(elements, device, repeats)
+    if torch.device(device).type == "cpu" and torch.get_num_threads() != (os.cpu_count() or 1):
+        a, b, c = (torch.rand(elements, device=device) for _ in range(3))
+        calls = max(1, min(50, 2**24 // elements))
+        copy_ms = _fastest_ms(lambda: a.copy_(b), device, calls, repeats)
+        triad_ms = _fastest_ms(lambda: torch.add(b, c, alpha=3.0, out=a), device, calls, repeats)
+        best = {"copy": max(best["copy"], 8 * elements / copy_ms / 1e6),
+                "triad": max(best["triad"], 12 * elements / triad_ms / 1e6)}
+    return best
+
+
+def peak_bandwidth_gbs(footprint_elements: int, device="cpu", repeats: int = 5) -> tuple[float, dict]:
+    """The best STREAM bandwidth in GB/s, on arrays larger than the caches and on arrays of the step's size
+    (``footprint_elements``, when it is large enough to time the memory rather than the launch), with the
+    measurements as ``{"copy, 64M": GB/s, ...}``."""
+    sizes = {f"{4 * STREAM_ELEMENTS // 2**20} MiB arrays": STREAM_ELEMENTS}
+    if footprint_elements >= 2**16:
+        sizes[f"{4 * footprint_elements / 2**20:.0f} MiB arrays"] = footprint_elements
+    measured = {}
+    for label, elements in sizes.items():
+        for kernel, gbs in best_stream_bandwidth(elements, device, repeats).items():
+            measured[f"{kernel}, {label}"] = gbs
+    return max(measured.values()), measured
+
+
+def launch_us(device="cpu", repeats: int = 20) -> float:
+    """The least microseconds one tiny in-place operation takes from Python (the fastest of ``repeats``)."""
+    one = torch.zeros(1, device=device)
+    return _fastest_ms(lambda: one.add_(1), device, 200, repeats) * 1e3
+
+
+def floor_ms(parameters: int, bytes_per_parameter: int, launches: int, bandwidth_gbs: float, launch_cost_us: float):
+    """bytes / peak bandwidth + launches × least launch cost, in ms."""
+    return parameters * bytes_per_parameter / (bandwidth_gbs * 1e9) * 1e3 + launches * launch_cost_us * 1e-3
+
+
+# ------------------------------------------------------------------------------------------------------
+# Timing a pair, interleaved
+# ------------------------------------------------------------------------------------------------------
+def _run_steps(optimizer, steps: int, device) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        optimizer.step()
+    _synchronize(device)
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def time_pair(optimizers: dict, steps: int, repeats: int, device, warmup: int = 3) -> dict[str, float]:
+    """``{name: fastest ms per step}`` for several optimizers, timed in turn within every repeat."""
+    for optimizer in optimizers.values():
+        for _ in range(warmup):  # compilation, first allocations
             optimizer.step()
-            synchronize(device)
-            step_times.append(time.perf_counter() - start)
+    best = {name: math.inf for name in optimizers}
+    for _ in range(repeats):
+        for name, optimizer in optimizers.items():
+            best[name] = min(best[name], _run_steps(optimizer, steps, device))
+    return best
 
-        whole = median_ms(iteration, device, steps, repeats, warmup=3)
-    step_times = step_times[3:]  # leave out the warm-up (compilation)
-    per_repeat = [statistics.fmean(step_times[i:i + steps]) * 1e3 for i in range(0, len(step_times), steps)]
-    return statistics.median(per_repeat), whole
+
+def measure(device, sizes, optimizer_names, pairs, steps: int, repeats: int) -> list[dict]:
+    """One row per (size, optimizer, pair): torch's and the course's ms per step, their floor and its parts."""
+    rows = []
+    for size in sizes:
+        params = parameters_with_gradients(size, device)
+        parameters, tensors = sum(p.numel() for p in params), len(params)
+        bandwidth, streams = peak_bandwidth_gbs(4 * parameters, device)
+        cost = launch_us(device)
+        for name in optimizer_names:
+            torch_class, course_class, kwargs, bytes_per_parameter = OPTIMIZERS[name]
+            for pair in pairs:
+                torch_kw, course_kw, launches = PAIRS[pair]
+                if device == "cuda" and pair == "default":
+                    torch_kw, course_kw = {}, {}  # both take foreach on a GPU
+                contenders = {"torch": torch_class(parameters_with_gradients(size, device), **kwargs, **torch_kw),
+                              "course": course_class(parameters_with_gradients(size, device), **kwargs, **course_kw)}
+                times = time_pair(contenders, steps if size == "seed" else max(2, steps // 10), repeats, device)
+                launches = tensors if launches == "tensors" else 1
+                floor = floor_ms(parameters, bytes_per_parameter, launches, bandwidth, cost)
+                rows.append(dict(size=size, parameters=parameters, tensors=tensors, optimizer=name, pair=pair,
+                                 torch_ms=times["torch"], course_ms=times["course"], floor_ms=floor,
+                                 bandwidth_gbs=bandwidth, streams=streams, launch_us=cost, launches=launches,
+                                 course_path=", ".join(line.split(": ", 1)[1].split(" (")[0]
+                                                       for line in contenders["course"].paths)))
+                del contenders
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------------
 # The table
 # ------------------------------------------------------------------------------------------------------
-def print_table(title, rows, parameters, floor, fastest_torch):
-    print(f"\n{title}")
-    print(f"floor (one-pass kernels over θ, g, m, v, same threads): {floor:.3f} ms = "
-          f"{BYTES_PER_PARAMETER * parameters / floor / 1e6:.1f} GB/s at {BYTES_PER_PARAMETER} B/parameter")
-    header = f"{'path':<44}{'ms/step':>10}{'GB/s':>9}{'× floor':>9}{'× torch best':>14}"
-    has_iteration = any(len(row) == 3 for row in rows)
-    if has_iteration:
-        header += f"{'ms/iteration':>14}"
-    print(header)
-    print("-" * len(header))
+def print_table(rows) -> None:
+    size = None
     for row in rows:
-        name, ms = row[0], row[1]
-        bandwidth = BYTES_PER_PARAMETER * parameters / (ms * 1e-3)
-        line = f"{name:<44}{ms:>10.3f}{bandwidth / 1e9:>9.1f}{ms / floor:>9.2f}{ms / fastest_torch:>14.2f}"
-        if has_iteration:
-            line += f"{row[2]:>14.3f}"
-        print(line)
-
-
-def run(device: str, sizes: list[str], steps: int, repeats: int, training: bool) -> dict:
-    results = {}
-    for size in sizes:
-        model = network(size)
-        parameters = sum(p.numel() for p in model.parameters())
-        tensors = len(list(model.parameters()))
-        label = f"{parameters:,} parameters in {tensors} tensors ({'the seed network' if size == 'tiny' else size})"
-        floor = floor_ms(parameters, device, repeats)
-        rows = [(name, synthetic_ms(size, make, context, device, steps, repeats))
-                for name, (make, context) in CONTENDERS.items()]
-        floor = min(floor, floor_ms(parameters, device, repeats))  # before and after: the best of both
-        fastest_torch = min(ms for name, ms in rows if name.startswith("torch"))
-        print_table(f"== {label} · synthetic step (gradients preset) ==", rows, parameters, floor, fastest_torch)
-        results[(size, "synthetic")] = dict(rows=rows, floor_ms=floor, parameters=parameters)
-
-        if training:
-            rows = [(name, *training_ms(size, make, context, device, steps, repeats))
-                    for name, (make, context) in CONTENDERS.items()]
-            make, context = CONTENDERS["course flat, compiled"]
-            rows.append(("course flat, compiled, set_to_none=False",
-                         *training_ms(size, make, context, device, steps, repeats, set_to_none=False)))
-            fastest_torch = min(row[1] for row in rows if row[0].startswith("torch"))
-            print_table(f"== {label} · real training (autograd writes the gradients; step timed alone) ==",
-                        rows, parameters, floor, fastest_torch)
-            results[(size, "training")] = dict(rows=rows, floor_ms=floor, parameters=parameters)
-        if torch.device(device).type == "cuda":
-            torch.cuda.empty_cache()
-    return results
-
-
-def summary(results) -> None:
-    print("\nfastest course_lib path ÷ torch's fastest Adam, and its time as a multiple of the floor:")
-    for (size, setting), result in results.items():
-        rows = result["rows"]
-        best_ours = min((row for row in rows if row[0].startswith("course")), key=lambda row: row[1])
-        best_torch = min((row for row in rows if row[0].startswith("torch")), key=lambda row: row[1])
-        print(f"  {size:>5} {setting:<10} {best_ours[0]:<44} {best_ours[1]:8.3f} ms  vs  {best_torch[0]:<14} "
-              f"{best_torch[1]:8.3f} ms  → {best_ours[1] / best_torch[1]:.2f}×, {best_ours[1] / result['floor_ms']:.2f}"
-              "× the floor")
+        if row["size"] != size:
+            size = row["size"]
+            streams = ", ".join(f"{name} {gbs:.1f}" for name, gbs in row["streams"].items())
+            print(f"\n== {row['parameters']:,} parameters in {row['tensors']} tensors ({size}) ==")
+            print(f"peak bandwidth {row['bandwidth_gbs']:.1f} GB/s (STREAM on all cores, GB/s: {streams}); "
+                  f"least launch {row['launch_us']:.2f} µs")
+            header = (f"{'optimizer':<14}{'torch path':<12}{'course path':<22}{'torch ms':>10}{'course ms':>11}"
+                      f"{'course/torch':>14}{'floor ms':>10}{'torch × floor':>15}{'course × floor':>16}")
+            print(header)
+            print("-" * len(header))
+        print(f"{row['optimizer']:<14}{row['pair']:<12}{row['course_path']:<22}{row['torch_ms']:>10.4f}"
+              f"{row['course_ms']:>11.4f}{row['course_ms'] / row['torch_ms']:>14.2f}{row['floor_ms']:>10.4f}"
+              f"{row['torch_ms'] / row['floor_ms']:>15.1f}{row['course_ms'] / row['floor_ms']:>16.1f}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", default=None, help="comma-separated from: " + ", ".join(SIZES))
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for every contender (default 1)")
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
-    parser.add_argument("--no-training", action="store_true", help="time the synthetic step only")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
+                        help="comma-separated from: " + ", ".join(OPTIMIZERS) + " (default: all)")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help="comma-separated from: " + ", ".join(PAIRS))
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the steps (default 1)")
+    parser.add_argument("--steps", type=int, default=40, help="steps per timed repeat (a tenth of it for big sets)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats (the fastest is reported)")
     args = parser.parse_args(argv)
     device = torch.device(args.device).type
-    sizes = args.sizes.split(",") if args.sizes else (["tiny", "2M"] if device == "cpu" else ["tiny", "50M", "200M"])
+    sizes = args.sizes.split(",") if args.sizes else (["seed", "2M"] if device == "cpu" else ["seed", "50M", "200M"])
+    names = [name.strip() for name in args.optimizers.split(",")]
+    for name in names:
+        if name not in OPTIMIZERS:
+            parser.error(f"unknown optimizer {name!r} (expected some of: {', '.join(OPTIMIZERS)})")
     if device == "cpu":
         torch.set_num_threads(args.threads)
-    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
+    where = (torch.cuda.get_device_name() if device == "cuda"
+             else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s) per step")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__} · {name} · {os.cpu_count()} cores · load average {load:.1f} · "
-          f"compile available: {optim.compile_unavailable_reason(device) or 'yes'}")
-    results = run(device, sizes, args.steps, args.repeats, not args.no_training)
-    summary(results)
-    return results
+    print(f"torch {torch.__version__} · {where} · {os.cpu_count()} cores · load average {load:.1f} · "
+          f"compile: {fast_paths.compile_unavailable_reason(device) or 'available'}")
+    start = time.perf_counter()
+    rows = measure(device, sizes, names, args.pairs.split(","), args.steps, args.repeats)
+    print_table(rows)
+    print(f"\n(course/torch: the course's step time over torch's, same run, interleaved; × floor: a time over the "
+          f"floor of its row; {time.perf_counter() - start:.0f} s)")
+    return rows
 
 
 if __name__ == "__main__":

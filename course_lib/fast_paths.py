@@ -184,6 +184,40 @@ class TensorList:
     def sign(self):
         return TensorList(torch._foreach_sign(self.tensors))
 
+    # torch's fused forms, which the rules use for tensors (see course_lib.rules._add and its neighbours)
+    def add(self, other, *, alpha=1):
+        return TensorList(torch._foreach_add(self.tensors, self._operand(other), alpha=alpha))
+
+    def lerp(self, end, weight):
+        return TensorList(torch._foreach_lerp(self.tensors, end.tensors, weight))
+
+    def addcmul(self, a, b, *, value=1):
+        return TensorList(torch._foreach_addcmul(self.tensors, a.tensors, b.tensors, value=value))
+
+    def addcdiv(self, a, b, *, value=1):
+        return TensorList(torch._foreach_addcdiv(self.tensors, a.tensors, b.tensors, value=value))
+
+    # ... and their in-place forms, for a list handed over with course_lib.rules.donating (the multi-tensor path)
+    def mul_(self, other):
+        torch._foreach_mul_(self.tensors, self._operand(other))
+        return self
+
+    def add_(self, other, *, alpha=1):
+        torch._foreach_add_(self.tensors, self._operand(other), alpha=alpha)
+        return self
+
+    def lerp_(self, end, weight):
+        torch._foreach_lerp_(self.tensors, end.tensors, weight)
+        return self
+
+    def addcmul_(self, a, b, *, value=1):
+        torch._foreach_addcmul_(self.tensors, a.tensors, b.tensors, value=value)
+        return self
+
+    def addcdiv_(self, a, b, *, value=1):
+        torch._foreach_addcdiv_(self.tensors, a.tensors, b.tensors, value=value)
+        return self
+
 
 # --------------------------------------------------------------------------------------
 # Path 3: the rule traced once and compiled into one kernel over flat buffers
@@ -776,8 +810,14 @@ def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None
         first = optimizer.state[batch[0]]
         rule_state = {name: step if name == "step" else None if name in none_names
                       else TensorList([optimizer.state[param][name] for param in batch]) for name in first}
-        new_params, new_state = rule.update(TensorList(batch), TensorList([p.grad for p in batch]), rule_state)
-        torch._foreach_copy_(batch, new_params.tensors)
+        params_list = TensorList(batch)
+        if bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
+            with rules.donating([params_list, *(v for v in rule_state.values() if isinstance(v, TensorList))]):
+                new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
+        else:
+            new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
+        if new_params is not params_list:
+            torch._foreach_copy_(batch, new_params.tensors)
         for name, value in new_state.items():
             if value is None:
                 continue

@@ -19,8 +19,14 @@ torch's keywords ``foreach=`` and ``fused=``, which mean what they mean in
 torch.optim (notebook 10 measures the three):
 
 * **per tensor** (``foreach=False``; also ``fused=False``): the rule once per
-  parameter tensor, the reference path. About a dozen small operations per
-  tensor per step.
+  parameter tensor, the reference path. The rules use torch.optim's own
+  operations (``lerp``, ``addcmul``, ``addcdiv``, ``add`` with ``alpha``; seven
+  for Adam), and θ and the state are handed over to the rule
+  (:class:`course_lib.rules.donating`) so that it writes them in place: the
+  step costs what torch.optim's for-loop costs, and float32 results equal it bit
+  for bit (a state dict moves between the two and training continues
+  identically). The ``step`` counters stay tensors; under ``torch.compile`` the
+  rule computes with them (no ``.item()``, no graph break).
 * **multi-tensor** (``foreach=True``): the rule once per group on
   :class:`TensorList` s, lists of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, over all tensors at once.
@@ -72,6 +78,7 @@ asks); if parameters are re-bound later the flat buffers are rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 
@@ -151,14 +158,18 @@ def _check_tensor_hyperparam(name, value, where="") -> None:
                          "tensor); arrays of hyperparameters are for batched runs of course_lib.rules")
 
 
+try:
+    from torch.utils import _foreach_utils
+except ImportError:  # an older or newer torch
+    _foreach_utils = None
+
+
 def _foreach_devices() -> list[str]:
     """The device types with foreach kernels, as torch.optim decides its default."""
-    try:
-        from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
-
-        return _get_foreach_kernels_supported_devices()
-    except ImportError:  # an older or newer torch: its list as of 2.13
+    supported = getattr(_foreach_utils, "_get_foreach_kernels_supported_devices", None)
+    if supported is None:  # an older or newer torch: its list as of 2.13
         return ["cuda", "xpu", "mtia", torch._C._get_privateuse1_backend_name()]
+    return supported()
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -256,10 +267,13 @@ class RuleOptimizer(torch.optim.Optimizer):
         """``rule_for(group)``, rebuilt only when a hyperparameter changed, and a dict to cache what goes with it
         (the flat path keeps the rule's split for its compiled kernel there)."""
         names = self._hyper_names()
-        key = tuple(rules.as_number(group[name]) for name in names)
+        key = tuple([group[name] for name in names])
+        if any(isinstance(value, (torch.Tensor, np.ndarray)) or (isinstance(value, tuple) and any(
+                isinstance(v, (torch.Tensor, np.ndarray)) for v in value)) for value in key):
+            key = tuple(rules.as_number(value) for value in key)  # a tensor lr may change in place
         cached = self._rules.get(index)
         if cached is None or cached[0] != key:
-            rule = self.rule_factory(**dict(zip(names, key)))
+            rule = self.rule_factory(**{name: rules.as_number(value) for name, value in zip(names, key)})
             cached = self._rules[index] = (key, rule, {})
         return cached[1], cached[2]
 
@@ -289,12 +303,16 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _torch_would_use_foreach(self, group) -> bool:
         """torch.optim's default (``_default_to_fused_or_foreach``) for the parameters that have gradients."""
-        params = [param for param in group["params"] if param.grad is not None]
-        if not params or (self._tensor_lr_keeps_for_loop and isinstance(group.get("lr"), torch.Tensor)):
+        if self._tensor_lr_keeps_for_loop and isinstance(group.get("lr"), torch.Tensor):
             return False
-        devices = _foreach_devices()
-        return all(type(param) in (torch.Tensor, torch.nn.Parameter) and param.device.type in devices
-                   for param in params)
+        devices, any_gradient = _foreach_devices(), False
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if not (type(param) in (torch.Tensor, torch.nn.Parameter) and param.device.type in devices):
+                return False  # on the CPU: at the first parameter
+            any_gradient = True
+        return any_gradient
 
     @property
     def paths(self) -> list[str]:
@@ -349,7 +367,15 @@ class RuleOptimizer(torch.optim.Optimizer):
         return None
 
     def _step_per_tensor(self, group, rule):
-        """Path 1, the reference: the rule once per parameter tensor."""
+        """Path 1, the reference: the rule once per parameter tensor.
+
+        As in torch.optim's for-loop: the rule computes with the step count as a Python number (torch's ``.item()``),
+        except under ``torch.compile``, where it gets the ``step`` tensor itself (no host sync, no graph break);
+        the ``step`` tensor is updated in place, the other state entries are the tensors the rule returns.
+        """
+        update = rule.step_fn  # the update function with the hyperparameters bound
+        compiling = torch.compiler.is_compiling()
+        active = []
         for param in group["params"]:
             if param.grad is None:
                 continue
@@ -357,9 +383,20 @@ class RuleOptimizer(torch.optim.Optimizer):
             state = self.state[param]
             if not state:
                 self.store_state(state, rule.init(param))
-            new_param, new_state = rule.update(param, param.grad, self._rule_state(state))
-            param.copy_(new_param)
-            self.store_state(state, new_state)
+            active.append((param, state))
+        # θ and the state are replaced by the rule's results: let it write them in place (the compiler removes the
+        # copies itself)
+        handed_over = contextlib.nullcontext() if compiling else rules.donating(
+            [tensor for param, state in active for tensor in (param, *state.values())
+             if isinstance(tensor, torch.Tensor)])
+        with handed_over:
+            for param, state in active:
+                step = state.get("step")
+                rule_state = state if step is None else {**state, "step": step if compiling else step.item()}
+                new_param, new_state = update(param, param.grad, rule_state)
+                if new_param is not param:
+                    param.copy_(new_param)
+                self.store_state(state, new_state)
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""
@@ -369,24 +406,23 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise RuntimeError(f"{type(self).__name__} supports real-valued parameters only")
 
     @staticmethod
-    def _rule_state(state) -> dict:
-        """torch's state (``step`` as a tensor) in the form the rules take (``step`` as an int)."""
-        rule_state = dict(state)
-        if "step" in rule_state:
-            rule_state["step"] = int(rule_state["step"].item())
-        return rule_state
-
-    @staticmethod
     def store_state(state, new_state) -> None:
         """Write a rule's new state into torch.optim's per-parameter ``state`` (``step`` a tensor, as torch keeps it).
 
-        Entries that are ``None`` (a momentum buffer before the first step) are not stored.
+        An existing ``step`` tensor is updated in place (as torch.optim does, and as ``torch.compile`` needs);
+        entries that are ``None`` (a momentum buffer before the first step) are not stored.
         """
         for name, value in new_state.items():
             if value is None:
                 continue
             if name == "step":
-                state["step"] = torch.tensor(float(value), dtype=_step_dtype())
+                step = state.get("step")
+                if not isinstance(step, torch.Tensor) or step.dim() != 0:
+                    state["step"] = torch.tensor(float(value), dtype=_step_dtype())
+                elif isinstance(value, torch.Tensor):
+                    step.copy_(value)
+                else:
+                    step.fill_(value)
             else:
                 state[name] = value
 

@@ -75,6 +75,7 @@ __all__ = [
     "check_betas",
     "sqrt",
     "zeros_like",
+    "donating",
 ]
 
 
@@ -104,6 +105,85 @@ def zeros_like(x):
     return _full_like(x, 0.0)
 
 
+# Operations in torch.optim's own form. For tensors (and lists of tensors) with a number as coefficient they are
+# torch's one-pass kernels (``mul``, ``add`` with ``alpha``, ``lerp``, ``addcmul``, ``addcdiv``), so that a rule
+# rounds as torch.optim's for-loop does and float32 results match it bit for bit; for NumPy arrays (and
+# hyperparameters given as arrays or tensors) they are the same formula written out. A tensor handed over with
+# :func:`donating` is overwritten with the result instead of a new tensor being made.
+def _is_number(value) -> bool:
+    kind = type(value)  # the usual Python float or int first: this runs several times per tensor and step
+    return kind is float or kind is int or (kind is not bool and isinstance(value, (int, float)))
+
+
+_DONATED: set = set()  # ids of the tensors handed over by ``donating``
+
+
+class donating:
+    """``with donating(tensors):`` lets the rules overwrite these tensors with their new values (in place).
+
+    A rule is pure: it returns new parameters and a new state and changes nothing. A caller that will replace
+    θ and the state by what the rule returns anyway (:class:`course_lib.optim.RuleOptimizer`'s per-tensor path)
+    can hand them over, as ``jax.jit(donate_argnums=...)`` does: the operations of a rule that produce the new
+    value of a handed-over tensor then write into it (``mul_``, ``add_``, ``lerp_``, ``addcmul_``, ``addcdiv_``),
+    the same kernels as torch.optim's for-loop, with the same numbers as without donation. The contract for a
+    rule: the first argument of ``_scale``, ``_add``, ``_addcmul``, ``_addcdiv`` and ``_ema`` is either not a
+    state tensor or θ, or the call computes that tensor's new value, after its last read of the old value (a
+    derived quantity such as v − ḡ² says so: ``_addcmul(v, ḡ, ḡ, -1, new_value_of_x=False)``). The tensors
+    must stay alive (referenced by the caller) inside the block.
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self, tensors):
+        self.ids = {id(tensor) for tensor in tensors}
+
+    def __enter__(self):
+        _DONATED.update(self.ids)
+        return self
+
+    def __exit__(self, *exc):
+        _DONATED.difference_update(self.ids)
+        return False
+
+
+def _scale(x, c):
+    """c·x (torch's ``x.mul(c)``)."""
+    if id(x) in _DONATED and _is_number(c):
+        return x.mul_(c)
+    return x * c
+
+
+def _add(x, y, alpha):
+    """x + α·y (torch's ``x.add(y, alpha=α)``)."""
+    if hasattr(x, "addcmul") and _is_number(alpha):
+        return x.add_(y, alpha=alpha) if id(x) in _DONATED else x.add(y, alpha=alpha)
+    return x + alpha * y
+
+
+def _addcmul(x, a, b, value, *, new_value_of_x=True):
+    """x + value·a·b (torch's ``x.addcmul(a, b, value=value)``); ``new_value_of_x=False``: a derived quantity,
+    never written into a handed-over ``x``."""
+    if hasattr(x, "addcmul") and _is_number(value):
+        if new_value_of_x and id(x) in _DONATED:
+            return x.addcmul_(a, b, value=value)
+        return x.addcmul(a, b, value=value)
+    return x + value * a * b
+
+
+def _addcdiv(x, a, b, value):
+    """x + value·a/b (torch's ``x.addcdiv(a, b, value=value)``)."""
+    if hasattr(x, "addcdiv") and _is_number(value):
+        return x.addcdiv_(a, b, value=value) if id(x) in _DONATED else x.addcdiv(a, b, value=value)
+    return x + value * a / b  # (value·a)/b, as torch's kernel computes it
+
+
+def _ema(average, value, beta):
+    """β·average + (1 − β)·value, the exponential moving average (torch: ``average.lerp(value, 1 − β)``)."""
+    if hasattr(average, "addcmul") and _is_number(beta):
+        return average.lerp_(value, 1 - beta) if id(average) in _DONATED else average.lerp(value, 1 - beta)
+    return beta * average + (1 - beta) * value
+
+
 # --------------------------------------------------------------------------------------
 # The update rules
 # --------------------------------------------------------------------------------------
@@ -126,19 +206,19 @@ def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_d
     if maximize:
         grad = -grad
     if _nonzero(weight_decay):
-        grad = grad + weight_decay * params
+        grad = _add(grad, params, weight_decay)  # g + λθ
     new_state = dict(state)
     if _nonzero(momentum):
         buffer = state.get("momentum_buffer")
         if buffer is None:
             buffer = grad * 1.0  # a copy: the first step stores g_1 itself
         else:
-            buffer = momentum * buffer + (1 - dampening) * grad
+            buffer = _add(_scale(buffer, momentum), grad, 1 - dampening)  # βb + (1 − dampening)g
         new_state["momentum_buffer"] = buffer
-        direction = grad + momentum * buffer if nesterov else buffer
+        direction = _add(grad, buffer, momentum) if nesterov else buffer  # g + βb
     else:
         direction = grad
-    return params - lr * direction, new_state
+    return _add(params, direction, -lr), new_state  # θ − η d
 
 
 def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
@@ -159,10 +239,10 @@ def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0
     if maximize:
         grad = -grad
     if _nonzero(weight_decay):
-        grad = grad + weight_decay * params
+        grad = _add(grad, params, weight_decay)  # g + λθ
     step_lr = lr / (1 + (step - 1) * lr_decay)
-    grad_sq_sum = state["sum"] + grad * grad
-    params = params - step_lr * grad / (sqrt(grad_sq_sum) + eps)
+    grad_sq_sum = _addcmul(state["sum"], grad, grad, 1)  # s_t
+    params = _addcdiv(params, grad, sqrt(grad_sq_sum) + eps, -step_lr)  # θ − η_t g / (√s_t + ε)
     return params, {**state, "step": step, "sum": grad_sq_sum}
 
 
@@ -190,20 +270,20 @@ def rmsprop_update(params, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight
     if maximize:
         grad = -grad
     if _nonzero(weight_decay):
-        grad = grad + weight_decay * params
-    square_avg = alpha * state["square_avg"] + (1 - alpha) * grad * grad
+        grad = _add(grad, params, weight_decay)  # g + λθ
+    square_avg = _addcmul(_scale(state["square_avg"], alpha), grad, grad, 1 - alpha)  # v_t
     new_state = {**state, "step": step, "square_avg": square_avg}
     if centered:
-        grad_avg = alpha * state["grad_avg"] + (1 - alpha) * grad
+        grad_avg = _ema(state["grad_avg"], grad, alpha)  # ḡ_t
         new_state["grad_avg"] = grad_avg
-        denom = sqrt(square_avg - grad_avg * grad_avg) + eps
+        denom = sqrt(_addcmul(square_avg, grad_avg, grad_avg, -1, new_value_of_x=False)) + eps  # √(v_t − ḡ_t²) + ε
     else:
         denom = sqrt(square_avg) + eps
     if _nonzero(momentum):
-        buffer = momentum * state["momentum_buffer"] + grad / denom
+        buffer = _addcdiv(_scale(state["momentum_buffer"], momentum), grad, denom, 1)  # βb + g/r
         new_state["momentum_buffer"] = buffer
-        return params - lr * buffer, new_state
-    return params - lr * grad / denom, new_state
+        return _add(params, buffer, -lr), new_state
+    return _addcdiv(params, grad, denom, -lr), new_state
 
 
 def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -239,18 +319,19 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
         grad = -grad
     if _nonzero(weight_decay):
         if decoupled_weight_decay:
-            params = params * (1 - lr * weight_decay)
+            params = _scale(params, 1 - lr * weight_decay)
         else:
-            grad = grad + weight_decay * params
-    exp_avg = beta1 * state["exp_avg"] + (1 - beta1) * grad
-    exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+            grad = _add(grad, params, weight_decay)
+    exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
+    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     if amsgrad:
         exp_avg_sq = _maximum(state["max_exp_avg_sq"], exp_avg_sq)
         new_state["max_exp_avg_sq"] = exp_avg_sq
-    m_hat = exp_avg / (1 - beta1**step)
-    v_hat = exp_avg_sq / (1 - beta2**step)
-    return params - lr * m_hat / (sqrt(v_hat) + eps), new_state
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
+    return _addcdiv(params, exp_avg, denom, -lr / bias_correction1), new_state  # θ − η m̂_t / (√v̂_t + ε)
 
 
 # --------------------------------------------------------------------------------------
@@ -583,9 +664,9 @@ def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, 
     bias_correction2 = 1 - beta2**step
     if _nonzero(weight_decay):
         if decoupled_weight_decay:
-            params = params * (1 - lr * weight_decay)
+            params = _scale(params, 1 - lr * weight_decay)
         else:
-            grad = grad + weight_decay * params
+            grad = _add(grad, params, weight_decay)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
     previous = state["mu_product"]
@@ -594,14 +675,14 @@ def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, 
     else:
         mu_product = previous * mu
     exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-    exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)
     denom = sqrt(exp_avg_sq / bias_correction2) + eps
     product = as_number(mu_product)
     if isinstance(product, np.ndarray):  # an array of runs: the products as float64 numbers, like .item()
         product = product.astype(np.float64)
     product_next = product * mu_next
-    params = params + (-lr * (1.0 - mu) / (1.0 - product)) * grad / denom
-    params = params + (-lr * mu_next / (1.0 - product_next)) * exp_avg / denom
+    params = _addcdiv(params, grad, denom, -lr * (1.0 - mu) / (1.0 - product))
+    params = _addcdiv(params, exp_avg, denom, -lr * mu_next / (1.0 - product_next))
     return params, {**state, "step": step, "mu_product": mu_product, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 
@@ -637,11 +718,11 @@ def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, 
         grad = -grad
     if _nonzero(weight_decay):
         if decoupled_weight_decay:
-            params = params * (1 - lr * weight_decay)
+            params = _scale(params, 1 - lr * weight_decay)
         else:
-            grad = grad + weight_decay * params
+            grad = _add(grad, params, weight_decay)
     exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-    exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step

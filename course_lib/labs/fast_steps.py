@@ -289,7 +289,7 @@ def floor_ms(parameters: int, device="cpu", bytes_per_param: int = 28, repeats: 
 
 
 def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch_us: float = 5.0,
-                         operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168,
+                         operations: int = 7, bytes_per_param: int = 28, unfused_bytes: int = 160,
                          parameters: float = 2e6):
     """Predicted ms per step against the number of parameters for the four paths (log-log), with a marker.
 
@@ -313,7 +313,7 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
     return fig
 
 
-def step_time_playground(operations: int = 14, bytes_per_param: int = 28, unfused_bytes: int = 168):
+def step_time_playground(operations: int = 7, bytes_per_param: int = 28, unfused_bytes: int = 160):
     """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
 
     The view is :func:`show_step_time_model`.

@@ -29,7 +29,8 @@ def test_bytes_per_parameter_counts_each_array_once(rule, expected):
 def test_unfused_adam_moves_six_times_the_bytes():
     compiled = optim.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
     unfused = speed.unfused_bytes_per_parameter(compiled.graph)
-    assert unfused == 168 and unfused == 6 * speed.bytes_per_parameter(rules.adam())
+    # 13 element-wise operations on the parameter-sized arrays, each reading its inputs and writing its result
+    assert unfused == 160 and 5 * speed.bytes_per_parameter(rules.adam()) < unfused < 6 * 28
 
 
 def test_the_compiled_kernel_serves_optimizer_steps_without_compiling_again(fresh_compile_caches):
@@ -47,7 +48,8 @@ def test_the_compiled_kernel_serves_optimizer_steps_without_compiling_again(fres
 
 
 def _arithmetic(counts):
-    names = {"mul", "add", "div", "sqrt", "sub"}
+    # Adam's operations, in place or not; an in-place add_ is the step counter's, bookkeeping rather than the rule
+    names = {"mul", "add", "div", "sqrt", "sub", "lerp", "addcmul", "addcdiv", "mul_", "lerp_", "addcmul_", "addcdiv_"}
     return sum(n for op, n in counts.items() if op.removeprefix("_foreach_") in names)
 
 
@@ -60,11 +62,12 @@ def test_operation_counts_match_the_launch_model():
             opt.step()
             counts[name] = speed.count_operations(opt.step)
     assert opt.paths[0].startswith("group 0: flat, eager")
-    assert _arithmetic(counts["flat, eager"]) == _arithmetic(counts["multi-tensor"]) == 14  # Adam: 14 operations
-    assert _arithmetic(counts["per-tensor"]) == speed.launches_per_step("per-tensor", 30, 14) == 30 * 14
-    assert speed.launches_per_step("flat, compiled", 30, 14) == 1
+    # Adam in torch.optim's forms: lerp, mul, addcmul, sqrt, div, add, addcdiv (the step counter's add_ aside)
+    assert _arithmetic(counts["flat, eager"]) == _arithmetic(counts["multi-tensor"]) == 7
+    assert _arithmetic(counts["per-tensor"]) == speed.launches_per_step("per-tensor", 30, 7) == 30 * 7
+    assert speed.launches_per_step("flat, compiled", 30, 7) == 1
     with pytest.raises(ValueError, match="path"):
-        speed.launches_per_step("fast", 30, 14)
+        speed.launches_per_step("fast", 30, 7)
 
 
 def test_the_eager_flat_path_launches_its_operations_once_per_slice_on_a_cpu():
@@ -75,7 +78,7 @@ def test_the_eager_flat_path_launches_its_operations_once_per_slice_on_a_cpu():
         counts = speed.count_operations(opt.step)
     assert speed.eager_slices(parameters) == 3 and speed.eager_slices(parameters, "cuda") == 1
     assert list(speed.eager_slices(np.array([1, 2**17, 2**17 + 1]))) == [1, 1, 2]
-    assert _arithmetic(counts) == speed.launches_per_step("flat, eager", 4, 14, slices=3) == 42
+    assert _arithmetic(counts) == speed.launches_per_step("flat, eager", 4, 7, slices=3) == 21
 
 
 def test_step_time_model_has_a_launch_floor_and_a_bandwidth_slope():
@@ -232,8 +235,10 @@ def test_switched_off_compilation_gives_the_eager_rule_and_warns_once(monkeypatc
         fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
     assert fallback.fallback_reason.startswith("COURSE_NO_COMPILE is set")
     assert fallback.kernel_count() == 0 and fallback.source == ""
-    assert fallback.operation_count() == 25 and "aten.sqrt" in fallback.graph.code  # the same traced rule
-    assert torch.equal(_two_steps_through(fallback), _two_steps_of_the_rule())  # eager: bit for bit
+    assert fallback.operation_count() == 27 and "aten.sqrt" in fallback.graph.code  # the same traced rule
+    # eager: the rule's numbers, to float64 rounding (the trace takes η, β₁, β₂, ε as tensors, so it writes out the
+    # lerp/addcmul/addcdiv that the rule uses with numbers)
+    torch.testing.assert_close(_two_steps_through(fallback), _two_steps_of_the_rule(), rtol=1e-14, atol=1e-15)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once is enough
         assert optim.compile_rule(rules.adam(lr=0.5), torch.float64, "cpu") is fallback
@@ -263,7 +268,7 @@ def test_without_a_cpp_compiler_compile_rule_falls_back(monkeypatch, fresh_compi
     with pytest.warns(optim.CompileFallbackWarning, match="no working C.. compiler"):
         fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
     assert fallback.fallback_reason == reason and fallback.kernel_count() == 0
-    assert torch.equal(_two_steps_through(fallback), _two_steps_of_the_rule())
+    torch.testing.assert_close(_two_steps_through(fallback), _two_steps_of_the_rule(), rtol=1e-14, atol=1e-15)
 
 
 def test_a_failing_compilation_is_remembered_and_falls_back(monkeypatch, fresh_compile_caches):
