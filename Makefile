@@ -44,7 +44,7 @@ help:
 	@echo "make html     the course site (Sphinx book, works offline) from the executed notebooks in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 150 s target"
-	@echo "make experiments  rerun notebook 12's sweeps into experiments/results/ (about 7 minutes on 2 idle cores)"
+	@echo "make experiments  rerun notebook 12's sweeps into course_lib/results/ (about 7 minutes on 2 idle cores)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

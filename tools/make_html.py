@@ -41,6 +41,9 @@ from tools.course import ROOT, NotebookInfo, course_notebooks, notebook_info, re
 COURSE_TITLE = "Choosing an optimizer"
 CONF_DIR = Path(__file__).resolve().parent / "site"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: How a playground's saved output starts: ipywidgets' ``interactive`` (notebooks executed before course_lib's
+#: ``widgets.Playground`` subclass) or ``Playground`` itself.
+PLAYGROUND_REPRS = ("interactive(", "Playground(")
 WIDGET_NOTE = ('<p class="widget-note">An interactive playground runs here when you open the notebook in Jupyter; '
                "the next cell draws its static twin.</p>")
 _ROW = re.compile(r"^\|\s*\[(?P<label>[^\]]+)\]\((?P<link>[^)]+\.ipynb)\)\s*\|(?P<learn>[^|]*)\|(?P<minutes>[^|]*)\|")
@@ -86,7 +89,7 @@ def static_notebook(nb):
             data = output.get("data", {})
             if WIDGET_VIEW not in data:
                 outputs.append(output)
-            elif str(data.get("text/plain", "")).startswith("interactive("):
+            elif str(data.get("text/plain", "")).startswith(PLAYGROUND_REPRS):
                 outputs.append(nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE}))
         cell.outputs = outputs
     return nb
