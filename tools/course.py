@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +62,29 @@ def notebook_info(path: Path | str, nb=None) -> NotebookInfo:
     number = re.match(r"\d+", path.stem)
     return NotebookInfo(path=path, number=number.group(0) if number else "", title=title, promise=promise,
                         minutes=minutes)
+
+
+def write_or_check(argv: list[str] | None, description: str, problems: Callable[[Path, nbformat.NotebookNode], list],
+                   fixed: Callable[[Path, nbformat.NotebookNode], nbformat.NotebookNode], done: str) -> int:
+    """The command line of a tool that keeps some metadata of the course notebooks current.
+
+    ``NOTEBOOK ...`` (default: every course notebook); without ``--check`` each notebook with problems is
+    rewritten as ``fixed`` returns it (and ``done`` printed after its path); with ``--check`` each problem is
+    printed and the exit status is 1 when there is any.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every course notebook)")
+    parser.add_argument("--check", action="store_true", help="report what is stale instead of writing it")
+    args = parser.parse_args(argv)
+    stale = 0
+    for path in args.notebooks or course_notebooks():
+        nb = read_notebook(path)
+        found = problems(path, nb)
+        if args.check:
+            stale += bool(found)
+            for line in found:
+                print(f"{path}: {line}")
+        elif found:
+            nbformat.write(fixed(path, nb), str(path))
+            print(f"{path}: {done}")
+    return 1 if stale else 0

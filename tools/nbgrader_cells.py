@@ -19,7 +19,6 @@ Usage: ``python tools/nbgrader_cells.py [--check] [notebook ...]`` (default: eve
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import sys
@@ -30,7 +29,7 @@ import nbformat
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.course import cell_source, course_notebooks, read_notebook  # noqa: E402
+from tools.course import cell_source, write_or_check  # noqa: E402
 
 SCHEMA_VERSION = 3
 POINTS_PER_EXERCISE = 1
@@ -104,22 +103,9 @@ def problems(nb: nbformat.NotebookNode, number: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every course notebook)")
-    parser.add_argument("--check", action="store_true", help="report stale metadata instead of writing it")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path in args.notebooks or course_notebooks():
-        nb, number = read_notebook(path), notebook_number(path)
-        found = problems(nb, number)
-        if args.check:
-            stale += bool(found)
-            for line in found:
-                print(f"{path}: {line}")
-        elif found:
-            nbformat.write(tagged(nb, number), str(path))
-            print(f"{path}: {len(exercise_cells(nb))} exercise(s) tagged")
-    return 1 if stale else 0
+    return write_or_check(argv, __doc__.split("\n\n")[0],
+                          problems=lambda path, nb: problems(nb, notebook_number(path)),
+                          fixed=lambda path, nb: tagged(nb, notebook_number(path)), done="exercises tagged")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ it writes the metadata in place; with it, it reports each solution cell that is 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from nbgrader.utils import is_solution
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.course import course_notebooks, read_notebook  # noqa: E402
+from tools.course import write_or_check  # noqa: E402
 
 HIDDEN = {"source_hidden": True, "outputs_hidden": True}
 
@@ -41,12 +40,12 @@ def is_collapsed(cell) -> bool:
     return all(shown.get(key) is True for key in HIDDEN)
 
 
-def collapse_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` whose solution cells are collapsed; every other cell is shown (no stale flag is kept)."""
+def _displayed(nb: nbformat.NotebookNode, collapse: bool) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose solution cells are collapsed (``collapse``) or shown, and every other cell shown."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         shown = {k: v for k, v in cell.metadata.get("jupyter", {}).items() if k not in HIDDEN}
-        if is_solution(cell):
+        if collapse and is_solution(cell):
             shown.update(HIDDEN)
         if shown:
             cell.metadata["jupyter"] = shown
@@ -55,16 +54,14 @@ def collapse_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def collapse_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose solution cells are collapsed; every other cell is shown (no stale flag is kept)."""
+    return _displayed(nb, collapse=True)
+
+
 def expand_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of ``nb`` with no cell collapsed (for versions whose solution cells hold a stub to fill in)."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        shown = {k: v for k, v in cell.metadata.get("jupyter", {}).items() if k not in HIDDEN}
-        if shown:
-            cell.metadata["jupyter"] = shown
-        else:
-            cell.metadata.pop("jupyter", None)
-    return nb
+    return _displayed(nb, collapse=False)
 
 
 def problems(nb: nbformat.NotebookNode) -> list[str]:
@@ -79,21 +76,8 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every course notebook)")
-    parser.add_argument("--check", action="store_true", help="report what is not collapsed instead of writing it")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path in args.notebooks or course_notebooks():
-        nb = read_notebook(path)
-        if args.check:
-            for line in problems(nb):
-                print(f"{path}: {line}")
-                stale += 1
-        elif problems(nb):
-            nbformat.write(collapse_solutions(nb), str(path))
-            print(f"{path}: solution cells collapsed")
-    return 1 if stale else 0
+    return write_or_check(argv, __doc__.split("\n\n")[0], problems=lambda path, nb: problems(nb),
+                          fixed=lambda path, nb: collapse_solutions(nb), done="solution cells collapsed")
 
 
 if __name__ == "__main__":
