@@ -264,10 +264,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device).type
     sizes = args.sizes.split(",") if args.sizes else (["seed", "2M"] if device == "cpu" else ["seed", "50M", "200M"])
-    names = [name.strip() for name in args.optimizers.split(",")]
-    for name in names:
-        if name not in OPTIMIZERS:
+    by_lower = {name.lower(): name for name in OPTIMIZERS}  # "adam" and "Adam" alike, as the docstring's example
+    names = []
+    for name in (name.strip() for name in args.optimizers.split(",")):
+        if name.lower() not in by_lower:
             parser.error(f"unknown optimizer {name!r} (expected some of: {', '.join(OPTIMIZERS)})")
+        names.append(by_lower[name.lower()])
     if device == "cpu":
         torch.set_num_threads(args.threads)
     where = (torch.cuda.get_device_name() if device == "cuda"
