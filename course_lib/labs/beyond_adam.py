@@ -742,22 +742,29 @@ def plot_comparison(results: Mapping[str, Mapping[str, Tuned]], landscapes: Mapp
     return fig
 
 
-def beyond_adam_playground():
-    """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
+def beyond_adam_playground(methods: tuple[str, ...] = NEW_METHODS, method: str = "lion", lr: float = 0.02):
+    """Notebooks 09 and 10: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
 
-    The view is :func:`show_method_on_landscape`.
+    ``methods`` are the dropdown's choices (notebook 09 offers its four, notebook 10 all six), ``method`` and ``lr``
+    its starting values. The view is :func:`show_method_on_landscape`.
     """
     import ipywidgets as ipw
 
     from ..plotting import METHOD_LABELS
     from ..widgets import playground
 
+    methods = tuple(methods)
+    unknown = [name for name in methods if name not in NEW_METHODS]
+    if not methods or unknown:
+        raise ValueError(f"methods must be a non-empty selection of {', '.join(NEW_METHODS)}; got {methods!r}")
+    if method not in methods:
+        raise ValueError(f"method must be one of methods ({', '.join(methods)}); got {method!r}")
     return playground(
         lambda landscape, method, lr, steps: show_method_on_landscape(landscape, method, lr=lr, steps=steps),
         landscape=ipw.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
-        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in NEW_METHODS], value="lion",
+        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in methods], value=method,
                             description="optimizer"),
-        lr=ipw.FloatLogSlider(value=0.02, base=10, min=-4, max=1, step=0.1, description="η",
+        lr=ipw.FloatLogSlider(value=lr, base=10, min=-4, max=1, step=0.1, description="η",
                               continuous_update=False, readout_format=".2g"),
         steps=ipw.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False),
     )
