@@ -1,11 +1,11 @@
-"""Notebook 11 · beyond Adam: the experiments and figures behind NAdam, RAdam, Adafactor, Lion, Muon and
+"""Notebooks 09 and 10 · beyond Adam: the experiments and figures behind NAdam, RAdam, Adafactor, Lion, Muon and
 Schedule-Free AdamW.
 
 Each optimizer changes one part of Adam. The functions here compute what that change does, in closed form where
 there is one (NAdam's momentum schedule, RAdam's rectification, Adafactor's factored second moment, the
 Newton–Schulz polynomial of Muon, Schedule-Free's averaged point) and by running the course's own rules and
 optimizers otherwise (landscapes, a matrix least-squares problem, a convex problem with minibatch noise, the bytes of
-optimizer state). The notebook picks every optimizer through :data:`RULE_FACTORIES` (the pure rules of
+optimizer state). The notebooks pick every optimizer through :data:`RULE_FACTORIES` (the pure rules of
 :mod:`course_lib.rules`, run by :func:`course_lib.descent.descend`) and :data:`OPTIMIZERS` (the
 ``torch.optim`` classes of :mod:`course_lib.optim`): nothing else names an implementation.
 """
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 NEW_METHODS = methods.names("beyond adam")
-"""The six optimizers of notebook 11 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
+"""The six optimizers of notebooks 09 and 10 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
 Adafactor, Lion, Muon, Schedule-Free AdamW."""
 
 # --------------------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def per_run(rule: rules.Rule) -> rules.Rule:
     gives each run its own 1 × d row matrix, its own state and its own hyperparameters (row i of any array-valued
     hyperparameter of shape (runs, 1)), and stacks the results, so that :func:`course_lib.descent.descend` can
     treat it like any other rule. For a 1 × d matrix Adafactor's factored estimate is exact (one row), and Muon's
-    update is the normalized momentum direction times the Newton–Schulz factor (notebook 11, section 6).
+    update is the normalized momentum direction times the Newton–Schulz factor (notebook 10, section 2).
     """
 
     def split(hyper, runs):
@@ -293,7 +293,7 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
                              steps: int = 200, compare_with_adam: bool = True):
     """One method's path on a landscape (left) and f − f* against t (right), next to Adam at the same η.
 
-    The view of notebook 11's playground; returns the figure. Schedule-Free's path is its averaged point x. The
+    The view of the playgrounds of notebooks 09 and 10; returns the figure. Schedule-Free's path is its averaged point x. The
     loss axis is logarithmic, without minor ticks.
     """
     import matplotlib.pyplot as plt
