@@ -293,8 +293,8 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
                              steps: int = 200, compare_with_adam: bool = True):
     """One method's path on a landscape (left) and f − f* against t (right), next to Adam at the same η.
 
-    The view of the playgrounds of notebooks 09 and 10; returns the figure. Schedule-Free's path is its averaged point x. The
-    loss axis is logarithmic, without minor ticks.
+    The view of the playgrounds of notebooks 09 and 10; returns the figure. Schedule-Free's path is its averaged
+    point x. The loss axis is logarithmic, without minor ticks.
     """
     import matplotlib.pyplot as plt
 

@@ -1,5 +1,5 @@
-"""course_lib.labs.beyond_adam (notebooks 09 and 10): closed forms against the reference optimizers (torch.optim, schedulefree),
-SciPy's polar decomposition, finite differences and hand computations."""
+"""course_lib.labs.beyond_adam (notebooks 09 and 10): closed forms against the reference optimizers (torch.optim,
+schedulefree), SciPy's polar decomposition, finite differences and hand computations."""
 
 import math
 
