@@ -25,7 +25,7 @@ models      the seed classifier, the MNIST-1D CNN, a small causal transformer la
 The fast paths
 --------------
 fast_paths  the multi-tensor (torch._foreach_*) and flat, compiled paths; optim imports it only for foreach=True
-            or fused=True (notebook 10)
+            or fused=True (notebook 14)
 
 Drawing and playgrounds
 -----------------------
@@ -42,10 +42,10 @@ labs.momentum          heavy ball and Nesterov: tunings, predicted and measured 
 labs.adaptive          per-coordinate effective step sizes of AdaGrad and RMSProp (05)
 labs.adam              bias correction, step sizes, learning-rate sweeps, AMSGrad and Wilson et al. (06-07)
 labs.seed_classifier   one training run of the seed classifier as a figure, and its playground (08)
-labs.guide             the decision guide's experiments: sparse features, races at tuned learning rates (09)
-labs.fast_steps        the cost model and memory of an optimizer step (10)
-labs.beyond_adam       NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: memory, tuned races, Muon's matrices (11)
+labs.beyond_adam       NAdam, RAdam, Adafactor, Lion, Muon, Schedule-Free: memory, tuned races, Muon's matrices (09-10)
 labs.where_it_matters  the comparison protocol on a CNN and a transformer LM: sweeps, results file, figures (12)
+labs.guide             the decision guide's experiments: sparse features, races at tuned learning rates (13)
+labs.fast_steps        the cost model and memory of an optimizer step (14)
 """
 
 import atexit

@@ -6,7 +6,7 @@ other two paths, as functions that :class:`course_lib.optim.RuleOptimizer` calls
 for ``foreach=True`` and ``fused=True`` (:func:`step_multi_tensor`,
 :func:`step_flat`; ``optim`` imports this module only then). They use the
 optimizer's public ``state``, ``check_param`` and ``store_state`` and never
-import :mod:`course_lib.optim`. Notebook 10 explains and measures them.
+import :mod:`course_lib.optim`. Notebook 14 explains and measures them.
 
 * :class:`TensorList`: a list of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, so a rule written for one tensor

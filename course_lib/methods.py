@@ -28,7 +28,7 @@ from typing import Any
 
 __all__ = ["Method", "METHODS", "ALIASES", "FAMILIES", "get", "label", "color", "names", "load"]
 
-#: The families, in course order: notebooks 01-04, 05, 06-07 and 11.
+#: The families, in course order: notebooks 01-04, 05, 06-07 and 09-10.
 FAMILIES = ("gradient descent", "adaptive", "adam", "beyond adam")
 
 
@@ -115,7 +115,7 @@ _METHODS = (
            toy={"weight_decay": 0.0}, state_arrays=2),
     Method("amsgrad", "AMSGrad", "#999933", "adam", "adam", "Adam", "torch.optim.Adam",  # olive
            options={"amsgrad": True}, state_arrays=3),
-    # Notebook 11, from Paul Tol's colour-blind-safe palettes (distinct from the eight above):
+    # Notebooks 09-10, from Paul Tol's colour-blind-safe palettes (distinct from the eight above):
     Method("nadam", "NAdam", "#332288", "beyond adam", "nadam", "NAdam", "torch.optim.NAdam",  # indigo
            state_arrays=2, counters=2),
     Method("radam", "RAdam", "#44AA99", "beyond adam", "radam", "RAdam", "torch.optim.RAdam",  # teal

@@ -16,7 +16,7 @@ Three ways to run one rule
 --------------------------
 The same rule function runs in one of three ways, chosen per param group with
 torch's keywords ``foreach=`` and ``fused=``, which mean what they mean in
-torch.optim (notebook 10 measures the three):
+torch.optim (notebook 14 measures the three):
 
 * **per tensor** (``foreach=False``; also ``fused=False``): the rule once per
   parameter tensor, the reference path. The rules use torch.optim's own

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # One colour and one label per method, from the method table (Okabe–Ito colours for notebooks 01-07, Paul Tol's for
-# notebook 11: readable with every common form of colour blindness).
+# notebooks 09-10: readable with every common form of colour blindness).
 METHOD_COLORS = {name: method.color for name, method in METHODS.items()}
 METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 
@@ -55,7 +55,7 @@ COURSE_STYLE = {
     "image.cmap": "viridis",
     # Titles at their fixed place above the axes. matplotlib's automatic placement (``None``) moves a title up only
     # past top-side ticks or an offset text; no course figure has either, and the search measured every axis's
-    # tick labels again at each drawing (about a sixth of a figure's drawing time in a profile of notebook 11).
+    # tick labels again at each drawing (about a sixth of a figure's drawing time in a profile of notebook 10).
     # Every deterministic course figure is pixel-identical either way (all twelve notebooks compared).
     "axes.titley": 1.0,
 }

@@ -30,7 +30,7 @@ import torch
 from course_lib.labs import where_it_matters as lab
 from course_lib.training import pick_device
 
-# The repository's copy of the package data that notebooks 09 and 12 read (course_lib ships it in its wheel)
+# The repository's copy of the package data that notebooks 12 and 13 read (course_lib ships it in its wheel)
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "where_it_matters.json"
 SEEDS = (0, 1, 2)
 

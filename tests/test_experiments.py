@@ -10,7 +10,7 @@ import pytest
 from course_lib.labs import where_it_matters as lab
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "course_lib" / "results" / "where_it_matters.json"  # package data: what notebooks 09 and 12 read
+RESULTS = ROOT / "course_lib" / "results" / "where_it_matters.json"  # package data: what notebooks 12 and 13 read
 GPU_RESULTS = ROOT / "experiments" / "results" / "where_it_matters_cuda.json"  # the same sweep on an H200
 
 

@@ -698,7 +698,7 @@ def test_lr_range_test_given_a_dataloader_says_what_it_takes_instead(small):
 
 
 # ------------------------------------------------------------------------------------------
-# the six optimizers of notebooks 08-09 (the figure and playground: tests/labs/test_seed_classifier.py)
+# the six optimizers of notebooks 08 and 13 (the figure and playground: tests/labs/test_seed_classifier.py)
 # ------------------------------------------------------------------------------------------
 def test_make_optimizer_methods():
     model = _model()

@@ -1,11 +1,11 @@
-"""Notebook 11 · beyond Adam: the experiments and figures behind NAdam, RAdam, Adafactor, Lion, Muon and
+"""Notebooks 09 and 10 · beyond Adam: the experiments and figures behind NAdam, RAdam, Adafactor, Lion, Muon and
 Schedule-Free AdamW.
 
 Each optimizer changes one part of Adam. The functions here compute what that change does, in closed form where
 there is one (NAdam's momentum schedule, RAdam's rectification, Adafactor's factored second moment, the
 Newton–Schulz polynomial of Muon, Schedule-Free's averaged point) and by running the course's own rules and
 optimizers otherwise (landscapes, a matrix least-squares problem, a convex problem with minibatch noise, the bytes of
-optimizer state). The notebook picks every optimizer through :data:`RULE_FACTORIES` (the pure rules of
+optimizer state). The notebooks pick every optimizer through :data:`RULE_FACTORIES` (the pure rules of
 :mod:`course_lib.rules`, run by :func:`course_lib.descent.descend`) and :data:`OPTIMIZERS` (the
 ``torch.optim`` classes of :mod:`course_lib.optim`): nothing else names an implementation.
 """
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 NEW_METHODS = methods.names("beyond adam")
-"""The six optimizers of notebook 11 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
+"""The six optimizers of notebooks 09 and 10 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
 Adafactor, Lion, Muon, Schedule-Free AdamW."""
 
 # --------------------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def per_run(rule: rules.Rule) -> rules.Rule:
     gives each run its own 1 × d row matrix, its own state and its own hyperparameters (row i of any array-valued
     hyperparameter of shape (runs, 1)), and stacks the results, so that :func:`course_lib.descent.descend` can
     treat it like any other rule. For a 1 × d matrix Adafactor's factored estimate is exact (one row), and Muon's
-    update is the normalized momentum direction times the Newton–Schulz factor (notebook 11, section 6).
+    update is the normalized momentum direction times the Newton–Schulz factor (notebook 10, section 2).
     """
 
     def split(hyper, runs):
@@ -293,8 +293,8 @@ def show_method_on_landscape(landscape: str = "Rosenbrock", method: str = "lion"
                              steps: int = 200, compare_with_adam: bool = True):
     """One method's path on a landscape (left) and f − f* against t (right), next to Adam at the same η.
 
-    The view of notebook 11's playground; returns the figure. Schedule-Free's path is its averaged point x. The
-    loss axis is logarithmic, without minor ticks.
+    The view of the playgrounds of notebooks 09 and 10; returns the figure. Schedule-Free's path is its averaged
+    point x. The loss axis is logarithmic, without minor ticks.
     """
     import matplotlib.pyplot as plt
 
@@ -742,22 +742,29 @@ def plot_comparison(results: Mapping[str, Mapping[str, Tuned]], landscapes: Mapp
     return fig
 
 
-def beyond_adam_playground():
-    """Notebook 11: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
+def beyond_adam_playground(methods: tuple[str, ...] = NEW_METHODS, method: str = "lion", lr: float = 0.02):
+    """Notebooks 09 and 10: a landscape, a method and a learning rate; the path and f − f* next to Adam at the same η.
 
-    The view is :func:`show_method_on_landscape`.
+    ``methods`` are the dropdown's choices (notebook 09 offers its four, notebook 10 all six), ``method`` and ``lr``
+    its starting values. The view is :func:`show_method_on_landscape`.
     """
     import ipywidgets as ipw
 
     from ..plotting import METHOD_LABELS
     from ..widgets import playground
 
+    methods = tuple(methods)
+    unknown = [name for name in methods if name not in NEW_METHODS]
+    if not methods or unknown:
+        raise ValueError(f"methods must be a non-empty selection of {', '.join(NEW_METHODS)}; got {methods!r}")
+    if method not in methods:
+        raise ValueError(f"method must be one of methods ({', '.join(methods)}); got {method!r}")
     return playground(
         lambda landscape, method, lr, steps: show_method_on_landscape(landscape, method, lr=lr, steps=steps),
         landscape=ipw.Dropdown(options=list(LANDSCAPES), value="Rosenbrock", description="f"),
-        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in NEW_METHODS], value="lion",
+        method=ipw.Dropdown(options=[(METHOD_LABELS[name], name) for name in methods], value=method,
                             description="optimizer"),
-        lr=ipw.FloatLogSlider(value=0.02, base=10, min=-4, max=1, step=0.1, description="η",
+        lr=ipw.FloatLogSlider(value=lr, base=10, min=-4, max=1, step=0.1, description="η",
                               continuous_update=False, readout_format=".2g"),
         steps=ipw.IntSlider(value=200, min=10, max=1000, step=10, description="steps", continuous_update=False),
     )

@@ -1,5 +1,5 @@
 """What an optimizer step costs: bytes moved, operations launched, memory kept, and a two-term time model
-(notebook 10).
+(notebook 14).
 
 An element-wise update such as Adam does a handful of arithmetic operations per parameter, far too few to keep a
 processor busy, so its time is set by two things only:
@@ -294,7 +294,7 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
     """Predicted ms per step against the number of parameters for the four paths (log-log), with a marker.
 
     The eager paths move ``unfused_bytes`` per parameter (each operation is its own pass over memory); the
-    compiled one moves ``bytes_per_param``. The playground of notebook 10 redraws this figure.
+    compiled one moves ``bytes_per_param``. The playground of notebook 14 redraws this figure.
     """
     sizes = np.logspace(2, 9, 200)
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
@@ -314,7 +314,7 @@ def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch
 
 
 def step_time_playground(operations: int = 7, bytes_per_param: int = 28, unfused_bytes: int = 160):
-    """Notebook 10: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
+    """Notebook 14: sliders for tensors, bandwidth, launch overhead and model size over the step-time model.
 
     The view is :func:`show_step_time_model`.
     """

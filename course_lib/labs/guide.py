@@ -1,4 +1,4 @@
-"""Notebook 09, choosing an optimizer: small problems that back the decision guide, and its playground.
+"""Notebook 13, choosing an optimizer: small problems that back the decision guide, and its playground.
 
 * :class:`LeastSquares` and :func:`least_squares_problem` — linear regression
   f(θ) = (1/2n)‖Xθ − y‖² whose feature j is non-zero in a chosen fraction of the
@@ -24,7 +24,7 @@
   playground: an optimizer and an η on the sparse-feature problem, seen on its
   range test and its run.
 
-NumPy only: nothing here imports torch (notebook 09 runs in a few seconds).
+NumPy only: nothing here imports torch (notebook 13 runs in a few seconds).
 
 >>> from course_lib import rules
 >>> from course_lib.labs import guide
@@ -591,7 +591,7 @@ def _playground_name(method: str) -> str:
 def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: LeastSquares | None = None,
                           epochs: int = 4, batch_size: int = 32, seed: int = 0,
                           range_result: LRRangeTest | None = None):
-    """Notebook 09's playground view: ``method`` at ``lr`` on a least-squares problem; returns the figure.
+    """Notebook 13's playground view: ``method`` at ``lr`` on a least-squares problem; returns the figure.
 
     Left: the method's :func:`range_test` (same minibatches) with the chosen η
     (dashed) and the suggestion (dot). Right: f(θ_t) − f* over ``epochs``
@@ -643,7 +643,7 @@ def show_optimizer_choice(method: str = "adam", lr: float = 1e-2, *, problem: Le
 
 
 def choice_playground(problem: LeastSquares | None = None, *, range_results: dict | None = None):
-    """Notebook 09: pick an optimizer and η; see its range test and its run (:func:`show_optimizer_choice`).
+    """Notebook 13: pick an optimizer and η; see its range test and its run (:func:`show_optimizer_choice`).
 
     A method's range test does not depend on η, so it is computed once per
     method and kept; ``range_results`` (method → :class:`~course_lib.range_test.LRRangeTest`) hands in

@@ -19,7 +19,7 @@ The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
   the spread over seeds there.
 
 The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``);
-``course_lib.optim``'s classes equal them (notebooks 06–11). Muon updates the hidden weight matrices and AdamW
+``course_lib.optim``'s classes equal them (notebooks 06–10). Muon updates the hidden weight matrices and AdamW
 the rest (embeddings, head, norms, biases), at one shared η through Muon's ``adjust_lr_fn="match_rms_adamw"``.
 
 Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_matters/1``)

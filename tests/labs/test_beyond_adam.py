@@ -1,5 +1,5 @@
-"""course_lib.labs.beyond_adam (notebook 11): closed forms against the reference optimizers (torch.optim, schedulefree),
-SciPy's polar decomposition, finite differences and hand computations."""
+"""course_lib.labs.beyond_adam (notebooks 09 and 10): closed forms against the reference optimizers (torch.optim,
+schedulefree), SciPy's polar decomposition, finite differences and hand computations."""
 
 import math
 
@@ -382,3 +382,15 @@ def test_beyond_adam_playground_builds_and_redraws():
     steps.value = 20
     assert controls.kwargs == {"landscape": "Rosenbrock", "method": "schedule_free", "lr": lr.value, "steps": 20}
     plt.close("all")
+
+
+def test_beyond_adam_playground_offers_only_the_methods_asked_for():
+    controls = ba.beyond_adam_playground(methods=("nadam", "radam", "adafactor", "lion"), method="radam", lr=0.01)
+    landscape, method, lr, steps = controls.children[:4]
+    assert [value for _, value in method.options] == ["nadam", "radam", "adafactor", "lion"]
+    assert method.value == "radam" and abs(lr.value - 0.01) < 1e-12
+    plt.close("all")
+    with pytest.raises(ValueError, match="methods must be"):
+        ba.beyond_adam_playground(methods=("adam",))
+    with pytest.raises(ValueError, match="method must be one of methods"):
+        ba.beyond_adam_playground(methods=("nadam",), method="lion")

@@ -1,5 +1,5 @@
 """course_lib.labs.fast_steps: byte counts from the rules, operation counts from the dispatcher, the time model, the
-memory an optimizer keeps; and what notebook 10 gets where torch.compile cannot build a kernel."""
+memory an optimizer keeps; and what notebook 14 gets where torch.compile cannot build a kernel."""
 
 import warnings
 
@@ -35,7 +35,7 @@ def test_unfused_adam_moves_six_times_the_bytes():
 
 def test_the_compiled_kernel_serves_optimizer_steps_without_compiling_again(fresh_compile_caches):
     """compile_rule compiles under no_grad, as optimizer steps run: torch.compile guards on grad mode, so a kernel
-    compiled with autograd on would be compiled a second time at the first step (notebook 10 pays it once)."""
+    compiled with autograd on would be compiled a second time at the first step (notebook 14 pays it once)."""
     import torch._dynamo
 
     compiled = optim.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
