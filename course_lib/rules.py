@@ -1228,7 +1228,7 @@ def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999),
     (:func:`ademamix_alpha`) and β₃(t) (:func:`ademamix_beta3`); without it α_t = α and β₃(t) = β₃.
 
     Paper and reference: the paper's Algorithm 1 decays the weights AdamW-style, θ ← θ − η(… + λθ), which is
-    ``weight_decouple=True`` (the decay multiplies θ before the step; the same to first order); the reference,
+    ``weight_decouple=True`` (the same update: (1 − ηλ)θ − ηu = θ − η(u + λθ)); the reference,
     ``pytorch_optimizer.AdEMAMix`` (4.1), defaults to ``weight_decouple=False``, Adam's L2 penalty added to
     the gradient (then the decay also enters m, v and m^slow). The reference changes ``param.grad`` in place
     (maximize, L2 penalty); this rule changes nothing. State: ``step`` t (the reference keeps it per param
@@ -1459,7 +1459,7 @@ def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_bet
         direction = direction / (sqrt((direction * direction).mean()) + eps)
     step_size = lr
     if correct_bias:
-        step_size = lr * (1 - beta2 ** (step - 1)) ** 0.5 / (1 - beta1 ** (step - 1))
+        step_size = lr * (math.sqrt(1 - beta2 ** (step - 1)) / (1 - beta1 ** (step - 1)))
     params = _add(params, direction, -step_size)
     if weight_decay != 0:
         params = _scale(params, 1.0 - weight_decay * lr)
