@@ -164,12 +164,17 @@ def _state_difference(ours_opt, theirs_opt, ours, theirs):
     return worst
 
 
-def _run_both(name, kwargs, steps=STEPS):
+def _run_both(name, kwargs, steps=STEPS, check_after=2):
+    """Both optimizers for ``steps`` steps; their states are compared after ``check_after`` steps too (SOAP: before
+    the first refresh of its bases, which sorts them)."""
     ours, theirs = _Network(), _Network()
     ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs)
     theirs_opt = REFERENCES[name](_groups(theirs, kwargs), **kwargs)
-    _train(ours, ours_opt, _scheduler(ours_opt), steps)
-    _train(theirs, theirs_opt, _scheduler(theirs_opt), steps)
+    ours_scheduler, theirs_scheduler = _scheduler(ours_opt), _scheduler(theirs_opt)
+    for start, count in ((0, check_after), (check_after, steps - check_after)):
+        _train(ours, ours_opt, ours_scheduler, count, start=start)
+        _train(theirs, theirs_opt, theirs_scheduler, count, start=start)
+        assert _state_difference(ours_opt, theirs_opt, ours, theirs) < TOLERANCE, f"after {start + count} steps"
     return ours, ours_opt, theirs, theirs_opt
 
 
