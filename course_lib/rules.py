@@ -1338,10 +1338,10 @@ def _argsort_descending(x):
 
 
 def soap_project(x, Q, *, backward=False):
-    r"""Rotate x into the eigenbases: Q_1ᵀ … along each axis (``backward=True``: back, with Q_i).
+    r"""Rotate x into the eigenbases: Q^{(i)ᵀ} along each axis i (``backward=True``: back, with Q^{(i)}).
 
-    For a matrix, forward is Q_Lᵀ X Q_R and backward Q_L X Q_Rᵀ. An axis whose entry in ``Q`` is ``[]`` (not
-    preconditioned) is left as it is.
+    For a matrix, forward is Q^{(1)ᵀ} X Q^{(2)} and backward Q^{(1)} X Q^{(2)ᵀ}. An axis whose entry in ``Q`` is
+    ``[]`` (not preconditioned) is left as it is.
     """
     for basis in Q:
         if isinstance(basis, list):  # [] : the identity on this axis
@@ -1352,7 +1352,8 @@ def soap_project(x, Q, *, backward=False):
 
 
 def _soap_statistics(GG, grad, shampoo_beta):
-    """GG_i ← β_s GG_i + (1 − β_s) G_(i) G_(i)ᵀ for each preconditioned axis i (``[]`` entries stay)."""
+    """F^{(i)} ← β_s F^{(i)} + (1 − β_s) g_(i) g_(i)ᵀ for each preconditioned axis i, with g_(i) the gradient's axis i
+    against all others (``[]`` entries stay)."""
     updated = []
     for axis, factor in enumerate(GG):
         if isinstance(factor, list):
@@ -1368,8 +1369,8 @@ def _soap_statistics(GG, grad, shampoo_beta):
 
 
 def _soap_power_iteration_qr(GG, Q, exp_avg_sq):
-    """The reference's refresh: one power iteration GG_i Q_i, columns sorted by the estimated eigenvalue
-    diag(Q_iᵀ GG_i Q_i), QR; v's entries are reordered with the columns."""
+    """The reference's refresh: one power iteration F Q per axis, its columns sorted by the estimated eigenvalues
+    diag(Qᵀ F Q), then QR; v's entries are reordered with the columns."""
     bases = []
     for axis, (factor, basis) in enumerate(zip(GG, Q)):
         if isinstance(factor, list):
@@ -1389,21 +1390,22 @@ def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_bet
     r"""SOAP (Vyas et al., 2024): Adam run in the eigenbasis of Shampoo's preconditioner, as
     ``pytorch_optimizer.SOAP`` (4.1) computes it.
 
-    For a matrix parameter (m × n; every axis of a tensor has its own factor), with Q_L, Q_R the eigenvectors
-    of the Kronecker factors L, R (sorted by decreasing eigenvalue) and G'_t = Q_Lᵀ G_t Q_R the gradient in
-    that basis:
+    Every axis i of the parameter (of length d_i) has a Kronecker factor F^{(i)}, a d_i × d_i moving average of
+    the gradient's products along that axis (the paper's and Shampoo's L and R for a matrix: F^{(1)} averages
+    g gᵀ, F^{(2)} averages gᵀ g), and its eigenbasis Q^{(i)}, the eigenvectors by decreasing eigenvalue. For a
+    matrix (m × n), with Q^{(1)}, Q^{(2)} the bases of step t − 1:
 
     .. math::
 
         m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t
               \quad\text{(in the original basis)}                                                     \\
-        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, (Q_L^\top g_t Q_R)^{2}
-              \quad\text{(in the eigenbasis)}                                                         \\
-        N_t &= Q_L \Bigl( \frac{Q_L^\top m_t Q_R}{\sqrt{v_t} + \varepsilon} \Bigr) Q_R^\top, \qquad
-        \theta_t = (1-\eta\lambda)\Bigl(\theta_{t-1} - \eta\,
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, \bigl(Q^{(1)\top} g_t\, Q^{(2)}\bigr)^{2}
+              \quad\text{(in the eigenbasis, element-wise square)}                                    \\
+        N_t &= Q^{(1)} \Bigl( \frac{Q^{(1)\top} m_t\, Q^{(2)}}{\sqrt{v_t} + \varepsilon} \Bigr) Q^{(2)\top},
+              \qquad \theta_t = (1-\eta\lambda)\Bigl(\theta_{t-1} - \eta\,
               \frac{\sqrt{1-\beta_2^{\,t-1}}}{1-\beta_1^{\,t-1}}\, N_t\Bigr)                        \\
-        L_t &= \beta_s L_{t-1} + (1-\beta_s)\, g_t g_t^\top, \qquad
-        R_t = \beta_s R_{t-1} + (1-\beta_s)\, g_t^\top g_t
+        F^{(1)}_t &= \beta_s F^{(1)}_{t-1} + (1-\beta_s)\, g_t g_t^\top, \qquad
+        F^{(2)}_t = \beta_s F^{(2)}_{t-1} + (1-\beta_s)\, g_t^\top g_t
 
     with β_s = ``shampoo_beta`` (β₂ when None). Every ``precondition_frequency`` = k steps (after step t
     with (t − 1) mod k = 0, t > 1) the bases are refreshed. Axes longer than ``max_precondition_dim``, and
@@ -1412,22 +1414,26 @@ def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_bet
     RMS(N_t) + ε; ``correct_bias=False`` drops the factor √(1−β₂^{t−1})/(1−β₁^{t−1}). Weight decay is
     decoupled (AdamW's) and applied after the step, as in the reference.
 
-    What the reference (like the authors' code) does, and the paper's Algorithm 3 does not say:
+    What the reference does (as the authors' code), beyond the paper's Algorithm 3:
 
-    * step 1 only initialises: L_1, R_1 from g_1 and Q from their ``eigh``; θ does not move, and every later
+    * step 1 only initialises: F_1 from g_1 and Q from its ``eigh``; θ does not move, and every later
       step counts Adam's steps from there (t − 1 in the bias correction);
     * the refresh (``eigenbasis_refresh="qr"``, the default) is one power iteration and a QR factorisation,
-      Q ← QR(L Q), its columns sorted by the estimated eigenvalues diag(Qᵀ L Q) with v's entries reordered
+      Q ← QR(F Q), its columns sorted by the estimated eigenvalues diag(Qᵀ F Q) with v's entries reordered
       alike, computed in float32 even for float64 parameters (as the reference does);
-      ``eigenbasis_refresh="eigh"`` recomputes the eigenvectors instead, Q ← eigh(L) sorted by decreasing
-      eigenvalue (what the paper's Algorithm 3 writes as Eigenvectors(L)), with v left as it is;
-    * the statistics L, R are updated *after* the step, with the gradient of this step.
+      ``eigenbasis_refresh="eigh"`` recomputes the eigenvectors instead, Q ← eigh(F) sorted by decreasing
+      eigenvalue (the exact Eigenvectors(L), Eigenvectors(R) that Algorithm 3 calls for; the power iteration
+      and QR is a cheap way to track them), with v left as it is;
+    * the factors F are updated *after* the step, with the gradient of this step.
 
-    ``shampoo_beta`` and ``precondition_frequency`` are read from the state (set at the first step), as the
-    reference keeps them there. A leading axis is a tensor axis with its own factor, never a batch of runs:
-    the hyperparameters are numbers. State: ``step`` (the reference keeps it per param group), ``exp_avg``
-    m_t, ``exp_avg_sq`` v_t (in the eigenbasis), ``GG`` (the factors L, R, …), ``Q`` (their eigenbases;
-    None before the first step), ``precondition_frequency``, ``shampoo_beta``.
+    On a factor with a repeated eigenvalue (F_1 = (1 − β_s) g gᵀ of an m × n matrix with m > n + 1 has a
+    repeated 0) the eigenvectors are any basis of that eigenspace, the one the LAPACK in use picks: NumPy's and
+    torch's pick differently, and the steps until the next refresh depend on the pick. ``shampoo_beta`` and
+    ``precondition_frequency`` are read from the state (set at the first step), as the reference keeps them
+    there. A leading axis is a tensor axis with its own factor, never a batch of runs: the hyperparameters are
+    numbers. State: ``step`` (the reference keeps it per param group), ``exp_avg`` m_t, ``exp_avg_sq`` v_t (in
+    the eigenbasis), ``GG`` (the factors F^{(i)}), ``Q`` (their eigenbases; None before the first step),
+    ``precondition_frequency``, ``shampoo_beta``.
     """
     beta1, beta2 = betas
     step = state["step"] + 1
@@ -1452,7 +1458,7 @@ def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_bet
         if step == 1:
             return params, {**state, "step": step, "GG": GG, "Q": Q, "exp_avg_sq": exp_avg_sq}
     exp_avg = _ema(exp_avg, grad, beta1)  # m_t, in the original basis
-    projected = soap_project(grad, Q)  # G' = Q_Lᵀ G Q_R
+    projected = soap_project(grad, Q)  # Q^{(1)ᵀ} g Q^{(2)}
     exp_avg_sq = _ema(exp_avg_sq, projected * projected, beta2)  # v_t, in the eigenbasis
     direction = soap_project(soap_project(exp_avg, Q) / (sqrt(exp_avg_sq) + eps), Q, backward=True)  # N_t
     if normalize_gradient:

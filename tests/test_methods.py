@@ -1,7 +1,8 @@
 """course_lib.methods: the one table of the course's optimizers, checked row by row against what it names.
 
 Every row is run: its rule factory must build a rule of its name, its course_lib.optim class must give its reference's
-numbers (torch.optim, lion-pytorch, schedulefree) in float64, and its state size must be what the reference keeps.
+numbers (torch.optim, lion-pytorch, schedulefree, pytorch_optimizer) in float64, and its state size must be what the
+reference keeps.
 A row added to the table is tested here without a line added to this file.
 """
 
