@@ -436,3 +436,23 @@ def test_soap_on_numpy_with_the_qr_refresh_follows_the_reference_to_float32():
             xs[i], states[i] = rule.update(xs[i], grads[i], states[i])
     worst = max(np.abs(p.detach().numpy() - x).max() for p, x in zip(params, xs))
     assert worst < 1e-5
+
+
+def test_ademamix_rule_runs_a_batch_of_runs_with_arrays_of_hyperparameters():
+    """AdEMAMix is element-wise: a leading axis of runs with their own η, λ and α equals the runs one by one."""
+    rng = np.random.default_rng(2)
+    x0, target = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    lrs, decays = np.array([[0.01], [0.05], [0.1]]), np.array([[0.0], [0.1], [0.2]])
+    alphas = np.array([[0.0], [2.0], [5.0]])
+    for decouple in (False, True):
+        batch = rules.ademamix(lr=lrs, weight_decay=decays, alpha=alphas, t_alpha_beta3=15, weight_decouple=decouple)
+        x, state = x0.copy(), batch.init(x0)
+        for _ in range(30):
+            x, state = batch.update(x, np.sin(x) - target, state)
+        for run in range(3):
+            single = rules.ademamix(lr=float(lrs[run, 0]), weight_decay=float(decays[run, 0]),
+                                    alpha=float(alphas[run, 0]), t_alpha_beta3=15, weight_decouple=decouple)
+            y, state = x0[run].copy(), single.init(x0[run])
+            for _ in range(30):
+                y, state = single.update(y, np.sin(y) - target[run], state)
+            np.testing.assert_allclose(x[run], y, rtol=0, atol=1e-14)
