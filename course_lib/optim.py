@@ -809,6 +809,8 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
     _torch_execution_keys = ()
     #: Extra keywords the reference takes (``**kwargs``) that may be passed with the value that changes nothing.
     _ignored_kwargs: dict = {}
+    #: True where the rule is element-wise and may run on :class:`TensorList` s (``foreach``, as torch decides).
+    _multi_tensor = False
 
     def __init__(self, params, defaults, *, foreach=None, kwargs=None):
         for name, value in (kwargs or {}).items():
@@ -830,32 +832,61 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
             rule, _ = self._rule(index, group)
             count = group.get("step", 0)
             group["step"] = count + 1
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
+            active = [param for param in group["params"] if param.grad is not None]
+            for param in active:
                 self.check_param(param)
                 state = self.state[param]
                 if not state:
                     self.store_state(state, {k: v for k, v in rule.init(param).items() if k != "step"})
+            if self.path_for(group) == "multi-tensor":
+                self._step_multi_tensor(rule, count, active)
+                continue
+            for param in active:
+                state = self.state[param]
                 new_param, new_state = rule.update(param, param.grad, {**state, "step": count})
                 param.copy_(new_param)
                 self.store_state(state, {k: v for k, v in new_state.items() if k != "step"})
         return loss
+
+    def path_for(self, group) -> str:
+        """``"multi-tensor"`` where the rule is element-wise and ``foreach`` asks for it (or, unset, torch would
+        choose it: on CUDA), else ``"per-tensor"``."""
+        return RuleOptimizer.path_for(self, group) if self._multi_tensor else "per-tensor"
+
+    def _step_multi_tensor(self, rule, count, params):
+        """The rule once per (device, dtype) on :class:`TensorList` s of the parameters, their gradients and states."""
+        from .fast_paths import TensorList
+
+        batches: dict = {}
+        for param in params:
+            batches.setdefault((param.device, param.dtype), []).append(param)
+        for batch in batches.values():
+            names = list(self.state[batch[0]])
+            state = {name: TensorList([self.state[param][name] for param in batch]) for name in names}
+            new_params, new_state = rule.update(TensorList(batch), TensorList([param.grad for param in batch]),
+                                                {**state, "step": count})
+            torch._foreach_copy_(batch, new_params.tensors)
+            for name in names:
+                for param, tensor in zip(batch, new_state[name]):
+                    self.state[param][name] = tensor
 
 
 class AdEMAMix(_GroupStepRuleOptimizer):
     """AdEMAMix: Adam plus a slow moving average of gradients (:func:`course_lib.rules.ademamix_update`).
 
     ``pytorch_optimizer.AdEMAMix``'s twin (version 4.1): its signature, defaults, state (``exp_avg``,
-    ``exp_avg_sq``, ``exp_avg_slow`` per parameter, ``step`` per param group) and numbers. Runs per tensor
-    (``foreach`` is accepted and changes nothing: the reference's multi-tensor code gives the same numbers to
-    rounding). Of the reference's extra options (``**kwargs``), ``cautious`` and ``stable_adamw`` are refused
-    unless False.
+    ``exp_avg_sq``, ``exp_avg_slow`` per parameter, ``step`` per param group) and numbers. ``foreach=True`` runs
+    the rule once per param group on :class:`TensorList` s (the multi-tensor path), ``foreach=False`` per
+    tensor; unset, torch's choice (multi-tensor on CUDA, per tensor on the CPU; the reference's unset
+    ``foreach`` takes its multi-tensor code on the CPU too: the same numbers to rounding). The flat path
+    (``fused=True``) is not offered: the step count lives in the param group. Of the reference's extra options
+    (``**kwargs``), ``cautious`` and ``stable_adamw`` are refused unless False.
     """
 
     rule_factory = staticmethod(rules.ademamix)
     _torch_execution_keys = ("foreach",)
-    _per_tensor_reason = "it runs per tensor here"
+    _per_tensor_reason = "its step count lives in the param group (the flat path keeps one per tensor)"
+    _multi_tensor = True
     _ignored_kwargs = {"cautious": False, "stable_adamw": False}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0, weight_decouple=False,

@@ -48,7 +48,13 @@ GRIDS = {
         dict(lr=0.01, precondition_1d=True, max_precondition_dim=4, precondition_frequency=5, betas=(0.0, 0.5)),
     ],
 }
-CASES = [(name, kwargs) for name, grid in GRIDS.items() for kwargs in grid]
+# The paths each class offers, as constructor keywords (what ``paths`` then says); the reference gets them too.
+PATHS = {
+    "AdEMAMix": [dict(foreach=False), dict(foreach=True)],
+    "SOAP": [dict()],
+}
+PATH_WORDS = {"foreach=True": "multi-tensor"}
+CASES = [(name, kwargs, path) for name, grid in GRIDS.items() for kwargs in grid for path in PATHS[name]]
 #: Constructor arguments each class refuses (or the reference refuses too), with words of the error.
 BAD_INPUTS = {
     "AdEMAMix": [
@@ -65,6 +71,7 @@ BAD_INPUTS = {
         (dict(cautious=True), "cautious"),  # a reference option through **kwargs, not implemented here
         (dict(stable_adamw=True), "stable_adamw"),
         (dict(fused=True), "fused"),
+        (dict(foreach="yes"), "foreach"),
     ],
     "SOAP": [
         (dict(lr=-1.0), "learning rate"),
@@ -164,12 +171,12 @@ def _state_difference(ours_opt, theirs_opt, ours, theirs):
     return worst
 
 
-def _run_both(name, kwargs, steps=STEPS, check_after=2):
+def _run_both(name, kwargs, path=None, steps=STEPS, check_after=2):
     """Both optimizers for ``steps`` steps; their states are compared after ``check_after`` steps too (SOAP: before
     the first refresh of its bases, which sorts them)."""
     ours, theirs = _Network(), _Network()
-    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs)
-    theirs_opt = REFERENCES[name](_groups(theirs, kwargs), **kwargs)
+    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **(path or {}))
+    theirs_opt = REFERENCES[name](_groups(theirs, kwargs), **kwargs, **(path or {}))
     ours_scheduler, theirs_scheduler = _scheduler(ours_opt), _scheduler(theirs_opt)
     for start, count in ((0, check_after), (check_after, steps - check_after)):
         _train(ours, ours_opt, ours_scheduler, count, start=start)
@@ -178,14 +185,20 @@ def _run_both(name, kwargs, steps=STEPS, check_after=2):
     return ours, ours_opt, theirs, theirs_opt
 
 
-@pytest.mark.parametrize("name, kwargs", CASES, ids=[f"{n}-{GRIDS[n].index(k)}" for n, k in CASES])
-def test_equals_its_reference_in_float64(name, kwargs):
-    ours, ours_opt, theirs, theirs_opt = _run_both(name, kwargs)
+def _path_id(path):
+    return "-".join(f"{k}={v}" for k, v in path.items()) or "default"
+
+
+@pytest.mark.parametrize("name, kwargs, path", CASES,
+                         ids=[f"{n}-{GRIDS[n].index(k)}-{_path_id(p)}" for n, k, p in CASES])
+def test_equals_its_reference_in_float64(name, kwargs, path):
+    ours, ours_opt, theirs, theirs_opt = _run_both(name, kwargs, path)
     assert _max_difference(ours, theirs) < TOLERANCE
     assert _max_difference(ours, _Network()) > 1e-3  # the models really moved
     assert _state_difference(ours_opt, theirs_opt, ours, theirs) < TOLERANCE
     assert ours_opt.param_groups[2]["lr"] == pytest.approx(kwargs["lr"] * 2 / (1 + 0.05 * STEPS))  # scheduled
-    assert all("per-tensor" in line for line in ours_opt.paths), ours_opt.paths
+    word = PATH_WORDS.get(_path_id(path), "per-tensor")
+    assert all(word in line for line in ours_opt.paths), ours_opt.paths
 
 
 def test_soap_refreshes_its_bases_and_leaves_long_axes_and_vectors_alone():
@@ -212,7 +225,7 @@ def test_state_dicts_move_between_the_reference_and_ours(name, kwargs):
         model = _Network(seed)
         if saved is not None:
             model.load_state_dict(saved[0])
-        optimizer = cls(_groups(model, kwargs), **kwargs)
+        optimizer = cls(_groups(model, kwargs), **kwargs, **PATHS[name][-1])  # AdEMAMix: the multi-tensor path
         scheduler = _scheduler(optimizer)
         if saved is not None:
             optimizer.load_state_dict(saved[1])
