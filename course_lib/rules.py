@@ -1410,7 +1410,7 @@ def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_bet
     with β_s = ``shampoo_beta`` (β₂ when None). Every ``precondition_frequency`` = k steps (after step t
     with (t − 1) mod k = 0, t > 1) the bases are refreshed. Axes longer than ``max_precondition_dim``, and
     vectors unless ``precondition_1d``, keep the identity (their ``GG`` and ``Q`` entries are ``[]``); a vector
-    with no factor is Adam with m̂ and v̂ lagging one step. ``normalize_gradient`` divides N_t by
+    with no factor runs Adam (with decoupled decay) from step 2 on. ``normalize_gradient`` divides N_t by
     RMS(N_t) + ε; ``correct_bias=False`` drops the factor √(1−β₂^{t−1})/(1−β₁^{t−1}). Weight decay is
     decoupled (AdamW's) and applied after the step, as in the reference.
 
