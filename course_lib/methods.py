@@ -48,8 +48,10 @@ class Method:
     * ``toy``: options added on the course's toy problems (no weight decay where the default has some);
     * ``aliases``: other names for the same method, each with its own label or ``None`` for the method's
       ("sgd" is gradient descent named as torch names it, labelled "SGD");
-    * ``state_arrays``: arrays the size of a parameter in the optimizer's state (``None``: Adafactor's factored
-      second moment, rows + columns of a matrix); ``counters``: 0-d tensors per parameter (``step``, ...).
+    * ``state_arrays``: arrays the size of a parameter in the optimizer's state (``None``: a state whose size
+      depends on the parameter's shape: Adafactor's factored second moment, rows + columns of a matrix; SOAP's
+      two moments plus a factor and an eigenbasis, each d × d, per axis of length d); ``counters``: 0-d tensors
+      per parameter (``step``, ...).
     """
 
     name: str
@@ -128,6 +130,10 @@ _METHODS = (
            toy={"weight_decay": 0.0}, title="Muon + AdamW", state_arrays=1, counters=0),
     Method("schedule_free", "Schedule-Free AdamW", "#CC6677", "beyond adam", "schedule_free_adamw",  # rose
            "AdamWScheduleFree", "schedulefree.AdamWScheduleFree", state_arrays=2, counters=0),
+    Method("ademamix", "AdEMAMix", "#AA4499", "beyond adam", "ademamix", "AdEMAMix",  # purple
+           "pytorch_optimizer.AdEMAMix", state_arrays=3, counters=0),
+    Method("soap", "SOAP", "#88CCEE", "beyond adam", "soap", "SOAP", "pytorch_optimizer.SOAP",  # cyan
+           toy={"weight_decay": 0.0}, state_arrays=None, counters=0),
 )
 
 #: Every method by its name, in course order (the order of the colour cycle).

@@ -99,6 +99,8 @@ __all__ = [
     "Muon",
     "Lion",
     "AdamWScheduleFree",
+    "AdEMAMix",
+    "SOAP",
     "RuleOptimizer",
     "OPTIMIZERS",
 ]
@@ -788,6 +790,155 @@ class AdamWScheduleFree(RuleOptimizer):
                                                    unpack(new_state["exp_avg_sq"])):
                 param.copy_(value)
                 self.state[param]["z"], self.state[param]["exp_avg_sq"] = z, exp_avg_sq
+
+
+# ======================================================================================================================
+# AdEMAMix and SOAP (pytorch_optimizer's twins): per tensor, with the step count kept per param group
+# ======================================================================================================================
+class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
+    """Per tensor, with the step count kept in each param group (``group["step"]``), as pytorch_optimizer keeps it.
+
+    The rule gets the group's count as its ``step`` and every other state entry per parameter; the count goes
+    up once per :meth:`step` for the whole group (whether or not a parameter has a gradient), so that state
+    dicts move between these classes and pytorch_optimizer's. ``param.grad`` is left as it was (the reference
+    negates it for ``maximize`` and adds the L2 penalty to it in place). Extra keyword arguments, which
+    pytorch_optimizer accepts and mostly ignores, are refused unless listed in ``_ignored_kwargs`` with a value
+    that changes nothing.
+    """
+
+    _torch_execution_keys = ()
+    #: Extra keywords the reference takes (``**kwargs``) that may be passed with the value that changes nothing.
+    _ignored_kwargs: dict = {}
+    #: True where the rule is element-wise and may run on :class:`TensorList` s (``foreach``, as torch decides).
+    _multi_tensor = False
+
+    def __init__(self, params, defaults, *, foreach=None, kwargs=None):
+        for name, value in (kwargs or {}).items():
+            if name not in self._ignored_kwargs or value != self._ignored_kwargs[name]:
+                known = ", ".join(f"{key}={value!r}" for key, value in self._ignored_kwargs.items()) or "none"
+                raise ValueError(f"{type(self).__name__} does not implement {name}={value!r} (an option the reference "
+                                 f"takes through **kwargs); the extra options accepted here, with the value that "
+                                 f"changes nothing: {known}")
+        super().__init__(params, defaults, foreach=foreach)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of every param group; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            rule, _ = self._rule(index, group)
+            count = group.get("step", 0)
+            group["step"] = count + 1
+            active = [param for param in group["params"] if param.grad is not None]
+            for param in active:
+                self.check_param(param)
+                state = self.state[param]
+                if not state:
+                    self.store_state(state, {k: v for k, v in rule.init(param).items() if k != "step"})
+            if self.path_for(group) == "multi-tensor":
+                self._step_multi_tensor(rule, count, active)
+                continue
+            for param in active:
+                state = self.state[param]
+                new_param, new_state = rule.update(param, param.grad, {**state, "step": count})
+                param.copy_(new_param)
+                self.store_state(state, {k: v for k, v in new_state.items() if k != "step"})
+        return loss
+
+    def path_for(self, group) -> str:
+        """``"multi-tensor"`` where the rule is element-wise and ``foreach`` asks for it (or, unset, torch would
+        choose it: on CUDA), else ``"per-tensor"``."""
+        return RuleOptimizer.path_for(self, group) if self._multi_tensor else "per-tensor"
+
+    def _step_multi_tensor(self, rule, count, params):
+        """The rule once per (device, dtype) on :class:`TensorList` s of the parameters, their gradients and states."""
+        from .fast_paths import TensorList
+
+        batches: dict = {}
+        for param in params:
+            batches.setdefault((param.device, param.dtype), []).append(param)
+        for batch in batches.values():
+            names = list(self.state[batch[0]])
+            state = {name: TensorList([self.state[param][name] for param in batch]) for name in names}
+            new_params, new_state = rule.update(TensorList(batch), TensorList([param.grad for param in batch]),
+                                                {**state, "step": count})
+            torch._foreach_copy_(batch, new_params.tensors)
+            for name in names:
+                for param, tensor in zip(batch, new_state[name]):
+                    self.state[param][name] = tensor
+
+
+class AdEMAMix(_GroupStepRuleOptimizer):
+    """AdEMAMix: Adam plus a slow moving average of gradients (:func:`course_lib.rules.ademamix_update`).
+
+    ``pytorch_optimizer.AdEMAMix``'s twin (version 4.1): its signature, defaults, state (``exp_avg``,
+    ``exp_avg_sq``, ``exp_avg_slow`` per parameter, ``step`` per param group) and numbers. ``foreach=True`` runs
+    the rule once per param group on :class:`TensorList` s (the multi-tensor path), ``foreach=False`` per
+    tensor; unset, torch's choice (multi-tensor on CUDA, per tensor on the CPU; the reference's unset
+    ``foreach`` takes its multi-tensor code on the CPU too: the same numbers to rounding). The flat path
+    (``fused=True``) is not offered: the step count lives in the param group. Of the reference's extra options
+    (``**kwargs``), ``cautious`` and ``stable_adamw`` are refused unless False.
+    """
+
+    rule_factory = staticmethod(rules.ademamix)
+    _torch_execution_keys = ("foreach",)
+    _per_tensor_reason = "its step count lives in the param group (the flat path keeps one per tensor)"
+    _multi_tensor = True
+    _ignored_kwargs = {"cautious": False, "stable_adamw": False}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0, weight_decouple=False,
+                 fixed_decay=False, alpha=5.0, t_alpha_beta3=None, eps=1e-8, maximize=False, foreach=None, **kwargs):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, weight_decouple=weight_decouple,
+                                      fixed_decay=fixed_decay, alpha=alpha, t_alpha_beta3=t_alpha_beta3, eps=eps,
+                                      maximize=maximize),
+                         foreach=foreach, kwargs=kwargs)
+
+
+class SOAP(_GroupStepRuleOptimizer):
+    """SOAP: Adam in the eigenbasis of Shampoo's Kronecker factors (:func:`course_lib.rules.soap_update`).
+
+    ``pytorch_optimizer.SOAP``'s twin (version 4.1): its signature, defaults, state (``exp_avg``, ``exp_avg_sq``,
+    ``GG``, ``Q``, ``precondition_frequency``, ``shampoo_beta`` per parameter, ``step`` per param group) and
+    numbers, with the reference's power-iteration-and-QR refresh (the rule's ``eigenbasis_refresh="qr"``).
+    Refused: ``merge_dims=True`` (the reference's merging of small axes; on a tensor whose axes all fit in
+    ``max_precondition_dim`` it reshapes to one entry and fails), and extra keyword arguments, which the
+    reference silently ignores. ``data_format`` only matters with ``merge_dims=True``; it is checked and kept.
+    Runs per tensor: the factors and eigenbases belong to each parameter's shape.
+    """
+
+    rule_factory = staticmethod(rules.soap)
+    _per_tensor_reason = "its factors and eigenbases belong to each parameter's shape, which a flat buffer loses"
+
+    @classmethod
+    def _hyper_names(cls) -> tuple[str, ...]:
+        return tuple(name for name in super()._hyper_names() if name != "eigenbasis_refresh")  # the rule's own
+
+    def __init__(self, params, lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2,
+                 precondition_frequency=10, max_precondition_dim=10000, merge_dims=False, precondition_1d=False,
+                 correct_bias=True, normalize_gradient=False, data_format="channels_first", eps=1e-8, maximize=False,
+                 **kwargs):
+        if merge_dims:
+            raise ValueError("SOAP: merge_dims=True is not supported (the reference's merging of small axes into "
+                             "larger ones before preconditioning); leave merge_dims=False: every axis up to "
+                             "max_precondition_dim gets its own factor")
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(f"Invalid data_format: {data_format!r} (expected 'channels_first' or 'channels_last'; "
+                             "it only matters with merge_dims=True)")
+        self.data_format = data_format
+        super().__init__(params, dict(lr=lr, betas=betas, shampoo_beta=shampoo_beta, weight_decay=weight_decay,
+                                      precondition_frequency=precondition_frequency,
+                                      max_precondition_dim=max_precondition_dim, merge_dims=merge_dims,
+                                      precondition_1d=precondition_1d, correct_bias=correct_bias,
+                                      normalize_gradient=normalize_gradient, eps=eps, maximize=maximize),
+                         kwargs=kwargs)
+
+    def check_group(self, group, where=""):
+        if group.get("merge_dims"):
+            raise ValueError(f"SOAP: merge_dims=True is not supported{where}")
+        super().check_group({key: value for key, value in group.items() if key != "merge_dims"}, where)
 
 
 def _refuse_unsupported(owner, **switches):

@@ -51,6 +51,8 @@ __all__ = [
     "lion",
     "muon",
     "schedule_free_adamw",
+    "ademamix",
+    "soap",
     "sgd_update",
     "adagrad_update",
     "rmsprop_update",
@@ -61,6 +63,8 @@ __all__ = [
     "lion_update",
     "muon_update",
     "schedule_free_adamw_update",
+    "ademamix_update",
+    "soap_update",
     # what some rules need besides their update
     "schedule_free_eval",
     "schedule_free_train",
@@ -68,6 +72,10 @@ __all__ = [
     "newton_schulz_orthogonalize",
     "muon_lr_ratio",
     "MUON_NS_COEFFICIENTS",
+    "ademamix_alpha",
+    "ademamix_beta3",
+    "soap_project",
+    "SOAP_EIGENBASIS_REFRESH",
     # helpers for rules written elsewhere (a lab's)
     "as_number",
     "check_hyperparams",
@@ -1169,6 +1177,363 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
                  weight_lr_power=weight_lr_power)
     return Rule("schedule_free", hyper, schedule_free_adamw_update, schedule_free_adamw_init,
                 factory=schedule_free_adamw)
+
+
+# ======================================================================================================================
+# AdEMAMix and SOAP (pytorch_optimizer's): an extra slow momentum; Adam in the eigenbasis of Shampoo's factors
+# ======================================================================================================================
+def ademamix_alpha(step, alpha=5.0, t_alpha_beta3=None):
+    r"""AdEMAMix's weight of the slow average at step t: α_t = min(tα/T, α) with T = ``t_alpha_beta3`` (α if None)."""
+    if t_alpha_beta3 is None:
+        return alpha
+    return _minimum(step * alpha / t_alpha_beta3, alpha)
+
+
+def ademamix_beta3(step, beta1=0.9, beta3=0.9999, t_alpha_beta3=None):
+    r"""AdEMAMix's slow decay rate at step t (β₃ if ``t_alpha_beta3`` T is None), the paper's scheduler
+
+    .. math:: \beta_3(t) = \min\Bigl(\exp\Bigl(\frac{\ln\beta_1\,\ln\beta_3}
+              {(1 - t/T)\ln\beta_3 + (t/T)\ln\beta_1}\Bigr),\ \beta_3\Bigr),
+
+    which moves the half-life of the slow average linearly in t from β₁'s (t = 0) to β₃'s (t = T).
+    """
+    if t_alpha_beta3 is None:
+        return beta3
+    log_beta1, log_beta3 = np.log(beta1), np.log(beta3)
+    fraction = step / t_alpha_beta3
+    scheduled = np.exp(log_beta1 * log_beta3 / ((1.0 - fraction) * log_beta3 + fraction * log_beta1))
+    return _minimum(as_number(scheduled) if np.ndim(scheduled) == 0 else scheduled, beta3)
+
+
+def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0,
+                    weight_decouple=False, fixed_decay=False, alpha=5.0, t_alpha_beta3=None, eps=1e-8,
+                    maximize=False):
+    r"""AdEMAMix (Pagliardini, Ablin & Grangier, 2024): Adam plus a second, slow moving average of gradients.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda\,\theta_{t-1}
+              \quad\text{(``weight_decouple=False``, the reference's default: an L2 penalty)}          \\
+        \theta_{t-1} &\leftarrow (1 - \eta\lambda)\,\theta_{t-1}
+              \quad\text{(``weight_decouple=True``, the paper's; } (1-\lambda)\theta
+              \text{ with ``fixed_decay=True``)}                                                       \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2   \\
+        m^{\text{slow}}_t &= \beta_3(t)\, m^{\text{slow}}_{t-1} + (1-\beta_3(t))\, g_t                   \\
+        \theta_t &= \theta_{t-1} - \eta\, \frac{\hat m_t + \alpha_t\, m^{\text{slow}}_t}
+                    {\sqrt{\hat v_t} + \varepsilon}
+
+    m̂_t = m_t/(1−β₁^t) and v̂_t = v_t/(1−β₂^t) as Adam's; the slow average m^slow_t (``exp_avg_slow``, β₃ =
+    0.9999: a memory of about 10 000 steps) is *not* bias-corrected and is added with weight α (5 by default).
+    With ``t_alpha_beta3`` = T the paper's warm-up schedulers apply: α_t = min(tα/T, α)
+    (:func:`ademamix_alpha`) and β₃(t) (:func:`ademamix_beta3`); without it α_t = α and β₃(t) = β₃.
+
+    Paper and reference: the paper's Algorithm 1 decays the weights AdamW-style, θ ← θ − η(… + λθ), which is
+    ``weight_decouple=True`` (the same update: (1 − ηλ)θ − ηu = θ − η(u + λθ)); the reference,
+    ``pytorch_optimizer.AdEMAMix`` (4.1), defaults to ``weight_decouple=False``, Adam's L2 penalty added to
+    the gradient (then the decay also enters m, v and m^slow). The reference changes ``param.grad`` in place
+    (maximize, L2 penalty); this rule changes nothing. State: ``step`` t (the reference keeps it per param
+    group), ``exp_avg`` m_t, ``exp_avg_sq`` v_t, ``exp_avg_slow`` m^slow_t.
+    """
+    beta1, beta2, beta3 = betas
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    if _nonzero(weight_decay):
+        if weight_decouple:
+            params = _scale(params, 1.0 - weight_decay * (1.0 if fixed_decay else lr))
+        else:
+            grad = _add(grad, params, weight_decay)  # g + λθ
+    alpha_t = ademamix_alpha(step, alpha, t_alpha_beta3)
+    beta3_t = ademamix_beta3(step, beta1, beta3, t_alpha_beta3)
+    exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
+    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
+    exp_avg_slow = _ema(state["exp_avg_slow"], grad, beta3_t)  # m^slow_t
+    denom = sqrt(exp_avg_sq) / (1 - beta2**step) ** 0.5 + eps  # √v̂_t + ε
+    direction = _add(exp_avg / (1 - beta1**step), exp_avg_slow, alpha_t)  # m̂_t + α_t m^slow_t
+    return _addcdiv(params, direction, denom, -lr), {**state, "step": step, "exp_avg": exp_avg,
+                                                     "exp_avg_sq": exp_avg_sq, "exp_avg_slow": exp_avg_slow}
+
+
+def ademamix_init(params, **_):
+    return {"step": 0, "exp_avg": zeros_like(params), "exp_avg_sq": zeros_like(params),
+            "exp_avg_slow": zeros_like(params)}
+
+
+def ademamix(lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0, weight_decouple=False, fixed_decay=False,
+             alpha=5.0, t_alpha_beta3=None, eps=1e-8, *, maximize=False) -> Rule:
+    """AdEMAMix: see :func:`ademamix_update`. Defaults of ``pytorch_optimizer.AdEMAMix``.
+
+    Its checks, as ``ValueError`` naming the argument (the reference raises its own ``NegativeLRError`` for a
+    negative lr): η, λ, ε, α ≥ 0; 0 ≤ β₁, β₂ < 1 and 0 ≤ β₃ ≤ 1; and, where the reference would fail at its
+    first step with a ZeroDivisionError or a math domain error, ``t_alpha_beta3`` must be None or > 0 and
+    then β₁ > 0.
+    """
+    _check_lr_tensor(lr)
+    lr = as_number(lr)
+    check_common_hyperparams(lr, weight_decay, eps)
+    if len(betas) != 3:
+        raise ValueError(f"Invalid betas: expected three decay rates (beta1, beta2, beta3), got {betas!r}")
+    beta1, beta2, beta3 = (as_number(b) for b in betas)
+    check_hyperparams(**{
+        "beta parameter at index 0": (beta1, (np.asarray(beta1) >= 0) & (np.asarray(beta1) < 1)),
+        "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
+        "beta parameter at index 2": (beta3, (np.asarray(beta3) >= 0) & (np.asarray(beta3) <= 1)),
+        "alpha value": (alpha, np.asarray(alpha) >= 0),
+    })
+    if t_alpha_beta3 is not None:
+        _require("Invalid t_alpha_beta3: {} (the number of warm-up steps T of alpha and beta3: None or > 0)",
+                 t_alpha_beta3, np.asarray(t_alpha_beta3) > 0)
+        _require("Invalid beta parameter at index 0: {} (the beta3 scheduler of t_alpha_beta3 takes log(beta1), "
+                 "so beta1 must be > 0)", beta1, np.asarray(beta1) > 0)
+    hyper = dict(lr=lr, betas=(beta1, beta2, beta3), weight_decay=weight_decay, weight_decouple=weight_decouple,
+                 fixed_decay=fixed_decay, alpha=alpha, t_alpha_beta3=t_alpha_beta3, eps=eps, maximize=maximize)
+    return Rule("ademamix", hyper, ademamix_update, ademamix_init, factory=ademamix)
+
+
+# ---- SOAP: NumPy and torch alike (tensordot, eigh, QR) ---------------------------------------------------------------
+def _tensordot(a, b, axes_a, axes_b):
+    """Contract ``axes_a`` of ``a`` with ``axes_b`` of ``b`` (torch's ``tensordot``, NumPy's)."""
+    if hasattr(a, "new_full"):
+        import torch
+
+        return torch.tensordot(a, b, dims=[list(axes_a), list(axes_b)])
+    return np.tensordot(a, b, axes=(list(axes_a), list(axes_b)))
+
+
+def _first_axis_last(x):
+    """x with its first axis moved to the end (the identity's turn in SOAP's projection)."""
+    order = [*range(1, np.ndim(x)), 0]
+    return x.permute(order) if hasattr(x, "permute") else np.transpose(x, order)
+
+
+def _take(x, index, axis):
+    """x with the entries along ``axis`` reordered by ``index``."""
+    return x.index_select(axis, index) if hasattr(x, "index_select") else np.take(x, index, axis=axis)
+
+
+def _eigenvectors_descending(matrix):
+    """The eigenvectors of a symmetric matrix, as columns, by decreasing eigenvalue (``eigh`` then flipped).
+
+    As the reference, ``eigh`` of matrix + 10⁻³⁰ I (which changes nothing in float32 or float64 arithmetic).
+    """
+    if hasattr(matrix, "new_full"):
+        import torch
+
+        eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+        return torch.linalg.eigh(matrix + 1e-30 * eye)[1].flip(1)
+    return np.linalg.eigh(matrix + 1e-30 * np.eye(matrix.shape[0]))[1][:, ::-1]
+
+
+def _qr_q_float32(matrix):
+    """The Q of a QR factorisation, computed in float32 as the reference does (then back to the matrix's dtype)."""
+    if hasattr(matrix, "new_full"):
+        import torch
+
+        return torch.linalg.qr(matrix.to(torch.float32))[0].to(matrix.dtype)
+    return np.linalg.qr(np.asarray(matrix, dtype=np.float32))[0].astype(np.asarray(matrix).dtype)
+
+
+def _argsort_descending(x):
+    return x.argsort(descending=True) if hasattr(x, "new_full") else np.argsort(-x, kind="stable")
+
+
+def soap_project(x, Q, *, backward=False):
+    r"""Rotate x into the eigenbases: Q^{(i)ᵀ} along each axis i (``backward=True``: back, with Q^{(i)}).
+
+    For a matrix, forward is Q^{(1)ᵀ} X Q^{(2)} and backward Q^{(1)} X Q^{(2)ᵀ}. An axis whose entry in ``Q`` is
+    ``[]`` (not preconditioned) is left as it is.
+    """
+    for basis in Q:
+        if isinstance(basis, list):  # [] : the identity on this axis
+            x = _first_axis_last(x)
+        else:
+            x = _tensordot(x, basis, [0], [1 if backward else 0])
+    return x
+
+
+def _soap_statistics(GG, grad, shampoo_beta):
+    """F^{(i)} ← β_s F^{(i)} + (1 − β_s) g_(i) g_(i)ᵀ for each preconditioned axis i, with g_(i) the gradient's axis i
+    against all others (``[]`` entries stay)."""
+    updated = []
+    for axis, factor in enumerate(GG):
+        if isinstance(factor, list):
+            updated.append(factor)
+            continue
+        others = [a for a in range(np.ndim(grad)) if a != axis]
+        if np.ndim(grad) == 1:  # g gᵀ
+            outer = grad.unsqueeze(1) @ grad.unsqueeze(0) if hasattr(grad, "unsqueeze") else np.outer(grad, grad)
+        else:
+            outer = _tensordot(grad, grad, others, others)
+        updated.append(_lerp(factor, outer, 1 - shampoo_beta))
+    return updated
+
+
+def _soap_power_iteration_qr(GG, Q, exp_avg_sq):
+    """The reference's refresh: one power iteration F Q per axis, its columns sorted by the estimated eigenvalues
+    diag(Qᵀ F Q), then QR; v's entries are reordered with the columns."""
+    bases = []
+    for axis, (factor, basis) in enumerate(zip(GG, Q)):
+        if isinstance(factor, list):
+            bases.append([])
+            continue
+        product = factor @ basis
+        estimated = (basis * product).sum(0)
+        order = _argsort_descending(estimated)
+        exp_avg_sq = _take(exp_avg_sq, order, axis)
+        bases.append(_qr_q_float32(_take(product, order, 1)))
+    return bases, exp_avg_sq
+
+
+def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2,
+                precondition_frequency=10, max_precondition_dim=10000, precondition_1d=False, correct_bias=True,
+                normalize_gradient=False, eps=1e-8, maximize=False, eigenbasis_refresh="qr"):
+    r"""SOAP (Vyas et al., 2024): Adam run in the eigenbasis of Shampoo's preconditioner, as
+    ``pytorch_optimizer.SOAP`` (4.1) computes it.
+
+    Every axis i of the parameter (of length d_i) has a Kronecker factor F^{(i)}, a d_i × d_i moving average of
+    the gradient's products along that axis (the paper's and Shampoo's L and R for a matrix: F^{(1)} averages
+    g gᵀ, F^{(2)} averages gᵀ g), and its eigenbasis Q^{(i)}, the eigenvectors by decreasing eigenvalue. For a
+    matrix (m × n), with Q^{(1)}, Q^{(2)} the bases of step t − 1:
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t
+              \quad\text{(in the original basis)}                                                     \\
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, \bigl(Q^{(1)\top} g_t\, Q^{(2)}\bigr)^{2}
+              \quad\text{(in the eigenbasis, element-wise square)}                                    \\
+        N_t &= Q^{(1)} \Bigl( \frac{Q^{(1)\top} m_t\, Q^{(2)}}{\sqrt{v_t} + \varepsilon} \Bigr) Q^{(2)\top},
+              \qquad \theta_t = (1-\eta\lambda)\Bigl(\theta_{t-1} - \eta\,
+              \frac{\sqrt{1-\beta_2^{\,t-1}}}{1-\beta_1^{\,t-1}}\, N_t\Bigr)                        \\
+        F^{(1)}_t &= \beta_s F^{(1)}_{t-1} + (1-\beta_s)\, g_t g_t^\top, \qquad
+        F^{(2)}_t = \beta_s F^{(2)}_{t-1} + (1-\beta_s)\, g_t^\top g_t
+
+    with β_s = ``shampoo_beta`` (β₂ when None). Every ``precondition_frequency`` = k steps (after step t
+    with (t − 1) mod k = 0, t > 1) the bases are refreshed. Axes longer than ``max_precondition_dim``, and
+    vectors unless ``precondition_1d``, keep the identity (their ``GG`` and ``Q`` entries are ``[]``); a vector
+    with no factor runs Adam (with decoupled decay) from step 2 on. ``normalize_gradient`` divides N_t by
+    RMS(N_t) + ε; ``correct_bias=False`` drops the factor √(1−β₂^{t−1})/(1−β₁^{t−1}). Weight decay is
+    decoupled (AdamW's) and applied after the step, as in the reference.
+
+    What the reference does (as the authors' code), beyond the paper's Algorithm 3:
+
+    * step 1 only initialises: F_1 from g_1 and Q from its ``eigh``; θ does not move, and every later
+      step counts Adam's steps from there (t − 1 in the bias correction);
+    * the refresh (``eigenbasis_refresh="qr"``, the default) is one power iteration and a QR factorisation,
+      Q ← QR(F Q), its columns sorted by the estimated eigenvalues diag(Qᵀ F Q) with v's entries reordered
+      alike, computed in float32 even for float64 parameters (as the reference does);
+      ``eigenbasis_refresh="eigh"`` recomputes the eigenvectors instead, Q ← eigh(F) sorted by decreasing
+      eigenvalue (the exact Eigenvectors(L), Eigenvectors(R) that Algorithm 3 calls for; the power iteration
+      and QR is a cheap way to track them), with v left as it is;
+    * the factors F are updated *after* the step, with the gradient of this step.
+
+    On a factor with a repeated eigenvalue (F_1 = (1 − β_s) g gᵀ of an m × n matrix with m > n + 1 has a
+    repeated 0) the eigenvectors are any basis of that eigenspace, the one the LAPACK in use picks: NumPy's and
+    torch's pick differently, and the steps until the next refresh depend on the pick. ``shampoo_beta`` and
+    ``precondition_frequency`` are read from the state (set at the first step), as the reference keeps them
+    there. A leading axis is a tensor axis with its own factor, never a batch of runs: the hyperparameters are
+    numbers. State: ``step`` (the reference keeps it per param group), ``exp_avg`` m_t, ``exp_avg_sq`` v_t (in
+    the eigenbasis), ``GG`` (the factors F^{(i)}), ``Q`` (their eigenbases; None before the first step),
+    ``precondition_frequency``, ``shampoo_beta``.
+    """
+    beta1, beta2 = betas
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    GG, Q, exp_avg, exp_avg_sq = state["GG"], state.get("Q"), state["exp_avg"], state["exp_avg_sq"]
+    shampoo_beta, frequency = state["shampoo_beta"], state["precondition_frequency"]
+
+    def precondition(GG, Q, exp_avg_sq, statistic_step):  # the statistics, then the bases when they are due
+        GG = _soap_statistics(GG, grad, shampoo_beta)
+        if Q is None:
+            Q = [[] if isinstance(factor, list) else _eigenvectors_descending(factor) for factor in GG]
+        if statistic_step > 0 and statistic_step % frequency == 0:
+            if eigenbasis_refresh == "qr":
+                Q, exp_avg_sq = _soap_power_iteration_qr(GG, Q, exp_avg_sq)
+            else:
+                Q = [[] if isinstance(factor, list) else _eigenvectors_descending(factor) for factor in GG]
+        return GG, Q, exp_avg_sq
+
+    if Q is None:  # the first step of this tensor: statistics and bases only
+        GG, Q, exp_avg_sq = precondition(GG, Q, exp_avg_sq, step - 1)
+        if step == 1:
+            return params, {**state, "step": step, "GG": GG, "Q": Q, "exp_avg_sq": exp_avg_sq}
+    exp_avg = _ema(exp_avg, grad, beta1)  # m_t, in the original basis
+    projected = soap_project(grad, Q)  # Q^{(1)ᵀ} g Q^{(2)}
+    exp_avg_sq = _ema(exp_avg_sq, projected * projected, beta2)  # v_t, in the eigenbasis
+    direction = soap_project(soap_project(exp_avg, Q) / (sqrt(exp_avg_sq) + eps), Q, backward=True)  # N_t
+    if normalize_gradient:
+        direction = direction / (sqrt((direction * direction).mean()) + eps)
+    step_size = lr
+    if correct_bias:
+        step_size = lr * (math.sqrt(1 - beta2 ** (step - 1)) / (1 - beta1 ** (step - 1)))
+    params = _add(params, direction, -step_size)
+    if weight_decay != 0:
+        params = _scale(params, 1.0 - weight_decay * lr)
+    GG, Q, exp_avg_sq = precondition(GG, Q, exp_avg_sq, step - 1)
+    return params, {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "GG": GG, "Q": Q}
+
+
+def soap_init(params, *, betas=(0.95, 0.95), shampoo_beta=None, precondition_frequency=10,
+              max_precondition_dim=10000, precondition_1d=False, **_):
+    """SOAP's first state: zero moments, zero factors for the preconditioned axes (``[]`` for the others), no Q."""
+    shape = np.shape(params)
+    if len(shape) == 0:
+        raise ValueError("SOAP needs a parameter with at least one axis (a vector, matrix or tensor), got a scalar")
+    if len(shape) == 1:
+        sizes = [shape[0] if precondition_1d and shape[0] <= max_precondition_dim else None]
+    else:
+        sizes = [size if size <= max_precondition_dim else None for size in shape]
+    GG = []
+    for size in sizes:
+        if size is None:
+            GG.append([])
+        elif hasattr(params, "new_zeros"):
+            GG.append(params.new_zeros(size, size))
+        else:
+            GG.append(np.zeros((size, size), dtype=np.asarray(params).dtype))
+    return {"step": 0, "exp_avg": zeros_like(params), "exp_avg_sq": zeros_like(params), "GG": GG, "Q": None,
+            "precondition_frequency": precondition_frequency,
+            "shampoo_beta": betas[1] if shampoo_beta is None else shampoo_beta}
+
+
+#: The ways SOAP refreshes its eigenbases (:func:`soap_update`).
+SOAP_EIGENBASIS_REFRESH = ("qr", "eigh")
+
+
+def soap(lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2, precondition_frequency=10,
+         max_precondition_dim=10000, precondition_1d=False, correct_bias=True, normalize_gradient=False, eps=1e-8,
+         *, maximize=False, eigenbasis_refresh="qr") -> Rule:
+    """SOAP: see :func:`soap_update`. Defaults of ``pytorch_optimizer.SOAP`` (4.1).
+
+    Its checks, as ``ValueError`` naming the argument: η, λ, ε, ``shampoo_beta`` ≥ 0; 0 ≤ β₁, β₂ < 1;
+    ``precondition_frequency`` and ``max_precondition_dim`` positive integers; and, beyond the reference's,
+    ``shampoo_beta`` ≤ 1 and every hyperparameter a number (SOAP's factors belong to one tensor: no arrays of
+    hyperparameters, no batched runs). ``eigenbasis_refresh`` is ``"qr"`` (the reference's) or ``"eigh"``.
+    """
+    _check_lr_tensor(lr)
+    lr = as_number(lr)
+    values = dict(lr=lr, weight_decay=weight_decay, eps=eps, shampoo_beta=shampoo_beta)
+    for name, value in (*values.items(), *(("betas", b) for b in betas)):
+        if value is not None and np.ndim(value) != 0:
+            raise ValueError(f"Invalid {name}: {value!r}: SOAP takes numbers, not arrays (its factors and eigenbases "
+                             "belong to one tensor; it has no batch of runs)")
+    check_common_hyperparams(lr, weight_decay, eps)
+    beta1, beta2 = check_betas(betas)
+    if shampoo_beta is not None:
+        _require("Invalid shampoo_beta value: {} (expected 0 <= shampoo_beta <= 1, or None for beta2)",
+                 shampoo_beta, 0 <= as_number(shampoo_beta) <= 1)
+    for name, value in (("precondition_frequency", precondition_frequency),
+                        ("max_precondition_dim", max_precondition_dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"Invalid {name}: {value!r} (expected a positive integer)")
+    if eigenbasis_refresh not in SOAP_EIGENBASIS_REFRESH:
+        raise ValueError(f"Invalid eigenbasis_refresh: {eigenbasis_refresh!r} (expected 'qr', the reference's power "
+                         "iteration and QR, or 'eigh', a fresh eigendecomposition)")
+    hyper = dict(lr=lr, betas=(beta1, beta2), shampoo_beta=shampoo_beta, weight_decay=weight_decay,
+                 precondition_frequency=int(precondition_frequency), max_precondition_dim=int(max_precondition_dim),
+                 precondition_1d=precondition_1d, correct_bias=correct_bias, normalize_gradient=normalize_gradient,
+                 eps=eps, maximize=maximize, eigenbasis_refresh=eigenbasis_refresh)
+    return Rule("soap", hyper, soap_update, soap_init, factory=soap)
 
 
 #: The factories by name (``rules.RULES["adam"](lr=0.1)``), in course order: every factory a row of

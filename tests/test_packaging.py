@@ -76,7 +76,8 @@ def test_the_course_extra_holds_what_only_the_notebooks_need():
     core = {canonicalize_name(Requirement(line).name) for line in PROJECT["dependencies"]}
     course = {canonicalize_name(Requirement(line).name) for line in PROJECT["optional-dependencies"]["course"]}
     assert core == {"torch", "numpy", "scipy", "matplotlib", "scikit-learn", "tqdm", "ipywidgets"}
-    assert {"mnist1d", "requests", "lion-pytorch", "schedulefree", "nbgrader", "jupyterlab", "ipykernel"} <= course
+    assert {"mnist1d", "requests", "lion-pytorch", "schedulefree", "pytorch-optimizer", "nbgrader", "jupyterlab",
+            "ipykernel"} <= course
     dev = [Requirement(line) for line in PROJECT["optional-dependencies"]["dev"]]
     assert any(r.name == PROJECT["name"] and {"course", "site"} <= r.extras for r in dev), (
         "[dev] must include [course] and [site] (make test builds the site)")
