@@ -15,8 +15,9 @@ The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
   on the transformer (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is
   evaluated at its averaged point x (``eval()``).
 * **What is reported:** per run, the validation curve, its best point, and the steps (and seconds) to reach a
-  target fixed per workload before the comparison; per optimizer, the η whose mean over seeds is best, and
-  the spread over seeds there.
+  target fixed per workload before the comparison; per optimizer, the η chosen by
+  :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final validation loss, a diverged run
+  counting as the worst), and the spread over seeds there.
 
 The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``);
 ``course_lib.optim``'s classes equal them (notebooks 06–11). Muon updates the hidden weight matrices and AdamW
@@ -62,7 +63,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import methods, models, sweep
+from .. import benchmark, methods, models, sweep
 from ..training import param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
@@ -405,39 +406,25 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
 
 
 def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_tolerance: float = 0.05) -> dict:
-    """Per optimizer: the η whose mean best validation loss over seeds is lowest, the spread there, and how
-    many grid points come within ``width_tolerance`` nats of it (a diverged run counts as +∞)."""
+    """Per optimizer: the η chosen by :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final
+    validation loss, a diverged run counting as +∞; the statistic notebook 09 uses too), the spread over seeds
+    there, and how many grid points come within ``width_tolerance`` nats of it by the same statistic."""
     summary = {}
-    for name, grid in grids.items():
-        by_lr = {}
-        for lr in grid:
-            mine = [r for r in runs if r["optimizer"] == name and r["lr"] == lr]
-            if mine:
-                by_lr[lr] = mine
-        if not by_lr:
-            continue
-
-        def mean_best(rs):
-            values = [math.inf if r["best_val_loss"] is None else r["best_val_loss"] for r in rs]
-            return float(np.mean(values))
-
-        means = {lr: mean_best(rs) for lr, rs in by_lr.items()}
-        choice = sweep.best_lr(list(means), list(means.values()))
-        best_lr = list(means)[choice.index]
-        best = by_lr[best_lr]
+    for name, choice in benchmark.select(runs, grids).items():
+        best = runs_at({"runs": runs}, name, choice.lr)
+        best_losses = [math.inf if r["best_val_loss"] is None else r["best_val_loss"] for r in best]
         reached = [r["steps_to_target"] for r in best if r["steps_to_target"] is not None]
         summary[name] = {
-            "best_lr": best_lr,
+            "best_lr": choice.lr,
             "best_lr_at_edge": choice.at_edge,
-            "best_val_loss_mean": means[best_lr],
-            "best_val_loss_std": float(np.std([r["best_val_loss"] for r in best], ddof=1)) if len(best) > 1 else 0.0,
-            "final_val_loss_mean": float(np.mean([math.inf if r["final_val_loss"] is None else r["final_val_loss"]
-                                                  for r in best])),
+            "best_val_loss_mean": float(np.mean(best_losses)),
+            "best_val_loss_std": float(np.std(best_losses, ddof=1)) if len(best) > 1 else 0.0,
+            "final_val_loss_mean": choice.score,
             "best_val_accuracy_mean": float(np.mean([0.0 if r["best_val_accuracy"] is None else r["best_val_accuracy"]
                                                      for r in best])),
             "steps_to_target_median": int(np.median(reached)) if len(reached) == len(best) else None,
             "reached_target": len(reached),
-            f"lrs_within_{width_tolerance}": sum(m <= means[best_lr] + width_tolerance for m in means.values()),
+            f"lrs_within_{width_tolerance}": sum(score <= choice.score + width_tolerance for score in choice.scores),
         }
     return summary
 
