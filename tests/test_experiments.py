@@ -67,6 +67,16 @@ def test_committed_results_follow_the_schema():
             assert all(b / a <= 10 ** (1 / 3) * 1.01 for a, b in zip(grid, grid[1:]))
 
 
+def test_the_code_s_grids_are_the_committed_windows():
+    """The grids the script runs (lab.LM_GRIDS, lab.CNN_GRIDS, each window placed by the pilot sweep) are those of the
+    committed runs, point for point: a window moved by one point would no longer reproduce the file."""
+    results = json.loads(RESULTS.read_text())
+    for name, grids in (("lm", lab.LM_GRIDS), ("cnn", lab.CNN_GRIDS)):
+        committed = {opt: spec["lr_grid"] for opt, spec in results["workloads"][name]["optimizers"].items()}
+        assert committed == grids, name
+        assert all(grid == lab.lr_grid(round(3 * math.log10(grid[0])), len(grid)) for grid in grids.values())
+
+
 def test_merge_keeps_the_other_workload(tmp_path, one_thread):
     output = tmp_path / "results.json"
     script = _script()

@@ -194,3 +194,115 @@ def test_lr_sensitivity_plots_the_mean_over_seeds_on_a_log_axis_without_minor_ti
     fig.canvas.draw()
     assert ax.get_xscale() == "log" and len(ax.xaxis.get_minorticklocs()) == 0
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# The protocol's promises, checked where a realistic bug would break them
+# --------------------------------------------------------------------------------------
+def _recording(workload):
+    """``workload`` with its model and batch functions recording what each run got: the initial weights and the
+    minibatches, in order."""
+    import dataclasses
+
+    seen = {"weights": [], "batches": []}
+
+    def model(seed):
+        net = workload.model(seed)
+        seen["weights"].append(torch.cat([p.detach().flatten().clone() for p in net.parameters()]))
+        return net
+
+    def batch(generator):
+        inputs, targets = workload.batch(generator)
+        seen["batches"].append(inputs.clone())
+        return inputs, targets
+
+    return dataclasses.replace(workload, model=model, batch=batch), seen
+
+
+def test_the_seed_and_only_the_seed_sets_the_initial_weights_and_the_minibatches(tiny):
+    """Module docstring: "the batch order depends on the seed only, not on the optimizer"; a seed's runs start
+    from the same weights whatever the optimizer (the seeds are paired), and other seeds start elsewhere."""
+    recorded = {}
+    for optimizer, seed in [("adamw", 0), ("momentum", 0), ("adamw", 1), ("adamw", 2)]:
+        workload, seen = _recording(tiny)
+        lab.train_run(workload, optimizer, 0.01, seed=seed)
+        assert len(seen["weights"]) == 1 and len(seen["batches"]) == tiny.steps
+        recorded[optimizer, seed] = seen
+    same, other = recorded["adamw", 0], recorded["momentum", 0]
+    assert torch.equal(same["weights"][0], other["weights"][0])
+    assert all(torch.equal(a, b) for a, b in zip(same["batches"], other["batches"]))
+    for seed in (1, 2):
+        assert not torch.equal(recorded["adamw", seed]["weights"][0], same["weights"][0])
+        assert not any(torch.equal(a, b) for a, b in zip(recorded["adamw", seed]["batches"], same["batches"]))
+    for seed in (0, 1):                                            # the workload's model: seeded, by its seed
+        a, b = (torch.cat([p.flatten() for p in tiny.model(s).parameters()]) for s in (seed, seed))
+        assert torch.equal(a, b)
+    assert not torch.equal(*(torch.cat([p.flatten() for p in tiny.model(s).parameters()]) for s in (0, 1)))
+
+
+def test_the_cnn_workload_seeds_its_model_and_minibatches_by_the_seed():
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    dataset = SimpleNamespace(train=(torch.randn(50, 40, generator=gen), torch.randint(0, 10, (50,), generator=gen)),
+                              val=(torch.randn(20, 40, generator=gen), torch.randint(0, 10, (20,), generator=gen)))
+    cnn = lab.cnn_workload(steps=4, warmup_steps=1, batch_size=5, eval_every=2, dataset=dataset,
+                           grids={"adamw": [0.01]})
+    flat = {s: torch.cat([p.flatten() for p in cnn.model(s).parameters()]) for s in (0, 1)}
+    assert torch.equal(flat[0], torch.cat([p.flatten() for p in cnn.model(0).parameters()]))
+    assert not torch.equal(flat[0], flat[1])
+    workloads = {}
+    for seed in (0, 1):
+        workload, seen = _recording(cnn)
+        lab.train_run(workload, "adamw", 0.01, seed=seed)
+        workloads[seed] = seen
+    assert torch.equal(workloads[0]["weights"][0], flat[0]) and torch.equal(workloads[1]["weights"][0], flat[1])
+    assert not any(torch.equal(a, b) for a, b in zip(workloads[0]["batches"], workloads[1]["batches"]))
+
+
+def test_schedule_free_is_evaluated_at_its_averaged_point_x(tiny, monkeypatch):
+    """Module docstring: Schedule-Free AdamW "is evaluated at its averaged point x (``eval()``)". The stored
+    validation loss is the model's loss after ``optimizer.eval()`` (which swaps in x), not at the training point y."""
+    captured = {}
+    build = lab.make_optimizers
+
+    def capture(name, model, lr, workload):
+        optimizers = build(name, model, lr, workload)
+        captured.update(model=model, optimizers=optimizers)
+        return optimizers
+
+    modes = []
+    evaluate = tiny.evaluate
+
+    def evaluate_and_record_mode(net):
+        modes.append(captured["optimizers"][0].param_groups[0]["train_mode"])
+        return evaluate(net)
+
+    import dataclasses
+
+    monkeypatch.setattr(lab, "make_optimizers", capture)
+    record = lab.train_run(dataclasses.replace(tiny, evaluate=evaluate_and_record_mode), "schedule_free", 0.05,
+                           seed=0)
+    assert modes == [False] * len(tiny.eval_steps)                 # every evaluation in eval mode: at x
+    (optimizer,), model = captured["optimizers"], captured["model"]
+    model.eval()
+    optimizer.eval()
+    at_x = tiny.evaluate(model)["val_loss"]
+    optimizer.train()
+    at_y = tiny.evaluate(model)["val_loss"]
+    assert record["val_loss"][-1] == at_x and abs(at_x - at_y) > 1e-4
+
+
+def test_language_model_minibatches_come_from_the_training_chains_only(tiny):
+    corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=16, val_chains=4, length=64, seed=0)
+
+    def windows(chains, length):
+        return {tuple(row[i:i + length].tolist()) for row in chains for i in range(chains.shape[1] - length + 1)}
+
+    train = windows(corpus.train, 9)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        inputs, targets = tiny.batch(generator)
+        for x, y in zip(inputs, targets):
+            sequence = tuple(x.tolist()) + (int(y[-1]),)
+            assert sequence in train and torch.equal(x[1:], y[:-1])     # a window of a training chain, shifted by one
