@@ -503,7 +503,8 @@ class TunedResult:
     ``lr`` is the smallest or largest of them (the true optimum may lie outside), ``tie`` whether the paired
     comparison with the best optimizer (:func:`course_lib.benchmark.paired_differences`, seed by seed, 95 %
     t-interval) fails to exclude zero, ``diverged`` how many η of the grid failed on some seed, ``paired`` that
-    comparison (``None`` for the best optimizer itself).
+    comparison (``None`` for the best optimizer itself), ``per_seed`` the metric of each seed's run at ``lr``
+    (seed → value, None where it diverged), for paired comparisons between any two optimizers.
     """
 
     optimizer: str
@@ -517,6 +518,7 @@ class TunedResult:
     tie: bool
     diverged: int
     paired: benchmark.Paired | None = None
+    per_seed: dict = field(default_factory=dict, compare=False)
 
     @property
     def points_per_decade(self) -> float:
@@ -557,8 +559,8 @@ def tuned_summary(records, workload: str, metric: str = benchmark.METRIC, *,
     leader = results[0]["per_seed"]
     summary = []
     for k, r in enumerate(results):
-        per_seed = r.pop("per_seed")
-        paired = None if k == 0 else benchmark.paired_differences(per_seed, leader, lower_is_better=lower_is_better)
+        paired = None if k == 0 else benchmark.paired_differences(r["per_seed"], leader,
+                                                                  lower_is_better=lower_is_better)
         summary.append(TunedResult(**r, tie=paired is not None and paired.verdict != "worse", paired=paired))
     return summary
 
