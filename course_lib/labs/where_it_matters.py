@@ -546,6 +546,47 @@ def plot_lr_sensitivity(workload: dict, ax, optimizers=None, key: str = "best_va
     return ax
 
 
+def paired_against(workload: dict, baseline: str = "adamw", metric: str = benchmark.METRIC,
+                   confidence: float = 0.95) -> dict[str, benchmark.Paired]:
+    """Every other optimizer of ``workload`` against ``baseline``, each at its best η of the summary, seed by seed
+    (:func:`course_lib.benchmark.paired_differences` of ``metric``: candidate − baseline, a t-interval at
+    ``confidence``). The seeds are paired: the same initial weights and minibatches for every optimizer."""
+    def per_seed(name):
+        return {r["seed"]: r[metric] for r in runs_at(workload, name)}
+
+    base = per_seed(baseline)
+    return {name: benchmark.paired_differences(per_seed(name), base, confidence=confidence)
+            for name in workload["optimizers"] if name != baseline}
+
+
+def excess_losses(results: dict, metric: str = benchmark.METRIC) -> dict[str, dict[str, float | None]]:
+    """{optimizer: {workload: cost}} for :func:`course_lib.benchmark.performance_profile`: the mean over seeds of
+    ``metric`` at the optimizer's best η minus the workload's floor (the language model's entropy rate, the best
+    loss any model can reach; 0 for the CNN, whose floor is unknown); None where the optimizer was not run."""
+    names = list(dict.fromkeys(name for w in results["workloads"].values() for name in w["optimizers"]))
+    costs = {name: {} for name in names}
+    for key, workload in results["workloads"].items():
+        floor = workload.get("reference_losses", {}).get("entropy_rate", 0.0)
+        for name in names:
+            if name in workload["optimizers"]:
+                costs[name][key] = benchmark.seed_statistic([r[metric] for r in runs_at(workload, name)]) - floor
+            else:
+                costs[name][key] = None
+    return costs
+
+
+def plot_performance_profile(profile: benchmark.Profile, ax, titles: dict | None = None):
+    """ρ(τ) against τ for each optimizer of ``profile`` (a step function: the share of workloads on which its
+    cost is within a factor τ of the best), in the course's colours."""
+    from .. import plotting
+
+    for name, rho in zip(profile.optimizers, profile.rho):
+        ax.step(profile.taus, rho, where="post", color=plotting.method_color(name),
+                label=(titles or {}).get(name, name))
+    ax.set(xlabel="τ (cost within a factor τ of the best)", ylabel="ρ(τ): share of workloads", ylim=(-0.05, 1.05))
+    return ax
+
+
 def lm_playground_figure(workload: dict, optimizer: str = "adamw", lr_index: int = 2):
     """One optimizer at one η of its grid (index into the grid): its validation loss, and its loss on frequent and
     on rare tokens, every seed, next to AdamW at its best η (dashed). Returns the figure."""
@@ -592,4 +633,5 @@ def results_playground(workload: dict):
 
 
 __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
-            "lm_playground_figure", "results_playground"]
+            "paired_against", "excess_losses", "plot_performance_profile", "lm_playground_figure",
+            "results_playground"]

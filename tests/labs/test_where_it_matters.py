@@ -306,3 +306,50 @@ def test_language_model_minibatches_come_from_the_training_chains_only(tiny):
         for x, y in zip(inputs, targets):
             sequence = tuple(x.tolist()) + (int(y[-1]),)
             assert sequence in train and torch.equal(x[1:], y[:-1])     # a window of a training chain, shifted by one
+
+
+def _two_workloads():
+    def run(optimizer, lr, seed, final):
+        return {"optimizer": optimizer, "lr": lr, "seed": seed, "final_val_loss": final}
+
+    lm = {"optimizers": {"adamw": {"title": "AdamW"}, "sgd": {"title": "SGD"}, "muon": {"title": "Muon"}},
+          "summary": {"adamw": {"best_lr": 0.01}, "sgd": {"best_lr": 0.1}, "muon": {"best_lr": 0.02}},
+          "reference_losses": {"entropy_rate": 2.0},
+          "runs": [run("adamw", 0.01, s, v) for s, v in enumerate((3.0, 3.2, 3.1))]
+          + [run("adamw", 0.1, s, 9.0) for s in range(3)]                              # not the best η: ignored
+          + [run("sgd", 0.1, s, v) for s, v in enumerate((3.5, 3.9, 3.6))]
+          + [run("muon", 0.02, s, v) for s, v in enumerate((2.5, 2.5, 2.5))]}
+    cnn = {"optimizers": {"adamw": {"title": "AdamW"}, "sgd": {"title": "SGD"}},
+           "summary": {"adamw": {"best_lr": 0.01}, "sgd": {"best_lr": 0.1}},
+           "runs": [run("adamw", 0.01, s, v) for s, v in enumerate((0.3, 0.4, 0.35))]
+           + [run("sgd", 0.1, s, v) for s, v in enumerate((0.31, 0.38, 0.36))]}
+    return {"workloads": {"lm": lm, "cnn": cnn}}
+
+
+def test_paired_against_compares_each_best_eta_with_the_baseline_seed_by_seed():
+    from scipy import stats
+
+    results = _two_workloads()
+    paired = lab.paired_against(results["workloads"]["lm"])
+    assert set(paired) == {"sgd", "muon"}
+    assert paired["sgd"].differences == pytest.approx((0.5, 0.7, 0.5))
+    reference = stats.ttest_rel([3.5, 3.9, 3.6], [3.0, 3.2, 3.1]).confidence_interval(0.95)
+    assert (paired["sgd"].low, paired["sgd"].high) == pytest.approx((reference.low, reference.high))
+    assert paired["sgd"].verdict == "worse" and paired["muon"].verdict == "better"
+    assert lab.paired_against(results["workloads"]["cnn"])["sgd"].verdict == "tie"
+
+
+def test_excess_losses_feed_the_performance_profile():
+    import matplotlib.pyplot as plt
+
+    from course_lib import benchmark
+
+    costs = lab.excess_losses(_two_workloads())
+    assert costs["adamw"] == pytest.approx({"lm": 1.1, "cnn": 0.35}) and costs["muon"]["cnn"] is None
+    assert costs["sgd"]["lm"] == pytest.approx((3.5 + 3.9 + 3.6) / 3 - 2.0)
+    profile = benchmark.performance_profile(costs, taus=[1.0, 2.0])
+    assert profile.ratios[profile.optimizers.index("muon")].tolist() == [1.0, math.inf]
+    fig, ax = plt.subplots()
+    lab.plot_performance_profile(profile, ax, titles={"adamw": "AdamW"})
+    assert len(ax.get_lines()) == 3 and ax.get_lines()[0].get_label() == "AdamW"
+    plt.close(fig)
