@@ -575,15 +575,18 @@ def excess_losses(results: dict, metric: str = benchmark.METRIC) -> dict[str, di
     return costs
 
 
-def plot_performance_profile(profile: benchmark.Profile, ax, titles: dict | None = None):
+def plot_performance_profile(profile: benchmark.Profile, ax, titles: dict | None = None, offset: float = 0.0):
     """ρ(τ) against τ for each optimizer of ``profile`` (a step function: the share of workloads on which its
-    cost is within a factor τ of the best), in the course's colours."""
+    cost is within a factor τ of the best), in the course's colours. ``offset`` shifts the k-th of n curves up by
+    (k − (n − 1)/2) · offset, so that curves with equal values can be told apart (say so in the figure)."""
     from .. import plotting
 
-    for name, rho in zip(profile.optimizers, profile.rho):
-        ax.step(profile.taus, rho, where="post", color=plotting.method_color(name),
+    middle = (len(profile.optimizers) - 1) / 2
+    for k, (name, rho) in enumerate(zip(profile.optimizers, profile.rho)):
+        ax.step(profile.taus, rho + (k - middle) * offset, where="post", color=plotting.method_color(name),
                 label=(titles or {}).get(name, name))
-    ax.set(xlabel="τ (cost within a factor τ of the best)", ylabel="ρ(τ): share of workloads", ylim=(-0.05, 1.05))
+    ax.set(xlabel="τ (cost within a factor τ of the best)", ylabel="ρ(τ): share of workloads",
+           ylim=(-0.05 - middle * offset, 1.05 + middle * offset))
     return ax
 
 

@@ -350,6 +350,7 @@ def test_excess_losses_feed_the_performance_profile():
     profile = benchmark.performance_profile(costs, taus=[1.0, 2.0])
     assert profile.ratios[profile.optimizers.index("muon")].tolist() == [1.0, math.inf]
     fig, ax = plt.subplots()
-    lab.plot_performance_profile(profile, ax, titles={"adamw": "AdamW"})
+    lab.plot_performance_profile(profile, ax, titles={"adamw": "AdamW"}, offset=0.01)
     assert len(ax.get_lines()) == 3 and ax.get_lines()[0].get_label() == "AdamW"
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), profile.rho[1])      # the middle curve: not shifted
     plt.close(fig)
