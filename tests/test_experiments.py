@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from course_lib import benchmark
 from course_lib.labs import where_it_matters as lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,13 @@ def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     broken["workloads"]["lm"]["runs"][1]["val_loss"].pop()
     with pytest.raises(ValueError, match="val_loss has"):
         lab.check_results(broken)
+    protocol = lm["protocol"]                       # the counted budget: 2 η × 2 seeds, pilot runs not recorded
+    assert protocol["budget"] == {"adamw": 4, "muon": 4, "schedule_free": 4} and protocol["seeds"] == [0, 1]
+    assert protocol["metric"] == "final_val_loss" and not protocol["budget_counts_pilot_runs"]
+    broken = json.loads(output.read_text())
+    broken["workloads"]["lm"]["protocol"]["grids"]["adamw"] = [1.0, 2.0]
+    with pytest.raises(ValueError, match="protocol's grids"):
+        lab.check_results(broken)
 
 
 def test_the_script_writes_the_file_the_labs_read():
@@ -61,6 +69,9 @@ def test_committed_results_follow_the_schema():
     assert not results["config"]["tiny"] and len(results["config"]["seeds"]) >= 3
     for name, workload in results["workloads"].items():  # Muon needs matrices: the CNN has none it may take
         assert set(workload["optimizers"]) == set(lab.OPTIMIZERS) - ({"muon"} if name == "cnn" else set())
+        protocol = benchmark.Protocol.from_dict(workload["protocol"])   # the record the file carries
+        assert set(protocol.budget().values()) == {15} and protocol.metric == benchmark.METRIC
+        assert protocol.pilot_runs is None and not protocol.equal_budget()   # the pilot sweep was not counted
         for spec in workload["optimizers"].values():  # ≥ 3 points per decade, the same count for all
             grid = spec["lr_grid"]
             assert len(grid) == len(workload["optimizers"]["adamw"]["lr_grid"])

@@ -46,7 +46,9 @@ Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_ma
          "summary": {OPT: {"best_lr": η, "best_lr_at_edge": bool, "best_val_loss_mean": float,
                            "best_val_loss_std": float, "final_val_loss_mean": float,
                            "best_val_accuracy_mean": float, "steps_to_target_median": int|null,
-                           "reached_target": int, "lrs_within_0.05": int}}}}}
+                           "reached_target": int, "lrs_within_0.05": int},
+         "protocol": {...}}}}                  # optional: course_lib.benchmark.Protocol.to_dict() (grids, seeds,
+                                               # pilot runs, selection metric and statistic, budget per optimizer)
 
 Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
 """
@@ -471,9 +473,27 @@ def check_results(results: dict) -> None:
                     fail(f"workload {name!r}: {key} has {len(run[key])} points, expected {evals}")
         if set(workload["summary"]) != set(workload["optimizers"]):
             fail(f"workload {name!r}: the summary does not cover every optimizer")
+        if "protocol" in workload:
+            protocol = benchmark.Protocol.from_dict(workload["protocol"])
+            if protocol.grids != {opt: spec["lr_grid"] for opt, spec in workload["optimizers"].items()}:
+                fail(f"workload {name!r}: the protocol's grids are not the optimizers' lr_grid")
+            if list(protocol.seeds) != list(seeds) or workload["protocol"].get("budget") != protocol.budget():
+                fail(f"workload {name!r}: the protocol's seeds or budget do not match the runs")
 
 
-__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS"]
+PILOT_NOTE = ("each optimizer's window of η was placed by a one-seed pilot sweep whose runs were not recorded: "
+              "the budget counts the sweep's runs only")
+"""What the committed protocol says of the pilot runs (``pilot_runs`` is None: not counted)."""
+
+
+def protocol_record(grids: dict[str, list[float]], seeds) -> dict:
+    """The ``protocol`` entry of a workload in the results file: :class:`course_lib.benchmark.Protocol` with the
+    grids run, the seeds, the selection rule and the budget per optimizer (pilot runs not recorded)."""
+    return benchmark.Protocol({name: list(grid) for name, grid in grids.items()}, tuple(seeds),
+                              notes=PILOT_NOTE).to_dict()
+
+
+__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record"]
 
 
 # --------------------------------------------------------------------------------------
