@@ -1,12 +1,14 @@
 """course_lib: the tested code behind the "Choosing an optimizer" course.
 
-The core (no matplotlib, no ipywidgets, no lab imported; ``methods``, ``sweep``, ``rules``, ``functions`` and
-``descent`` need NumPy only)
+The core (no matplotlib, no ipywidgets, no lab imported; ``methods``, ``sweep``, ``benchmark``, ``rules``,
+``functions`` and ``descent`` need NumPy only)
 -------------------------------------------------------------------------------------------------------------------
 methods     the table of the course's optimizers, one row each: name and aliases, label, colour, rule, class,
             reference, family, toy defaults, state size; colours, labels, RULES, OPTIMIZERS and the labs' tables
             are read from it
 sweep       learning-rate sweeps: the grid (three points per decade) and the best η of a grid, with its edge flag
+benchmark   comparing optimizers: each one's η by one documented statistic (mean final loss over seeds), paired
+            differences with a t-interval, performance profiles, the protocol record (notebooks 09 and 12)
 rules       one pure update function per optimizer (NumPy arrays and torch tensors alike), Adam's 2026 successors
             too; a ``Rule`` carries its name, options, factory and colour key; public validation helpers
 optim       drop-in torch.optim classes built on those rules; the reference per-tensor path

@@ -104,7 +104,7 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
             "target": {"metric": "val_loss", "value": workload.target}, "betas": list(workload.betas),
             "clip_norm": workload.clip_norm, "weight_decay": workload.weight_decay, **workload.extra,
             "optimizers": {opt: {"title": lab.OPTIMIZERS[opt].title, "lr_grid": grids[opt]} for opt in names[name]},
-            "runs": runs, "summary": lab.summarize(runs, grids)}
+            "runs": runs, "summary": lab.summarize(runs, grids), "protocol": lab.protocol_record(grids, seeds)}
     seconds = time.perf_counter() - start
     out["config"]["seconds"] = {name: round(seconds, 1) for name in workload_names}
     if merge and output.exists():

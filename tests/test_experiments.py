@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from course_lib import benchmark
 from course_lib.labs import where_it_matters as lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,13 @@ def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
     broken["workloads"]["lm"]["runs"][1]["val_loss"].pop()
     with pytest.raises(ValueError, match="val_loss has"):
         lab.check_results(broken)
+    protocol = lm["protocol"]                       # the counted budget: 2 η × 2 seeds, pilot runs not recorded
+    assert protocol["budget"] == {"adamw": 4, "muon": 4, "schedule_free": 4} and protocol["seeds"] == [0, 1]
+    assert protocol["metric"] == "final_val_loss" and not protocol["budget_counts_pilot_runs"]
+    broken = json.loads(output.read_text())
+    broken["workloads"]["lm"]["protocol"]["grids"]["adamw"] = [1.0, 2.0]
+    with pytest.raises(ValueError, match="protocol's grids"):
+        lab.check_results(broken)
 
 
 def test_the_script_writes_the_file_the_labs_read():
@@ -61,10 +69,23 @@ def test_committed_results_follow_the_schema():
     assert not results["config"]["tiny"] and len(results["config"]["seeds"]) >= 3
     for name, workload in results["workloads"].items():  # Muon needs matrices: the CNN has none it may take
         assert set(workload["optimizers"]) == set(lab.OPTIMIZERS) - ({"muon"} if name == "cnn" else set())
+        protocol = benchmark.Protocol.from_dict(workload["protocol"])   # the record the file carries
+        assert set(protocol.budget().values()) == {15} and protocol.metric == benchmark.METRIC
+        assert protocol.pilot_runs is None and not protocol.equal_budget()   # the pilot sweep was not counted
         for spec in workload["optimizers"].values():  # ≥ 3 points per decade, the same count for all
             grid = spec["lr_grid"]
             assert len(grid) == len(workload["optimizers"]["adamw"]["lr_grid"])
             assert all(b / a <= 10 ** (1 / 3) * 1.01 for a, b in zip(grid, grid[1:]))
+
+
+def test_the_code_s_grids_are_the_committed_windows():
+    """The grids the script runs (lab.LM_GRIDS, lab.CNN_GRIDS, each window placed by the pilot sweep) are those of the
+    committed runs, point for point: a window moved by one point would no longer reproduce the file."""
+    results = json.loads(RESULTS.read_text())
+    for name, grids in (("lm", lab.LM_GRIDS), ("cnn", lab.CNN_GRIDS)):
+        committed = {opt: spec["lr_grid"] for opt, spec in results["workloads"][name]["optimizers"].items()}
+        assert committed == grids, name
+        assert all(grid == lab.lr_grid(round(3 * math.log10(grid[0])), len(grid)) for grid in grids.values())
 
 
 def test_merge_keeps_the_other_workload(tmp_path, one_thread):

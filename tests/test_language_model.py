@@ -147,3 +147,56 @@ def test_tied_and_untied_heads():
         tied(torch.zeros(1, 13, dtype=torch.long))
     with pytest.raises(ValueError, match="multiple of heads"):
         models.CausalSelfAttention(10, 4)
+
+
+def test_initialization_is_gpt2_s_as_documented():
+    """The docstring: weights N(0, 0.02²), biases 0, the projections into the residual stream (attention's ``proj``,
+    the MLP's second layer) N(0, (0.02/√(2·depth))²); LayerNorms at weight 1, bias 0; an untied head like the rest."""
+    depth, width = 3, 64
+    torch.manual_seed(0)
+    model = models.TinyTransformerLM(vocab_size=256, context=64, width=width, depth=depth, heads=4, tied=False)
+    residual = 0.02 / math.sqrt(2 * depth)
+    checked = set()
+    for name, p in model.named_parameters():
+        values = p.detach().double()
+        if name.endswith("bias"):
+            assert torch.count_nonzero(values) == 0, name
+        elif "norm" in name:
+            assert torch.all(values == 1), name
+        else:
+            expected = residual if name.endswith(("attn.proj.weight", "mlp.2.weight")) else 0.02
+            # the sample standard deviation of n ≥ 4096 normal draws is within 5 % of σ (more than 4 standard errors)
+            assert p.numel() >= 4096 and abs(values.std().item() / expected - 1) < 0.05, (name, values.std().item())
+            assert abs(values.mean().item()) < 4 * expected / math.sqrt(p.numel()), name
+        checked.add(name)
+    assert "head.weight" in checked and "blocks.2.mlp.2.weight" in checked and "blocks.0.attn.qkv.bias" in checked
+
+
+def test_the_untied_head_is_the_one_used():
+    untied = _model(tied=False)
+    tokens = torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        x = untied.token_embedding(tokens) + untied.position_embedding.weight[:6]
+        for block in untied.blocks:
+            x = block(x)
+        torch.testing.assert_close(untied(tokens), untied.norm(x) @ untied.head.weight.T, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(untied.head.weight, untied.token_embedding.weight)   # a head of its own
+    models.next_token_loss(untied(tokens[:, :-1]), tokens[:, 1:]).backward()
+    assert untied.head.weight.grad is not None and untied.head.weight.grad.abs().sum() > 0
+
+
+def test_the_corpus_splits_into_independent_chains_as_documented():
+    """The docstring: ``train_chains`` and ``val_chains`` independent chains, drawn offline from ``seed``; the counts
+    are the training set's. Train and validation share no chain, and together they are the documented sample."""
+    corpus = data.zipf_markov_corpus(vocab_size=64, successors=4, train_chains=12, val_chains=5, length=128, seed=3)
+    assert corpus.train.shape == (12, 128) and corpus.val.shape == (5, 128)
+    sample = data.sample_markov_chains(corpus.transition, corpus.stationary, 12 + 5, 128, seed=3 + 1)
+    np.testing.assert_array_equal(torch.cat([corpus.train, corpus.val]).numpy(), sample)
+    train_rows = {tuple(row.tolist()) for row in corpus.train}
+    assert len(train_rows) == 12 and not train_rows & {tuple(row.tolist()) for row in corpus.val}
+    # no training chain holds a validation chain's first 32 tokens anywhere (a window cut from the same stream)
+    for row in corpus.val:
+        head = row[:32]
+        windows = corpus.train.unfold(1, 32, 1)
+        assert not (windows == head).all(dim=-1).any()
+    np.testing.assert_array_equal(corpus.token_counts, np.bincount(corpus.train.numpy().ravel(), minlength=64))

@@ -17,11 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "course_lib"
 #: The library a learner reuses: importable without matplotlib, ipywidgets, a notebook progress bar or any lab.
-CORE = tuple(name for name in ("methods", "sweep", "rules", "optim", "fast_paths", "functions", "descent", "data",
-                               "training", "models", "devices", "inputs", "schedules", "range_test")
+CORE = tuple(name for name in ("methods", "sweep", "benchmark", "rules", "optim", "fast_paths", "functions", "descent",
+                               "data", "training", "models", "devices", "inputs", "schedules", "range_test")
              if (PACKAGE / f"{name}.py").exists())
 #: The core modules a NumPy-only user imports: they load no torch either.
-NUMPY_ONLY = ("methods", "sweep", "rules", "functions", "descent", "range_test")
+NUMPY_ONLY = ("methods", "sweep", "benchmark", "rules", "functions", "descent", "range_test")
 #: What the core never imports, not even lazily inside a function (the core draws nothing).
 DRAWING = ("course_lib.plotting", "course_lib.widgets", "course_lib.labs", "matplotlib", "ipywidgets")
 #: Never loaded by importing a core module.

@@ -18,8 +18,9 @@
 * :func:`range_test` — the learning-rate range test of
   :func:`course_lib.training.lr_range_test`, run by :func:`~course_lib.descent.descend`.
 * :func:`read_sweep`, :func:`tuned_summary`, :func:`format_tuned_summary` —
-  notebook 12's sweeps read back: each optimizer at its own best η, with the
-  spread over seeds, and ties called ties.
+  notebook 12's sweeps read back: each optimizer at its own best η (chosen by
+  :func:`course_lib.benchmark.select`, as notebook 12 does), with the spread
+  over seeds, and ties (paired intervals that hold zero) called ties.
 * :func:`show_optimizer_choice` and :func:`choice_playground` — the
   playground: an optimizer and an η on the sparse-feature problem, seen on its
   range test and its run.
@@ -42,7 +43,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .. import methods, rules, sweep
+from .. import benchmark, methods, rules, sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective
 from ..range_test import LRRangeTest, range_test_lrs
@@ -497,11 +498,13 @@ def read_sweep(path) -> list[dict] | None:
 class TunedResult:
     """One optimizer on one workload at its own best η (see :func:`tuned_summary`).
 
-    ``value`` is the median over seeds at ``lr``, ``low``/``high`` the best and
-    worst seed there, ``seeds`` how many, ``grid`` the η values tried,
-    ``at_grid_edge`` whether ``lr`` is the smallest or largest of them (the true
-    optimum may lie outside), ``tie`` whether the seed range overlaps the best
-    optimizer's, ``diverged`` how many η of the grid failed on some seed.
+    ``value`` is the mean over seeds at ``lr`` (:func:`course_lib.benchmark.seed_statistic`), ``low``/``high``
+    the best and worst seed there, ``seeds`` how many, ``grid`` the η values tried, ``at_grid_edge`` whether
+    ``lr`` is the smallest or largest of them (the true optimum may lie outside), ``tie`` whether the paired
+    comparison with the best optimizer (:func:`course_lib.benchmark.paired_differences`, seed by seed, 95 %
+    t-interval) fails to exclude zero, ``diverged`` how many η of the grid failed on some seed, ``paired`` that
+    comparison (``None`` for the best optimizer itself), ``per_seed`` the metric of each seed's run at ``lr``
+    (seed → value, None where it diverged), for paired comparisons between any two optimizers.
     """
 
     optimizer: str
@@ -514,6 +517,8 @@ class TunedResult:
     at_grid_edge: bool
     tie: bool
     diverged: int
+    paired: benchmark.Paired | None = None
+    per_seed: dict = field(default_factory=dict, compare=False)
 
     @property
     def points_per_decade(self) -> float:
@@ -523,43 +528,46 @@ class TunedResult:
         return (len(self.grid) - 1) / float(np.log10(max(self.grid) / min(self.grid)))
 
 
-def tuned_summary(records, workload: str, metric: str, *, lower_is_better: bool = True) -> list[TunedResult]:
-    """Each optimizer of ``workload`` at the η whose median ``metric`` over seeds is best, best optimizer first.
+def tuned_summary(records, workload: str, metric: str = benchmark.METRIC, *,
+                  lower_is_better: bool = True) -> list[TunedResult]:
+    """Each optimizer of ``workload`` at the η :func:`course_lib.benchmark.select` chooses, best optimizer first.
 
-    For every (optimizer, η) the median over seeds is taken (a run whose metric
-    is missing or not finite makes that η count as diverged, with the worst
-    value); the best η per optimizer is the one with the best median. An
-    optimizer *ties* with the best one when their seed ranges at their best η
-    overlap: a winner inside the seed spread is not a winner.
+    The statistic is notebook 12's: the mean over seeds of ``metric`` (default: the final validation loss), a run
+    whose metric is missing or not finite counting as the worst value (that η then counts as diverged). An
+    optimizer *ties* with the best one when the paired t-interval of their per-seed differences
+    (:func:`course_lib.benchmark.paired_differences`: the seeds share initial weights and minibatches) holds
+    zero: a winner inside the seed-to-seed noise is not a winner.
     """
     rows = [r for r in records if r["workload"] == workload]
     if not rows:
         raise ValueError(f"no runs for workload {workload!r}; have {sorted({r['workload'] for r in records})}")
     sign = 1.0 if lower_is_better else -1.0
+    worst = np.inf * sign
     results = []
-    for optimizer in dict.fromkeys(r["optimizer"] for r in rows):
-        by_lr: dict[float, list[float]] = {}
+    for optimizer, choice in benchmark.select(rows, metric=metric, lower_is_better=lower_is_better).items():
+        values = [worst if v is None or not np.isfinite(v) else float(v) for v in choice.values]
+        by_lr: dict[float, list] = {}
         for r in rows:
             if r["optimizer"] == optimizer:
-                value = r.get(metric)
-                value = float(value) if isinstance(value, (int, float)) and np.isfinite(value) else np.inf * sign
-                by_lr.setdefault(float(r["lr"]), []).append(value)
-        grid = tuple(sorted(by_lr))
-        medians = {lr: float(np.median(values)) for lr, values in by_lr.items()}
-        diverged = sum(not np.all(np.isfinite(values)) for values in by_lr.values())
-        choice = sweep.best_lr(grid, [medians[lr] for lr in grid], lower_is_better=lower_is_better)
-        best, values = choice.lr, by_lr[choice.lr]
-        results.append(dict(optimizer=optimizer, lr=best, value=medians[best], low=min(values, key=lambda v: sign * v),
-                            high=max(values, key=lambda v: sign * v), seeds=len(values), grid=grid,
-                            at_grid_edge=choice.at_edge, diverged=diverged))
+                by_lr.setdefault(float(r["lr"]), []).append(r.get(metric))
+        diverged = sum(not all(isinstance(v, (int, float)) and np.isfinite(v) for v in vs) for vs in by_lr.values())
+        results.append(dict(optimizer=optimizer, lr=choice.lr, value=choice.score,
+                            low=min(values, key=lambda v: sign * v), high=max(values, key=lambda v: sign * v),
+                            seeds=len(values), grid=choice.grid, at_grid_edge=choice.at_edge, diverged=diverged,
+                            per_seed=dict(zip(choice.seeds, choice.values))))
     results.sort(key=lambda r: sign * r["value"])
-    leader = results[0]
-    return [TunedResult(**r, tie=sign * r["low"] <= sign * leader["high"]) for r in results]
+    leader = results[0]["per_seed"]
+    summary = []
+    for k, r in enumerate(results):
+        paired = None if k == 0 else benchmark.paired_differences(r["per_seed"], leader,
+                                                                  lower_is_better=lower_is_better)
+        summary.append(TunedResult(**r, tie=paired is not None and paired.verdict != "worse", paired=paired))
+    return summary
 
 
 def format_tuned_summary(results: list[TunedResult], metric: str, digits: int = 3) -> str:
-    """A plain-text table of :func:`tuned_summary`: best η, median and seed range, tie or not, grid edge."""
-    column = metric + " (median, best … worst seed)"
+    """A plain-text table of :func:`tuned_summary`: best η, mean and seed range, tie or not, grid edge."""
+    column = metric + " (mean, best … worst seed)"
     lines = [f"{'optimizer':<22}{'best η':>9}   {column}  {'seeds':>5}  verdict"]
     for r in results:
         verdict = "best" if r is results[0] else ("tie with the best" if r.tie else "behind")

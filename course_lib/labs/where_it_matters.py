@@ -15,8 +15,9 @@ The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
   on the transformer (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is
   evaluated at its averaged point x (``eval()``).
 * **What is reported:** per run, the validation curve, its best point, and the steps (and seconds) to reach a
-  target fixed per workload before the comparison; per optimizer, the η whose mean over seeds is best, and
-  the spread over seeds there.
+  target fixed per workload before the comparison; per optimizer, the η chosen by
+  :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final validation loss, a diverged run
+  counting as the worst), and the spread over seeds there.
 
 The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``);
 ``course_lib.optim``'s classes equal them (notebooks 06–10). Muon updates the hidden weight matrices and AdamW
@@ -45,7 +46,9 @@ Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_ma
          "summary": {OPT: {"best_lr": η, "best_lr_at_edge": bool, "best_val_loss_mean": float,
                            "best_val_loss_std": float, "final_val_loss_mean": float,
                            "best_val_accuracy_mean": float, "steps_to_target_median": int|null,
-                           "reached_target": int, "lrs_within_0.05": int}}}}}
+                           "reached_target": int, "lrs_within_0.05": int},
+         "protocol": {...}}}}                  # optional: course_lib.benchmark.Protocol.to_dict() (grids, seeds,
+                                               # pilot runs, selection metric and statistic, budget per optimizer)
 
 Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
 """
@@ -62,7 +65,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .. import methods, models, sweep
+from .. import benchmark, methods, models, sweep
 from ..training import param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
@@ -405,39 +408,25 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
 
 
 def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_tolerance: float = 0.05) -> dict:
-    """Per optimizer: the η whose mean best validation loss over seeds is lowest, the spread there, and how
-    many grid points come within ``width_tolerance`` nats of it (a diverged run counts as +∞)."""
+    """Per optimizer: the η chosen by :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final
+    validation loss, a diverged run counting as +∞; the statistic notebook 09 uses too), the spread over seeds
+    there, and how many grid points come within ``width_tolerance`` nats of it by the same statistic."""
     summary = {}
-    for name, grid in grids.items():
-        by_lr = {}
-        for lr in grid:
-            mine = [r for r in runs if r["optimizer"] == name and r["lr"] == lr]
-            if mine:
-                by_lr[lr] = mine
-        if not by_lr:
-            continue
-
-        def mean_best(rs):
-            values = [math.inf if r["best_val_loss"] is None else r["best_val_loss"] for r in rs]
-            return float(np.mean(values))
-
-        means = {lr: mean_best(rs) for lr, rs in by_lr.items()}
-        choice = sweep.best_lr(list(means), list(means.values()))
-        best_lr = list(means)[choice.index]
-        best = by_lr[best_lr]
+    for name, choice in benchmark.select(runs, grids).items():
+        best = runs_at({"runs": runs}, name, choice.lr)
+        best_losses = [math.inf if r["best_val_loss"] is None else r["best_val_loss"] for r in best]
         reached = [r["steps_to_target"] for r in best if r["steps_to_target"] is not None]
         summary[name] = {
-            "best_lr": best_lr,
+            "best_lr": choice.lr,
             "best_lr_at_edge": choice.at_edge,
-            "best_val_loss_mean": means[best_lr],
-            "best_val_loss_std": float(np.std([r["best_val_loss"] for r in best], ddof=1)) if len(best) > 1 else 0.0,
-            "final_val_loss_mean": float(np.mean([math.inf if r["final_val_loss"] is None else r["final_val_loss"]
-                                                  for r in best])),
+            "best_val_loss_mean": float(np.mean(best_losses)),
+            "best_val_loss_std": float(np.std(best_losses, ddof=1)) if len(best) > 1 else 0.0,
+            "final_val_loss_mean": choice.score,
             "best_val_accuracy_mean": float(np.mean([0.0 if r["best_val_accuracy"] is None else r["best_val_accuracy"]
                                                      for r in best])),
             "steps_to_target_median": int(np.median(reached)) if len(reached) == len(best) else None,
             "reached_target": len(reached),
-            f"lrs_within_{width_tolerance}": sum(m <= means[best_lr] + width_tolerance for m in means.values()),
+            f"lrs_within_{width_tolerance}": sum(score <= choice.score + width_tolerance for score in choice.scores),
         }
     return summary
 
@@ -484,9 +473,27 @@ def check_results(results: dict) -> None:
                     fail(f"workload {name!r}: {key} has {len(run[key])} points, expected {evals}")
         if set(workload["summary"]) != set(workload["optimizers"]):
             fail(f"workload {name!r}: the summary does not cover every optimizer")
+        if "protocol" in workload:
+            protocol = benchmark.Protocol.from_dict(workload["protocol"])
+            if protocol.grids != {opt: spec["lr_grid"] for opt, spec in workload["optimizers"].items()}:
+                fail(f"workload {name!r}: the protocol's grids are not the optimizers' lr_grid")
+            if list(protocol.seeds) != list(seeds) or workload["protocol"].get("budget") != protocol.budget():
+                fail(f"workload {name!r}: the protocol's seeds or budget do not match the runs")
 
 
-__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS"]
+PILOT_NOTE = ("each optimizer's window of η was placed by a one-seed pilot sweep whose runs were not recorded: "
+              "the budget counts the sweep's runs only")
+"""What the committed protocol says of the pilot runs (``pilot_runs`` is None: not counted)."""
+
+
+def protocol_record(grids: dict[str, list[float]], seeds) -> dict:
+    """The ``protocol`` entry of a workload in the results file: :class:`course_lib.benchmark.Protocol` with the
+    grids run, the seeds, the selection rule and the budget per optimizer (pilot runs not recorded)."""
+    return benchmark.Protocol({name: list(grid) for name, grid in grids.items()}, tuple(seeds),
+                              notes=PILOT_NOTE).to_dict()
+
+
+__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record"]
 
 
 # --------------------------------------------------------------------------------------
@@ -559,6 +566,50 @@ def plot_lr_sensitivity(workload: dict, ax, optimizers=None, key: str = "best_va
     return ax
 
 
+def paired_against(workload: dict, baseline: str = "adamw", metric: str = benchmark.METRIC,
+                   confidence: float = 0.95) -> dict[str, benchmark.Paired]:
+    """Every other optimizer of ``workload`` against ``baseline``, each at its best η of the summary, seed by seed
+    (:func:`course_lib.benchmark.paired_differences` of ``metric``: candidate − baseline, a t-interval at
+    ``confidence``). The seeds are paired: the same initial weights and minibatches for every optimizer."""
+    def per_seed(name):
+        return {r["seed"]: r[metric] for r in runs_at(workload, name)}
+
+    base = per_seed(baseline)
+    return {name: benchmark.paired_differences(per_seed(name), base, confidence=confidence)
+            for name in workload["optimizers"] if name != baseline}
+
+
+def excess_losses(results: dict, metric: str = benchmark.METRIC) -> dict[str, dict[str, float | None]]:
+    """{optimizer: {workload: cost}} for :func:`course_lib.benchmark.performance_profile`: the mean over seeds of
+    ``metric`` at the optimizer's best η minus the workload's floor (the language model's entropy rate, the best
+    loss any model can reach; 0 for the CNN, whose floor is unknown); None where the optimizer was not run."""
+    names = list(dict.fromkeys(name for w in results["workloads"].values() for name in w["optimizers"]))
+    costs = {name: {} for name in names}
+    for key, workload in results["workloads"].items():
+        floor = workload.get("reference_losses", {}).get("entropy_rate", 0.0)
+        for name in names:
+            if name in workload["optimizers"]:
+                costs[name][key] = benchmark.seed_statistic([r[metric] for r in runs_at(workload, name)]) - floor
+            else:
+                costs[name][key] = None
+    return costs
+
+
+def plot_performance_profile(profile: benchmark.Profile, ax, titles: dict | None = None, offset: float = 0.0):
+    """ρ(τ) against τ for each optimizer of ``profile`` (a step function: the share of workloads on which its
+    cost is within a factor τ of the best), in the course's colours. ``offset`` shifts the k-th of n curves up by
+    (k − (n − 1)/2) · offset, so that curves with equal values can be told apart (say so in the figure)."""
+    from .. import plotting
+
+    middle = (len(profile.optimizers) - 1) / 2
+    for k, (name, rho) in enumerate(zip(profile.optimizers, profile.rho)):
+        ax.step(profile.taus, rho + (k - middle) * offset, where="post", color=plotting.method_color(name),
+                label=(titles or {}).get(name, name))
+    ax.set(xlabel="τ (cost within a factor τ of the best)", ylabel="ρ(τ): share of workloads",
+           ylim=(-0.05 - middle * offset, 1.05 + middle * offset))
+    return ax
+
+
 def lm_playground_figure(workload: dict, optimizer: str = "adamw", lr_index: int = 2):
     """One optimizer at one η of its grid (index into the grid): its validation loss, and its loss on frequent and
     on rare tokens, every seed, next to AdamW at its best η (dashed). Returns the figure."""
@@ -605,4 +656,5 @@ def results_playground(workload: dict):
 
 
 __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
-            "lm_playground_figure", "results_playground"]
+            "paired_against", "excess_losses", "plot_performance_profile", "lm_playground_figure",
+            "results_playground"]

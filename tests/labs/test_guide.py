@@ -347,7 +347,7 @@ def test_read_sweep_flattens_runs_and_reports_a_missing_file(tmp_path):
         guide.read_sweep(bad)
 
 
-def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
+def test_tuned_summary_takes_the_best_mean_and_calls_paired_ties(tmp_path):
     records = guide.read_sweep(_fake_sweep(tmp_path))
     summary = guide.tuned_summary(records, "lm", "best_val_loss")
     by_name = {r.optimizer: r for r in summary}
@@ -356,8 +356,11 @@ def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
     assert adamw.lr == 1e-3 and math.isclose(adamw.value, 1.0) and adamw.seeds == 3
     assert math.isclose(adamw.low, 0.99) and math.isclose(adamw.high, 1.01) and adamw.diverged == 1
     assert not adamw.at_grid_edge and by_name["sgd"].at_grid_edge     # SGD's best η is its largest
-    assert by_name["lion"].tie and by_name["adamw"].tie and not by_name["sgd"].tie   # 0.98–1.02 overlaps 0.99–1.01
-    assert by_name["nadam"].tie and by_name["nadam"].value > by_name["adamw"].high   # best seed overlaps, median not
+    # paired with the leader seed by seed: Lion's differences (0, ±0.01) and NAdam's (0.05, 0.05, 0.01) hold zero
+    # in their t-intervals; SGD's (0.2 on every seed, or 0.2 ± 0.01) do not
+    assert by_name["lion"].tie and by_name["nadam"].tie and not by_name["sgd"].tie
+    assert by_name["sgd"].paired.verdict == "worse" and summary[0].paired is None
+    assert math.isclose(by_name["nadam"].value, (1.05 + 1.06 + 1.0) / 3)          # the mean, not the median 1.05
     assert math.isclose(by_name["sgd"].points_per_decade, 1.0) and by_name["lion"].points_per_decade == math.inf
     accuracy = guide.tuned_summary([dict(r, best_val_loss=-r["best_val_loss"]) for r in records], "lm",
                                    "best_val_loss", lower_is_better=False)
@@ -366,6 +369,25 @@ def test_tuned_summary_takes_the_best_median_and_calls_overlaps_ties(tmp_path):
     assert "tie with the best" in text and "behind, η at the grid's edge" in text and text.count("\n") == 4
     with pytest.raises(ValueError, match="no runs"):
         guide.tuned_summary(records, "vision", "best_val_loss")
+
+
+def test_tuned_summary_chooses_as_notebook_12_does():
+    """The mean over seeds of the final validation loss (course_lib.benchmark), where the median or the best point
+    of the curve would choose another η; the same η as where_it_matters.summarize."""
+    from course_lib import benchmark
+    from course_lib.labs import where_it_matters
+
+    runs = []
+    for seed in range(3):       # η = 0.1: median 1.0, mean 1.2; η = 0.2: 1.1 on every seed
+        runs.append(dict(optimizer="adam", lr=0.1, seed=seed, final_val_loss=(1.0, 1.0, 1.6)[seed],
+                         best_val_loss=0.5, best_val_accuracy=0.9, steps_to_target=None))
+        runs.append(dict(optimizer="adam", lr=0.2, seed=seed, final_val_loss=1.1, best_val_loss=1.1,
+                         best_val_accuracy=0.9, steps_to_target=None))
+    records = [dict(r, workload="lm") for r in runs]
+    (adam,) = guide.tuned_summary(records, "lm")
+    assert adam.lr == 0.2 and math.isclose(adam.value, 1.1)
+    assert where_it_matters.summarize(runs, {"adam": [0.1, 0.2]})["adam"]["best_lr"] == 0.2
+    assert benchmark.select(runs)["adam"].lr == 0.2
 
 
 # --- the playground -----------------------------------------------------------------------------------------------

@@ -133,6 +133,33 @@ def test_summarize_picks_the_best_mean_and_flags_the_edge():
     assert lab.summarize(runs[:2], {"adam": [0.1, 0.2]})["adam"]["best_lr_at_edge"]
 
 
+def test_summarize_chooses_on_the_mean_final_loss_not_the_median_or_the_best_point():
+    def run(lr, seed, final, best):
+        return {"optimizer": "sgd", "lr": lr, "seed": seed, "best_val_loss": best, "final_val_loss": final,
+                "best_val_accuracy": 0.5, "steps_to_target": None}
+
+    # η = 0.1: final losses 1.0, 1.0, 1.6 (median 1.0, mean 1.2), best points 0.5; η = 0.2: 1.1 on every seed
+    runs = [run(0.1, s, (1.0, 1.0, 1.6)[s], 0.5) for s in range(3)] + [run(0.2, s, 1.1, 1.1) for s in range(3)]
+    summary = lab.summarize(runs, {"sgd": [0.05, 0.1, 0.2, 0.4]})["sgd"]
+    assert summary["best_lr"] == 0.2 and summary["final_val_loss_mean"] == pytest.approx(1.1)
+    assert summary["lrs_within_0.05"] == 1 and not summary["best_lr_at_edge"]
+
+
+def test_the_committed_summary_is_the_documented_selection_of_the_committed_runs():
+    """Notebook 12 prints the stored summary: it must be what summarize (course_lib.benchmark's statistic) gives.
+    On these runs the median over seeds would choose another η twice (LM Nesterov, CNN SGD + momentum)."""
+    from course_lib import benchmark
+
+    results = lab.load_results()
+    for workload in results["workloads"].values():
+        grids = {name: spec["lr_grid"] for name, spec in workload["optimizers"].items()}
+        assert lab.summarize(workload["runs"], grids) == workload["summary"]
+        chosen = benchmark.select(workload["runs"], grids)
+        assert {name: c.lr for name, c in chosen.items()} == {n: s["best_lr"] for n, s in workload["summary"].items()}
+    lm, cnn = results["workloads"]["lm"], results["workloads"]["cnn"]
+    assert lm["summary"]["nesterov"]["best_lr"] == 0.464 and cnn["summary"]["momentum"]["best_lr"] == 0.464
+
+
 def test_bin_floors_average_the_surprise_of_sampled_tokens(tiny):
     corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=64, val_chains=4, length=256, seed=0)
     tokens = corpus.train.numpy()
@@ -166,4 +193,164 @@ def test_lr_sensitivity_plots_the_mean_over_seeds_on_a_log_axis_without_minor_ti
     assert list(failed.get_xdata()) == [1e-1] and list(failed.get_ydata()) == [6.0]     # diverged: × at the top
     fig.canvas.draw()
     assert ax.get_xscale() == "log" and len(ax.xaxis.get_minorticklocs()) == 0
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# The protocol's promises, checked where a realistic bug would break them
+# --------------------------------------------------------------------------------------
+def _recording(workload):
+    """``workload`` with its model and batch functions recording what each run got: the initial weights and the
+    minibatches, in order."""
+    import dataclasses
+
+    seen = {"weights": [], "batches": []}
+
+    def model(seed):
+        net = workload.model(seed)
+        seen["weights"].append(torch.cat([p.detach().flatten().clone() for p in net.parameters()]))
+        return net
+
+    def batch(generator):
+        inputs, targets = workload.batch(generator)
+        seen["batches"].append(inputs.clone())
+        return inputs, targets
+
+    return dataclasses.replace(workload, model=model, batch=batch), seen
+
+
+def test_the_seed_and_only_the_seed_sets_the_initial_weights_and_the_minibatches(tiny):
+    """Module docstring: "the batch order depends on the seed only, not on the optimizer"; a seed's runs start
+    from the same weights whatever the optimizer (the seeds are paired), and other seeds start elsewhere."""
+    recorded = {}
+    for optimizer, seed in [("adamw", 0), ("momentum", 0), ("adamw", 1), ("adamw", 2)]:
+        workload, seen = _recording(tiny)
+        lab.train_run(workload, optimizer, 0.01, seed=seed)
+        assert len(seen["weights"]) == 1 and len(seen["batches"]) == tiny.steps
+        recorded[optimizer, seed] = seen
+    same, other = recorded["adamw", 0], recorded["momentum", 0]
+    assert torch.equal(same["weights"][0], other["weights"][0])
+    assert all(torch.equal(a, b) for a, b in zip(same["batches"], other["batches"]))
+    for seed in (1, 2):
+        assert not torch.equal(recorded["adamw", seed]["weights"][0], same["weights"][0])
+        assert not any(torch.equal(a, b) for a, b in zip(recorded["adamw", seed]["batches"], same["batches"]))
+    for seed in (0, 1):                                            # the workload's model: seeded, by its seed
+        a, b = (torch.cat([p.flatten() for p in tiny.model(s).parameters()]) for s in (seed, seed))
+        assert torch.equal(a, b)
+    assert not torch.equal(*(torch.cat([p.flatten() for p in tiny.model(s).parameters()]) for s in (0, 1)))
+
+
+def test_the_cnn_workload_seeds_its_model_and_minibatches_by_the_seed():
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    dataset = SimpleNamespace(train=(torch.randn(50, 40, generator=gen), torch.randint(0, 10, (50,), generator=gen)),
+                              val=(torch.randn(20, 40, generator=gen), torch.randint(0, 10, (20,), generator=gen)))
+    cnn = lab.cnn_workload(steps=4, warmup_steps=1, batch_size=5, eval_every=2, dataset=dataset,
+                           grids={"adamw": [0.01]})
+    flat = {s: torch.cat([p.flatten() for p in cnn.model(s).parameters()]) for s in (0, 1)}
+    assert torch.equal(flat[0], torch.cat([p.flatten() for p in cnn.model(0).parameters()]))
+    assert not torch.equal(flat[0], flat[1])
+    workloads = {}
+    for seed in (0, 1):
+        workload, seen = _recording(cnn)
+        lab.train_run(workload, "adamw", 0.01, seed=seed)
+        workloads[seed] = seen
+    assert torch.equal(workloads[0]["weights"][0], flat[0]) and torch.equal(workloads[1]["weights"][0], flat[1])
+    assert not any(torch.equal(a, b) for a, b in zip(workloads[0]["batches"], workloads[1]["batches"]))
+
+
+def test_schedule_free_is_evaluated_at_its_averaged_point_x(tiny, monkeypatch):
+    """Module docstring: Schedule-Free AdamW "is evaluated at its averaged point x (``eval()``)". The stored
+    validation loss is the model's loss after ``optimizer.eval()`` (which swaps in x), not at the training point y."""
+    captured = {}
+    build = lab.make_optimizers
+
+    def capture(name, model, lr, workload):
+        optimizers = build(name, model, lr, workload)
+        captured.update(model=model, optimizers=optimizers)
+        return optimizers
+
+    modes = []
+    evaluate = tiny.evaluate
+
+    def evaluate_and_record_mode(net):
+        modes.append(captured["optimizers"][0].param_groups[0]["train_mode"])
+        return evaluate(net)
+
+    import dataclasses
+
+    monkeypatch.setattr(lab, "make_optimizers", capture)
+    record = lab.train_run(dataclasses.replace(tiny, evaluate=evaluate_and_record_mode), "schedule_free", 0.05,
+                           seed=0)
+    assert modes == [False] * len(tiny.eval_steps)                 # every evaluation in eval mode: at x
+    (optimizer,), model = captured["optimizers"], captured["model"]
+    model.eval()
+    optimizer.eval()
+    at_x = tiny.evaluate(model)["val_loss"]
+    optimizer.train()
+    at_y = tiny.evaluate(model)["val_loss"]
+    assert record["val_loss"][-1] == at_x and abs(at_x - at_y) > 1e-4
+
+
+def test_language_model_minibatches_come_from_the_training_chains_only(tiny):
+    corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=16, val_chains=4, length=64, seed=0)
+
+    def windows(chains, length):
+        return {tuple(row[i:i + length].tolist()) for row in chains for i in range(chains.shape[1] - length + 1)}
+
+    train = windows(corpus.train, 9)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        inputs, targets = tiny.batch(generator)
+        for x, y in zip(inputs, targets):
+            sequence = tuple(x.tolist()) + (int(y[-1]),)
+            assert sequence in train and torch.equal(x[1:], y[:-1])     # a window of a training chain, shifted by one
+
+
+def _two_workloads():
+    def run(optimizer, lr, seed, final):
+        return {"optimizer": optimizer, "lr": lr, "seed": seed, "final_val_loss": final}
+
+    lm = {"optimizers": {"adamw": {"title": "AdamW"}, "sgd": {"title": "SGD"}, "muon": {"title": "Muon"}},
+          "summary": {"adamw": {"best_lr": 0.01}, "sgd": {"best_lr": 0.1}, "muon": {"best_lr": 0.02}},
+          "reference_losses": {"entropy_rate": 2.0},
+          "runs": [run("adamw", 0.01, s, v) for s, v in enumerate((3.0, 3.2, 3.1))]
+          + [run("adamw", 0.1, s, 9.0) for s in range(3)]                              # not the best η: ignored
+          + [run("sgd", 0.1, s, v) for s, v in enumerate((3.5, 3.9, 3.6))]
+          + [run("muon", 0.02, s, v) for s, v in enumerate((2.5, 2.5, 2.5))]}
+    cnn = {"optimizers": {"adamw": {"title": "AdamW"}, "sgd": {"title": "SGD"}},
+           "summary": {"adamw": {"best_lr": 0.01}, "sgd": {"best_lr": 0.1}},
+           "runs": [run("adamw", 0.01, s, v) for s, v in enumerate((0.3, 0.4, 0.35))]
+           + [run("sgd", 0.1, s, v) for s, v in enumerate((0.31, 0.38, 0.36))]}
+    return {"workloads": {"lm": lm, "cnn": cnn}}
+
+
+def test_paired_against_compares_each_best_eta_with_the_baseline_seed_by_seed():
+    from scipy import stats
+
+    results = _two_workloads()
+    paired = lab.paired_against(results["workloads"]["lm"])
+    assert set(paired) == {"sgd", "muon"}
+    assert paired["sgd"].differences == pytest.approx((0.5, 0.7, 0.5))
+    reference = stats.ttest_rel([3.5, 3.9, 3.6], [3.0, 3.2, 3.1]).confidence_interval(0.95)
+    assert (paired["sgd"].low, paired["sgd"].high) == pytest.approx((reference.low, reference.high))
+    assert paired["sgd"].verdict == "worse" and paired["muon"].verdict == "better"
+    assert lab.paired_against(results["workloads"]["cnn"])["sgd"].verdict == "tie"
+
+
+def test_excess_losses_feed_the_performance_profile():
+    import matplotlib.pyplot as plt
+
+    from course_lib import benchmark
+
+    costs = lab.excess_losses(_two_workloads())
+    assert costs["adamw"] == pytest.approx({"lm": 1.1, "cnn": 0.35}) and costs["muon"]["cnn"] is None
+    assert costs["sgd"]["lm"] == pytest.approx((3.5 + 3.9 + 3.6) / 3 - 2.0)
+    profile = benchmark.performance_profile(costs, taus=[1.0, 2.0])
+    assert profile.ratios[profile.optimizers.index("muon")].tolist() == [1.0, math.inf]
+    fig, ax = plt.subplots()
+    lab.plot_performance_profile(profile, ax, titles={"adamw": "AdamW"}, offset=0.01)
+    assert len(ax.get_lines()) == 3 and ax.get_lines()[0].get_label() == "AdamW"
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), profile.rho[1])      # the middle curve: not shifted
     plt.close(fig)
