@@ -28,8 +28,8 @@ from typing import Any
 
 __all__ = ["Method", "METHODS", "ALIASES", "FAMILIES", "get", "label", "color", "names", "load"]
 
-#: The families, in course order: notebooks 01-04, 05, 06-07 and 09-10.
-FAMILIES = ("gradient descent", "adaptive", "adam", "beyond adam")
+#: The families, in course order: notebooks 01-04, 05, 06-07, 09-10 and 11 (preconditioners beyond the diagonal).
+FAMILIES = ("gradient descent", "adaptive", "adam", "beyond adam", "preconditioning")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ _METHODS = (
            "AdamWScheduleFree", "schedulefree.AdamWScheduleFree", state_arrays=2, counters=0),
     Method("ademamix", "AdEMAMix", "#AA4499", "beyond adam", "ademamix", "AdEMAMix",  # purple
            "pytorch_optimizer.AdEMAMix", state_arrays=3, counters=0),
-    Method("soap", "SOAP", "#88CCEE", "beyond adam", "soap", "SOAP", "pytorch_optimizer.SOAP",  # cyan
+    Method("soap", "SOAP", "#88CCEE", "preconditioning", "soap", "SOAP", "pytorch_optimizer.SOAP",  # cyan
            toy={"weight_decay": 0.0}, state_arrays=None, counters=0),
 )
 

@@ -62,8 +62,9 @@ __all__ = [
 ]
 
 NEW_METHODS = methods.names("beyond adam")
-"""The six optimizers of notebooks 09 and 10 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
-Adafactor, Lion, Muon, Schedule-Free AdamW."""
+"""The seven optimizers of notebooks 09 and 10 (the family "beyond adam" of :mod:`course_lib.methods`): NAdam, RAdam,
+Adafactor, Lion, Muon, Schedule-Free AdamW, AdEMAMix. (Shampoo and SOAP, the family "preconditioning", are notebook
+11's.)"""
 
 # --------------------------------------------------------------------------------------------------------------
 # The methods of this notebook, implemented as course_lib.methods says
