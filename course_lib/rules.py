@@ -67,6 +67,7 @@ __all__ = [
     "shampoo_init",
     "inverse_root",
     "shampoo_precondition",
+    "shampoo_layout",
     "ShampooGraft",
     # what some rules need besides their update
     "schedule_free_eval",
@@ -1247,11 +1248,14 @@ def _shampoo_shape(shape, block_size, shape_interpretation):
     return groups if len(groups) > 1 else [1]
 
 
-def _shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
+def shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
                     no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
                     pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, inverse_exponent_override=0, **_):
-    """How a parameter of this shape is preconditioned: ``(shape read, which axes get a factor, exponent p)``, or
-    ``None`` where it gets no factor and its step is the graft's (a vector, a small tensor, a skipped one)."""
+    """How Shampoo preconditions a parameter of this shape: ``(shape read, which axes get a factor, exponent p)``,
+    or ``None`` where it gets no factor and its step is the graft's (a vector, a small tensor, a skipped one).
+
+    Takes the rule's hyperparameters (``shampoo_layout(p.shape, **rule.hyperparams)``); raises ``ValueError`` for
+    an axis longer than ``block_size`` (blocks are not implemented)."""
     shape = tuple(int(size) for size in shape)
     read = _shampoo_shape(shape, block_size, shape_interpretation)
     skipped = len(shape) < skip_preconditioning_rank_lt or any(
@@ -1405,7 +1409,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     # the Kronecker factors and their inverse roots
     statistics, roots = tuple(state["statistics"]), tuple(state["pre_conditioners"])
     if statistics:
-        shape, axes, exponent = _shampoo_layout(
+        shape, axes, exponent = shampoo_layout(
             np.shape(params), block_size=block_size, skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
             no_preconditioning_for_layers_with_dim_gt=no_preconditioning_for_layers_with_dim_gt,
             shape_interpretation=shape_interpretation, pre_conditioner_type=pre_conditioner_type,
@@ -1460,7 +1464,7 @@ def shampoo_init(params, *, graft_type=ShampooGraft.SGD, matrix_eps=1e-6, **layo
     state = {"step": 0, "momentum": zeros_like(params), "graft_momentum": zeros_like(params)}
     if graft_type in (ShampooGraft.ADAGRAD, ShampooGraft.RMSPROP, ShampooGraft.ADAM):
         state["graft_statistics"] = zeros_like(params)
-    found = _shampoo_layout(np.shape(params), **layout)
+    found = shampoo_layout(np.shape(params), **layout)
     if found is None:
         state["statistics"], state["pre_conditioners"] = (), ()
         return state
