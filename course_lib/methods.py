@@ -133,7 +133,7 @@ _METHODS = (
     # 5 and recommends; the row must equal its reference), the first roots at step 4, then every 4 steps. Its state
     # arrays, as the reference's state dict shows them: the momentum (the factors and the graft's buffers sit in
     # objects, not tensors).
-    Method("shampoo", "Shampoo", "#999999", "beyond adam", "shampoo", "Shampoo",  # grey
+    Method("shampoo", "Shampoo", "#777777", "beyond adam", "shampoo", "Shampoo",  # dark grey
            "pytorch_optimizer.ScalableShampoo",
            options={"use_svd": True, "shape_interpretation": False, "graft_type": 3,
                     "start_preconditioning_step": 4, "preconditioning_compute_steps": 4},
