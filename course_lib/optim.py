@@ -804,8 +804,8 @@ class Shampoo(_PerTensorRuleOptimizer):
     identically. Every option is a param-group entry here (the reference keeps most on the optimizer).
 
     Refused with a ``ValueError`` that says why: ``use_svd=False``, the reference's default (its Schur–Newton
-    roots start a power iteration at ``torch.randn``): pass ``use_svd=True``; a parameter axis longer than
-    ``block_size`` (checked when the parameter is added); unknown keywords (the reference ignores them).
+    roots start a power iteration at ``torch.randn``): pass ``use_svd=True``. Unknown keywords raise a
+    ``TypeError`` (the reference ignores them).
     Recommended: ``graft_type=ShampooGraft.ADAM`` (5), the length of Adam's step per layer, which the reference
     lacks; the default stays its SGD graft, so that ``Shampoo(params, use_svd=True)`` is ``ScalableShampoo``'s
     defaults. Runs per tensor (the roots belong to each parameter's matrix); ``fused=True`` is refused.
@@ -833,16 +833,6 @@ class Shampoo(_PerTensorRuleOptimizer):
             shape_interpretation=shape_interpretation, graft_type=graft_type,
             pre_conditioner_type=pre_conditioner_type, nesterov=nesterov, diagonal_eps=diagonal_eps,
             matrix_eps=matrix_eps, use_svd=use_svd, maximize=maximize), fused=fused)
-
-    def add_param_group(self, param_group):
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        for param in group["params"]:
-            try:
-                rules.shampoo_layout(param.shape, **{name: group[name] for name in self._hyper_names()})
-            except ValueError:
-                self.param_groups.pop()
-                raise
 
     def _step_per_tensor(self, group, rule):
         """The rule once per parameter, with the group's step count (the reference's ``group["step"]``)."""

@@ -26,6 +26,7 @@ with torch.optim's names and defaults::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -1251,22 +1252,19 @@ def _shampoo_shape(shape, block_size, shape_interpretation):
 def shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
                     no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
                     pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, inverse_exponent_override=0, **_):
-    """How Shampoo preconditions a parameter of this shape: ``(shape read, which axes get a factor, exponent p)``,
-    or ``None`` where it gets no factor and its step is the graft's (a vector, a small tensor, a skipped one).
+    """How Shampoo preconditions a parameter of this shape: ``(shape read, which axes get a factor, exponent p,
+    blocks)``, or ``None`` where it gets no factor and its step is the graft's (a vector, a small tensor, a skipped
+    one). Takes the rule's hyperparameters (``shampoo_layout(p.shape, **rule.hyperparams)``).
 
-    Takes the rule's hyperparameters (``shampoo_layout(p.shape, **rule.hyperparams)``); raises ``ValueError`` for
-    an axis longer than ``block_size`` (blocks are not implemented)."""
+    ``blocks`` are tuples of slices of the shape read: an axis longer than ``block_size`` (> 0) is cut into pieces of
+    ``block_size`` (the last one shorter), and every combination of pieces is a block with its own factors, in the
+    reference's order (the first axis slowest). Without such an axis there is one block, the whole tensor."""
     shape = tuple(int(size) for size in shape)
     read = _shampoo_shape(shape, block_size, shape_interpretation)
     skipped = len(shape) < skip_preconditioning_rank_lt or any(
         size > no_preconditioning_for_layers_with_dim_gt for size in shape)
     if len(read) < 2 or skipped:
         return None
-    if 0 < block_size < max(read):
-        raise ValueError(f"Shampoo here has no blocking: a parameter of shape {shape} is read as {read}, whose axis "
-                         f"of {max(read)} exceeds block_size={block_size} (pytorch-optimizer would split it into "
-                         f"blocks of {block_size}); raise block_size to at least {max(read)} (or 0: no blocks), or "
-                         "exclude the layer with no_preconditioning_for_layers_with_dim_gt")
     if pre_conditioner_type == SHAMPOO_PRECONDITION_INPUT:
         axes = [True] * (len(read) - 1) + [False]
     elif pre_conditioner_type == SHAMPOO_PRECONDITION_OUTPUT:
@@ -1274,7 +1272,11 @@ def shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
     else:
         axes = [True] * len(read)
     exponent = inverse_exponent_override if inverse_exponent_override > 0 else 2 * sum(axes)
-    return read, axes, exponent
+    pieces = []
+    for size in read:
+        length = block_size if 0 < block_size < size else size
+        pieces.append([slice(start, min(start + length, size)) for start in range(0, size, length)])
+    return read, axes, exponent, list(itertools.product(*pieces))
 
 
 def _tensordot(a, b, axes):
@@ -1313,20 +1315,33 @@ def _identity_like(params, size):
     return np.eye(size, dtype=np.float64 if np.asarray(params).dtype == np.float64 else np.float32)
 
 
-def shampoo_precondition(grad, pre_conditioners, axes, shape):
-    r"""P₁ … applied to g: for a matrix L^{-1/4} G R^{-1/4}; for a tensor every chosen axis times its factor.
-
-    ``grad`` is read as ``shape``; each axis in turn is contracted with its factor (or, without one, moved to the
-    end), so after all axes the order is back to the start: G ×₁ P₁ ×₂ P₂ … (the factors are symmetric).
-    """
-    x = _factor_dtype_array(grad).reshape(tuple(shape))
-    roll = (*range(1, len(shape)), 0)
-    factors = iter(pre_conditioners)
+def _precondition_block(x, factors, axes):
+    """Each axis of ``x`` in turn contracted with its factor (or, without one, moved to the end)."""
+    roll = (*range(1, np.ndim(x)), 0)
+    factors = iter(factors)
     for chosen in axes:
         if chosen:
             x = _tensordot(x, next(factors), ([0], [0]))  # contract axis 0, the factor's axis goes last
         else:
             x = x.permute(roll) if _is_torch(x) else np.transpose(x, roll)
+    return x
+
+
+def shampoo_precondition(grad, pre_conditioners, axes, shape, blocks=None):
+    r"""The factors' roots applied to g: for a matrix S^{-1/4} G T^{-1/4}; for a tensor each chosen axis times its root.
+
+    ``grad`` is read as ``shape``; each axis in turn is contracted with its factor (or, without one, moved to the
+    end), so after all axes the order is back to the start: G ×₁ P₁ ×₂ P₂ … (the factors are symmetric). With
+    ``blocks`` (:func:`shampoo_layout`) every block is preconditioned with its own roots, ``sum(axes)`` per block.
+    """
+    x = _factor_dtype_array(grad).reshape(tuple(shape))
+    if blocks is None or len(blocks) == 1:
+        x = _precondition_block(x, pre_conditioners, axes)
+    else:
+        rank, whole = sum(axes), x
+        x = whole.new_zeros(whole.shape) if _is_torch(whole) else np.zeros_like(whole)
+        for index, block in enumerate(blocks):
+            x[block] = _precondition_block(whole[block], pre_conditioners[index * rank:(index + 1) * rank], axes)
     x = x.reshape(tuple(grad.shape))
     return x.to(grad.dtype) if _is_torch(x) else x.astype(grad.dtype)
 
@@ -1382,15 +1397,15 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     M ← β₁M + (1−β₁)D (and lerp for Nesterov); ``decoupled_learning_rate=False`` multiplies D and A by η instead
     of the step; weight decay is added to D and A after grafting (coupled: + λθ) or shrinks θ ← (1 − ηλ)θ
     (``decoupled_weight_decay``); S and T are updated every ``statistics_compute_steps`` steps; a parameter
-    with fewer than two axes as read (:func:`_shampoo_shape` with ``shape_interpretation``: small neighbouring
+    with fewer than two axes as read (:func:`shampoo_layout`; with ``shape_interpretation`` small neighbouring
     axes are merged up to ``block_size``, and a tensor whose product fits is one axis) has no factors and follows
-    the graft. The roots are exact (:func:`inverse_root`, ``use_svd=True``); an axis longer than ``block_size``
-    (which the reference splits into blocks) is refused. A leading batch axis of toy runs would be read as a matrix
+    the graft; an axis longer than ``block_size`` is cut into blocks, each with its own factors. The roots are
+    exact (:func:`inverse_root`, ``use_svd=True``). A leading batch axis of toy runs would be read as a matrix
     axis: this rule has no batched form.
 
     State: ``step``, ``momentum`` M, ``graft_momentum`` N, ``graft_statistics`` (AdaGrad's Σg², RMSProp's and
     Adam's v; absent for the other grafts), ``statistics`` (S, T, …) and ``pre_conditioners`` (their roots),
-    two tuples that are empty for a parameter without factors.
+    two tuples (block by block, axis by axis) that are empty for a parameter without factors.
     """
     del use_svd  # the only way here
     beta1, beta2 = betas
@@ -1409,7 +1424,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     # the Kronecker factors and their inverse roots
     statistics, roots = tuple(state["statistics"]), tuple(state["pre_conditioners"])
     if statistics:
-        shape, axes, exponent = shampoo_layout(
+        shape, axes, exponent, blocks = shampoo_layout(
             np.shape(params), block_size=block_size, skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
             no_preconditioning_for_layers_with_dim_gt=no_preconditioning_for_layers_with_dim_gt,
             shape_interpretation=shape_interpretation, pre_conditioner_type=pre_conditioner_type,
@@ -1418,9 +1433,10 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
             reshaped = _factor_dtype_array(grad).reshape(tuple(shape))
             chosen = [axis for axis, yes in enumerate(axes) if yes]
             weight = 1.0 if beta2 == 1.0 else 1.0 - beta2
-            statistics = tuple(
-                _add(_scale(factor, beta2), _tensordot(reshaped, reshaped, (others, others)), weight)
-                for factor, others in zip(statistics, ([a for a in range(len(shape)) if a != axis] for axis in chosen)))
+            products = [_tensordot(reshaped[block], reshaped[block], (others, others)) for block in blocks
+                        for others in ([a for a in range(len(shape)) if a != axis] for axis in chosen)]
+            statistics = tuple(_add(_scale(factor, beta2), product, weight)
+                               for factor, product in zip(statistics, products))
             new_state["statistics"] = statistics
         if step % preconditioning_compute_steps == 0:
             roots = tuple(inverse_root(factor, exponent) for factor in statistics)
@@ -1429,7 +1445,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     scale = 1.0 if decoupled_learning_rate else lr
     graft_direction = _graft_direction(grad, graft_statistics, graft_type, step, beta2, diagonal_eps) * scale
     if statistics:
-        direction = shampoo_precondition(grad, roots, axes, shape) * scale
+        direction = shampoo_precondition(grad, roots, axes, shape, blocks) * scale
     else:
         direction = graft_direction * 1.0
     if graft_type != ShampooGraft.NONE:
@@ -1468,8 +1484,9 @@ def shampoo_init(params, *, graft_type=ShampooGraft.SGD, matrix_eps=1e-6, **layo
     if found is None:
         state["statistics"], state["pre_conditioners"] = (), ()
         return state
-    shape, axes, _ = found
-    eyes = [_identity_like(params, size) for size, chosen in zip(shape, axes) if chosen]
+    _, axes, _, blocks = found
+    eyes = [_identity_like(params, piece.stop - piece.start) for block in blocks
+            for piece, chosen in zip(block, axes) if chosen]
     state["statistics"] = tuple(eye * matrix_eps for eye in eyes)
     state["pre_conditioners"] = tuple(eyes)
     return state
@@ -1485,9 +1502,9 @@ def shampoo(lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weig
 
     Refused with a ``ValueError`` saying why: ``use_svd=False`` (the reference's default: a coupled Schur–Newton
     iteration whose ridge comes from a power iteration started at ``torch.randn``, so its numbers depend on the
-    global random state; pass ``use_svd=True`` for exact roots), and (when a parameter is met) an axis longer than
-    ``block_size``. The course recommends ``graft_type=ShampooGraft.ADAM`` (5), which the reference does not have;
-    the default stays the reference's SGD graft so that the defaults are the reference's.
+    global random state; pass ``use_svd=True`` for exact roots). The course recommends
+    ``graft_type=ShampooGraft.ADAM`` (5), which the reference does not have; the default stays the reference's SGD
+    graft so that the defaults are the reference's.
     """
     _check_lr_tensor(lr)
     lr = as_number(lr)

@@ -45,6 +45,12 @@ GRID = [
     dict(no_preconditioning_for_layers_with_dim_gt=5, graft_type=rules.ShampooGraft.ADAGRAD),
     dict(start_preconditioning_step=1, statistics_compute_steps=3, preconditioning_compute_steps=2),
     dict(betas=(0.0, 0.9), maximize=True, matrix_eps=0.0, diagonal_eps=1e-6),
+    # blocks: the 5 × 6 weight read as 1 × 5 × 6 and cut into 4 blocks of three factors (its bias of 5 as 1 × 5, in
+    # two blocks), the kernel as 3 × 2 × 3
+    dict(block_size=4, graft_type=rules.ShampooGraft.RMSPROP, preconditioning_compute_steps=3),
+    dict(block_size=3, shape_interpretation=False, statistics_compute_steps=2),
+    # (INPUT with blocks of unequal sizes crashes the reference: it stacks blocks whose factors match in shape)
+    dict(block_size=4, shape_interpretation=False, pre_conditioner_type=2, graft_type=rules.ShampooGraft.SQRTN),
 ]
 
 
@@ -149,6 +155,28 @@ def test_the_grid_reaches_every_kind_of_layout():
     assert counts["shape_interpretation=False-block_size=512"] == [3, 0, 2, 0, 2, 0]
     assert counts["pre_conditioner_type=1-shape_interpretation=False-block_size=512"] == [2, 0, 1, 0, 1, 0]
     assert counts["skip_preconditioning_rank_lt=3-shape_interpretation=False-block_size=0"] == [3, 0, 0, 0, 0, 0]
+    assert counts[_case_id(GRID[-3])] == [3, 0, 4 * 3, 2 * 2, 2 * 2, 0]  # (1, 5, 6): 5 → 4 + 1, 6 → 4 + 2
+    assert counts[_case_id(GRID[-2])] == [3, 0, 2 * 2 * 2, 0, 1 * 2 * 2, 0]  # (5, 6) in 2 × 2 blocks; (3, 2, 3) in 1
+    assert counts[_case_id(GRID[-1])] == [1, 0, 2 * 2, 0, 2, 0]  # OUTPUT: one factor per block
+
+
+def test_layout_merges_and_cuts_axes_as_the_reference():
+    """The shape read (pytorch-optimizer's merge_small_dims) and the blocks (its BlockPartitioner), shape by shape."""
+    from pytorch_optimizer.optimizer.utils.partition import BlockPartitioner
+    from pytorch_optimizer.optimizer.utils.shape import merge_small_dims
+
+    for shape in [(64, 32, 3, 3), (1, 2, 512, 1, 2048, 1, 3, 4), (12, 20), (5, 6), (3, 2, 3), (700,), (40, 3, 9)]:
+        for block_size in (0, 4, 8, 100, 512, 1024):
+            layout = rules.shampoo_layout(shape, block_size=block_size, no_preconditioning_for_layers_with_dim_gt=10**9)
+            read = merge_small_dims(shape, block_size)
+            assert (layout is None) == (len(read) < 2), (shape, block_size)
+            if layout is None:
+                continue
+            assert layout[0] == read and layout[2] == 2 * len(read)
+            x = torch.arange(float(np.prod(read))).reshape(read)
+            pieces = BlockPartitioner(x, len(read), block_size, 0).partition(x)
+            assert [tuple(x[block].shape) for block in layout[3]] == [tuple(p.shape) for p in pieces]
+            assert all(torch.equal(x[block], piece) for block, piece in zip(layout[3], pieces))
 
 
 def test_the_rule_on_numpy_arrays_equals_the_reference():
@@ -330,11 +358,9 @@ def test_bad_inputs_are_refused_with_reasons():
     params = list(_network().parameters())
     with pytest.raises(ValueError, match="use_svd=False is not supported"):
         optim.Shampoo(params)  # the reference's default
-    with pytest.raises(ValueError, match="no blocking.*block_size=4"):
-        optim.Shampoo(params, use_svd=True, block_size=4)
-    shampoo = optim.Shampoo(params[:2], use_svd=True, block_size=8)
-    with pytest.raises(ValueError, match="no blocking"):
-        shampoo.add_param_group({"params": params[2:], "block_size": 4})
+    shampoo = optim.Shampoo(params[:2], use_svd=True)
+    with pytest.raises(ValueError, match="use_svd=False"):
+        shampoo.add_param_group({"params": params[2:], "use_svd": False})
     assert len(shampoo.param_groups) == 1
     for bad, match in ((dict(lr=-1.0), "learning rate"), (dict(betas=(1.0, 0.9)), "beta1"),
                        (dict(betas=(0.9, 1.0)), "beta2"), (dict(betas=(0.9,)), "pair"),
