@@ -803,12 +803,12 @@ class Shampoo(_PerTensorRuleOptimizer):
     so state dicts do not move between the two; this class's own state dict loads and training continues
     identically. Every option is a param-group entry here (the reference keeps most on the optimizer).
 
-    Refused with a ``ValueError`` that says why: ``use_svd=False``, the reference's default (its Schur–Newton
-    roots start a power iteration at ``torch.randn``): pass ``use_svd=True``. Unknown keywords raise a
-    ``TypeError`` (the reference ignores them).
+    ``use_svd=False`` (the default, as the reference's) takes the roots by the coupled Schur–Newton iteration,
+    drawing its power iteration's start from torch's global generator as the reference does;
+    ``use_svd=True`` takes them exactly. Unknown keywords raise a ``TypeError`` (the reference ignores them).
     Recommended: ``graft_type=ShampooGraft.ADAM`` (5), the length of Adam's step per layer, which the reference
-    lacks; the default stays its SGD graft, so that ``Shampoo(params, use_svd=True)`` is ``ScalableShampoo``'s
-    defaults. Runs per tensor (the roots belong to each parameter's matrix); ``fused=True`` is refused.
+    lacks; the default stays its SGD graft, so that the defaults are ``ScalableShampoo``'s. Runs per tensor (the
+    roots belong to each parameter's matrix); ``fused=True`` is refused.
     """
 
     rule_factory = staticmethod(rules.shampoo)

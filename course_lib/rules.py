@@ -69,6 +69,7 @@ __all__ = [
     "inverse_root",
     "shampoo_precondition",
     "shampoo_layout",
+    "schur_newton_inverse_root",
     "ShampooGraft",
     # what some rules need besides their update
     "schedule_free_eval",
@@ -1232,6 +1233,65 @@ def inverse_root(matrix, power, eps=0.0):
     return (vectors * scale[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
+def schur_newton_inverse_root(matrix, power, ridge_epsilon=1e-6, max_iters=100, error_tolerance=1e-3,
+                              max_error_ratio=1.2):
+    r"""(A + h_max ε I)^{-1/p} approximately, by the coupled Newton iteration of Guo & Higham (2006), no eigenvectors.
+
+    The ridge is ε = ``ridge_epsilon`` times A's largest eigenvalue h_max. With z = (1 + p)/(2‖A + h_max ε I‖_F),
+    X_0 = z^{1/p} I and M_0 = z (A + h_max ε I), each step takes T_k = (1 + 1/p) I − M_k/p and
+
+    .. math::
+
+        X_{k+1} = X_k T_k, \qquad M_{k+1} = T_k^{\,p} M_k,
+
+    which keeps X_k^{-p} (A + h_max ε I)^{-1} ... = M_k and drives M_k to I, so X_k to the inverse root. It stops when
+    max|M_{k+1} − I| ≤ ``error_tolerance`` (returning X_{k+1}), or when that error grew by more than
+    ``max_error_ratio`` (returning X_k), after at most ``max_iters`` steps: an approximation to within about the
+    tolerance, cheaper than an eigendecomposition on accelerators (matrix products only). This is
+    pytorch-optimizer's ``compute_power_schur_newton`` (``use_svd=False``). For torch tensors h_max is, as there,
+    the estimate of 100 power iterations started at ``torch.randn`` (the global generator: a run draws the random
+    numbers the reference's draws, so that dropout and shuffling stay in step with it); for NumPy arrays it is
+    exact (``eigvalsh``), which changes the ridge by that estimate's relative error times ε. A 1 × 1 matrix a gives
+    (a + ε max(a, 10⁻¹⁶))^{-1/p}.
+    """
+    p = int(power)
+    if p != power or p < 1:
+        raise ValueError(f"Invalid power: {power} (the Schur-Newton iteration takes a whole power >= 1)")
+    if np.ndim(matrix) != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"schur_newton_inverse_root needs one square matrix; got shape {tuple(np.shape(matrix))}")
+    size = matrix.shape[0]
+    if _is_torch(matrix):
+        import torch
+
+        linalg, eye = torch.linalg, torch.eye(size, dtype=matrix.dtype, device=matrix.device)
+        if size == 1:
+            return (matrix + ridge_epsilon * matrix.clamp_min(1e-16)) ** (-1.0 / p)
+        vector = torch.randn(size, dtype=matrix.dtype, device=matrix.device)  # as the reference: its random numbers
+        for _ in range(100):  # power iteration: h_max
+            vector = matrix @ vector
+            vector = vector / linalg.vector_norm(vector).clamp_min(torch.finfo(vector.dtype).tiny)
+        largest = (vector @ (matrix @ vector)).clamp_min(1e-16)
+    else:
+        linalg, eye = np.linalg, np.eye(size, dtype=matrix.dtype)
+        if size == 1:
+            return (matrix + ridge_epsilon * np.maximum(matrix, 1e-16)) ** (-1.0 / p)
+        largest = max(np.linalg.eigvalsh(matrix)[-1], 1e-16)
+    matrix = matrix + largest * ridge_epsilon * eye
+    z = (1 + p) / (2 * linalg.norm(matrix))
+    root, m = eye * z ** (1.0 / p), matrix * z
+    error = abs(m - eye).max()
+    for _ in range(max_iters):
+        step = (1.0 + 1.0 / p) * eye - m / p
+        new_root, new_m = root @ step, linalg.matrix_power(step, p) @ m
+        new_error = abs(new_m - eye).max()
+        if new_error > error * max_error_ratio:
+            return root
+        if new_error <= error_tolerance:
+            return new_root
+        root, m, error = new_root, new_m, new_error
+    return root
+
+
 def _shampoo_shape(shape, block_size, shape_interpretation):
     """The shape Shampoo preconditions: the parameter's own, or neighbouring axes merged while their product fits in
     ``block_size`` (pytorch-optimizer's ``merge_small_dims``: a (64, 32, 3, 3) kernel is read as 64 × 288; a shape
@@ -1407,7 +1467,6 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     Adam's v; absent for the other grafts), ``statistics`` (S, T, …) and ``pre_conditioners`` (their roots),
     two tuples (block by block, axis by axis) that are empty for a parameter without factors.
     """
-    del use_svd  # the only way here
     beta1, beta2 = betas
     step = state["step"] + 1
     if maximize:
@@ -1439,7 +1498,11 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
                                for factor, product in zip(statistics, products))
             new_state["statistics"] = statistics
         if step % preconditioning_compute_steps == 0:
-            roots = tuple(inverse_root(factor, exponent) for factor in statistics)
+            if use_svd:
+                roots = tuple(inverse_root(factor, exponent) for factor in statistics)
+            else:
+                roots = tuple(schur_newton_inverse_root(factor, exponent, ridge_epsilon=matrix_eps)
+                              for factor in statistics)
             new_state["pre_conditioners"] = roots
     # the directions: the graft's A and Shampoo's D (scaled to A's length)
     scale = 1.0 if decoupled_learning_rate else lr
@@ -1500,9 +1563,8 @@ def shampoo(lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weig
             nesterov=True, diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=False, maximize=False) -> Rule:
     """Shampoo: see :func:`shampoo_update`. Defaults of ``pytorch_optimizer.ScalableShampoo`` (4.1).
 
-    Refused with a ``ValueError`` saying why: ``use_svd=False`` (the reference's default: a coupled Schur–Newton
-    iteration whose ridge comes from a power iteration started at ``torch.randn``, so its numbers depend on the
-    global random state; pass ``use_svd=True`` for exact roots). The course recommends
+    ``use_svd=False`` (the reference's default) computes the roots by :func:`schur_newton_inverse_root`, an
+    approximation; ``use_svd=True`` exactly (:func:`inverse_root`). The course recommends
     ``graft_type=ShampooGraft.ADAM`` (5), which the reference does not have; the default stays the reference's SGD
     graft so that the defaults are the reference's.
     """
@@ -1531,10 +1593,6 @@ def shampoo(lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weig
              and 0 <= graft_type <= max(ShampooGraft))
     _require("Invalid pre_conditioner_type: {} (0 ALL, 1 INPUT or 2 OUTPUT)", pre_conditioner_type,
              pre_conditioner_type in (0, 1, 2) and not isinstance(pre_conditioner_type, bool))
-    if not use_svd:
-        raise ValueError("use_svd=False is not supported: pytorch-optimizer's coupled Schur-Newton iteration starts "
-                         "its power iteration at torch.randn, so its roots depend on the global random state; pass "
-                         "use_svd=True for exact inverse roots (an eigendecomposition, equal to the reference's SVD)")
     hyper = dict(lr=lr, betas=(beta1, beta2), moving_average_for_momentum=moving_average_for_momentum,
                  weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                  decoupled_learning_rate=decoupled_learning_rate, inverse_exponent_override=inverse_exponent_override,

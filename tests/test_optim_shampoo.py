@@ -23,9 +23,10 @@ STEPS = 40
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: Every case starts from these: exact roots, small blocks so that the small layers get factors (a (6, 2·3) kernel,
-#: 5 × 6 and 1 × 5 weights as read), the first roots at step 1 and Shampoo's direction from step 3.
-BASE = dict(lr=0.01, use_svd=True, block_size=8, start_preconditioning_step=3, preconditioning_compute_steps=1)
+#: Every case starts from these (and runs with exact roots and with Schur-Newton's): small blocks so that the small
+#: layers get factors (a (6, 2·3) kernel, 5 × 6 and 1 × 5 weights as read), the first roots at step 1 and Shampoo's
+#: direction from step 3.
+BASE = dict(lr=0.01, block_size=8, start_preconditioning_step=3, preconditioning_compute_steps=1)
 GRID = [
     dict(),  # the reference's SGD graft, Nesterov momentum
     dict(graft_type=rules.ShampooGraft.NONE, preconditioning_compute_steps=5),
@@ -96,7 +97,9 @@ def _loss(model, step):
 
 
 def _train(model, optimizer, steps=STEPS, start=0, scheduler=None, frozen=()):
-    """``steps`` steps; the parameters in ``frozen`` get no gradient (None) on steps 10-14."""
+    """``steps`` steps; the parameters in ``frozen`` get no gradient (None) on steps 10-14. Seeded: Schur-Newton's
+    power iterations start at torch.randn."""
+    torch.manual_seed(7)
     for step in range(start, start + steps):
         optimizer.zero_grad()
         _loss(model, step).backward()
@@ -113,9 +116,9 @@ def _max_difference(model_a, model_b):
     return max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
 
 
-def _pair(kwargs):
+def _pair(kwargs, use_svd=True):
     """Our class and the reference, each on its own copy of the network, with a StepLR schedule."""
-    options = {**BASE, **kwargs}
+    options = {**BASE, "use_svd": use_svd, **kwargs}
     runs = []
     for cls in (optim.Shampoo, ScalableShampoo):
         model = _network()
@@ -124,9 +127,10 @@ def _pair(kwargs):
     return runs
 
 
+@pytest.mark.parametrize("use_svd", [True, False], ids=["svd", "schur_newton"])
 @pytest.mark.parametrize("kwargs", GRID, ids=_case_id)
-def test_the_class_equals_scalable_shampoo(kwargs):
-    (ours, mine, my_schedule), (theirs, reference, their_schedule) = _pair(kwargs)
+def test_the_class_equals_scalable_shampoo(kwargs, use_svd):
+    (ours, mine, my_schedule), (theirs, reference, their_schedule) = _pair(kwargs, use_svd)
     _train(ours, mine, scheduler=my_schedule, frozen=[ours.conv.weight])
     _train(theirs, reference, scheduler=their_schedule, frozen=[theirs.conv.weight])
     difference = _max_difference(ours, theirs)
@@ -148,8 +152,7 @@ def test_the_grid_reaches_every_kind_of_layout():
     model = _network()
     counts = {}
     for kwargs in GRID:
-        options = {**BASE, **kwargs}
-        rule = rules.shampoo(**options)
+        rule = rules.shampoo(**{**BASE, **kwargs})
         counts[_case_id(kwargs)] = [len(rule.init(p)["statistics"]) for p in model.parameters()]
     assert counts["defaults"] == [2, 0, 2, 0, 0, 0]  # kernel read as 6 × 3; the 1 × 5 weight as one axis
     assert counts["shape_interpretation=False-block_size=512"] == [3, 0, 2, 0, 2, 0]
@@ -183,8 +186,9 @@ def test_the_rule_on_numpy_arrays_equals_the_reference():
     """The pure rule on NumPy float64 arrays (a 3-D tensor, a matrix, a vector) against the reference on tensors."""
     generator = torch.Generator().manual_seed(3)
     shapes = [(3, 2, 3), (5, 6), (4,)]
-    for kwargs in (dict(), dict(shape_interpretation=False, block_size=512, graft_type=rules.ShampooGraft.RMSPROP,
-                                moving_average_for_momentum=True, weight_decay=0.1)):
+    for kwargs in (dict(use_svd=True), dict(shape_interpretation=False, block_size=512, use_svd=True,
+                                            graft_type=rules.ShampooGraft.RMSPROP, moving_average_for_momentum=True,
+                                            weight_decay=0.1)):
         options = {**BASE, **kwargs}
         start = [torch.randn(*shape, dtype=torch.float64, generator=generator) for shape in shapes]
         params = [p.clone().requires_grad_() for p in start]
@@ -303,6 +307,31 @@ def test_inverse_root_refuses_bad_input():
         rules.inverse_root(np.ones(3), 4)
 
 
+def test_schur_newton_inverse_root_is_the_references_and_close_to_the_exact_root():
+    """torch: pytorch-optimizer's compute_power_schur_newton (same random start); both backends within the
+    iteration's tolerance of the exact root of A + h_max ε I."""
+    from pytorch_optimizer.optimizer.utils.matrix import compute_power_schur_newton
+
+    generator = np.random.default_rng(1)
+    for size, power, ridge in ((1, 4, 1e-6), (2, 4, 1e-6), (6, 4, 1e-3), (16, 6, 1e-6), (40, 2, 1e-4)):
+        g = generator.standard_normal((size, 2 * size))
+        matrix = g @ g.T / size + 1e-3 * np.eye(size)
+        torch.manual_seed(3)
+        theirs = compute_power_schur_newton(torch.tensor(matrix), power, ridge_epsilon=ridge)
+        torch.manual_seed(3)
+        ours = rules.schur_newton_inverse_root(torch.tensor(matrix), power, ridge_epsilon=ridge)
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+        largest = np.linalg.eigvalsh(matrix)[-1]
+        exact = rules.inverse_root(matrix, power, eps=largest * ridge) if size > 1 else (matrix + ridge * matrix) ** (
+            -1 / power)
+        for result in (ours.numpy(), rules.schur_newton_inverse_root(matrix, power, ridge_epsilon=ridge)):
+            assert np.abs(result - exact).max() <= 1e-3 * np.abs(exact).max(), (size, power)
+    with pytest.raises(ValueError, match="whole power"):
+        rules.schur_newton_inverse_root(np.eye(2), 2.5)
+    with pytest.raises(ValueError, match="one square matrix"):
+        rules.schur_newton_inverse_root(np.ones((2, 3)), 4)
+
+
 # ---- the class as a torch optimizer ------------------------------------------------------------------------------
 def test_signature_and_defaults_are_the_references():
     ours = inspect.signature(optim.Shampoo.__init__).parameters
@@ -314,7 +343,7 @@ def test_signature_and_defaults_are_the_references():
 
 
 def test_state_dict_round_trip_continues_identically():
-    options = {**BASE, "graft_type": rules.ShampooGraft.ADAM, "preconditioning_compute_steps": 3}
+    options = {**BASE, "graft_type": rules.ShampooGraft.ADAM, "preconditioning_compute_steps": 3, "use_svd": True}
     straight = _network()
     optimizer = optim.Shampoo(_groups(straight, 0.01), **options)
     _train(straight, optimizer, steps=STEPS)
@@ -336,7 +365,7 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_closure_maximize_and_missing_gradients():
-    options = {**BASE, "maximize": True}
+    options = {**BASE, "maximize": True, "use_svd": True}
     ours, theirs = _network(), _network()
     mine, reference = optim.Shampoo(ours.parameters(), **options), ScalableShampoo(theirs.parameters(), **options)
     for step in range(10):
@@ -356,11 +385,9 @@ def test_closure_maximize_and_missing_gradients():
 
 def test_bad_inputs_are_refused_with_reasons():
     params = list(_network().parameters())
-    with pytest.raises(ValueError, match="use_svd=False is not supported"):
-        optim.Shampoo(params)  # the reference's default
-    shampoo = optim.Shampoo(params[:2], use_svd=True)
-    with pytest.raises(ValueError, match="use_svd=False"):
-        shampoo.add_param_group({"params": params[2:], "use_svd": False})
+    shampoo = optim.Shampoo(params[:2])  # the reference's defaults
+    with pytest.raises(ValueError, match="graft_type"):
+        shampoo.add_param_group({"params": params[2:], "graft_type": 9})
     assert len(shampoo.param_groups) == 1
     for bad, match in ((dict(lr=-1.0), "learning rate"), (dict(betas=(1.0, 0.9)), "beta1"),
                        (dict(betas=(0.9, 1.0)), "beta2"), (dict(betas=(0.9,)), "pair"),
@@ -380,7 +407,7 @@ def test_bad_inputs_are_refused_with_reasons():
 
 
 def test_the_rule_is_pure():
-    rule = rules.shampoo(**{**BASE, "graft_type": rules.ShampooGraft.RMSPROP})
+    rule = rules.shampoo(**{**BASE, "graft_type": rules.ShampooGraft.RMSPROP, "use_svd": True})
     params = torch.randn(5, 6, dtype=torch.float64)
     state = rule.init(params)
     for _ in range(4):
