@@ -128,11 +128,11 @@ _METHODS = (
            toy={"weight_decay": 0.0}, title="Muon + AdamW", state_arrays=1, counters=0),
     Method("schedule_free", "Schedule-Free AdamW", "#CC6677", "beyond adam", "schedule_free_adamw",  # rose
            "AdamWScheduleFree", "schedulefree.AdamWScheduleFree", state_arrays=2, counters=0),
-    # Shampoo with exact roots (use_svd; the reference's Schur-Newton roots are refused), a factor per matrix axis
-    # (no merged axes), RMSProp's step length (graft_type 3: the reference has no Adam graft, which course_lib adds as
-    # 5 and recommends; the row must equal its reference), the first roots at step 4, then every 4 steps. Its state
-    # arrays, as the reference's state dict shows them: the momentum (the factors and the graft's buffers sit in
-    # objects, not tensors).
+    # Shampoo with exact roots (use_svd, an eigendecomposition; the default is the Schur-Newton approximation), a factor
+    # per matrix axis (shape_interpretation=False: a small matrix is not merged into one axis), RMSProp's step length
+    # (graft_type 3: the reference has no Adam graft, which course_lib adds as 5 and recommends, and the row must
+    # equal its reference), the first roots at step 4, then every 4 steps. Its state arrays, as the reference's state
+    # dict shows them: the momentum (the factors and the graft's buffers sit in objects, not tensors).
     Method("shampoo", "Shampoo", "#777777", "beyond adam", "shampoo", "Shampoo",  # dark grey
            "pytorch_optimizer.ScalableShampoo",
            options={"use_svd": True, "shape_interpretation": False, "graft_type": 3,

@@ -1423,7 +1423,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
                    statistics_compute_steps=1, block_size=512, skip_preconditioning_rank_lt=1,
                    no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
                    graft_type=ShampooGraft.SGD, pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, nesterov=True,
-                   diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=True, maximize=False):
+                   diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=False, maximize=False):
     r"""Shampoo (Gupta et al., 2018) with grafting (Anil et al., 2020), as ``pytorch_optimizer.ScalableShampoo``.
 
     For a matrix parameter θ ∈ ℝ^{m×n} with gradient G_t = g_t (the "left" and "right" factors are written
@@ -1442,9 +1442,11 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
                     \quad\text{once } t \ge t_0, \qquad
         \theta_t = \theta_{t-1} - \eta\, (\beta_1 N_t + A_t) \quad\text{before}
 
-    Shampoo's direction is the matrix form of AdaGrad's g/√(Σg²): S ⊗ T approximates the full second-moment matrix
-    of the flattened gradient, and (S ⊗ T)^{-1/4}·vec(G) = vec(S^{-1/4} G T^{-1/4}) costs two m×m and n×n roots
-    instead of one mn×mn root (for a tensor of rank r every axis has a factor and the root is −1/(2r)). Grafting
+    Shampoo's direction is a matrix form of AdaGrad's g/√(Σg²): full-matrix AdaGrad would multiply vec(G) by
+    H^{-1/2}, H = Σ vec(G)vec(G)ᵀ the mn × mn matrix of the flattened gradients; Shampoo puts (S ⊗ T)^{1/2} in H's
+    place (for sums of gradients of rank at most r, H/r ⪯ (S ⊗ T)^{1/2}: Gupta et al., 2018, Lemma 8), and
+    (S ⊗ T)^{-1/4} vec(G) = vec(S^{-1/4} G T^{-1/4}) (row-major vec, symmetric factors) costs an m × m and an n × n
+    root instead of one mn × mn root. A tensor of k axes has a factor per axis and the roots −1/(2k). Grafting
     keeps the direction and takes the step *length* of a diagonal method, per layer: ``graft_type``
     (:class:`ShampooGraft`) SGD ‖g‖, AdaGrad, RMSProp, SQRTN ‖sign g‖, NONE (Shampoo's own length), or **Adam**
     (5: A_t = g_t/(√(v_t/(1−β₂ᵗ)) + ε) with v_t = β₂v_{t−1} + (1−β₂)g_t², ε = ``diagonal_eps``), the course's
@@ -1460,7 +1462,8 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     with fewer than two axes as read (:func:`shampoo_layout`; with ``shape_interpretation`` small neighbouring
     axes are merged up to ``block_size``, and a tensor whose product fits is one axis) has no factors and follows
     the graft; an axis longer than ``block_size`` is cut into blocks, each with its own factors. The roots are
-    exact (:func:`inverse_root`, ``use_svd=True``). A leading batch axis of toy runs would be read as a matrix
+    exact with ``use_svd=True`` (:func:`inverse_root`), approximate by :func:`schur_newton_inverse_root` otherwise
+    (the reference's default). A leading batch axis of toy runs would be read as a matrix
     axis: this rule has no batched form.
 
     State: ``step``, ``momentum`` M, ``graft_momentum`` N, ``graft_statistics`` (AdaGrad's Σg², RMSProp's and
