@@ -1339,7 +1339,7 @@ def shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
     return read, axes, exponent, list(itertools.product(*pieces))
 
 
-def _tensordot(a, b, axes):
+def _contract(a, b, axes):
     if _is_torch(a):
         import torch
 
@@ -1381,7 +1381,7 @@ def _precondition_block(x, factors, axes):
     factors = iter(factors)
     for chosen in axes:
         if chosen:
-            x = _tensordot(x, next(factors), ([0], [0]))  # contract axis 0, the factor's axis goes last
+            x = _contract(x, next(factors), ([0], [0]))  # contract axis 0, the factor's axis goes last
         else:
             x = x.permute(roll) if _is_torch(x) else np.transpose(x, roll)
     return x
@@ -1495,7 +1495,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
             reshaped = _factor_dtype_array(grad).reshape(tuple(shape))
             chosen = [axis for axis, yes in enumerate(axes) if yes]
             weight = 1.0 if beta2 == 1.0 else 1.0 - beta2
-            products = [_tensordot(reshaped[block], reshaped[block], (others, others)) for block in blocks
+            products = [_contract(reshaped[block], reshaped[block], (others, others)) for block in blocks
                         for others in ([a for a in range(len(shape)) if a != axis] for axis in chosen)]
             statistics = tuple(_add(_scale(factor, beta2), product, weight)
                                for factor, product in zip(statistics, products))
