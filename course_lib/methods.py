@@ -134,6 +134,16 @@ _METHODS = (
            "pytorch_optimizer.AdEMAMix", state_arrays=3, counters=0),
     Method("soap", "SOAP", "#88CCEE", "preconditioning", "soap", "SOAP", "pytorch_optimizer.SOAP",  # cyan
            toy={"weight_decay": 0.0}, state_arrays=None, counters=0),
+    # Shampoo with exact roots (use_svd, an eigendecomposition; the default is the Schur-Newton approximation), a factor
+    # per matrix axis (shape_interpretation=False: a small matrix is not merged into one axis), RMSProp's step length
+    # (graft_type 3: the reference has no Adam graft, which course_lib adds as 5 and recommends, and the row must
+    # equal its reference), the first roots at step 4, then every 4 steps. Its state arrays, as the reference's state
+    # dict shows them: the momentum (the factors and the graft's buffers sit in objects, not tensors).
+    Method("shampoo", "Shampoo", "#777777", "preconditioning", "shampoo", "Shampoo",  # dark grey
+           "pytorch_optimizer.ScalableShampoo",
+           options={"use_svd": True, "shape_interpretation": False, "graft_type": 3,
+                    "start_preconditioning_step": 4, "preconditioning_compute_steps": 4},
+           state_arrays=1, counters=0),
 )
 
 #: Every method by its name, in course order (the order of the colour cycle).

@@ -101,6 +101,7 @@ __all__ = [
     "AdamWScheduleFree",
     "AdEMAMix",
     "SOAP",
+    "Shampoo",
     "RuleOptimizer",
     "OPTIMIZERS",
 ]
@@ -939,6 +940,64 @@ class SOAP(_GroupStepRuleOptimizer):
         if group.get("merge_dims"):
             raise ValueError(f"SOAP: merge_dims=True is not supported{where}")
         super().check_group({key: value for key, value in group.items() if key != "merge_dims"}, where)
+
+
+class Shampoo(_PerTensorRuleOptimizer):
+    """Shampoo with grafting (:func:`course_lib.rules.shampoo_update`): ``pytorch_optimizer.ScalableShampoo``'s twin.
+
+    The reference's constructor (names, order, defaults; its ``graft_type`` and ``pre_conditioner_type`` numbers,
+    :class:`course_lib.rules.ShampooGraft`), and like it a ``step`` counter per param group (``group["step"]``,
+    set at the first step): every parameter of a group uses the group's count, also one that missed steps.
+    Per parameter the state is ``momentum``, ``graft_momentum``, ``graft_statistics`` (AdaGrad, RMSProp and Adam
+    grafts) and the tuples ``statistics`` (the Kronecker factors) and ``pre_conditioners`` (their inverse roots).
+    The reference keeps the last four inside objects (``PreConditioner``, ``Graft``) that its state dict pickles,
+    so state dicts do not move between the two; this class's own state dict loads and training continues
+    identically. Every option is a param-group entry here (the reference keeps most on the optimizer).
+
+    ``use_svd=False`` (the default, as the reference's) takes the roots by the coupled Schur–Newton iteration,
+    drawing its power iteration's start from torch's global generator as the reference does;
+    ``use_svd=True`` takes them exactly. Unknown keywords raise a ``TypeError`` (the reference ignores them).
+    Recommended: ``graft_type=ShampooGraft.ADAM`` (5), the length of Adam's step per layer, which the reference
+    lacks; the default stays its SGD graft, so that the defaults are ``ScalableShampoo``'s. Runs per tensor (the
+    roots belong to each parameter's matrix); ``fused=True`` is refused.
+    """
+
+    rule_factory = staticmethod(rules.shampoo)
+    _torch_execution_keys = ()
+    _per_tensor_reason = "its Kronecker factors belong to each parameter's matrix shape, which a flat buffer loses"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weight_decay=0.0,
+                 decoupled_weight_decay=False, decoupled_learning_rate=True, inverse_exponent_override=0,
+                 start_preconditioning_step=25, preconditioning_compute_steps=1000, statistics_compute_steps=1,
+                 block_size=512, skip_preconditioning_rank_lt=1, no_preconditioning_for_layers_with_dim_gt=8192,
+                 shape_interpretation=True, graft_type=rules.ShampooGraft.SGD,
+                 pre_conditioner_type=rules.SHAMPOO_PRECONDITION_ALL, nesterov=True, diagonal_eps=1e-10,
+                 matrix_eps=1e-6, use_svd=False, maximize=False, *, fused=None):
+        super().__init__(params, dict(
+            lr=lr, betas=betas, moving_average_for_momentum=moving_average_for_momentum, weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay, decoupled_learning_rate=decoupled_learning_rate,
+            inverse_exponent_override=inverse_exponent_override, start_preconditioning_step=start_preconditioning_step,
+            preconditioning_compute_steps=preconditioning_compute_steps,
+            statistics_compute_steps=statistics_compute_steps, block_size=block_size,
+            skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
+            no_preconditioning_for_layers_with_dim_gt=no_preconditioning_for_layers_with_dim_gt,
+            shape_interpretation=shape_interpretation, graft_type=graft_type,
+            pre_conditioner_type=pre_conditioner_type, nesterov=nesterov, diagonal_eps=diagonal_eps,
+            matrix_eps=matrix_eps, use_svd=use_svd, maximize=maximize), fused=fused)
+
+    def _step_per_tensor(self, group, rule):
+        """The rule once per parameter, with the group's step count (the reference's ``group["step"]``)."""
+        group["step"] = group.get("step", 0) + 1
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            self.check_param(param)
+            state = self.state[param]
+            if not state:
+                state.update({name: value for name, value in rule.init(param).items() if name != "step"})
+            new_param, new_state = rule.update(param, param.grad, {**state, "step": group["step"] - 1})
+            param.copy_(new_param)
+            state.update({name: value for name, value in new_state.items() if name != "step"})
 
 
 def _refuse_unsupported(owner, **switches):

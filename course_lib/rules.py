@@ -26,9 +26,11 @@ with torch.optim's names and defaults::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import IntEnum
 from functools import partial
 from typing import Any
 
@@ -53,6 +55,7 @@ __all__ = [
     "schedule_free_adamw",
     "ademamix",
     "soap",
+    "shampoo",
     "sgd_update",
     "adagrad_update",
     "rmsprop_update",
@@ -65,6 +68,7 @@ __all__ = [
     "schedule_free_adamw_update",
     "ademamix_update",
     "soap_update",
+    "shampoo_update",
     # what some rules need besides their update
     "schedule_free_eval",
     "schedule_free_train",
@@ -76,6 +80,12 @@ __all__ = [
     "ademamix_beta3",
     "soap_project",
     "SOAP_EIGENBASIS_REFRESH",
+    "shampoo_init",
+    "inverse_root",
+    "shampoo_precondition",
+    "shampoo_layout",
+    "schur_newton_inverse_root",
+    "ShampooGraft",
     # helpers for rules written elsewhere (a lab's)
     "as_number",
     "check_hyperparams",
@@ -1534,6 +1544,435 @@ def soap(lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2, prec
                  precondition_1d=precondition_1d, correct_bias=correct_bias, normalize_gradient=normalize_gradient,
                  eps=eps, maximize=maximize, eigenbasis_refresh=eigenbasis_refresh)
     return Rule("soap", hyper, soap_update, soap_init, factory=soap)
+
+
+# ======================================================================================================================
+# Shampoo: Kronecker-factored preconditioning, grafted to a diagonal method's step size
+# ======================================================================================================================
+class ShampooGraft(IntEnum):
+    """Whose step length Shampoo's direction borrows, layer by layer (``graft_type``).
+
+    0-4 are pytorch-optimizer's ``LayerWiseGrafting`` numbers; ``ADAM`` (5) is the course's addition, the graft of
+    the distributed implementation of Shi et al. (2023): RMSProp's statistics with the second moment bias-corrected.
+    """
+
+    NONE = 0  # no rescaling: Shampoo's own step length
+    SGD = 1  # ‖g‖
+    ADAGRAD = 2  # ‖g / (√(Σ g²) + ε)‖
+    RMSPROP = 3  # ‖g / (√v + ε)‖, v = β₂v + (1 − β₂)g²
+    SQRTN = 4  # ‖sign g‖ = √(number of non-zero entries)
+    ADAM = 5  # ‖g / (√(v/(1 − β₂ᵗ)) + ε)‖: torch.optim.Adam's direction with β₁ = 0
+
+
+#: pytorch-optimizer's ``PreConditionerType``: which axes get a Kronecker factor.
+SHAMPOO_PRECONDITION_ALL, SHAMPOO_PRECONDITION_INPUT, SHAMPOO_PRECONDITION_OUTPUT = 0, 1, 2
+
+
+def _is_torch(x) -> bool:
+    return hasattr(x, "new_full")
+
+
+def inverse_root(matrix, power, eps=0.0):
+    r"""(A + εI)^{-1/p} of a symmetric positive semi-definite matrix A (or a stack of them), by its eigenvalues.
+
+    With A = Q diag(h_1, …, h_n) Qᵀ (``eigh``), (A + εI)^{-1/p} = Q diag((|h_i| + ε)^{-1/p}) Qᵀ. The |h_i| are
+    A's singular values, so the result is the one an SVD gives (U diag(s^{-1/p}) Vᵀ, pytorch-optimizer's
+    ``use_svd=True``); for a PSD matrix |h_i| = h_i, and taking the absolute value only keeps an eigenvalue that
+    rounding made slightly negative from giving NaN. A zero eigenvalue with ε = 0 gives an infinite entry, as the SVD
+    does. Shampoo uses p = 4 for a matrix's two factors (p = 2·rank in general). NumPy arrays and torch tensors.
+    """
+    if not power > 0:
+        raise ValueError(f"Invalid power: {power} (inverse_root computes A^(-1/power); power must be > 0)")
+    if np.ndim(matrix) < 2 or matrix.shape[-1] != matrix.shape[-2]:
+        raise ValueError(f"inverse_root needs a square matrix (or a stack of them); got shape "
+                         f"{tuple(np.shape(matrix))}")
+    if _is_torch(matrix):
+        import torch
+
+        eigenvalues, vectors = torch.linalg.eigh(matrix)
+        scale = (eigenvalues.abs() + eps) ** (-1.0 / power)
+        return (vectors * scale.unsqueeze(-2)) @ vectors.transpose(-1, -2)
+    eigenvalues, vectors = np.linalg.eigh(np.asarray(matrix))
+    with np.errstate(divide="ignore"):
+        scale = (np.abs(eigenvalues) + eps) ** (-1.0 / power)
+    return (vectors * scale[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
+def schur_newton_inverse_root(matrix, power, ridge_epsilon=1e-6, max_iters=100, error_tolerance=1e-3,
+                              max_error_ratio=1.2):
+    r"""(A + h_max ε I)^{-1/p} approximately, by the coupled Newton iteration of Guo & Higham (2006), no eigenvectors.
+
+    The ridge is ε = ``ridge_epsilon`` times A's largest eigenvalue h_max. With z = (1 + p)/(2‖A + h_max ε I‖_F),
+    X_0 = z^{1/p} I and M_0 = z (A + h_max ε I), each step takes T_k = (1 + 1/p) I − M_k/p and
+
+    .. math::
+
+        X_{k+1} = X_k T_k, \qquad M_{k+1} = T_k^{\,p} M_k,
+
+    which keeps X_k^{-p} (A + h_max ε I)^{-1} ... = M_k and drives M_k to I, so X_k to the inverse root. It stops when
+    max|M_{k+1} − I| ≤ ``error_tolerance`` (returning X_{k+1}), or when that error grew by more than
+    ``max_error_ratio`` (returning X_k), after at most ``max_iters`` steps: an approximation to within about the
+    tolerance, cheaper than an eigendecomposition on accelerators (matrix products only). This is
+    pytorch-optimizer's ``compute_power_schur_newton`` (``use_svd=False``). For torch tensors h_max is, as there,
+    the estimate of 100 power iterations started at ``torch.randn`` (the global generator: a run draws the random
+    numbers the reference's draws, so that dropout and shuffling stay in step with it); for NumPy arrays it is
+    exact (``eigvalsh``), which changes the ridge by that estimate's relative error times ε. A 1 × 1 matrix a gives
+    (a + ε max(a, 10⁻¹⁶))^{-1/p}.
+    """
+    p = int(power)
+    if p != power or p < 1:
+        raise ValueError(f"Invalid power: {power} (the Schur-Newton iteration takes a whole power >= 1)")
+    if np.ndim(matrix) != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"schur_newton_inverse_root needs one square matrix; got shape {tuple(np.shape(matrix))}")
+    size = matrix.shape[0]
+    if _is_torch(matrix):
+        import torch
+
+        linalg, eye = torch.linalg, torch.eye(size, dtype=matrix.dtype, device=matrix.device)
+        if size == 1:
+            return (matrix + ridge_epsilon * matrix.clamp_min(1e-16)) ** (-1.0 / p)
+        vector = torch.randn(size, dtype=matrix.dtype, device=matrix.device)  # as the reference: its random numbers
+        for _ in range(100):  # power iteration: h_max
+            vector = matrix @ vector
+            vector = vector / linalg.vector_norm(vector).clamp_min(torch.finfo(vector.dtype).tiny)
+        largest = (vector @ (matrix @ vector)).clamp_min(1e-16)
+    else:
+        linalg, eye = np.linalg, np.eye(size, dtype=matrix.dtype)
+        if size == 1:
+            return (matrix + ridge_epsilon * np.maximum(matrix, 1e-16)) ** (-1.0 / p)
+        largest = max(np.linalg.eigvalsh(matrix)[-1], 1e-16)
+    matrix = matrix + largest * ridge_epsilon * eye
+    z = (1 + p) / (2 * linalg.norm(matrix))
+    root, m = eye * z ** (1.0 / p), matrix * z
+    error = abs(m - eye).max()
+    for _ in range(max_iters):
+        step = (1.0 + 1.0 / p) * eye - m / p
+        new_root, new_m = root @ step, linalg.matrix_power(step, p) @ m
+        new_error = abs(new_m - eye).max()
+        if new_error > error * max_error_ratio:
+            return root
+        if new_error <= error_tolerance:
+            return new_root
+        root, m, error = new_root, new_m, new_error
+    return root
+
+
+def _shampoo_shape(shape, block_size, shape_interpretation):
+    """The shape Shampoo preconditions: the parameter's own, or neighbouring axes merged while their product fits in
+    ``block_size`` (pytorch-optimizer's ``merge_small_dims``: a (64, 32, 3, 3) kernel is read as 64 × 288; a shape
+    whose whole product fits is one axis, read as [1], and gets no factor)."""
+    if not shape_interpretation:
+        return list(shape)
+    groups, current = [], 1  # groups of neighbouring axes, each with a product ≤ block_size (a big axis alone)
+    for size in shape:
+        if current * size > block_size:
+            groups.append(current)
+            current = size
+        else:
+            current *= size
+    groups.append(current)
+    return groups if len(groups) > 1 else [1]
+
+
+def shampoo_layout(shape, *, block_size=512, skip_preconditioning_rank_lt=1,
+                    no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
+                    pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, inverse_exponent_override=0, **_):
+    """How Shampoo preconditions a parameter of this shape: ``(shape read, which axes get a factor, exponent p,
+    blocks)``, or ``None`` where it gets no factor and its step is the graft's (a vector, a small tensor, a skipped
+    one). Takes the rule's hyperparameters (``shampoo_layout(p.shape, **rule.hyperparams)``).
+
+    ``blocks`` are tuples of slices of the shape read: an axis longer than ``block_size`` (> 0) is cut into pieces of
+    ``block_size`` (the last one shorter), and every combination of pieces is a block with its own factors, in the
+    reference's order (the first axis slowest). Without such an axis there is one block, the whole tensor."""
+    shape = tuple(int(size) for size in shape)
+    read = _shampoo_shape(shape, block_size, shape_interpretation)
+    skipped = len(shape) < skip_preconditioning_rank_lt or any(
+        size > no_preconditioning_for_layers_with_dim_gt for size in shape)
+    if len(read) < 2 or skipped:
+        return None
+    if pre_conditioner_type == SHAMPOO_PRECONDITION_INPUT:
+        axes = [True] * (len(read) - 1) + [False]
+    elif pre_conditioner_type == SHAMPOO_PRECONDITION_OUTPUT:
+        axes = [False] * (len(read) - 1) + [True]
+    else:
+        axes = [True] * len(read)
+    exponent = inverse_exponent_override if inverse_exponent_override > 0 else 2 * sum(axes)
+    pieces = []
+    for size in read:
+        length = block_size if 0 < block_size < size else size
+        pieces.append([slice(start, min(start + length, size)) for start in range(0, size, length)])
+    return read, axes, exponent, list(itertools.product(*pieces))
+
+
+def _contract(a, b, axes):
+    if _is_torch(a):
+        import torch
+
+        return torch.tensordot(a, b, dims=axes)
+    return np.tensordot(a, b, axes=axes)
+
+
+def _frobenius(x):
+    """‖x‖ over all entries (a 0-d tensor for tensors, as torch.linalg.norm returns)."""
+    if _is_torch(x):
+        import torch
+
+        return torch.linalg.vector_norm(x)
+    return np.sqrt(np.sum(x * x))
+
+
+def _factor_dtype_array(x):
+    """x in the dtype of the Kronecker factors: float64 for float64 parameters, float32 otherwise."""
+    if _is_torch(x):
+        import torch
+
+        return x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    return np.asarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+
+
+def _identity_like(params, size):
+    """The size × size identity in the factors' dtype (float64 for float64 parameters, float32 otherwise)."""
+    if _is_torch(params):
+        import torch
+
+        dtype = torch.float64 if params.dtype == torch.float64 else torch.float32
+        return torch.eye(size, dtype=dtype, device=params.device)
+    return np.eye(size, dtype=np.float64 if np.asarray(params).dtype == np.float64 else np.float32)
+
+
+def _precondition_block(x, factors, axes):
+    """Each axis of ``x`` in turn contracted with its factor (or, without one, moved to the end)."""
+    roll = (*range(1, np.ndim(x)), 0)
+    factors = iter(factors)
+    for chosen in axes:
+        if chosen:
+            x = _contract(x, next(factors), ([0], [0]))  # contract axis 0, the factor's axis goes last
+        else:
+            x = x.permute(roll) if _is_torch(x) else np.transpose(x, roll)
+    return x
+
+
+def shampoo_precondition(grad, pre_conditioners, axes, shape, blocks=None):
+    r"""The factors' roots applied to g: for a matrix S^{-1/4} G T^{-1/4}; for a tensor each chosen axis times its root.
+
+    ``grad`` is read as ``shape``; each axis in turn is contracted with its factor (or, without one, moved to the
+    end), so after all axes the order is back to the start: G ×₁ P₁ ×₂ P₂ … (the factors are symmetric). With
+    ``blocks`` (:func:`shampoo_layout`) every block is preconditioned with its own roots, ``sum(axes)`` per block.
+    """
+    x = _factor_dtype_array(grad).reshape(tuple(shape))
+    if blocks is None or len(blocks) == 1:
+        x = _precondition_block(x, pre_conditioners, axes)
+    else:
+        rank, whole = sum(axes), x
+        x = whole.new_zeros(whole.shape) if _is_torch(whole) else np.zeros_like(whole)
+        for index, block in enumerate(blocks):
+            x[block] = _precondition_block(whole[block], pre_conditioners[index * rank:(index + 1) * rank], axes)
+    x = x.reshape(tuple(grad.shape))
+    return x.to(grad.dtype) if _is_torch(x) else x.astype(grad.dtype)
+
+
+def _graft_direction(grad, graft_statistics, graft_type, step, beta2, diagonal_eps):
+    """The grafted method's direction (its step divided by η, before momentum)."""
+    if graft_type in (ShampooGraft.ADAGRAD, ShampooGraft.RMSPROP):
+        return grad / (sqrt(graft_statistics) + diagonal_eps)
+    if graft_type == ShampooGraft.ADAM:
+        return grad / (sqrt(graft_statistics) / (1 - beta2**step) ** 0.5 + diagonal_eps)  # as torch.optim.Adam
+    if graft_type == ShampooGraft.SQRTN:
+        return _sign(grad)
+    return grad * 1.0  # NONE, SGD: the gradient itself
+
+
+def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False,
+                   weight_decay=0.0, decoupled_weight_decay=False, decoupled_learning_rate=True,
+                   inverse_exponent_override=0, start_preconditioning_step=25, preconditioning_compute_steps=1000,
+                   statistics_compute_steps=1, block_size=512, skip_preconditioning_rank_lt=1,
+                   no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
+                   graft_type=ShampooGraft.SGD, pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, nesterov=True,
+                   diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=False, maximize=False):
+    r"""Shampoo (Gupta et al., 2018) with grafting (Anil et al., 2020), as ``pytorch_optimizer.ScalableShampoo``.
+
+    For a matrix parameter θ ∈ ℝ^{m×n} with gradient G_t = g_t (the "left" and "right" factors are written
+    S_t ∈ ℝ^{m×m} and T_t ∈ ℝ^{n×n}: L is the course's smoothness constant):
+
+    .. math::
+
+        S_t &= \beta_2 S_{t-1} + (1-\beta_2)\, G_t G_t^\top, \qquad
+        T_t = \beta_2 T_{t-1} + (1-\beta_2)\, G_t^\top G_t, \qquad S_0 = \varepsilon_M I,\ T_0 = \varepsilon_M I \\
+        P^S, P^T &= S_t^{-1/4},\ T_t^{-1/4} \quad\text{recomputed every } k \text{ steps (} t \bmod k = 0
+                   \text{; } I \text{ before the first time)}                                            \\
+        D_t &= P^S G_t P^T \cdot \frac{\lVert A_t \rVert}{\lVert P^S G_t P^T \rVert + 10^{-16}}, \qquad
+        A_t = \text{the grafted method's direction (its step over } \eta\text{)}                        \\
+        M_t &= \beta_1 M_{t-1} + D_t, \qquad N_t = \beta_1 N_{t-1} + A_t                                \\
+        \theta_t &= \theta_{t-1} - \eta\, (\beta_1 M_t + D_t) \quad\text{(Nesterov; } M_t \text{ without)}
+                    \quad\text{once } t \ge t_0, \qquad
+        \theta_t = \theta_{t-1} - \eta\, (\beta_1 N_t + A_t) \quad\text{before}
+
+    Shampoo's direction is a matrix form of AdaGrad's g/√(Σg²): full-matrix AdaGrad would multiply vec(G) by
+    H^{-1/2}, H = Σ vec(G)vec(G)ᵀ the mn × mn matrix of the flattened gradients; Shampoo puts (S ⊗ T)^{1/2} in H's
+    place (for sums of gradients of rank at most r, H/r ⪯ (S ⊗ T)^{1/2}: Gupta et al., 2018, Lemma 8), and
+    (S ⊗ T)^{-1/4} vec(G) = vec(S^{-1/4} G T^{-1/4}) (row-major vec, symmetric factors) costs an m × m and an n × n
+    root instead of one mn × mn root. A tensor of k axes has a factor per axis and the roots −1/(2k). Grafting
+    keeps the direction and takes the step *length* of a diagonal method, per layer: ``graft_type``
+    (:class:`ShampooGraft`) SGD ‖g‖, AdaGrad, RMSProp, SQRTN ‖sign g‖, NONE (Shampoo's own length), or **Adam**
+    (5: A_t = g_t/(√(v_t/(1−β₂ᵗ)) + ε) with v_t = β₂v_{t−1} + (1−β₂)g_t², ε = ``diagonal_eps``), the course's
+    recommendation: the length of torch.optim.Adam's step with β₁ = 0 (the distributed implementation of Shi et al.,
+    2023). RMSProp's graft, without the bias correction, takes steps 1/√(1−β₂ᵗ) times longer early on (31× at
+    t = 1 for β₂ = 0.999). Before ``start_preconditioning_step`` t₀ the step is the graft's own (with its own
+    momentum N_t), while S, T and M already accumulate.
+
+    The rest follows the reference operation by operation: ``moving_average_for_momentum`` uses
+    M ← β₁M + (1−β₁)D (and lerp for Nesterov); ``decoupled_learning_rate=False`` multiplies D and A by η instead
+    of the step; weight decay is added to D and A after grafting (coupled: + λθ) or shrinks θ ← (1 − ηλ)θ
+    (``decoupled_weight_decay``); S and T are updated every ``statistics_compute_steps`` steps; a parameter
+    with fewer than two axes as read (:func:`shampoo_layout`; with ``shape_interpretation`` small neighbouring
+    axes are merged up to ``block_size``, and a tensor whose product fits is one axis) has no factors and follows
+    the graft; an axis longer than ``block_size`` is cut into blocks, each with its own factors. The roots are
+    exact with ``use_svd=True`` (:func:`inverse_root`), approximate by :func:`schur_newton_inverse_root` otherwise
+    (the reference's default). A leading batch axis of toy runs would be read as a matrix
+    axis: this rule has no batched form.
+
+    State: ``step``, ``momentum`` M, ``graft_momentum`` N, ``graft_statistics`` (AdaGrad's Σg², RMSProp's and
+    Adam's v; absent for the other grafts), ``statistics`` (S, T, …) and ``pre_conditioners`` (their roots),
+    two tuples (block by block, axis by axis) that are empty for a parameter without factors.
+    """
+    beta1, beta2 = betas
+    step = state["step"] + 1
+    if maximize:
+        grad = -grad
+    new_state = {**state, "step": step}
+    # the graft's statistics, every step
+    graft_statistics = state.get("graft_statistics")
+    if graft_type == ShampooGraft.ADAGRAD:
+        graft_statistics = _addcmul(graft_statistics, grad, grad, 1)  # Σ g²
+    elif graft_type in (ShampooGraft.RMSPROP, ShampooGraft.ADAM):
+        graft_statistics = _addcmul(_scale(graft_statistics, beta2), grad, grad, 1 - beta2)  # v
+    if graft_statistics is not None:
+        new_state["graft_statistics"] = graft_statistics
+    # the Kronecker factors and their inverse roots
+    statistics, roots = tuple(state["statistics"]), tuple(state["pre_conditioners"])
+    if statistics:
+        shape, axes, exponent, blocks = shampoo_layout(
+            np.shape(params), block_size=block_size, skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
+            no_preconditioning_for_layers_with_dim_gt=no_preconditioning_for_layers_with_dim_gt,
+            shape_interpretation=shape_interpretation, pre_conditioner_type=pre_conditioner_type,
+            inverse_exponent_override=inverse_exponent_override)
+        if step % statistics_compute_steps == 0:
+            reshaped = _factor_dtype_array(grad).reshape(tuple(shape))
+            chosen = [axis for axis, yes in enumerate(axes) if yes]
+            weight = 1.0 if beta2 == 1.0 else 1.0 - beta2
+            products = [_contract(reshaped[block], reshaped[block], (others, others)) for block in blocks
+                        for others in ([a for a in range(len(shape)) if a != axis] for axis in chosen)]
+            statistics = tuple(_add(_scale(factor, beta2), product, weight)
+                               for factor, product in zip(statistics, products))
+            new_state["statistics"] = statistics
+        if step % preconditioning_compute_steps == 0:
+            if use_svd:
+                roots = tuple(inverse_root(factor, exponent) for factor in statistics)
+            else:
+                roots = tuple(schur_newton_inverse_root(factor, exponent, ridge_epsilon=matrix_eps)
+                              for factor in statistics)
+            new_state["pre_conditioners"] = roots
+    # the directions: the graft's A and Shampoo's D (scaled to A's length)
+    scale = 1.0 if decoupled_learning_rate else lr
+    graft_direction = _graft_direction(grad, graft_statistics, graft_type, step, beta2, diagonal_eps) * scale
+    if statistics:
+        direction = shampoo_precondition(grad, roots, axes, shape, blocks) * scale
+    else:
+        direction = graft_direction * 1.0
+    if graft_type != ShampooGraft.NONE:
+        direction = direction * (_frobenius(graft_direction) / (_frobenius(direction) + 1e-16))
+    if _nonzero(weight_decay):
+        if decoupled_weight_decay:
+            params = _scale(params, 1.0 - weight_decay * lr)
+        else:
+            graft_direction = _add(graft_direction, params, weight_decay)
+            direction = _add(direction, params, weight_decay)
+    # momentum of both, the update of one
+    averaged = 1.0 - beta1 if moving_average_for_momentum else 1.0
+    if moving_average_for_momentum:
+        momentum = _lerp(state["momentum"], direction, averaged)
+    else:
+        momentum = _add(_scale(state["momentum"], beta1), direction, 1.0)
+    graft_momentum = _add(_scale(state["graft_momentum"], beta1), graft_direction, averaged)
+    new_state.update(momentum=momentum, graft_momentum=graft_momentum)
+    preconditioning = step >= start_preconditioning_step
+    update = momentum if preconditioning else graft_momentum
+    if nesterov:
+        current = direction if preconditioning else graft_direction
+        if moving_average_for_momentum:
+            update = _lerp(update, current, averaged)
+        else:
+            update = _add(_scale(update, beta1), current, 1.0)
+    return _add(params, update, -(lr if decoupled_learning_rate else 1.0)), new_state
+
+
+def shampoo_init(params, *, graft_type=ShampooGraft.SGD, matrix_eps=1e-6, **layout):
+    """Shampoo's first state: zero momenta, ε_M·I factors and identity roots (none for a vector)."""
+    state = {"step": 0, "momentum": zeros_like(params), "graft_momentum": zeros_like(params)}
+    if graft_type in (ShampooGraft.ADAGRAD, ShampooGraft.RMSPROP, ShampooGraft.ADAM):
+        state["graft_statistics"] = zeros_like(params)
+    found = shampoo_layout(np.shape(params), **layout)
+    if found is None:
+        state["statistics"], state["pre_conditioners"] = (), ()
+        return state
+    _, axes, _, blocks = found
+    eyes = [_identity_like(params, piece.stop - piece.start) for block in blocks
+            for piece, chosen in zip(block, axes) if chosen]
+    state["statistics"] = tuple(eye * matrix_eps for eye in eyes)
+    state["pre_conditioners"] = tuple(eyes)
+    return state
+
+
+def shampoo(lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weight_decay=0.0,
+            decoupled_weight_decay=False, decoupled_learning_rate=True, inverse_exponent_override=0,
+            start_preconditioning_step=25, preconditioning_compute_steps=1000, statistics_compute_steps=1,
+            block_size=512, skip_preconditioning_rank_lt=1, no_preconditioning_for_layers_with_dim_gt=8192,
+            shape_interpretation=True, graft_type=ShampooGraft.SGD, pre_conditioner_type=SHAMPOO_PRECONDITION_ALL,
+            nesterov=True, diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=False, maximize=False) -> Rule:
+    """Shampoo: see :func:`shampoo_update`. Defaults of ``pytorch_optimizer.ScalableShampoo`` (4.1).
+
+    ``use_svd=False`` (the reference's default) computes the roots by :func:`schur_newton_inverse_root`, an
+    approximation; ``use_svd=True`` exactly (:func:`inverse_root`). The course recommends
+    ``graft_type=ShampooGraft.ADAM`` (5), which the reference does not have; the default stays the reference's SGD
+    graft so that the defaults are the reference's.
+    """
+    _check_lr_tensor(lr)
+    lr = as_number(lr)
+    check_common_hyperparams(lr, weight_decay, diagonal_eps)
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = (as_number(b) for b in betas)
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        _require(f"Invalid {name}: {{}} (Shampoo needs 0 <= {name} < 1)", value, 0 <= value < 1)
+    for name, value in (("start_preconditioning_step", start_preconditioning_step),
+                        ("preconditioning_compute_steps", preconditioning_compute_steps),
+                        ("statistics_compute_steps", statistics_compute_steps)):
+        _require(f"Invalid {name}: {{}} (a whole number of steps >= 1)", value,
+                 isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1)
+    for name, value in (("inverse_exponent_override", inverse_exponent_override),
+                        ("skip_preconditioning_rank_lt", skip_preconditioning_rank_lt),
+                        ("no_preconditioning_for_layers_with_dim_gt", no_preconditioning_for_layers_with_dim_gt),
+                        ("block_size", block_size)):
+        _require(f"Invalid {name}: {{}} (a whole number >= 0)", value,
+                 isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0)
+    _require("Invalid matrix_eps: {} (must be >= 0)", matrix_eps, np.asarray(matrix_eps) >= 0)
+    _require(f"Invalid graft_type: {{}} (one of {', '.join(f'{g.value} {g.name}' for g in ShampooGraft)})",
+             graft_type, isinstance(graft_type, (int, np.integer)) and not isinstance(graft_type, bool)
+             and 0 <= graft_type <= max(ShampooGraft))
+    _require("Invalid pre_conditioner_type: {} (0 ALL, 1 INPUT or 2 OUTPUT)", pre_conditioner_type,
+             pre_conditioner_type in (0, 1, 2) and not isinstance(pre_conditioner_type, bool))
+    hyper = dict(lr=lr, betas=(beta1, beta2), moving_average_for_momentum=moving_average_for_momentum,
+                 weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                 decoupled_learning_rate=decoupled_learning_rate, inverse_exponent_override=inverse_exponent_override,
+                 start_preconditioning_step=start_preconditioning_step,
+                 preconditioning_compute_steps=preconditioning_compute_steps,
+                 statistics_compute_steps=statistics_compute_steps, block_size=block_size,
+                 skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
+                 no_preconditioning_for_layers_with_dim_gt=no_preconditioning_for_layers_with_dim_gt,
+                 shape_interpretation=shape_interpretation, graft_type=ShampooGraft(graft_type),
+                 pre_conditioner_type=pre_conditioner_type, nesterov=nesterov, diagonal_eps=diagonal_eps,
+                 matrix_eps=matrix_eps, use_svd=use_svd, maximize=maximize)
+    return Rule("shampoo", hyper, shampoo_update, shampoo_init, factory=shampoo)
 
 
 #: The factories by name (``rules.RULES["adam"](lr=0.1)``), in course order: every factory a row of

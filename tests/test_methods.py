@@ -60,8 +60,8 @@ def test_names_aliases_and_families():
     assert methods.label("gd") == "gradient descent" and methods.color("sgd") == methods.color("gd")
     for alias, name in methods.ALIASES.items():
         assert alias not in methods.METHODS and methods.get(alias).name == name
-    with pytest.raises(KeyError, match="unknown method 'shampoo'"):
-        methods.get("shampoo")
+    with pytest.raises(KeyError, match="unknown method 'kfac'"):
+        methods.get("kfac")
     with pytest.raises(ValueError, match="Invalid family"):
         methods.names("second order")
     with pytest.raises(ValueError, match="Invalid family"):

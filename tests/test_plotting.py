@@ -19,7 +19,7 @@ def test_every_method_has_its_own_colour():
     assert plotting.method_color("sgd") == plotting.method_color("gd") == plotting.method_color("GD")
     assert plotting.COURSE_STYLE["axes.prop_cycle"].by_key()["color"] == list(plotting.METHOD_COLORS.values())
     with pytest.raises(KeyError, match="known"):
-        plotting.method_color("shampoo")
+        plotting.method_color("kfac")
 
 
 def test_rule_names_have_colours():
