@@ -20,7 +20,8 @@ Add a method by adding a row to :data:`METHODS` (docs/contributing.md has the wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import MappingProxyType
@@ -49,9 +50,12 @@ class Method:
     * ``aliases``: other names for the same method, each with its own label or ``None`` for the method's
       ("sgd" is gradient descent named as torch names it, labelled "SGD");
     * ``state_arrays``: arrays the size of a parameter in the optimizer's state (``None``: a state whose size
-      depends on the parameter's shape: Adafactor's factored second moment, rows + columns of a matrix; SOAP's
-      two moments plus a factor and an eigenbasis, each d × d, per axis of length d); ``counters``: 0-d tensors
-      per parameter (``step``, ...).
+      depends on the parameter's shape, given by ``state_size``: Adafactor's factored second moment);
+      ``counters``: 0-d tensors per parameter (``step``, ...);
+    * ``factors``: besides those arrays, a Kronecker factor and its root or eigenbasis, each d × d, per axis of
+      length d of a parameter with two or more axes (Shampoo, SOAP, at the row's options: no merged axes, no blocks,
+      no factor for a vector); ``factors_in_float32``: kept in float32 for a float32, bfloat16 or float16 parameter
+      (Shampoo, as its reference); :meth:`state_numbers` adds it all up.
     """
 
     name: str
@@ -67,6 +71,9 @@ class Method:
     aliases: Mapping[str, str | None] = field(default_factory=dict)
     state_arrays: int | None = 0
     counters: int = 1
+    state_size: Callable[[tuple[int, ...]], int] | None = field(default=None, repr=False)
+    factors: bool = False
+    factors_in_float32: bool = False
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -75,6 +82,20 @@ class Method:
             object.__setattr__(self, "title", self.label)
         for name in ("options", "toy", "aliases"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        if (self.state_arrays is None) != (self.state_size is not None):
+            raise ValueError(f"method {self.name!r}: give state_size exactly when state_arrays is None")
+
+    def state_numbers(self, shape) -> int:
+        """The numbers of per-parameter state (no counters) the optimizer keeps for one parameter of ``shape``."""
+        shape = tuple(int(d) for d in shape)
+        if self.state_size is not None:
+            return self.state_size(shape)
+        return self.state_arrays * math.prod(shape) + self.factor_numbers(shape)
+
+    def factor_numbers(self, shape) -> int:
+        """The part of :meth:`state_numbers` in Kronecker factors and their roots or eigenbases (0 without)."""
+        shape = tuple(int(d) for d in shape)
+        return 2 * sum(d * d for d in shape) if self.factors and len(shape) >= 2 else 0
 
     def make_rule(self, **hyperparams):
         """This method's pure rule (:mod:`course_lib.rules`): its factory with ``options``, then ``hyperparams``."""
@@ -100,6 +121,14 @@ class Method:
         return cls(params, **{**self.options, **hyperparams})
 
 
+def _factored(shape) -> int:
+    """Adafactor: a row and a column factor per matrix (over its last two axes, for each leading index), v for a
+    vector."""
+    if len(shape) < 2:
+        return math.prod(shape)
+    return math.prod(shape[:-2]) * (shape[-2] + shape[-1])
+
+
 _METHODS = (
     # Okabe–Ito colours (readable with every common form of colour blindness), notebooks 01-07:
     Method("gd", "gradient descent", "#0072B2", "gradient descent", "sgd", "SGD", "torch.optim.SGD",  # blue
@@ -123,7 +152,7 @@ _METHODS = (
     Method("radam", "RAdam", "#44AA99", "beyond adam", "radam", "RAdam", "torch.optim.RAdam",  # teal
            state_arrays=2),
     Method("adafactor", "Adafactor", "#DDCC77", "beyond adam", "adafactor", "Adafactor",  # sand
-           "torch.optim.Adafactor", state_arrays=None),
+           "torch.optim.Adafactor", state_arrays=None, state_size=_factored),
     Method("lion", "Lion", "#117733", "beyond adam", "lion", "Lion", "lion_pytorch.Lion",  # green
            state_arrays=1, counters=0),
     Method("muon", "Muon", "#661100", "beyond adam", "muon", "Muon", "torch.optim.Muon",  # brown
@@ -133,17 +162,18 @@ _METHODS = (
     Method("ademamix", "AdEMAMix", "#AA4499", "beyond adam", "ademamix", "AdEMAMix",  # purple
            "pytorch_optimizer.AdEMAMix", state_arrays=3, counters=0),
     Method("soap", "SOAP", "#88CCEE", "preconditioning", "soap", "SOAP", "pytorch_optimizer.SOAP",  # cyan
-           toy={"weight_decay": 0.0}, state_arrays=None, counters=0),
+           toy={"weight_decay": 0.0}, state_arrays=2, factors=True, counters=0),  # m, v
     # Shampoo with exact roots (use_svd, an eigendecomposition; the default is the Schur-Newton approximation), a factor
     # per matrix axis (shape_interpretation=False: a small matrix is not merged into one axis), RMSProp's step length
     # (graft_type 3: the reference has no Adam graft, which course_lib adds as 5 and recommends, and the row must
-    # equal its reference), the first roots at step 4, then every 4 steps. Its state arrays, as the reference's state
-    # dict shows them: the momentum (the factors and the graft's buffers sit in objects, not tensors).
+    # equal its reference), the first roots at step 4, then every 4 steps. Its state: the momentum, the graft's momentum
+    # and RMSProp's v, and two factors and their roots per matrix (the reference keeps all but the momentum in objects
+    # that its state dict does not show as tensors).
     Method("shampoo", "Shampoo", "#777777", "preconditioning", "shampoo", "Shampoo",  # dark grey
            "pytorch_optimizer.ScalableShampoo",
            options={"use_svd": True, "shape_interpretation": False, "graft_type": 3,
                     "start_preconditioning_step": 4, "preconditioning_compute_steps": 4},
-           state_arrays=1, counters=0),
+           state_arrays=3, factors=True, factors_in_float32=True, counters=0),
 )
 
 #: Every method by its name, in course order (the order of the colour cycle).

@@ -1228,21 +1228,22 @@ def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999),
               \quad\text{(``weight_decouple=True``, the paper's; } (1-\lambda)\theta
               \text{ with ``fixed_decay=True``)}                                                       \\
         m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2   \\
-        m^{\text{slow}}_t &= \beta_3(t)\, m^{\text{slow}}_{t-1} + (1-\beta_3(t))\, g_t                   \\
-        \theta_t &= \theta_{t-1} - \eta\, \frac{\hat m_t + \alpha_t\, m^{\text{slow}}_t}
+        m_{2,t} &= \beta_3(t)\, m_{2,t-1} + (1-\beta_3(t))\, g_t                   \\
+        \theta_t &= \theta_{t-1} - \eta\, \frac{\hat m_t + \alpha_t\, m_{2,t}}
                     {\sqrt{\hat v_t} + \varepsilon}
 
-    m̂_t = m_t/(1−β₁^t) and v̂_t = v_t/(1−β₂^t) as Adam's; the slow average m^slow_t (``exp_avg_slow``, β₃ =
-    0.9999: a memory of about 10 000 steps) is *not* bias-corrected and is added with weight α (5 by default).
+    m̂_t = m_t/(1−β₁^t) and v̂_t = v_t/(1−β₂^t) as Adam's (the paper writes m as m₁); the slow average m₂
+    (``exp_avg_slow``, β₃ = 0.9999: a memory of about 10 000 steps) is *not* bias-corrected and is added with
+    weight α (5 by default).
     With ``t_alpha_beta3`` = T the paper's warm-up schedulers apply: α_t = min(tα/T, α)
     (:func:`ademamix_alpha`) and β₃(t) (:func:`ademamix_beta3`); without it α_t = α and β₃(t) = β₃.
 
     Paper and reference: the paper's Algorithm 1 decays the weights AdamW-style, θ ← θ − η(… + λθ), which is
     ``weight_decouple=True`` (the same update: (1 − ηλ)θ − ηu = θ − η(u + λθ)); the reference,
     ``pytorch_optimizer.AdEMAMix`` (4.1), defaults to ``weight_decouple=False``, Adam's L2 penalty added to
-    the gradient (then the decay also enters m, v and m^slow). The reference changes ``param.grad`` in place
+    the gradient (then the decay also enters m, v and m₂). The reference changes ``param.grad`` in place
     (maximize, L2 penalty); this rule changes nothing. State: ``step`` t (the reference keeps it per param
-    group), ``exp_avg`` m_t, ``exp_avg_sq`` v_t, ``exp_avg_slow`` m^slow_t.
+    group), ``exp_avg`` m_t, ``exp_avg_sq`` v_t, ``exp_avg_slow`` m₂ (m_{2,t}).
     """
     beta1, beta2, beta3 = betas
     step = state["step"] + 1
@@ -1257,9 +1258,9 @@ def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999),
     beta3_t = ademamix_beta3(step, beta1, beta3, t_alpha_beta3)
     exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
     exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
-    exp_avg_slow = _ema(state["exp_avg_slow"], grad, beta3_t)  # m^slow_t
+    exp_avg_slow = _ema(state["exp_avg_slow"], grad, beta3_t)  # m₂ (m_{2,t})
     denom = sqrt(exp_avg_sq) / (1 - beta2**step) ** 0.5 + eps  # √v̂_t + ε
-    direction = _add(exp_avg / (1 - beta1**step), exp_avg_slow, alpha_t)  # m̂_t + α_t m^slow_t
+    direction = _add(exp_avg / (1 - beta1**step), exp_avg_slow, alpha_t)  # m̂_t + α_t m₂ (m_{2,t})
     return _addcdiv(params, direction, denom, -lr), {**state, "step": step, "exp_avg": exp_avg,
                                                      "exp_avg_sq": exp_avg_sq, "exp_avg_slow": exp_avg_slow}
 
@@ -1324,13 +1325,17 @@ def _take(x, index, axis):
 def _eigenvectors_descending(matrix):
     """The eigenvectors of a symmetric matrix, as columns, by decreasing eigenvalue (``eigh`` then flipped).
 
-    As the reference, ``eigh`` of matrix + 10⁻³⁰ I (which changes nothing in float32 or float64 arithmetic).
+    As the reference, ``eigh`` of matrix + 10⁻³⁰ I (which changes nothing in float32 or float64 arithmetic); where
+    ``eigh`` has no kernel for the dtype (bfloat16, float16), in float64 and cast back, as the reference falls back.
     """
     if hasattr(matrix, "new_full"):
         import torch
 
+        dtype = matrix.dtype
+        if dtype in (torch.bfloat16, torch.float16):
+            matrix = matrix.double()
         eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-        return torch.linalg.eigh(matrix + 1e-30 * eye)[1].flip(1)
+        return torch.linalg.eigh(matrix + 1e-30 * eye)[1].flip(1).to(dtype)
     return np.linalg.eigh(matrix + 1e-30 * np.eye(matrix.shape[0]))[1][:, ::-1]
 
 
@@ -1792,15 +1797,18 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     r"""Shampoo (Gupta et al., 2018) with grafting (Anil et al., 2020), as ``pytorch_optimizer.ScalableShampoo``.
 
     For a matrix parameter θ ∈ ℝ^{m×n} with gradient G_t = g_t (the "left" and "right" factors are written
-    S_t ∈ ℝ^{m×m} and T_t ∈ ℝ^{n×n}: L is the course's smoothness constant):
+    𝓛_t ∈ ℝ^{m×m} and 𝓡_t ∈ ℝ^{n×n}, script letters: L is the course's smoothness constant):
 
     .. math::
 
-        S_t &= \beta_2 S_{t-1} + (1-\beta_2)\, G_t G_t^\top, \qquad
-        T_t = \beta_2 T_{t-1} + (1-\beta_2)\, G_t^\top G_t, \qquad S_0 = \varepsilon_M I,\ T_0 = \varepsilon_M I \\
-        P^S, P^T &= S_t^{-1/4},\ T_t^{-1/4} \quad\text{recomputed every } k \text{ steps (} t \bmod k = 0
+        \mathcal{L}_t &= \beta_2 \mathcal{L}_{t-1} + (1-\beta_2)\, G_t G_t^\top, \qquad
+        \mathcal{R}_t = \beta_2 \mathcal{R}_{t-1} + (1-\beta_2)\, G_t^\top G_t, \qquad
+        \mathcal{L}_0 = \varepsilon_M I,\ \mathcal{R}_0 = \varepsilon_M I \\
+        P^{\mathcal{L}}, P^{\mathcal{R}} &= \mathcal{L}_t^{-1/4},\ \mathcal{R}_t^{-1/4}
+            \quad\text{recomputed every } k \text{ steps (} t \bmod k = 0
                    \text{; } I \text{ before the first time)}                                            \\
-        D_t &= P^S G_t P^T \cdot \frac{\lVert A_t \rVert}{\lVert P^S G_t P^T \rVert + 10^{-16}}, \qquad
+        D_t &= P^{\mathcal{L}} G_t P^{\mathcal{R}}
+               \cdot \frac{\lVert A_t \rVert}{\lVert P^{\mathcal{L}} G_t P^{\mathcal{R}} \rVert + 10^{-16}}, \qquad
         A_t = \text{the grafted method's direction (its step over } \eta\text{)}                        \\
         M_t &= \beta_1 M_{t-1} + D_t, \qquad N_t = \beta_1 N_{t-1} + A_t                                \\
         \theta_t &= \theta_{t-1} - \eta\, (\beta_1 M_t + D_t) \quad\text{(Nesterov; } M_t \text{ without)}
@@ -1808,9 +1816,9 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
         \theta_t = \theta_{t-1} - \eta\, (\beta_1 N_t + A_t) \quad\text{before}
 
     Shampoo's direction is a matrix form of AdaGrad's g/√(Σg²): full-matrix AdaGrad would multiply vec(G) by
-    H^{-1/2}, H = Σ vec(G)vec(G)ᵀ the mn × mn matrix of the flattened gradients; Shampoo puts (S ⊗ T)^{1/2} in H's
-    place (for sums of gradients of rank at most r, H/r ⪯ (S ⊗ T)^{1/2}: Gupta et al., 2018, Lemma 8), and
-    (S ⊗ T)^{-1/4} vec(G) = vec(S^{-1/4} G T^{-1/4}) (row-major vec, symmetric factors) costs an m × m and an n × n
+    𝓖^{-1/2}, 𝓖 = Σ vec(G)vec(G)ᵀ the mn × mn matrix of the flattened gradients; Shampoo puts (𝓛 ⊗ 𝓡)^{1/2} in 𝓖's
+    place (for sums of gradients of rank at most r, 𝓖/r ⪯ (𝓛 ⊗ 𝓡)^{1/2}: Gupta et al., 2018, Lemma 8), and
+    (𝓛 ⊗ 𝓡)^{-1/4} vec(G) = vec(𝓛^{-1/4} G 𝓡^{-1/4}) (row-major vec, symmetric factors) costs an m × m and an n × n
     root instead of one mn × mn root. A tensor of k axes has a factor per axis and the roots −1/(2k). Grafting
     keeps the direction and takes the step *length* of a diagonal method, per layer: ``graft_type``
     (:class:`ShampooGraft`) SGD ‖g‖, AdaGrad, RMSProp, SQRTN ‖sign g‖, NONE (Shampoo's own length), or **Adam**
@@ -1818,12 +1826,12 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     recommendation: the length of torch.optim.Adam's step with β₁ = 0 (the distributed implementation of Shi et al.,
     2023). RMSProp's graft, without the bias correction, takes steps 1/√(1−β₂ᵗ) times longer early on (31× at
     t = 1 for β₂ = 0.999). Before ``start_preconditioning_step`` t₀ the step is the graft's own (with its own
-    momentum N_t), while S, T and M already accumulate.
+    momentum N_t), while 𝓛, 𝓡 and M already accumulate.
 
     The rest follows the reference operation by operation: ``moving_average_for_momentum`` uses
     M ← β₁M + (1−β₁)D (and lerp for Nesterov); ``decoupled_learning_rate=False`` multiplies D and A by η instead
     of the step; weight decay is added to D and A after grafting (coupled: + λθ) or shrinks θ ← (1 − ηλ)θ
-    (``decoupled_weight_decay``); S and T are updated every ``statistics_compute_steps`` steps; a parameter
+    (``decoupled_weight_decay``); 𝓛 and 𝓡 are updated every ``statistics_compute_steps`` steps; a parameter
     with fewer than two axes as read (:func:`shampoo_layout`; with ``shape_interpretation`` small neighbouring
     axes are merged up to ``block_size``, and a tensor whose product fits is one axis) has no factors and follows
     the graft; an axis longer than ``block_size`` is cut into blocks, each with its own factors. The roots are
@@ -1832,7 +1840,7 @@ def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_a
     axis: this rule has no batched form.
 
     State: ``step``, ``momentum`` M, ``graft_momentum`` N, ``graft_statistics`` (AdaGrad's Σg², RMSProp's and
-    Adam's v; absent for the other grafts), ``statistics`` (S, T, …) and ``pre_conditioners`` (their roots),
+    Adam's v; absent for the other grafts), ``statistics`` (𝓛, 𝓡, …) and ``pre_conditioners`` (their roots),
     two tuples (block by block, axis by axis) that are empty for a parameter without factors.
     """
     beta1, beta2 = betas

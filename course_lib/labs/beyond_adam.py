@@ -575,7 +575,7 @@ def small_mlp(in_features: int = 30, hidden: int = 64, seed: int = 0, dtype=None
 
 
 MEMORY_METHODS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "nadam", "radam", "adafactor",
-                  "lion", "muon", "schedule_free")
+                  "lion", "muon", "schedule_free", "ademamix", "shampoo", "soap")
 """The methods of the memory table (names of :mod:`course_lib.methods`): every optimizer of the course but Nesterov
 (momentum's state). ``"muon"`` means the usual split, Muon for the hidden matrices and AdamW for everything else."""
 
@@ -616,13 +616,14 @@ def state_bytes(optimizer) -> tuple[int, int]:
 
     arrays = scalars = 0
     for per_param in optimizer.state_dict()["state"].values():
-        for value in per_param.values():
-            if isinstance(value, torch.Tensor):
-                size = value.numel() * value.element_size()
-                if value.ndim == 0:
-                    scalars += size
-                else:
-                    arrays += size
+        for entry in per_param.values():
+            for value in entry if isinstance(entry, (list, tuple)) else (entry,):  # SOAP's and Shampoo's factors
+                if isinstance(value, torch.Tensor):
+                    size = value.numel() * value.element_size()
+                    if value.ndim == 0:
+                        scalars += size
+                    else:
+                        arrays += size
     return arrays, scalars
 
 
@@ -651,20 +652,24 @@ def expected_state_bytes(method: str, model) -> tuple[int, int]:
 
     Per parameter element (bytes of the parameter's dtype each), the ``state_arrays`` of :mod:`course_lib.methods`:
     SGD 0; momentum, AdaGrad, RMSProp, Lion 1; Adam, AdamW, NAdam, RAdam, Schedule-Free 2 (Schedule-Free's z and v; x
-    is not stored); AMSGrad 3; Adafactor m + n per m × n matrix and n per vector; Muon 1 per hidden-matrix element
-    plus AdamW's 2 for the rest. Scalars (float32, 4 bytes), the ``counters``: one ``step`` per tensor for every
-    method that counts steps, plus NAdam's ``mu_product``; SGD, Lion and Muon keep none, Schedule-Free keeps its
-    counter in the param group.
+    is not stored); AMSGrad 3; AdEMAMix 3; Adafactor m + n per m × n matrix and n per vector; Muon 1 per
+    hidden-matrix element plus AdamW's 2 for the rest; SOAP 2 per element plus 2(m² + n²) per m × n matrix (two
+    factors and their eigenbases); Shampoo (the method table's options) 3 per element plus 2(m² + n²) per matrix
+    (two factors and their roots, in float32 for a bfloat16 parameter, as its reference keeps them);
+    :meth:`course_lib.methods.Method.state_numbers`. Scalars (float32, 4 bytes), the ``counters``: one ``step``
+    per tensor for every method that counts steps, plus NAdam's ``mu_product``; SGD, Lion and Muon keep none,
+    Schedule-Free, AdEMAMix, SOAP and Shampoo keep theirs in the param group.
     """
+    import torch
+
     if method not in MEMORY_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(MEMORY_METHODS)}")
     arrays = counters = 0
     for row, params in _parts(method, model):
-        if row.state_arrays is None:  # Adafactor's factored second moment: rows + columns of a matrix
-            elements = sum(p.shape[-2] + p.shape[-1] if p.ndim > 1 else p.numel() for p in params)
-        else:
-            elements = row.state_arrays * sum(p.numel() for p in params)
-        arrays += elements * params[0].element_size()
+        size = params[0].element_size()
+        factor_size = 4 if row.factors_in_float32 and params[0].dtype != torch.float64 else size
+        factors = sum(row.factor_numbers(p.shape) for p in params)
+        arrays += (sum(row.state_numbers(p.shape) for p in params) - factors) * size + factors * factor_size
         counters += 4 * row.counters * len(params)
     return arrays, counters
 
