@@ -18,8 +18,8 @@ weights, same minibatches) and runs each optimizer at its committed best η (rea
 * ``reproduce``: AdamW's LM run and Adafactor's CNN run of seed 0 again, unchanged: the pairing holds only if they
   equal the main file's runs.
 
-The 68 runs took 113 s on the 2-core course machine (others working beside it; 2026-12-07) (``--workers 2``) and print a progress bar; ``--tiny`` is a smoke
-test (seconds) that writes elsewhere.
+The 68 runs took 113 s on the 2-core course machine (``--workers 2``, others working beside it; 2026-12-07) and
+print a progress bar; ``--tiny`` is a smoke test (seconds) that writes elsewhere.
 
     python experiments/controls.py                                  # the controls, default output
     python experiments/controls.py --tiny --output /tmp/c.json      # a smoke test
