@@ -51,6 +51,19 @@ Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_ma
                                                # pilot runs, selection metric and statistic, budget per optimizer)
 
 Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
+
+Controls file (``course_lib/results/controls.json``, schema ``where_it_matters_controls/1``, ``make controls``)
+----------------------------------------------------------------------------------------------------------------
+Runs that change one thing of the protocol each (``experiments/controls.py`` says which), at the seeds and best η
+of the results file, so that each pairs with the stored run of its seed (:func:`check_controls`)::
+
+    {"schema": ..., "created_by": "experiments/controls.py",
+     "config": {"seeds": [...], "tiny": bool, "workers": int, "threads": int, "torch": str, "numpy": str,
+                "python": str, "device": str, "seconds": float, "main_results": str, "psi_constant": float, ...},
+     "uniform_workload": {"reference_losses": {...}, "token_bins": {...}, "corpus": {...}},
+     "decay_multipliers": {WORKLOAD: {OPT: {"lr": η, "weight_decay": λ, "multiplier": ∏(1 − η_t λ)}}},
+     "runs": [{"control": str, "workload": "lm"|"cnn"|"lm_uniform", "variant": {...make_optimizers options},
+               ...the keys of a run above}]}
 """
 
 from __future__ import annotations
