@@ -28,7 +28,7 @@ SLIDES_NPM := _build/slides-npm
 SLIDES_NPM_PACKAGES := reveal.js@4.0.2 requirejs@2.3.7 jquery@3.7.1
 
 .PHONY: help venv lab test test-portable lint unit nbval execute clean clean-grading student nbgrader slides html images \
-	course-time experiments slides-offline slides-npm browser-install
+	course-time experiments controls slides-offline slides-npm browser-install
 
 help:
 	@echo "make lab      set up .venv and open the course in JupyterLab"
@@ -45,6 +45,7 @@ help:
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 150 s target"
 	@echo "make experiments  rerun notebook 12's sweeps into course_lib/results/ (about 7 minutes on 2 idle cores)"
+	@echo "make controls  rerun the controls of notebook 12's headline results into course_lib/results/ (about 2 minutes)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -123,6 +124,9 @@ course-time: $(STAMP)
 
 experiments: $(STAMP)
 	$(BIN)/python experiments/where_it_matters.py
+
+controls: $(STAMP)
+	$(BIN)/python experiments/controls.py
 
 # `make clean` removes what a command here rebuilds, and nothing a lecturer made: nbgrader_course/ (the gradebook and
 # every submission) and anything else in slides/ (such as slides/vendor/, the offline copies of the slides' scripts)

@@ -119,3 +119,60 @@ def test_the_sweep_rerun_on_a_gpu_tunes_every_optimizer_to_the_same_learning_rat
             assert on_gpu["best_lr"] == on_cpu["best_lr"], (name, optimizer)
             spread = 2 * max(on_cpu["best_val_loss_std"], on_gpu["best_val_loss_std"])
             assert abs(on_gpu["best_val_loss_mean"] - on_cpu["best_val_loss_mean"]) <= spread, (name, optimizer)
+
+
+# experiments/controls.py: the controls of notebook 12's headline results
+CONTROLS = ROOT / "course_lib" / "results" / "controls.json"
+
+
+def _controls_script():
+    spec = importlib.util.spec_from_file_location("controls_script", ROOT / "experiments" / "controls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_controls_tiny_end_to_end(tmp_path, capsys, one_thread):
+    output = tmp_path / "controls.json"
+    script = _controls_script()
+    script.main(["--tiny", "--output", str(output), "--workers", "1"])
+    assert "runs in" in capsys.readouterr().out
+    controls = lab.load_controls(output)
+    assert controls["config"]["tiny"] and controls["config"]["seeds"] == [0, 1, 2]
+    assert {r["control"] for r in controls["runs"]} == {"adamw_split", "muon_rest_at_adamw", "no_decay", "nadam_psi",
+                                                         "nadam_psi_issue", "uniform", "reproduce"}
+    assert controls["uniform_workload"]["reference_losses"]["unigram_entropy"] == pytest.approx(math.log(512))
+    broken = json.loads(output.read_text())
+    del broken["runs"][0]
+    with pytest.raises(ValueError, match="each once"):
+        lab.check_controls(broken)
+    broken = json.loads(output.read_text())
+    broken["decay_multipliers"]["lm"]["adamw"]["multiplier"] = 1.2
+    with pytest.raises(ValueError, match="decay multiplier"):
+        lab.check_controls(broken)
+    with pytest.raises(SystemExit):  # a smoke test never overwrites the committed file
+        script.main(["--tiny"])
+
+
+def test_committed_controls_run_at_the_main_file_s_best_learning_rates_and_seeds():
+    """Each control is paired with the main file: its seeds, each optimizer at the η benchmark.select picks there,
+    and the decay multipliers are those of the main file's η."""
+    main, controls = lab.load_results(), lab.load_controls()
+    assert Path(lab.CONTROLS_PATH) == CONTROLS == _controls_script().DEFAULT_OUTPUT
+    assert not controls["config"]["tiny"] and controls["config"]["seeds"] == main["config"]["seeds"]
+    best = {w: {name: s.lr for name, s in benchmark.select(
+        workload["runs"], {o: spec["lr_grid"] for o, spec in workload["optimizers"].items()}).items()}
+        for w, workload in main["workloads"].items()}
+    assert lab.control_runs(controls, "adamw_split", "adamw")[0]["lr"] == best["lm"]["adamw"]
+    assert lab.control_runs(controls, "adamw_split", "adamw")[0]["variant"] == {"rest_lr": best["lm"]["muon"]}
+    assert lab.control_runs(controls, "muon_rest_at_adamw", "muon")[0]["variant"] == {"rest_lr": best["lm"]["adamw"]}
+    for w in ("lm", "cnn"):
+        for name in ("adafactor", "lion", "adamw"):
+            runs = lab.control_runs(controls, "no_decay", name, workload=w)
+            assert runs[0]["lr"] == best[w][name] and runs[0]["variant"] == {"weight_decay": 0.0}
+        for name, entry in controls["decay_multipliers"][w].items():
+            assert entry["lr"] == best[w][name]
+    nadam = {r["lr"] for r in controls["runs"] if r["control"] == "nadam_psi"}
+    assert sorted(nadam) == main["workloads"]["lm"]["optimizers"]["nadam"]["lr_grid"]
+    chosen = benchmark.select([r for r in controls["runs"] if r["control"] == "uniform"])
+    assert not any(choice.at_edge for choice in chosen.values())  # every uniform best η strictly inside its window

@@ -104,7 +104,7 @@ def test_the_results_the_notebooks_read_are_package_data():
     package_data = PYPROJECT["tool"]["setuptools"]["package-data"]["course_lib"]
     shipped = {path.relative_to(ROOT / "course_lib").as_posix() for pattern in package_data
                for path in (ROOT / "course_lib").glob(pattern)}
-    assert shipped == {"results/where_it_matters.json"}
+    assert shipped == {"results/where_it_matters.json", "results/controls.json"}
 
 
 # ------------------------------------------------------------------------------------------

@@ -51,6 +51,19 @@ Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_ma
                                                # pilot runs, selection metric and statistic, budget per optimizer)
 
 Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
+
+Controls file (``course_lib/results/controls.json``, schema ``where_it_matters_controls/1``, ``make controls``)
+----------------------------------------------------------------------------------------------------------------
+Runs that change one thing of the protocol each (``experiments/controls.py`` says which), at the seeds and best η
+of the results file, so that each pairs with the stored run of its seed (:func:`check_controls`)::
+
+    {"schema": ..., "created_by": "experiments/controls.py",
+     "config": {"seeds": [...], "tiny": bool, "workers": int, "threads": int, "torch": str, "numpy": str,
+                "python": str, "device": str, "seconds": float, "main_results": str, "psi_constant": float, ...},
+     "uniform_workload": {"reference_losses": {...}, "token_bins": {...}, "corpus": {...}},
+     "decay_multipliers": {WORKLOAD: {OPT: {"lr": η, "weight_decay": λ, "multiplier": ∏(1 − η_t λ)}}},
+     "runs": [{"control": str, "workload": "lm"|"cnn"|"lm_uniform", "variant": {...make_optimizers options},
+               ...the keys of a run above}]}
 """
 
 from __future__ import annotations
@@ -120,11 +133,31 @@ def split_hidden(groups: list[dict], model: torch.nn.Module, hidden: Callable[[s
     return picked, [g for g in rest if g["params"]]
 
 
-def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Workload) -> list[torch.optim.Optimizer]:
-    """The optimizer(s) of ``name`` for ``model`` under the recipe: one, or Muon and AdamW for Muon."""
+def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Workload, *,
+                    weight_decay: float | None = None, rest_lr: float | None = None,
+                    options: dict | None = None) -> list[torch.optim.Optimizer]:
+    """The optimizer(s) of ``name`` for ``model`` under the recipe: one, or Muon and AdamW for Muon.
+
+    The controls of ``experiments/controls.py`` change one thing each (default None: the recipe's):
+
+    * ``weight_decay``: λ for the weights that decay (the recipe: ``workload.weight_decay`` for the optimizers
+      with decoupled decay, 0 for the others); biases and norms never decay.
+    * ``rest_lr``: η for the parameters that are not the hidden matrices ``workload.hidden`` picks (embeddings,
+      head, norms, biases), which then form their own param groups; ``lr`` stays the hidden matrices' η. For
+      Muon this is its AdamW half's η (the recipe: one shared η).
+    * ``options``: more constructor options (e.g. NAdam's ``momentum_decay`` ψ), over the spec's; for Muon they
+      go to Muon's part.
+    """
     spec = OPTIMIZERS[name]
-    decay = workload.weight_decay if spec.decay else 0.0
-    options = dict(spec.options)
+    if weight_decay is None:
+        decay = workload.weight_decay if spec.decay else 0.0
+    elif isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay} (expected a number >= 0 or None)")
+    else:
+        decay = float(weight_decay)
+    if rest_lr is not None and not (isinstance(rest_lr, (int, float)) and rest_lr > 0):
+        raise ValueError(f"Invalid rest_lr value: {rest_lr} (expected a number > 0 or None)")
+    options = {**spec.options, **(options or {})}
     if spec.adam_betas and name != "muon":  # Muon's own part has momentum, not betas
         options["betas"] = workload.betas
     if name == "schedule_free":
@@ -133,7 +166,12 @@ def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Work
     if name == "muon":
         hidden, rest = split_hidden(groups, model, workload.hidden)
         muon = methods.load(spec.build)(hidden, lr=lr, weight_decay=decay, **options)
-        return [muon, methods.get("adamw").reference_class()(rest, lr=lr, betas=workload.betas)]
+        return [muon, methods.get("adamw").reference_class()(rest, lr=lr if rest_lr is None else rest_lr,
+                                                              betas=workload.betas)]
+    if rest_lr is not None:
+        hidden, rest = split_hidden(groups, model, workload.hidden)
+        groups = ([{"params": hidden, "weight_decay": decay}] if hidden else []) + [
+            {**group, "lr": rest_lr} for group in rest]
     return [methods.load(spec.build)(groups, lr=lr, **options)]
 
 
@@ -334,25 +372,29 @@ def _set_mode(optimizers, mode: str) -> None:
             getattr(optimizer, mode)()
 
 
-def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_after: int | None = None) -> dict:
+def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_after: int | None = None,
+              **variant) -> dict:
     """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
 
     A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
     ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
     None: the learning-rate schedule still spans ``workload.steps``, so the points it has are those of the full
-    run (the first part of a stored run, redone more cheaply).
+    run (the first part of a stored run, redone more cheaply). ``variant`` (``weight_decay``, ``rest_lr``,
+    ``options``) goes to :func:`make_optimizers` and, when given, into the record as ``"variant"``.
     """
     if stop_after is not None and not (int(stop_after) == stop_after and 0 <= stop_after <= workload.steps):
         raise ValueError(f"Invalid stop_after: {stop_after} (an integer from 0 to {workload.steps}, the steps)")
     last_step = workload.steps if stop_after is None else int(stop_after)
     model = workload.model(seed)
     model.train()
-    optimizers = make_optimizers(optimizer, model, lr, workload)
+    optimizers = make_optimizers(optimizer, model, lr, workload, **variant)
     schedules = [] if optimizer == "schedule_free" else [
         torch.optim.lr_scheduler.LambdaLR(o, warmup_cosine(workload.warmup_steps, workload.steps)) for o in optimizers]
     generator = torch.Generator().manual_seed(1000 + seed)
     params = [p for p in model.parameters()]
     record = {"optimizer": optimizer, "lr": lr, "seed": seed, "diverged": False}
+    if variant:
+        record["variant"] = variant
     curves: dict[str, list] = {}
     norms = []
     start = time.perf_counter()
@@ -405,6 +447,21 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         "clipped_fraction": float(np.mean(np.asarray(norms) > workload.clip_norm)) if norms else 0.0,
     })
     return record
+
+
+def decay_multiplier(workload: Workload, lr: float, weight_decay: float | None = None) -> float:
+    r"""The factor by which decoupled weight decay alone multiplies a decaying weight over one run of
+    ``workload`` at peak η = ``lr`` and λ = ``weight_decay`` (default: the workload's):
+
+    .. math::  \prod_{k=0}^{T-1} \bigl(1 - \eta\, f(k)\, \lambda\bigr) \approx e^{-\eta\lambda \sum_k f(k)},
+
+    f the recipe's warm-up–cosine factor (:func:`course_lib.training.warmup_cosine`; step k + 1 uses f(k)) and
+    T = ``workload.steps``. AdamW, NAdam, RAdam, Lion, Adafactor and Muon all shrink by 1 − η_t λ before their
+    step, so at the same λ an optimizer tuned to a 100× larger η decays its weights 100× faster (the timescale
+    τ = 1/(ηλ) steps of Wang & Aitchison 2024, not λ, is what is comparable)."""
+    lam = workload.weight_decay if weight_decay is None else weight_decay
+    factor = warmup_cosine(workload.warmup_steps, workload.steps)
+    return float(np.prod([1 - lr * factor(k) * lam for k in range(workload.steps)]))
 
 
 def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_tolerance: float = 0.05) -> dict:
@@ -493,7 +550,7 @@ def protocol_record(grids: dict[str, list[float]], seeds) -> dict:
                               notes=PILOT_NOTE).to_dict()
 
 
-__all__ += ["check_results", "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record"]
+__all__ += ["decay_multiplier", "check_results", "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record"]
 
 
 # --------------------------------------------------------------------------------------
@@ -658,3 +715,118 @@ def results_playground(workload: dict):
 __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
             "paired_against", "excess_losses", "plot_performance_profile", "lm_playground_figure",
             "results_playground"]
+
+
+# --------------------------------------------------------------------------------------
+# The controls (experiments/controls.py → course_lib/results/controls.json; notebook 12's last section)
+# --------------------------------------------------------------------------------------
+CONTROLS_SCHEMA = "where_it_matters_controls/1"
+CONTROLS_PATH = importlib.resources.files("course_lib") / "results" / "controls.json"
+"""The committed controls (package data, like :data:`RESULTS_PATH`); ``make controls`` rewrites it."""
+
+DECAYING = tuple(name for name, spec in OPTIMIZERS.items() if spec.decay and name != "schedule_free")
+"""The optimizers whose decoupled decay follows the recipe's schedule (Schedule-Free has none)."""
+
+CONTROL_RUN_KEYS = {"control": str, "workload": str, "variant": dict, "optimizer": str, "lr": float, "seed": int,
+                    "diverged": bool, "val_loss": list, "final_val_loss": (float, type(None))}
+
+
+def check_controls(controls: dict) -> None:
+    """Raise ``ValueError`` saying what is wrong unless ``controls`` is a controls file (schema
+    :data:`CONTROLS_SCHEMA`, written by ``experiments/controls.py``): its keys and types, every (control,
+    workload, optimizer, η, variant) run at each of its seeds once, and a decay multiplier in (0, 1] per entry."""
+    def fail(message):
+        raise ValueError(f"controls results: {message}")
+
+    if controls.get("schema") != CONTROLS_SCHEMA:
+        fail(f"schema is {controls.get('schema')!r}, expected {CONTROLS_SCHEMA!r}")
+    for key in ("config", "uniform_workload", "decay_multipliers", "runs"):
+        if key not in controls:
+            fail(f"lacks {key!r}")
+    seeds = controls["config"]["seeds"]
+    groups: dict = {}
+    for run in controls["runs"]:
+        for key, kind in CONTROL_RUN_KEYS.items():
+            value = run.get(key, "missing")
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                fail(f"run {run.get('control')} {run.get('optimizer')}: {key} = {value!r}")
+        if run["seed"] not in seeds:
+            fail(f"run {run['control']} {run['optimizer']}: seed {run['seed']} is not one of {seeds}")
+        group = (run["control"], run["workload"], run["optimizer"], run["lr"], repr(sorted(run["variant"].items())))
+        groups.setdefault(group, []).append(run["seed"])
+    for group, found in groups.items():
+        if len(found) != len(set(found)) or (group[0] != "reproduce" and sorted(found) != sorted(seeds)):
+            fail(f"{group[:4]}: seeds {sorted(found)}, expected {seeds} each once")
+    for workload, entries in controls["decay_multipliers"].items():
+        for name, entry in entries.items():
+            if not 0 < entry["multiplier"] <= 1:
+                fail(f"decay multiplier of {name} on {workload} is {entry['multiplier']}, expected in (0, 1]")
+
+
+def load_controls(path=None) -> dict:
+    """The controls at ``path`` (default: the committed :data:`CONTROLS_PATH`), checked by :func:`check_controls`."""
+    import json
+    from pathlib import Path
+
+    controls = json.loads(Path(CONTROLS_PATH if path is None else path).read_text())
+    check_controls(controls)
+    return controls
+
+
+def control_runs(controls: dict, control: str, optimizer: str, *, workload: str = "lm", lr: float | None = None
+                 ) -> list[dict]:
+    """The runs (in seed order) of ``optimizer`` in ``control`` on ``workload`` (at ``lr``; default: the one η it
+    was run at, an error if several)."""
+    runs = [r for r in controls["runs"] if r["control"] == control and r["optimizer"] == optimizer
+            and r["workload"] == workload and (lr is None or r["lr"] == lr)]
+    if len({r["lr"] for r in runs}) != 1:
+        raise ValueError(f"Invalid control: {control}/{optimizer} on {workload} has η {sorted({r['lr'] for r in runs})}"
+                         " (expected exactly one; pass lr)")
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def paired_runs(candidate: list[dict], baseline: list[dict], metric: str = benchmark.METRIC,
+                confidence: float = 0.95) -> benchmark.Paired:
+    """:func:`course_lib.benchmark.paired_differences` of ``metric`` between two lists of runs, seed by seed."""
+    return benchmark.paired_differences({r["seed"]: r[metric] for r in candidate},
+                                        {r["seed"]: r[metric] for r in baseline}, confidence=confidence)
+
+
+def gap_by_bin(workload: dict, optimizer: str, baseline: str = "adamw") -> dict[str, dict[str, float]]:
+    r"""Split the gap of final validation loss between ``optimizer`` and ``baseline`` (each at its best η, mean
+    over seeds) by the frequency bin of the target token. With w_b the share of validation targets in bin b
+    (frequent, middle, rare; the middle bin is the rest) and L_b the loss on them, L = Σ_b w_b L_b, so
+
+    .. math::  L^{opt} - L^{base} = \sum_b w_b\,(L_b^{opt} - L_b^{base}),
+
+    and the middle bin's loss follows from the others: L_middle = (L − w_F L_F − w_R L_R) / w_M. Returns
+    {bin: {"tokens", "weight" w_b, "gap" L_b^{opt} − L_b^{base}, "contribution" w_b·gap, "share" of the total}}
+    and "total"."""
+    bins = workload["token_bins"]
+    vocab = workload["corpus"]["vocab_size"]
+    w = {"frequent": bins["frequent"]["share_of_val_targets"], "rare": bins["rare"]["share_of_val_targets"]}
+    w["middle"] = 1 - w["frequent"] - w["rare"]
+    tokens = {"frequent": bins["frequent"]["tokens"], "rare": bins["rare"]["tokens"]}
+    tokens["middle"] = vocab - tokens["frequent"] - tokens["rare"]
+
+    def per_bin(name):
+        runs = runs_at(workload, name)
+        final = {key: np.array([r[key][-1] for r in runs]) for key in ("val_loss", "val_loss_frequent",
+                                                                        "val_loss_rare")}
+        middle = (final["val_loss"] - w["frequent"] * final["val_loss_frequent"]
+                  - w["rare"] * final["val_loss_rare"]) / w["middle"]
+        return {"frequent": final["val_loss_frequent"].mean(), "middle": middle.mean(),
+                "rare": final["val_loss_rare"].mean(), "all": final["val_loss"].mean()}
+
+    a, b = per_bin(optimizer), per_bin(baseline)
+    total = float(a["all"] - b["all"])
+    out = {key: {"tokens": tokens[key], "weight": float(w[key]), "gap": float(a[key] - b[key]),
+                 "contribution": float(w[key] * (a[key] - b[key]))} for key in ("frequent", "middle", "rare")}
+    for entry in out.values():
+        entry["share"] = entry["contribution"] / total
+    out["total"] = {"gap": total}
+    return out
+
+
+__all__ += ["CONTROLS_SCHEMA", "CONTROLS_PATH", "DECAYING", "check_controls", "load_controls", "control_runs",
+            "paired_runs", "gap_by_bin"]

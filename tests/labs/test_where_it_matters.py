@@ -354,3 +354,145 @@ def test_excess_losses_feed_the_performance_profile():
     assert len(ax.get_lines()) == 3 and ax.get_lines()[0].get_label() == "AdamW"
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), profile.rho[1])      # the middle curve: not shifted
     plt.close(fig)
+
+
+# The options of the controls (experiments/controls.py)
+def _where(optimizers):
+    """{id(param): (lr, weight_decay)} over the param groups of ``optimizers``."""
+    out = {}
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                assert id(p) not in out, "a parameter in two groups"
+                out[id(p)] = (group["lr"], group["weight_decay"])
+    return out
+
+
+def test_rest_lr_puts_the_hidden_matrices_and_the_rest_at_their_own_learning_rates(tiny):
+    model = tiny.model(0)
+    where = _where(lab.make_optimizers("adamw", model, 0.01, tiny, rest_lr=0.1))
+    assert len(where) == len(list(model.parameters()))
+    for name, p in model.named_parameters():
+        if tiny.hidden(name, p):
+            assert where[id(p)] == (0.01, 0.1), name
+        else:
+            assert where[id(p)][0] == 0.1, name
+            assert where[id(p)][1] == (0.1 if p.ndim >= 2 else 0.0), name  # embeddings decay, norms and biases not
+    muon, adamw = lab.make_optimizers("muon", model, 0.1, tiny, rest_lr=0.01)
+    assert {id(p) for g in muon.param_groups for p in g["params"]} == {
+        id(p) for name, p in model.named_parameters() if tiny.hidden(name, p)}
+    assert {g["lr"] for g in muon.param_groups} == {0.1} and {g["lr"] for g in adamw.param_groups} == {0.01}
+    default = _where(lab.make_optimizers("muon", model, 0.1, tiny))  # the recipe: one shared η
+    assert {lr for lr, _ in default.values()} == {0.1}
+
+
+def test_rest_lr_steps_like_torch_adamw_given_the_groups_by_hand(tiny):
+    model, reference = tiny.model(0), tiny.model(0)
+    ours = lab.make_optimizers("adamw", model, 0.01, tiny, rest_lr=0.1)[0]
+    named = dict(reference.named_parameters())
+    hidden = [p for n, p in named.items() if tiny.hidden(n, p)]
+    rest_decay = [p for n, p in named.items() if not tiny.hidden(n, p) and p.ndim >= 2]
+    rest_flat = [p for n, p in named.items() if p.ndim < 2]
+    theirs = torch.optim.AdamW([{"params": hidden, "lr": 0.01, "weight_decay": 0.1},
+                                {"params": rest_decay, "lr": 0.1, "weight_decay": 0.1},
+                                {"params": rest_flat, "lr": 0.1, "weight_decay": 0.0}], betas=tiny.betas)
+    factor = training.warmup_cosine(tiny.warmup_steps, tiny.steps)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (ours, theirs)]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        x, y = tiny.batch(gen)
+        for net, optimizer in ((model, ours), (reference, theirs)):
+            optimizer.zero_grad()
+            tiny.loss(net(x), y).backward()
+            optimizer.step()
+        for s in schedules:
+            s.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "lion", "muon"])
+def test_weight_decay_zero_means_no_decay_and_the_recipe_shrinks_by_one_minus_eta_lambda(tiny, name):
+    """On a zero gradient every step of these optimizers is 0 but for decoupled decay: λ = 0 leaves every weight
+    as it was, the recipe's λ multiplies the decaying weights by 1 − ηλ per step."""
+    lr = 0.05
+    for decay, factor in ((0.0, 1.0), (None, 1 - lr * tiny.weight_decay)):
+        model = tiny.model(0)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizers = lab.make_optimizers(name, model, lr, tiny, weight_decay=decay)
+        if decay == 0.0:
+            assert {g["weight_decay"] for o in optimizers for g in o.param_groups} == {0.0}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        for o in optimizers:
+            o.step()
+        for n, p in model.named_parameters():
+            decays = p.ndim >= 2  # Muon's AdamW half takes λ from the recipe's groups: its embeddings decay too
+            expected = before[n] * (factor if decays else 1.0)
+            torch.testing.assert_close(p.detach(), expected, msg=f"{name}, λ={decay}, {n}")
+
+
+def test_weight_decay_is_checked(tiny):
+    with pytest.raises(ValueError, match="weight_decay"):
+        lab.make_optimizers("adamw", tiny.model(0), 0.01, tiny, weight_decay=-0.1)
+    with pytest.raises(ValueError, match="rest_lr"):
+        lab.make_optimizers("adamw", tiny.model(0), 0.01, tiny, rest_lr=0.0)
+
+
+def test_options_reach_the_optimizer_nadam_momentum_decay(tiny):
+    """ψ reaches torch's NAdam: after one step its ∏μ_i is μ_1 = β₁(1 − ½·0.96^ψ) (torch.optim.NAdam's docs)."""
+    beta1 = tiny.betas[0]
+    for psi in (0.004, 100.0):
+        model = tiny.model(0)
+        (nadam,) = lab.make_optimizers("nadam", model, 0.01, tiny, options={"momentum_decay": psi})
+        assert {g["momentum_decay"] for g in nadam.param_groups} == {psi}
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        nadam.step()
+        mu_product = float(next(iter(nadam.state.values()))["mu_product"])
+        assert mu_product == pytest.approx(beta1 * (1 - 0.5 * 0.96 ** psi), rel=1e-6)
+    assert 0.99 * beta1 < beta1 * (1 - 0.5 * 0.96 ** 100.0)  # ψ = 100: constant β₁ to 1 % from the first step
+
+
+def test_train_run_records_its_variant_and_the_default_run_has_none(tiny):
+    plain = lab.train_run(tiny, "adamw", 0.01, 0, stop_after=2)
+    assert "variant" not in plain
+    varied = lab.train_run(tiny, "adamw", 0.01, 0, stop_after=2, weight_decay=0.0)
+    assert varied["variant"] == {"weight_decay": 0.0}
+    assert varied["val_loss"][0] == plain["val_loss"][0]  # the same seed: the same initial weights
+
+
+def test_decay_multiplier_equals_torch_adamw_on_a_zero_gradient_under_the_schedule(tiny):
+    lr = 0.2
+    weight = torch.nn.Parameter(torch.ones(3))
+    adamw = torch.optim.AdamW([weight], lr=lr, weight_decay=tiny.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(adamw, training.warmup_cosine(tiny.warmup_steps, tiny.steps))
+    for _ in range(tiny.steps):
+        weight.grad = torch.zeros(3)
+        adamw.step()
+        schedule.step()
+    assert lab.decay_multiplier(tiny, lr) == pytest.approx(weight[0].item(), rel=1e-5)
+    assert lab.decay_multiplier(tiny, lr, 0.0) == 1.0
+
+
+def test_gap_by_bin_recovers_the_middle_bin_and_sums_to_the_gap():
+    weights = {"frequent": 0.6, "rare": 0.1}   # middle: 0.3
+    losses = {"sgd": {"frequent": 2.0, "middle": 5.0, "rare": 7.0}, "adamw": {"frequent": 1.5, "middle": 3.0,
+                                                                             "rare": 6.0}}
+
+    def run(name, seed):
+        bins = losses[name]
+        total = 0.6 * bins["frequent"] + 0.3 * bins["middle"] + 0.1 * bins["rare"]
+        return {"optimizer": name, "lr": 1.0, "seed": seed, "val_loss": [9.0, total],
+                "val_loss_frequent": [9.0, bins["frequent"]], "val_loss_rare": [9.0, bins["rare"]]}
+
+    workload = {"token_bins": {key: {"tokens": tokens, "share_of_val_targets": weights[key]}
+                               for key, tokens in (("frequent", 5), ("rare", 25))},
+                "corpus": {"vocab_size": 50}, "summary": {"sgd": {"best_lr": 1.0}, "adamw": {"best_lr": 1.0}},
+                "runs": [run(name, seed) for name in losses for seed in (0, 1)]}
+    split = lab.gap_by_bin(workload, "sgd", "adamw")
+    assert split["middle"]["gap"] == pytest.approx(2.0) and split["middle"]["tokens"] == 20
+    assert split["frequent"]["contribution"] == pytest.approx(0.3)
+    assert split["rare"]["contribution"] == pytest.approx(0.1)
+    assert split["total"]["gap"] == pytest.approx(0.3 + 0.6 + 0.1)
+    assert math.fsum(split[key]["share"] for key in ("frequent", "middle", "rare")) == pytest.approx(1.0)
