@@ -337,10 +337,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Perform a single optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for index, group in enumerate(self.param_groups):
             rule, cache = self._rule(index, group)
             path = self.path_for(group)
@@ -752,10 +749,7 @@ class AdamWScheduleFree(RuleOptimizer):
                                ".eval() calls on the optimizer. See documentation for details. (AdamWScheduleFree "
                                "keeps two sequences: call optimizer.train() before training steps and "
                                "optimizer.eval() before evaluating or saving; course_lib.training.fit does both.)")
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for index, group in enumerate(self.param_groups):
             rule, _ = self._rule(index, group)
             counters = {name: group[name] for name in ("k", "weight_sum", "lr_max")}
@@ -825,10 +819,7 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One step of every param group; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for index, group in enumerate(self.param_groups):
             rule, _ = self._rule(index, group)
             count = group.get("step", 0)
@@ -998,6 +989,15 @@ class Shampoo(_PerTensorRuleOptimizer):
             new_param, new_state = rule.update(param, param.grad, {**state, "step": group["step"] - 1})
             param.copy_(new_param)
             state.update({name: value for name, value in new_state.items() if name != "step"})
+
+
+def _evaluate(closure):
+    """The loss ``closure()`` returns, computed with gradients enabled (``None`` without a closure), as torch.optim's
+    ``step`` does before it steps."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def _refuse_unsupported(owner, **switches):

@@ -531,15 +531,20 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     return Rule("rmsprop", hyper, rmsprop_update, rmsprop_init, factory=rmsprop)
 
 
+def _beta_pair(betas) -> tuple:
+    """``betas`` as a pair of numbers (:func:`as_number` each); ``ValueError`` unless it has exactly two."""
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
+    return tuple(as_number(b) for b in betas)
+
+
 def check_betas(betas):
     """Check Adam's ``betas`` as torch.optim does (a pair, 0 ≤ β₁, β₂ < 1) and return them as ``(beta1, beta2)``.
 
     One-element tensors and 0-d arrays become Python floats (:func:`as_number`); arrays of betas (batched runs)
     must be valid everywhere.
     """
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (as_number(b) for b in betas)
+    beta1, beta2 = _beta_pair(betas)
     check_hyperparams(**{
         "beta parameter at index 0": (beta1, (np.asarray(beta1) >= 0) & (np.asarray(beta1) < 1)),
         "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
@@ -1148,9 +1153,7 @@ def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=Fa
     _check_lr_tensor(lr)
     lr = as_number(lr)
     _require("Invalid learning rate: {}", lr, np.asarray(lr) >= 0)
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (as_number(b) for b in betas)
+    beta1, beta2 = _beta_pair(betas)
     for index, beta in enumerate((beta1, beta2)):
         _require(f"Invalid beta parameter at index {index}: {{}} (Lion needs 0 <= beta <= 1)", beta,
                  (np.asarray(beta) >= 0) & (np.asarray(beta) <= 1))
@@ -1173,9 +1176,7 @@ def schedule_free_adamw(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
     _check_lr_tensor(lr)
     lr = as_number(lr)
     check_common_hyperparams(lr, weight_decay, eps)
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (as_number(b) for b in betas)
+    beta1, beta2 = _beta_pair(betas)
     check_hyperparams(**{
         "beta parameter at index 0": (beta1, (np.asarray(beta1) > 0) & (np.asarray(beta1) <= 1)),
         "beta parameter at index 1": (beta2, (np.asarray(beta2) >= 0) & (np.asarray(beta2) < 1)),
@@ -1947,9 +1948,7 @@ def shampoo(lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False, weig
     _check_lr_tensor(lr)
     lr = as_number(lr)
     check_common_hyperparams(lr, weight_decay, diagonal_eps)
-    if len(betas) != 2:
-        raise ValueError(f"Invalid betas: expected a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = (as_number(b) for b in betas)
+    beta1, beta2 = _beta_pair(betas)
     for name, value in (("beta1", beta1), ("beta2", beta2)):
         _require(f"Invalid {name}: {{}} (Shampoo needs 0 <= {name} < 1)", value, 0 <= value < 1)
     for name, value in (("start_preconditioning_step", start_preconditioning_step),
