@@ -788,15 +788,16 @@ class AdamWScheduleFree(RuleOptimizer):
 
 
 # ======================================================================================================================
-# AdEMAMix and SOAP (pytorch_optimizer's twins): per tensor, with the step count kept per param group
+# AdEMAMix, SOAP and Shampoo (pytorch_optimizer's twins): per tensor, with the step count kept per param group
 # ======================================================================================================================
 class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
     """Per tensor, with the step count kept in each param group (``group["step"]``), as pytorch_optimizer keeps it.
 
     The rule gets the group's count as its ``step`` and every other state entry per parameter; the count goes
     up once per :meth:`step` for the whole group (whether or not a parameter has a gradient), so that state
-    dicts move between these classes and pytorch_optimizer's. ``param.grad`` is left as it was (the reference
-    negates it for ``maximize`` and adds the L2 penalty to it in place). Extra keyword arguments, which
+    dicts move between these classes and pytorch_optimizer's (AdEMAMix, SOAP; ScalableShampoo pickles
+    objects instead). ``param.grad`` is left as it was (the reference negates it for ``maximize`` and adds the
+    L2 penalty to it in place). Extra keyword arguments, which
     pytorch_optimizer accepts and mostly ignores, are refused unless listed in ``_ignored_kwargs`` with a value
     that changes nothing.
     """
@@ -807,14 +808,14 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
     #: True where the rule is element-wise and may run on :class:`TensorList` s (``foreach``, as torch decides).
     _multi_tensor = False
 
-    def __init__(self, params, defaults, *, foreach=None, kwargs=None):
+    def __init__(self, params, defaults, *, foreach=None, fused=None, kwargs=None):
         for name, value in (kwargs or {}).items():
             if name not in self._ignored_kwargs or value != self._ignored_kwargs[name]:
                 known = ", ".join(f"{key}={value!r}" for key, value in self._ignored_kwargs.items()) or "none"
                 raise ValueError(f"{type(self).__name__} does not implement {name}={value!r} (an option the reference "
                                  f"takes through **kwargs); the extra options accepted here, with the value that "
                                  f"changes nothing: {known}")
-        super().__init__(params, defaults, foreach=foreach)
+        super().__init__(params, defaults, foreach=foreach, fused=fused)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -933,7 +934,7 @@ class SOAP(_GroupStepRuleOptimizer):
         super().check_group({key: value for key, value in group.items() if key != "merge_dims"}, where)
 
 
-class Shampoo(_PerTensorRuleOptimizer):
+class Shampoo(_GroupStepRuleOptimizer):
     """Shampoo with grafting (:func:`course_lib.rules.shampoo_update`): ``pytorch_optimizer.ScalableShampoo``'s twin.
 
     The reference's constructor (names, order, defaults; its ``graft_type`` and ``pre_conditioner_type`` numbers,
@@ -975,20 +976,6 @@ class Shampoo(_PerTensorRuleOptimizer):
             shape_interpretation=shape_interpretation, graft_type=graft_type,
             pre_conditioner_type=pre_conditioner_type, nesterov=nesterov, diagonal_eps=diagonal_eps,
             matrix_eps=matrix_eps, use_svd=use_svd, maximize=maximize), fused=fused)
-
-    def _step_per_tensor(self, group, rule):
-        """The rule once per parameter, with the group's step count (the reference's ``group["step"]``)."""
-        group["step"] = group.get("step", 0) + 1
-        for param in group["params"]:
-            if param.grad is None:
-                continue
-            self.check_param(param)
-            state = self.state[param]
-            if not state:
-                state.update({name: value for name, value in rule.init(param).items() if name != "step"})
-            new_param, new_state = rule.update(param, param.grad, {**state, "step": group["step"] - 1})
-            param.copy_(new_param)
-            state.update({name: value for name, value in new_state.items() if name != "step"})
 
 
 def _evaluate(closure):
