@@ -57,3 +57,32 @@ def best_lr(lrs, scores, *, lower_is_better: bool = True) -> Best:
     index = int(np.argmin(keys))
     score = raw[index]
     return Best(index, lrs[index], float(score) if score is not None else np.nan, index in (0, len(lrs) - 1))
+
+
+def grid_extension(ks, scores, *, step: int = 1, lowest: int | None = None, highest: int | None = None,
+                   lower_is_better: bool = True) -> int | None:
+    """The grid point to add so that the best η can end up strictly inside the grid: for a grid of η = 10^(k/3)
+    given by its integers ``ks`` (ascending) and one score per k, the k one ``step`` beyond the edge where the
+    best score sits (:func:`best_lr`), or None when the best is inside, or the next k would pass ``lowest`` or
+    ``highest`` (then the best stays at the edge: flag it).
+
+    >>> grid_extension([-6, -3, 0], [2.0, 1.0, 3.0], step=3), grid_extension([-6, -3, 0], [0.5, 1.0, 3.0], step=3)
+    (None, -9)
+    >>> grid_extension([-2, -1], [2.0, 1.0], highest=-1) is None
+    True
+    """
+    ks = [int(k) for k in ks]
+    if ks != sorted(ks) or len(set(ks)) != len(ks):
+        raise ValueError(f"Invalid ks: {ks} (distinct integers in ascending order)")
+    best = best_lr([10 ** (k / 3) for k in ks], scores, lower_is_better=lower_is_better)
+    if len(ks) > 1 and not best.at_edge:
+        return None
+    low, high = ks[0] - step, ks[-1] + step
+    if best.index == 0 and (lowest is None or low >= lowest):
+        return low
+    if best.index == len(ks) - 1 and (highest is None or high <= highest):
+        return high
+    return None
+
+
+__all__ += ["grid_extension"]

@@ -8,18 +8,16 @@ weights, same minibatches) and runs each optimizer at its committed best η (rea
 * ``muon_split`` (LM): Muon's recipe trains the non-matrix parameters (embeddings, head, norms, biases) with AdamW
   at Muon's η, 10× AdamW's tuned η. ``adamw_split``: AdamW with the same split (hidden matrices at AdamW's η, the
   rest at Muon's); ``muon_rest_at_adamw``: Muon with its AdamW half at AdamW's η.
-* ``no_decay`` (CNN and LM): Adafactor, Lion and AdamW with λ = 0 (the recipe: λ = 0.1, applied as 1 − η_t λ).
-* ``nadam_psi`` (LM): NAdam with momentum_decay ψ = 100, which makes μ_t = β₁(1 − ½·0.96^{tψ}) ≥ 0.99 β₁ from the
-  first step (constant β₁, as AlgoPerf's NAdamW; torch's default ψ = 0.004 warms μ_t up from β₁/2 over thousands
-  of steps, longer than the run), on NAdam's whole grid (the same 15-run budget); ``nadam_psi_issue``: ψ = 1
-  (issue 25's value, μ_t still warming up over the first ~100 steps) at NAdam's committed η.
+* ``no_decay`` (CNN and LM): every optimizer at its best η without weight decay (the recipe: the timescale
+  τ = T steps for all), the λ = 0 baseline.
 * ``uniform`` (LM on a language with uniform token frequencies, Zipf exponent 0, otherwise the same generator):
-  Nesterov and AdamW on η around their best η on the Zipfian language (3 and 5 points, 3 seeds).
+  Nesterov and AdamW on three η around their best η on the Zipfian language, 3 seeds, each window extended by a
+  point while its best sits at an edge (the main search's rule).
 * ``reproduce``: AdamW's LM run and Adafactor's CNN run of seed 0 again, unchanged: the pairing holds only if they
   equal the main file's runs.
 
-The 68 runs took 113 s on the 2-core course machine (``--workers 2``, others working beside it; 2026-12-07) and
-print a progress bar; ``--tiny`` is a smoke test (seconds) that writes elsewhere.
+The runs print a progress bar (the time is in the README's table); ``--tiny`` is a smoke test (seconds) that writes
+elsewhere.
 
     python experiments/controls.py                                  # the controls, default output
     python experiments/controls.py --tiny --output /tmp/c.json      # a smoke test
@@ -29,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -39,17 +38,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from course_lib import benchmark
+from course_lib import benchmark, sweep
 from course_lib.data import zipf_markov_corpus
 from course_lib.labs import where_it_matters as lab
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "controls.json"
 SEEDS = (0, 1, 2)
-PSI_CONSTANT = 100.0  # μ_1 = β₁(1 − ½·0.96¹⁰⁰) = 0.992 β₁: constant β₁ from the first step
-PSI_ISSUE = 1.0       # the value issue 25 ran: μ_t still warms up over the first ~100 of 240 steps
-# Grid points (in steps of 10^(1/3)) around the Zipfian best η: AdamW's best was at the top of (-1, 0, 1) in a
-# first run, so its window goes two points further up (every best η strictly inside its window)
-UNIFORM_STEPS = {"nesterov": (-1, 0, 1), "adamw": (-1, 0, 1, 2, 3)}
+UNIFORM = ("nesterov", "adamw")
+UNIFORM_REACH = 3  # the uniform language's windows may grow to 1 decade from the Zipfian best η
 
 
 def build_workloads(tiny: bool) -> dict[str, lab.Workload]:
@@ -60,11 +56,17 @@ def build_workloads(tiny: bool) -> dict[str, lab.Workload]:
             "lm_uniform": lab.lm_workload(corpus=zipf_markov_corpus(exponent=0.0), **lm_small)}
 
 
-def jobs(main: dict, seeds=SEEDS) -> list[dict]:
-    """Every run of the controls: {control, workload, optimizer, lr, seed, variant}, η from the main file."""
-    best = {w: {name: choice.lr for name, choice in benchmark.select(
+def best_lrs(main: dict) -> dict[str, dict[str, float]]:
+    """{workload: {optimizer: best η}} of the main file (:func:`course_lib.benchmark.select`)."""
+    return {w: {name: choice.lr for name, choice in benchmark.select(
         workload["runs"], {o: s["lr_grid"] for o, s in workload["optimizers"].items()}).items()}
         for w, workload in main["workloads"].items()}
+
+
+def jobs(main: dict, seeds=SEEDS) -> list[dict]:
+    """The runs of the controls that do not depend on other controls' results: {control, workload, optimizer,
+    lr, seed, variant}, η from the main file (the uniform language's windows are grown by :func:`run`)."""
+    best = best_lrs(main)
     out = []
 
     def add(control, workload, optimizer, lr, variant, run_seeds=seeds):
@@ -75,18 +77,17 @@ def jobs(main: dict, seeds=SEEDS) -> list[dict]:
     add("adamw_split", "lm", "adamw", lm["adamw"], {"rest_lr": lm["muon"]})
     add("muon_rest_at_adamw", "lm", "muon", lm["muon"], {"rest_lr": lm["adamw"]})
     for w in ("cnn", "lm"):
-        for name in ("adafactor", "lion", "adamw"):
-            add("no_decay", w, name, best[w][name], {"weight_decay": 0.0})
-    for lr in main["workloads"]["lm"]["optimizers"]["nadam"]["lr_grid"]:  # retuned on NAdam's own grid
-        add("nadam_psi", "lm", "nadam", lr, {"options": {"momentum_decay": PSI_CONSTANT}})
-    add("nadam_psi_issue", "lm", "nadam", lm["nadam"], {"options": {"momentum_decay": PSI_ISSUE}})
-    for name, offsets in UNIFORM_STEPS.items():
-        k = round(3 * np.log10(lm[name]))
-        for offset in offsets:
-            add("uniform", "lm_uniform", name, float(lab.lr_grid(k + offset, 1)[0]), {})
+        for name, lr in best[w].items():
+            add("no_decay", w, name, lr, {"decay_timescale": math.inf})
     add("reproduce", "lm", "adamw", lm["adamw"], {}, seeds[:1])
-    add("reproduce", "cnn", "adafactor", best["cnn"]["adafactor"], {}, seeds[:1])
+    add("reproduce", "cnn", "muon", best["cnn"]["muon"], {}, seeds[:1])
     return out
+
+
+def uniform_jobs(k: int, name: str, seeds=SEEDS) -> list[dict]:
+    """The uniform language's runs of ``name`` at η = 10^(k/3)."""
+    return [{"control": "uniform", "workload": "lm_uniform", "optimizer": name, "lr": lab.lr_grid(k, 1)[0],
+             "seed": seed, "variant": {}} for seed in seeds]
 
 
 _WORKLOADS: dict = {}
@@ -111,31 +112,54 @@ def run(output: Path, *, tiny: bool = False, workers: int = 2, main_path=None) -
     seeds = tuple(main["config"]["seeds"])
     todo = jobs(main, seeds)
     threads = 1 if workers > 1 else torch.get_num_threads()
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tiny, threads)) as pool:
-            results = list(tqdm(pool.map(_one, todo), total=len(todo), desc="controls", unit="run"))
-    else:
+    pool = (ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tiny, threads)) if workers > 1
+            else None)
+    if pool is None:
         _init_worker(tiny, threads)
-        results = [_one(job) for job in tqdm(todo, desc="controls", unit="run")]
+
+    def execute(batch, desc):
+        mapped = pool.map(_one, batch) if pool is not None else map(_one, batch)
+        return list(tqdm(mapped, total=len(batch), desc=desc, unit="run"))
+
+    try:
+        results = execute(todo, "controls")
+        lm = best_lrs(main)["lm"]
+        center = {name: round(3 * np.log10(lm[name])) for name in UNIFORM}
+        grids = {name: [center[name] + o for o in (-1, 0, 1)] for name in UNIFORM}
+        new = dict(grids)
+        while new:
+            results += execute([job for name, ks in new.items() for k in ks for job in uniform_jobs(k, name, seeds)],
+                               "uniform language")
+            new = {}
+            for name, ks in grids.items():
+                scores = [benchmark.seed_statistic([r[benchmark.METRIC] for r in results if r["control"] == "uniform"
+                                                    and r["optimizer"] == name and r["lr"] == lab.lr_grid(k, 1)[0]])
+                          for k in ks]
+                k = sweep.grid_extension(ks, scores, lowest=center[name] - UNIFORM_REACH,
+                                         highest=center[name] + UNIFORM_REACH)
+                if k is not None:
+                    new[name] = [k]
+                    grids[name] = sorted(ks + [k])
+    finally:
+        if pool is not None:
+            pool.shutdown()
     workloads = build_workloads(tiny)
-    decay = {w: {name: {"lr": s["best_lr"], "weight_decay": main["workloads"][w]["weight_decay"],
-                        "multiplier": lab.decay_multiplier(workloads[w], s["best_lr"])}
-                 for name, s in main["workloads"][w]["summary"].items() if name in lab.DECAYING}
-             for w in ("lm", "cnn")}
+    decay = {w: {"decay_timescale": workloads[w].decay_timescale,
+                 "multiplier": lab.decay_multiplier(workloads[w])} for w in ("lm", "cnn")}
     uniform = workloads["lm_uniform"].extra
     seconds = time.perf_counter() - start
     out = {"schema": lab.CONTROLS_SCHEMA, "created_by": "experiments/controls.py",
            "config": {"seeds": list(seeds), "tiny": tiny, "workers": workers, "threads": threads,
                       "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
                       "device": "cpu", "seconds": round(seconds, 1), "main_results": "where_it_matters.json",
-                      "psi_constant": PSI_CONSTANT, "psi_issue": PSI_ISSUE},
+                      "uniform_reach": UNIFORM_REACH},
            "uniform_workload": {"reference_losses": uniform["reference_losses"], "token_bins": uniform["token_bins"],
                                 "corpus": {**uniform["corpus"], "zipf_exponent": 0.0}},
            "decay_multipliers": decay, "runs": results}
     lab.check_controls(out)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{len(todo)} runs in {seconds:.0f} s ({workers} worker(s) × {threads} thread(s), "
+    print(f"{len(results)} runs in {seconds:.0f} s ({workers} worker(s) × {threads} thread(s), "
           f"{os.cpu_count()} CPUs) → {output}")
     return out
 
@@ -145,10 +169,11 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--tiny", action="store_true", help="a smoke test: a few steps per run")
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each (default: 2)")
+    parser.add_argument("--main", type=Path, default=None, help="the main results (default: the committed file)")
     args = parser.parse_args(argv)
     if args.tiny and args.output == DEFAULT_OUTPUT:
         parser.error("--tiny needs --output (the committed controls.json holds the full runs)")
-    run(args.output, tiny=args.tiny, workers=args.workers)
+    run(args.output, tiny=args.tiny, workers=args.workers, main_path=args.main)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,20 @@
 """Regenerate ``course_lib/results/where_it_matters.json``: notebook 12's sweeps (``make experiments``).
 
-Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every workload, at every learning rate of
-its grid and every seed, under the protocol stated in :mod:`course_lib.labs.where_it_matters` (whose docstring
-describes the file's schema). Seeded: the same command gives the same numbers on the same machine and torch build.
-Runs are spread over ``--workers`` processes (one thread each on the CPU). It prints its run time. The default
-configuration (285 runs) took 391 s (6.5 minutes, 13 CPU-minutes) on the idle 2-core course machine on
-2026-11-26, and reproduced every number of the committed file except the timings (12,688 of them, identical); the
-committed file was made in 44 minutes while other work shared the machine. On a GPU (``COURSE_DEVICE=cuda``) it
-runs unchanged: on an NVIDIA H200 (torch 2.11+cu130, ``--workers 8``) all 285 runs took 158 s, and every optimizer
-was tuned to the same learning rate as in the committed CPU file (``experiments/results/where_it_matters_cuda.json``;
-``tests/test_experiments.py`` compares the two).
+Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every workload, its learning rate η
+found by a two-stage search in which every run counts towards its budget (the protocol of
+:mod:`course_lib.labs.where_it_matters`, whose docstring describes the file's schema):
+
+1. **coarse**: η = 10⁻⁴, 10⁻³, …, 1 on seed 0 (``COARSE_KS``); while the best sits at an end, one more decade
+   there (at most ``COARSE_EXTENSIONS``);
+2. **fine**: three η per decade around the coarse best k*, η = 10^(k/3) for k = k* − 1, k*, k* + 1, on every seed
+   (the coarse run at an η of the fine grid is reused, not rerun); while the best (mean over seeds of the final
+   validation loss) sits at an end, one more point there (at most ``FINE_REACH`` from k*);
+3. **timing**: the time per step of each optimizer at its best η as a ratio to AdamW's, in a separate run of
+   interleaved rounds after the sweep (one process, one thread).
+
+Seeded: the same command gives the same numbers on the same machine and torch build. Runs are spread over
+``--workers`` processes (one thread each on the CPU) and show a progress bar per stage; the script prints its run
+time (about 10 minutes on the 2-core course machine, see the README).
 
     python experiments/where_it_matters.py                     # everything, default output
     python experiments/where_it_matters.py --tiny --output /tmp/x.json   # a smoke test (seconds)
@@ -21,33 +26,33 @@ import argparse
 import json
 import multiprocessing
 import os
+import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from course_lib import benchmark, sweep
 from course_lib.labs import where_it_matters as lab
 from course_lib.training import pick_device
 
 # The repository's copy of the package data that notebooks 12 and 13 read (course_lib ships it in its wheel)
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "where_it_matters.json"
 SEEDS = (0, 1, 2)
-
-
 WORKLOADS = ("lm", "cnn")
 
 
 def build_workloads(tiny: bool, device, names=WORKLOADS) -> dict[str, lab.Workload]:
-    """The workloads by name; ``tiny``: a few steps, two grid points per optimizer, for tests."""
+    """The workloads by name; ``tiny``: a few steps, for tests."""
     built = {}
     if "lm" in names:
-        built["lm"] = (lab.lm_workload(steps=6, warmup_steps=2, eval_every=3, eval_windows=8, device=device,
-                                       grids={name: grid[1:3] for name, grid in lab.LM_GRIDS.items()})
-                       if tiny else lab.lm_workload(device=device))
+        built["lm"] = (lab.lm_workload(steps=6, warmup_steps=2, eval_every=3, eval_windows=8, test_windows=8,
+                                       device=device) if tiny else lab.lm_workload(device=device))
     if "cnn" in names:
-        built["cnn"] = (lab.cnn_workload(steps=6, warmup_steps=2, eval_every=3, device=device,
-                                         grids={name: grid[1:3] for name, grid in lab.CNN_GRIDS.items()})
+        built["cnn"] = (lab.cnn_workload(steps=6, warmup_steps=2, eval_every=3, device=device)
                         if tiny else lab.cnn_workload(device=device))
     return built
 
@@ -61,83 +66,148 @@ def _init_worker(tiny: bool, device: str, threads: int, names=WORKLOADS) -> None
 
 
 def _one(job):
-    workload, optimizer, lr, seed = job
-    return workload, lab.train_run(_WORKLOADS[workload], optimizer, lr, seed)
+    workload, optimizer, k, seed = job
+    return job, lab.train_run(_WORKLOADS[workload], optimizer, sweep.lr_grid(k, 1)[0], seed)
+
+
+class Search:
+    """Both stages' runs, kept by (workload, optimizer) and k (η = 10^(k/3)) and seed; runs jobs in a pool."""
+
+    def __init__(self, pool, names: dict[str, list[str]], seeds):
+        self.pool, self.names, self.seeds = pool, names, tuple(seeds)
+        self.runs: dict[tuple, dict] = {}  # (workload, optimizer, k, seed) -> record
+        self.coarse: dict[tuple, list[int]] = {(w, o): [] for w, opts in names.items() for o in opts}
+        self.fine: dict[tuple, list[int]] = {key: [] for key in self.coarse}
+        self.center: dict[tuple, int] = {}
+
+    def run(self, jobs, desc):
+        jobs = [job for job in dict.fromkeys(jobs) if job not in self.runs]
+        mapped = self.pool.map(_one, jobs) if self.pool is not None else map(_one, jobs)
+        for job, record in tqdm(mapped, total=len(jobs), desc=desc, unit="run"):
+            self.runs[job] = record
+
+    def score(self, key, k, seeds) -> float:
+        return benchmark.seed_statistic([self.runs[(*key, k, s)][benchmark.METRIC] for s in seeds])
+
+    def coarse_stage(self, ks, extensions, desc="coarse"):
+        seed = self.seeds[0]
+        todo = {key: list(ks) for key in self.coarse}
+        lowest, highest = ks[0] - 3 * extensions, ks[-1] + 3 * extensions
+        while todo:
+            self.run([(*key, k, seed) for key, new in todo.items() for k in new], desc)
+            for key, new in todo.items():
+                self.coarse[key] = sorted(self.coarse[key] + new)
+            todo = {}
+            for key, grid in self.coarse.items():
+                k = sweep.grid_extension(grid, [self.score(key, k, (seed,)) for k in grid], step=3,
+                                         lowest=lowest, highest=highest)
+                if k is not None:
+                    todo[key] = [k]
+
+    def fine_stage(self, offsets, reach, desc="fine"):
+        for key, grid in self.coarse.items():
+            best = sweep.best_lr([10 ** (k / 3) for k in grid], [self.score(key, k, self.seeds[:1]) for k in grid])
+            self.center[key] = grid[best.index]
+        todo = {key: [self.center[key] + o for o in offsets] for key in self.coarse}
+        while todo:
+            self.run([(*key, k, s) for key, new in todo.items() for k in new for s in self.seeds], desc)
+            for key, new in todo.items():
+                self.fine[key] = sorted(self.fine[key] + new)
+            todo = {}
+            for key, grid in self.fine.items():
+                k = sweep.grid_extension(grid, [self.score(key, k, self.seeds) for k in grid],
+                                         lowest=self.center[key] - reach, highest=self.center[key] + reach)
+                if k is not None:
+                    todo[key] = [k]
 
 
 def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = None, only=None,
-        workloads=WORKLOADS, merge: bool = False) -> dict:
-    """Run every job, write ``output`` (JSON) and return the results.
-
-    With ``merge``, the workloads not run now are kept from the file already at ``output`` (same seeds)."""
+        workloads=WORKLOADS, timing_rounds: int = 5) -> dict:
+    """Run the search and the timing, write ``output`` (JSON) and return the results."""
     start = time.perf_counter()
     device = pick_device()
     on_cpu = device.type == "cpu"
     workers = (min(2, os.cpu_count() or 1) if on_cpu else 1) if workers is None else workers
     threads = 1 if on_cpu and workers > 1 else torch.get_num_threads()
     workload_names = tuple(workloads)
-    workloads = build_workloads(tiny, str(device), workload_names)
-    names = {w: [name for name in lab.OPTIMIZERS if name in workload.grids and (only is None or name in only)]
-             for w, workload in workloads.items()}
-    jobs = [(w, name, lr, seed) for w, workload in workloads.items() for name in names[w]
-            for lr in workload.grids[name] for seed in seeds]
+    built = build_workloads(tiny, str(device), workload_names)
+    names = {w: [name for name in lab.OPTIMIZERS if only is None or name in only] for w in built}
+    coarse_ks = lab.COARSE_KS[-2:] if tiny else lab.COARSE_KS
+    extensions = 1 if tiny else lab.COARSE_EXTENSIONS
     if workers > 1:
         # A GPU cannot be used again in a forked child of a process that has used it: spawn the workers there.
         context = None if on_cpu else multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(tiny, str(device), threads, workload_names)) as pool:
-            results = list(pool.map(_one, jobs))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(tiny, str(device), threads, workload_names))
     else:
         _init_worker(tiny, str(device), threads, workload_names)
-        results = [_one(job) for job in jobs]
+        pool = None
+    try:
+        search = Search(pool, names, seeds)
+        search.coarse_stage(coarse_ks, extensions)
+        search.fine_stage(lab.FINE_OFFSETS, lab.FINE_REACH)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    sweep_seconds = time.perf_counter() - start
+
+    torch.set_num_threads(1 if on_cpu else torch.get_num_threads())
     out = {"schema": lab.SCHEMA, "created_by": "experiments/where_it_matters.py",
-           "config": {"seeds": list(seeds), "device": str(device), "torch": torch.__version__, "threads": threads,
+           "config": {"seeds": list(seeds), "device": str(device), "torch": torch.__version__,
+                      "numpy": np.__version__, "python": platform.python_version(), "threads": threads,
                       "workers": workers, "tiny": tiny}, "workloads": {}}
-    for name, workload in workloads.items():
-        runs = [record for w, record in results if w == name]
-        grids = {opt: workload.grids[opt] for opt in names[name]}
-        out["workloads"][name] = {
+    for w, workload in built.items():
+        grids = {o: [sweep.lr_grid(k, 1)[0] for k in search.fine[(w, o)]] for o in names[w]}
+        coarse = {o: [sweep.lr_grid(k, 1)[0] for k in search.coarse[(w, o)]] for o in names[w]}
+        runs = [search.runs[(w, o, k, s)] for o in names[w] for k in search.fine[(w, o)] for s in seeds]
+        coarse_runs = [search.runs[(w, o, k, seeds[0])] for o in names[w] for k in search.coarse[(w, o)]]
+        summary = lab.summarize(runs, grids)
+        lr = {o: summary[o]["best_lr"] for o in names[w]}
+        ratios = lab.step_time_ratios(workload, lr, steps=3 if tiny else 20, rounds=timing_rounds)
+        out["workloads"][w] = {
             "title": workload.title, "description": workload.description,
             "parameters": sum(p.numel() for p in workload.model(0).parameters()),
             "steps": workload.steps, "warmup_steps": workload.warmup_steps, "batch_size": workload.batch_size,
             "eval_every": workload.eval_every, "eval_steps": workload.eval_steps,
             "target": {"metric": "val_loss", "value": workload.target}, "betas": list(workload.betas),
-            "clip_norm": workload.clip_norm, "weight_decay": workload.weight_decay, **workload.extra,
-            "optimizers": {opt: {"title": lab.OPTIMIZERS[opt].title, "lr_grid": grids[opt]} for opt in names[name]},
-            "runs": runs, "summary": lab.summarize(runs, grids), "protocol": lab.protocol_record(grids, seeds)}
+            "clip_norm": workload.clip_norm, "decay_timescale": workload.decay_timescale,
+            "decay_multiplier": lab.decay_multiplier(workload), **workload.extra,
+            "optimizers": {o: {"title": lab.OPTIMIZERS[o].title,
+                               "options": {key: list(v) if isinstance(v, tuple) else v
+                                           for key, v in lab.OPTIMIZERS[o].options_for(workload).items()},
+                               "coarse_grid": coarse[o], "lr_grid": grids[o],
+                               "center_lr": sweep.lr_grid(search.center[(w, o)], 1)[0]} for o in names[w]},
+            "coarse_runs": coarse_runs, "runs": runs, "summary": summary,
+            "step_time_ratio": {"baseline": "adamw", "steps": 3 if tiny else 20, "rounds": timing_rounds,
+                                "threads": torch.get_num_threads(), "ratios": ratios},
+            "protocol": lab.protocol_record(grids, coarse, seeds, extra={
+                "coarse_ks": list(coarse_ks), "coarse_extensions": extensions, "fine_offsets": list(lab.FINE_OFFSETS),
+                "fine_reach": lab.FINE_REACH, "per_group_lr": "none: one η for all of an optimizer's parameters "
+                "(Muon's AdamW half runs at Muon's η)", "weight_decay": "the recipe's timescale τ = steps for "
+                "every optimizer", "clipping": "none"})}
     seconds = time.perf_counter() - start
-    out["config"]["seconds"] = {name: round(seconds, 1) for name in workload_names}
-    if merge and output.exists():
-        previous = json.loads(output.read_text())
-        if previous["config"]["seeds"] != out["config"]["seeds"]:
-            raise ValueError(f"{output} holds other seeds; run without --merge")
-        kept_seconds = previous["config"]["seconds"]
-        if not isinstance(kept_seconds, dict):  # a file written by one workload's run
-            kept_seconds = {name: kept_seconds for name in previous["workloads"]}
-        for name, kept in previous["workloads"].items():
-            if name not in out["workloads"]:
-                out["workloads"][name] = kept
-                out["config"]["seconds"][name] = kept_seconds[name]
-        out["workloads"] = {name: out["workloads"][name] for name in WORKLOADS if name in out["workloads"]}
+    out["config"]["seconds"] = {"sweep": round(sweep_seconds, 1), "timing": round(seconds - sweep_seconds, 1)}
+    lab.check_results(out)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{len(jobs)} runs in {seconds:.0f} s ({device}, {workers} worker(s) × {threads} thread(s)) → {output}")
+    print(f"{len(search.runs)} runs in {sweep_seconds:.0f} s and the timing in {seconds - sweep_seconds:.0f} s "
+          f"({device}, {workers} worker(s) × {threads} thread(s)) → {output}")
     return out
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--tiny", action="store_true", help="a smoke test: few steps, two learning rates")
+    parser.add_argument("--tiny", action="store_true", help="a smoke test: few steps, a short coarse grid")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: 2 on the CPU, 1 on a GPU)")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="number of seeds (0, 1, …)")
     parser.add_argument("--only", default=None, help="comma-separated optimizer names (default: all)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default: lm,cnn)")
-    parser.add_argument("--merge", action="store_true", help="keep the other workloads of the existing --output")
     args = parser.parse_args(argv)
+    if args.tiny and args.output == DEFAULT_OUTPUT:
+        parser.error("--tiny needs --output (the committed file holds the full runs)")
     run(args.output, tiny=args.tiny, seeds=tuple(range(args.seeds)), workers=args.workers,
-        only=None if args.only is None else args.only.split(","), workloads=args.workloads.split(","),
-        merge=args.merge)
+        only=None if args.only is None else args.only.split(","), workloads=args.workloads.split(","))
 
 
 if __name__ == "__main__":

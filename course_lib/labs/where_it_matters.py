@@ -3,52 +3,65 @@
 The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
 --------------------------------------------------------------------------------
 * **Same budget.** Every run of a workload takes the same number of optimizer steps on the same minibatches
-  (the batch order depends on the seed only, not on the optimizer).
-* **Same tuning effort.** Every optimizer gets the same number of tuning runs: its learning rate η on a grid of
-  3 points per decade, η = 10^(k/3), over a window of ``len(grid)`` points placed where that optimizer works
-  (a winner at the window's edge is reported, see :func:`summarize`), and ``len(seeds)`` seeds at each η.
-  Every other hyperparameter is fixed in advance at its usual value (:data:`OPTIMIZERS`).
-* **The same recipe for all** (``course_lib.training``'s helpers): linear warm-up from 0 then cosine decay to 0
-  (``warmup_cosine``), gradient clipping at global norm 1 (the norm before clipping is logged), no weight
-  decay on biases and norms (``param_groups``); decoupled weight decay λ = 0.1 for the optimizers that have
-  it (AdamW and its relatives; Adam and SGD run without decay, their torch defaults); Adam-type β₂ = 0.95
-  on the transformer (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, and is
-  evaluated at its averaged point x (``eval()``).
-* **What is reported:** per run, the validation curve, its best point, and the steps (and seconds) to reach a
-  target fixed per workload before the comparison; per optimizer, the η chosen by
-  :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final validation loss, a diverged run
-  counting as the worst), and the spread over seeds there.
+  (the batch order depends on the seed only, not on the optimizer); the seeds are paired (the same initial
+  weights and minibatches for every optimizer).
+* **Same tuning effort, counted.** Every optimizer's learning rate η is found by the same two-stage search
+  (``experiments/where_it_matters.py``), every run of which counts: a coarse grid of one η per decade, 10⁻⁴ … 1,
+  on seed 0 (:data:`COARSE_KS`, grown by a decade while its best sits at an end), then three η per decade around
+  the coarse best on every seed (:data:`FINE_OFFSETS`, grown by a point while the best sits at an end, up to
+  :data:`FINE_REACH`). Budgets differ only by those extensions, and the results file records each. Every other
+  hyperparameter is fixed in advance at its usual value (:data:`OPTIMIZERS`); one η serves all of an optimizer's
+  parameters (no optimizer gets per-group learning rates: Muon's AdamW half runs at Muon's η).
+* **The same recipe for all**: linear warm-up from 0 then cosine decay to 0 (``warmup_cosine``); no gradient
+  clipping (the norm is logged); weight decay with one **timescale** τ = T steps (the run's length) for every
+  optimizer, SGD included: the recipe shrinks the decaying weights (matrices, filters, embeddings; never biases or
+  norms) by 1 − f(k)/τ before each step, which is decoupled decay λ = 1/(ητ) at each optimizer's own η (Wang &
+  Aitchison 2024), so that every optimizer loses the same share of its weights to decay; Adam-type β₂ = 0.95 on
+  the transformer (0.999 elsewhere). Schedule-Free AdamW keeps its own warm-up and no schedule, decays inside its
+  step with the same total decay, and is evaluated at its averaged point x (``eval()``).
+* **What is reported:** per run, the validation curve (every ``eval_every`` steps), its best point, the steps to a
+  target fixed per workload before the comparison, the held-out test loss at the end (never used to choose), and
+  the gradient norms; per optimizer, the η chosen by :func:`course_lib.benchmark.select` (the lowest mean over
+  seeds of the final validation loss, a diverged run counting as the worst) and the spread over seeds there; the
+  time per step as a ratio to AdamW's, measured apart from the sweep (:func:`step_time_ratios`).
 
-The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``);
-``course_lib.optim``'s classes equal them (notebooks 06–10). Muon updates the hidden weight matrices and AdamW
-the rest (embeddings, head, norms, biases), at one shared η through Muon's ``adjust_lr_fn="match_rms_adamw"``.
+The optimizers are the references (``torch.optim``, ``lion_pytorch.Lion``, ``schedulefree.AdamWScheduleFree``,
+``pytorch_optimizer``'s AdEMAMix and SOAP); ``course_lib.optim``'s classes equal them (notebooks 06–11). Muon
+updates the hidden weight matrices (on the CNN its conv filters, flattened to matrices) and AdamW the rest
+(embeddings, head, norms, biases), at one shared η through Muon's ``adjust_lr_fn="match_rms_adamw"``.
 
-Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_matters/1``)
+Results file (``course_lib/results/where_it_matters.json``, schema ``where_it_matters/2``)
 -------------------------------------------------------------------------------------------
 ::
 
-    {"schema": "where_it_matters/1", "created_by": "experiments/where_it_matters.py",
-     "config": {"seeds": [...], "device": str, "torch": str, "threads": int, "workers": int, "tiny": bool,
-                "seconds": {NAME: float}},          # the script's wall-clock time per workload
+    {"schema": "where_it_matters/2", "created_by": "experiments/where_it_matters.py",
+     "config": {"seeds": [...], "device": str, "torch": str, "numpy": str, "python": str, "threads": int,
+                "workers": int, "tiny": bool, "seconds": {"sweep": float, "timing": float}},
      "workloads": {NAME: {
          "title": str, "description": str, "parameters": int, "steps": int, "warmup_steps": int,
          "batch_size": int, "eval_every": int, "eval_steps": [0, ...], "target": {"metric": "val_loss",
-         "value": float}, "betas": [β₁, β₂], "clip_norm": float, "weight_decay": float,
+         "value": float}, "betas": [β₁, β₂], "clip_norm": null, "decay_timescale": τ, "decay_multiplier": ∏(1 − f/τ),
          "reference_losses": {...},            # the LM: entropy rate, unigram entropy, ln V
          "token_bins": {...},                  # the LM: size and share of the frequent and rare bins
-         "optimizers": {OPT: {"title": str, "lr_grid": [η...]}},
-         "runs": [{"optimizer": OPT, "lr": η, "seed": int, "diverged": bool,
-                   "val_loss": [...], "val_accuracy": [...],        # one per eval step (null after divergence)
-                   "val_loss_frequent": [...], "val_loss_rare": [...],   # the LM only (its token bins)
-                   "best_val_loss": float|null, "best_val_accuracy": float|null, "final_val_loss": float|null,
-                   "steps_to_target": int|null, "seconds_to_target": float|null, "seconds": float,
-                   "grad_norm_median": float|null, "clipped_fraction": float}],
+         "optimizers": {OPT: {"title": str, "options": {...}, "coarse_grid": [η...], "center_lr": η,
+                              "lr_grid": [η...]}},        # the fine grid, run on every seed
+         "coarse_runs": [RUN, ...],            # seed 0 on the coarse grid
+         "runs": [RUN, ...],                   # the fine grid × seeds (a coarse run at a fine η appears in both)
+         # RUN = {"optimizer": OPT, "lr": η, "seed": int, "diverged": bool,
+         #        "val_loss": [...], "val_accuracy": [...],        # one per eval step (null after divergence)
+         #        "val_loss_frequent": [...], "val_loss_rare": [...],   # the LM only (its token bins)
+         #        "best_val_loss": float|null, "best_val_accuracy": float|null, "final_val_loss": float|null,
+         #        "test_loss": float|null, "test_accuracy": float|null, "steps_to_target": int|null,
+         #        "seconds": float, "step_seconds": float, "grad_norm_median": float|null,
+         #        "grad_norm_max": float|null, "clipped_fraction": float}
          "summary": {OPT: {"best_lr": η, "best_lr_at_edge": bool, "best_val_loss_mean": float,
-                           "best_val_loss_std": float, "final_val_loss_mean": float,
+                           "best_val_loss_std": float, "final_val_loss_mean": float, "test_loss_mean": float,
                            "best_val_accuracy_mean": float, "steps_to_target_median": int|null,
-                           "reached_target": int, "lrs_within_0.05": int},
-         "protocol": {...}}}}                  # optional: course_lib.benchmark.Protocol.to_dict() (grids, seeds,
-                                               # pilot runs, selection metric and statistic, budget per optimizer)
+                           "reached_target": int, "lrs_within_0.05": int}},
+         "step_time_ratio": {"baseline": "adamw", "steps": int, "rounds": int, "threads": int,
+                             "ratios": {OPT: float}},
+         "protocol": {...}}}}                  # course_lib.benchmark.Protocol.to_dict(): fine grids, seeds, the
+                                               # coarse runs as pilot runs, selection metric, budget per optimizer
 
 Seconds are wall-clock on the machine that ran the script (``config``): compare them within one file only.
 
@@ -61,7 +74,7 @@ of the results file, so that each pairs with the stored run of its seed (:func:`
      "config": {"seeds": [...], "tiny": bool, "workers": int, "threads": int, "torch": str, "numpy": str,
                 "python": str, "device": str, "seconds": float, "main_results": str, "psi_constant": float, ...},
      "uniform_workload": {"reference_losses": {...}, "token_bins": {...}, "corpus": {...}},
-     "decay_multipliers": {WORKLOAD: {OPT: {"lr": η, "weight_decay": λ, "multiplier": ∏(1 − η_t λ)}}},
+     "decay_multipliers": {WORKLOAD: {"decay_timescale": τ, "multiplier": ∏(1 − f(k)/τ)}},
      "runs": [{"control": str, "workload": "lm"|"cnn"|"lm_uniform", "variant": {...make_optimizers options},
                ...the keys of a run above}]}
 """
@@ -72,7 +85,7 @@ import importlib.resources
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -84,7 +97,7 @@ from ..training import param_groups, seed_everything, warmup_cosine
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
            "lm_workload", "bin_floors", "cnn_workload", "train_run", "summarize", "SCHEMA"]
 
-SCHEMA = "where_it_matters/1"
+SCHEMA = "where_it_matters/2"
 
 
 lr_grid = sweep.lr_grid
@@ -92,35 +105,67 @@ lr_grid = sweep.lr_grid
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """One optimizer of the comparison: its title, its reference class (``build``, a dotted path) and the fixed
-    options it gets."""
+    """One optimizer of the comparison: its title, its reference class (``build``, a dotted path), the options
+    fixed in advance for every workload (``options``) and those that depend on the workload (``per_workload``,
+    a function of the :class:`Workload`), and whether it takes the workload's Adam betas (``adam_betas``)."""
 
     title: str
     build: str
     options: dict = field(default_factory=dict)
-    adam_betas: bool = False  # takes the workload's betas
-    decay: bool = True  # gets the recipe's decoupled weight decay λ
+    adam_betas: bool = False
+    per_workload: Callable[[Workload], dict] | None = None
+
+    def options_for(self, workload: Workload) -> dict:
+        """The constructor options of this optimizer on ``workload`` (learning rate and decay aside)."""
+        options = dict(self.options)
+        if self.adam_betas:
+            options["betas"] = workload.betas
+        if self.per_workload is not None:
+            options.update(self.per_workload(workload))
+        return options
 
 
-def _compared(name: str, options: dict | None = None, **recipe) -> OptimizerSpec:
+def _compared(name: str, options: dict | None = None, *, title: str | None = None, **recipe) -> OptimizerSpec:
     """The spec of method ``name`` of :mod:`course_lib.methods`: its title, reference and options, then ``options``
     and the recipe's switches."""
     method = methods.get(name)
-    return OptimizerSpec(method.title, method.reference, {**method.options, **(options or {})}, **recipe)
+    return OptimizerSpec(title or method.title, method.reference, {**method.options, **(options or {})}, **recipe)
 
+
+def _lion_betas(workload: Workload) -> dict:
+    """Lion's paper (Chen et al. 2023) trains language models with β₁ = 0.95, β₂ = 0.98 (its default 0.9, 0.99
+    elsewhere)."""
+    return {"betas": (0.95, 0.98)} if workload.name.startswith("lm") else {}
+
+
+def _ademamix_timescales(workload: Workload) -> dict:
+    """AdEMAMix sized to the run: the slow average's timescale 1/(1 − β₃) a quarter of the run (the paper's
+    β₃ = 0.9999 is 10,000 steps, longer than these runs), and α and β₃ warmed up over the whole run, T_{α,β₃} = T
+    (the paper's recommendation)."""
+    return {"betas": (*workload.betas, 1 - 4 / workload.steps), "t_alpha_beta3": workload.steps}
+
+
+NADAMW_PSI = 1e9
+"""NAdamW's ψ: torch's NAdam with momentum_decay ψ has μ_t = β₁(1 − ½·0.96^{tψ}); at ψ = 10⁹, 0.96^{tψ} is 0 in
+float64 from the first step, so μ_t = β₁ exactly (constant β₁, as AlgoPerf's NAdamW baseline)."""
 
 OPTIMIZERS = {
-    "momentum": _compared("momentum", decay=False),
-    "nesterov": _compared("nesterov", decay=False),
-    "adam": _compared("adam", adam_betas=True, decay=False),
+    "momentum": _compared("momentum"),
+    "nesterov": _compared("nesterov"),
     "adamw": _compared("adamw", adam_betas=True),
     "nadam": _compared("nadam", {"decoupled_weight_decay": True}, adam_betas=True),
+    "nadamw": _compared("nadam", {"decoupled_weight_decay": True, "momentum_decay": NADAMW_PSI},
+                        title="NAdamW (constant β₁)", adam_betas=True),
     "radam": _compared("radam", {"decoupled_weight_decay": True}, adam_betas=True),
     "adafactor": _compared("adafactor"),
-    "lion": _compared("lion"),
-    "muon": _compared("muon", {"adjust_lr_fn": "match_rms_adamw"}, adam_betas=True),
+    "lion": _compared("lion", per_workload=_lion_betas),
+    "muon": _compared("muon", {"adjust_lr_fn": "match_rms_adamw"}),
     "schedule_free": _compared("schedule_free", adam_betas=True),
+    "ademamix": _compared("ademamix", per_workload=_ademamix_timescales),
+    "soap": _compared("soap"),
 }
+"""The optimizers compared, by name. Every other hyperparameter is fixed in advance at its usual value; weight
+decay is the recipe's (:func:`train_run`), so every constructor gets ``weight_decay=0`` (Schedule-Free aside)."""
 
 
 def split_hidden(groups: list[dict], model: torch.nn.Module, hidden: Callable[[str, torch.Tensor], bool]
@@ -133,46 +178,71 @@ def split_hidden(groups: list[dict], model: torch.nn.Module, hidden: Callable[[s
     return picked, [g for g in rest if g["params"]]
 
 
+def _hand_gradients(tensors: list[torch.Tensor], matrices: list[torch.Tensor]):
+    """A step pre-hook that gives each 2-D ``matrices[i]`` (a leaf sharing storage with ``tensors[i]``: a conv
+    filter bank (out, in, k) seen as the matrix (out, in·k), the flattening Muon's users apply to convolutions)
+    its tensor's gradient, and clears the tensor's (no optimizer owns it)."""
+    def hand_over(optimizer, args, kwargs):
+        for tensor, matrix in zip(tensors, matrices):
+            matrix.grad = None if tensor.grad is None else tensor.grad.view(matrix.shape)
+            tensor.grad = None
+
+    return hand_over
+
+
+def schedule_free_decay(workload: Workload) -> float:
+    r"""Schedule-Free's λ under the recipe's decay: Schedule-Free has no schedule (η_k = η·min(1, k/W) after its
+    own warm-up) and decays inside its step, so λ is set for the same total decay Σ_k η_k λ = Σ_k f(k)/τ as the
+    others, whatever its η: λ·η = Σ_k f(k) / (τ Σ_k min(1, k/W)) (returned for η = 1; divide by η)."""
+    factor = warmup_cosine(workload.warmup_steps, workload.steps)
+    total = sum(factor(k) for k in range(workload.steps))
+    warm = sum(min(1.0, (k + 1) / workload.warmup_steps) for k in range(workload.steps))
+    return total / (workload.decay_timescale * warm)
+
+
 def make_optimizers(name: str, model: torch.nn.Module, lr: float, workload: Workload, *,
-                    weight_decay: float | None = None, rest_lr: float | None = None,
-                    options: dict | None = None) -> list[torch.optim.Optimizer]:
+                    rest_lr: float | None = None, options: dict | None = None,
+                    decay_timescale: float | None = None) -> list[torch.optim.Optimizer]:
     """The optimizer(s) of ``name`` for ``model`` under the recipe: one, or Muon and AdamW for Muon.
+
+    Every constructor gets ``weight_decay=0``: the recipe decays the weights itself (:func:`train_run`), the
+    same for every optimizer. Schedule-Free is the exception (its decay acts inside its step): it gets the λ
+    of :func:`schedule_free_decay` (none when ``decay_timescale`` is ``math.inf``).
 
     The controls of ``experiments/controls.py`` change one thing each (default None: the recipe's):
 
-    * ``weight_decay``: λ for the weights that decay (the recipe: ``workload.weight_decay`` for the optimizers
-      with decoupled decay, 0 for the others); biases and norms never decay.
     * ``rest_lr``: η for the parameters that are not the hidden matrices ``workload.hidden`` picks (embeddings,
       head, norms, biases), which then form their own param groups; ``lr`` stays the hidden matrices' η. For
       Muon this is its AdamW half's η (the recipe: one shared η).
-    * ``options``: more constructor options (e.g. NAdam's ``momentum_decay`` ψ), over the spec's; for Muon they
-      go to Muon's part.
+    * ``options``: more constructor options, over the spec's; for Muon they go to Muon's part.
+    * ``decay_timescale``: τ in steps (see :func:`train_run`; only Schedule-Free's λ depends on it here).
     """
     spec = OPTIMIZERS[name]
-    if weight_decay is None:
-        decay = workload.weight_decay if spec.decay else 0.0
-    elif isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay} (expected a number >= 0 or None)")
-    else:
-        decay = float(weight_decay)
     if rest_lr is not None and not (isinstance(rest_lr, (int, float)) and rest_lr > 0):
         raise ValueError(f"Invalid rest_lr value: {rest_lr} (expected a number > 0 or None)")
-    options = {**spec.options, **(options or {})}
-    if spec.adam_betas and name != "muon":  # Muon's own part has momentum, not betas
-        options["betas"] = workload.betas
+    options = {**spec.options_for(workload), **(options or {})}
+    groups = param_groups(model, 0.0)
     if name == "schedule_free":
-        options["warmup_steps"] = workload.warmup_steps
-    groups = param_groups(model, decay)
+        tau = workload.decay_timescale if decay_timescale is None else decay_timescale
+        decay = 0.0 if math.isinf(tau) else schedule_free_decay(replace(workload, decay_timescale=tau)) / lr
+        return [methods.load(spec.build)(param_groups(model, decay), lr=lr, warmup_steps=workload.warmup_steps,
+                                         **options)]
     if name == "muon":
         hidden, rest = split_hidden(groups, model, workload.hidden)
-        muon = methods.load(spec.build)(hidden, lr=lr, weight_decay=decay, **options)
-        return [muon, methods.get("adamw").reference_class()(rest, lr=lr if rest_lr is None else rest_lr,
-                                                              betas=workload.betas)]
+        filters = [p for p in hidden if p.dim() != 2]
+        matrices = [torch.nn.Parameter(p.detach().view(p.shape[0], -1)) for p in filters]
+        muon = methods.load(spec.build)([p for p in hidden if p.dim() == 2] + matrices, lr=lr, weight_decay=0.0,
+                                        **options)
+        if filters:
+            muon.register_step_pre_hook(_hand_gradients(filters, matrices))
+        adamw = methods.get("adamw").reference_class()(rest, lr=lr if rest_lr is None else rest_lr,
+                                                       betas=workload.betas, weight_decay=0.0)
+        return [muon, adamw]
     if rest_lr is not None:
         hidden, rest = split_hidden(groups, model, workload.hidden)
-        groups = ([{"params": hidden, "weight_decay": decay}] if hidden else []) + [
+        groups = ([{"params": hidden, "weight_decay": 0.0}] if hidden else []) + [
             {**group, "lr": rest_lr} for group in rest]
-    return [methods.load(spec.build)(groups, lr=lr, **options)]
+    return [methods.load(spec.build)(groups, lr=lr, weight_decay=0.0, **options)]
 
 
 @dataclass
@@ -180,8 +250,11 @@ class Workload:
     """A training problem of the comparison: model, data, evaluation, budget and grids (see the module docstring).
 
     ``model(seed)`` builds a fresh model; ``batch(generator)`` draws one training minibatch (inputs, targets);
-    ``evaluate(model)`` returns a dict with ``val_loss`` and ``val_accuracy`` (and more); ``loss(output,
-    targets)`` is the training loss; ``hidden(name, p)`` picks the matrices Muon updates.
+    ``evaluate(model)`` returns a dict with ``val_loss`` and ``val_accuracy`` (and more); ``test(model)`` the same
+    on the held-out test split, as ``test_loss`` and ``test_accuracy`` (used once, at the end of a run);
+    ``loss(output, targets)`` is the training loss; ``hidden(name, p)`` picks the matrices (and conv filters)
+    Muon updates. ``decay_timescale`` is the recipe's weight-decay timescale τ in steps (default: the run's
+    length, ``steps``); ``clip_norm`` a global gradient-norm threshold (default None: no clipping).
     """
 
     name: str
@@ -190,6 +263,7 @@ class Workload:
     model: Callable[[int], torch.nn.Module]
     batch: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
     evaluate: Callable[[torch.nn.Module], dict]
+    test: Callable[[torch.nn.Module], dict]
     loss: Callable
     hidden: Callable[[str, torch.Tensor], bool]
     steps: int
@@ -197,11 +271,17 @@ class Workload:
     batch_size: int
     eval_every: int
     target: float
-    grids: dict[str, list[float]]
+    grids: dict[str, list[float]] = field(default_factory=dict)
     betas: tuple[float, float] = (0.9, 0.999)
-    clip_norm: float = 1.0
-    weight_decay: float = 0.1
+    clip_norm: float | None = None
+    decay_timescale: float | None = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.decay_timescale is None:
+            self.decay_timescale = float(self.steps)
+        if not self.decay_timescale > 0:
+            raise ValueError(f"Invalid decay_timescale: {self.decay_timescale} (expected steps > 0, or math.inf)")
 
     @property
     def eval_steps(self) -> list[int]:
@@ -211,29 +291,27 @@ class Workload:
 # --------------------------------------------------------------------------------------
 # The language-model workload
 # --------------------------------------------------------------------------------------
-LM_GRIDS = {  # η = 10^(k/3) for five consecutive k each (1⅔ decades), placed by a one-seed pilot sweep
-    "momentum": lr_grid(-2, 5),
-    "nesterov": lr_grid(-2, 5),
-    "adam": lr_grid(-9, 5),
-    "adamw": lr_grid(-9, 5),
-    "nadam": lr_grid(-9, 5),
-    "radam": lr_grid(-9, 5),
-    "adafactor": lr_grid(-4, 5),
-    "lion": lr_grid(-11, 5),
-    "muon": lr_grid(-5, 5),
-    "schedule_free": lr_grid(-8, 5),
-}
+COARSE_KS = (-12, -9, -6, -3, 0)
+"""The coarse stage's grid, as k of η = 10^(k/3): one η per decade, 10⁻⁴ … 1, on one seed."""
+COARSE_EXTENSIONS = 2
+"""Decades the coarse grid may grow beyond :data:`COARSE_KS` at either end, while its best sits at that end."""
+FINE_OFFSETS = (-1, 0, 1)
+"""The fine stage's grid around the coarse best k*: k* − 1, k*, k* + 1 (three η per decade), on every seed."""
+FINE_REACH = 4
+"""How far (in thirds of a decade) the fine grid may grow from k* while its best sits at an edge."""
 
 
 def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 16, context: int = 32,
-                width: int = 32, depth: int = 2, heads: int = 2, eval_every: int = 20, eval_windows: int = 128,
-                target: float = 3.8, grids: dict | None = None, corpus=None, device="cpu") -> Workload:
+                width: int = 32, depth: int = 2, heads: int = 2, eval_every: int = 10, eval_windows: int = 128,
+                test_windows: int = 256, target: float = 3.8, grids: dict | None = None, corpus=None,
+                device="cpu") -> Workload:
     """The small transformer (:class:`course_lib.models.TinyTransformerLM`) on the Zipfian Markov language
     (:func:`course_lib.data.zipf_markov_corpus`), next-token loss in nats.
 
-    Validation: ``eval_windows`` fixed windows of ``context`` tokens from the validation chains; besides the loss
-    and the accuracy, the loss on targets in the corpus's frequent bin (the 10 % most frequent tokens) and in
-    its rare bin (the 50 % least frequent).
+    Validation: ``eval_windows`` fixed windows of ``context`` tokens from the first half of the corpus's held-out
+    chains; besides the loss and the accuracy, the loss on targets in the corpus's frequent bin (the 10 % most
+    frequent tokens) and in its rare bin (the 50 % least frequent). Test: ``test_windows`` windows from the
+    other half (chains no validation window touches), used once per run, at its end.
     """
     from ..data import zipf_markov_corpus
 
@@ -241,10 +319,16 @@ def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 1
     vocab = corpus.vocab_size
     train = corpus.train.to(device)
     generator = torch.Generator().manual_seed(12345)
-    rows = torch.randint(0, corpus.val.shape[0], (eval_windows,), generator=generator)
-    starts = torch.randint(0, corpus.val.shape[1] - context, (eval_windows,), generator=generator)
-    windows = corpus.val[rows[:, None], starts[:, None] + torch.arange(context + 1)].to(device)
-    val_x, val_y = windows[:, :-1], windows[:, 1:]
+    half = corpus.val.shape[0] // 2
+
+    def windows(first_row, last_row, count):
+        rows = torch.randint(first_row, last_row, (count,), generator=generator)
+        starts = torch.randint(0, corpus.val.shape[1] - context, (count,), generator=generator)
+        chosen = corpus.val[rows[:, None], starts[:, None] + torch.arange(context + 1)].to(device)
+        return chosen[:, :-1], chosen[:, 1:]
+
+    val_x, val_y = windows(0, half, eval_windows)
+    test_x, test_y = windows(half, corpus.val.shape[0], test_windows)
     bins = corpus.frequency_bins()
     in_bin = {key: torch.as_tensor(mask, device=device)[val_y] for key, mask in bins.items()}
 
@@ -271,6 +355,12 @@ def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 1
             out[f"val_loss_{key}"] = per_token[mask].mean().item()
         return out
 
+    @torch.no_grad()
+    def test(net):
+        logits = net(test_x)
+        return {"test_loss": F.cross_entropy(logits.reshape(-1, vocab), test_y.reshape(-1)).item(),
+                "test_accuracy": (logits.argmax(-1) == test_y).float().mean().item()}
+
     def hidden(name, parameter):
         return name.startswith("blocks.") and parameter.dim() == 2
 
@@ -282,14 +372,15 @@ def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 1
                              "share_of_val_targets": float(in_bin[key].float().mean().item())}
                        for key, mask in bins.items()},
         "corpus": {"vocab_size": vocab, "successors": 8, "zipf_exponent": 1.0, "seed": corpus.seed,
-                   "train_tokens": int(corpus.train.numel()), "val_tokens": int(corpus.val.numel())},
+                   "train_tokens": int(corpus.train.numel()), "val_tokens": int(corpus.val.numel()),
+                   "validation_chains": [0, half], "test_chains": [half, int(corpus.val.shape[0])]},
         "model": {"context": context, "width": width, "depth": depth, "heads": heads, "tied": True},
     }
     params = sum(p.numel() for p in models.TinyTransformerLM(vocab, context, width, depth, heads).parameters())
     return Workload("lm", "Transformer LM", f"TinyTransformerLM ({depth} blocks, width {width}, {heads} heads, "
                     f"context {context}, {params:,} parameters) on a Zipfian Markov language, V = {vocab}",
-                    model, batch, evaluate, loss, hidden, steps, warmup_steps, batch_size, eval_every, target,
-                    dict(LM_GRIDS if grids is None else grids), betas=(0.9, 0.95), extra=extra)
+                    model, batch, evaluate, test, loss, hidden, steps, warmup_steps, batch_size, eval_every, target,
+                    dict(grids or {}), betas=(0.9, 0.95), extra=extra)
 
 
 def bin_floors(corpus, mask) -> dict[str, float]:
@@ -311,32 +402,21 @@ def bin_floors(corpus, mask) -> dict[str, float]:
 # --------------------------------------------------------------------------------------
 # The convolutional workload
 # --------------------------------------------------------------------------------------
-CNN_GRIDS = {  # η = 10^(k/3), five consecutive k each, placed by a one-seed pilot sweep; Muon has no matrix here
-    "momentum": lr_grid(-5, 5),
-    "nesterov": lr_grid(-5, 5),
-    "adam": lr_grid(-6, 5),
-    "adamw": lr_grid(-6, 5),
-    "nadam": lr_grid(-6, 5),
-    "radam": lr_grid(-6, 5),
-    "adafactor": lr_grid(-4, 5),
-    "lion": lr_grid(-8, 5),
-    "schedule_free": lr_grid(-6, 5),
-}
-
-
-def cnn_workload(*, steps: int = 400, warmup_steps: int = 20, batch_size: int = 100, eval_every: int = 40,
+def cnn_workload(*, steps: int = 400, warmup_steps: int = 20, batch_size: int = 100, eval_every: int = 20,
                  target: float = 0.8, grids: dict | None = None, dataset=None, device="cpu") -> Workload:
     """The MNIST-1D authors' CNN (:class:`course_lib.models.ConvNet1d`, 5,210 parameters) on MNIST-1D
-    (:func:`course_lib.data.mnist1d`: 3,200 training and 800 validation signals, 10 classes), cross-entropy.
+    (:func:`course_lib.data.mnist1d`: 3,200 training, 800 validation and 1,000 test signals, 10 classes),
+    cross-entropy.
 
-    Muon is left out: torch's Muon takes 2-D matrices only, and this network's only matrix is its output layer,
-    which Muon's users leave to AdamW; "Muon + AdamW" would be AdamW.
+    Muon updates the three conv filter banks, each (out, in, k) flattened to the matrix (out, in·k), as Muon's
+    users do for convolutions; AdamW the output layer and the biases (:func:`make_optimizers`).
     """
     from ..data import mnist1d
 
     dataset = mnist1d() if dataset is None else dataset
     train_x, train_y = (t.to(device) for t in dataset.train)
     val_x, val_y = (t.to(device) for t in dataset.val)
+    test_x, test_y = (t.to(device) for t in dataset.test)
 
     def model(seed):
         seed_everything(seed)
@@ -352,15 +432,21 @@ def cnn_workload(*, steps: int = 400, warmup_steps: int = 20, batch_size: int = 
         return {"val_loss": F.cross_entropy(logits, val_y).item(),
                 "val_accuracy": (logits.argmax(-1) == val_y).float().mean().item()}
 
-    def hidden(name, parameter):
-        return False
+    @torch.no_grad()
+    def test(net):
+        logits = net(test_x)
+        return {"test_loss": F.cross_entropy(logits, test_y).item(),
+                "test_accuracy": (logits.argmax(-1) == test_y).float().mean().item()}
 
-    grids = dict(CNN_GRIDS if grids is None else grids)
+    def hidden(name, parameter):
+        return name.startswith("conv") and parameter.dim() == 3
+
+    grids = dict(grids or {})
     params = sum(p.numel() for p in models.ConvNet1d().parameters())
     return Workload("cnn", "MNIST-1D CNN", f"ConvNet1d (three 1-D convolutions and a linear layer, {params:,} "
-                    f"parameters) on MNIST-1D, 10 classes", model, batch, evaluate, F.cross_entropy, hidden, steps,
-                    warmup_steps, batch_size, eval_every, target, grids,
-                    extra={"data": {"train": len(train_y), "val": len(val_y), "classes": 10}})
+                    f"parameters) on MNIST-1D, 10 classes", model, batch, evaluate, test, F.cross_entropy, hidden,
+                    steps, warmup_steps, batch_size, eval_every, target, grids,
+                    extra={"data": {"train": len(train_y), "val": len(val_y), "test": len(test_y), "classes": 10}})
 
 
 # --------------------------------------------------------------------------------------
@@ -372,24 +458,41 @@ def _set_mode(optimizers, mode: str) -> None:
             getattr(optimizer, mode)()
 
 
+def decaying_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The weights the recipe decays: those :func:`course_lib.training.param_groups` puts in its decaying group
+    (matrices, conv filters and embeddings; never biases or norms)."""
+    return [p for group in param_groups(model, 1.0) if group["weight_decay"] > 0 for p in group["params"]]
+
+
 def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_after: int | None = None,
               **variant) -> dict:
     """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
 
+    The loop, top to bottom: draw the seed's minibatch, forward, backward, log the gradient's global norm (and
+    clip it if the workload says so), decay the weights θ ← θ·(1 − f(k)/τ), step, advance the schedule f. The
+    decay is the recipe's, one timescale τ = ``workload.decay_timescale`` steps for every optimizer: it equals
+    decoupled weight decay λ = 1/(ητ) at peak η (AdamW's θ ← θ(1 − η_k λ) with η_k = η f(k)), so every optimizer
+    loses the same share of its weights to decay whatever its η (Wang & Aitchison 2024). Schedule-Free decays
+    inside its step instead (:func:`make_optimizers`).
+
     A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
     ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
-    None: the learning-rate schedule still spans ``workload.steps``, so the points it has are those of the full
-    run (the first part of a stored run, redone more cheaply). ``variant`` (``weight_decay``, ``rest_lr``,
-    ``options``) goes to :func:`make_optimizers` and, when given, into the record as ``"variant"``.
+    None (the schedule still spans ``workload.steps``). ``variant`` (``rest_lr``, ``options``,
+    ``decay_timescale``) changes one thing of the recipe and goes into the record as ``"variant"``.
     """
     if stop_after is not None and not (int(stop_after) == stop_after and 0 <= stop_after <= workload.steps):
         raise ValueError(f"Invalid stop_after: {stop_after} (an integer from 0 to {workload.steps}, the steps)")
     last_step = workload.steps if stop_after is None else int(stop_after)
+    tau = variant.get("decay_timescale", workload.decay_timescale)
+    if tau is None or not tau > 0:
+        raise ValueError(f"Invalid decay_timescale: {tau} (expected steps > 0, or math.inf)")
     model = workload.model(seed)
     model.train()
     optimizers = make_optimizers(optimizer, model, lr, workload, **variant)
+    factor = warmup_cosine(workload.warmup_steps, workload.steps)
     schedules = [] if optimizer == "schedule_free" else [
-        torch.optim.lr_scheduler.LambdaLR(o, warmup_cosine(workload.warmup_steps, workload.steps)) for o in optimizers]
+        torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+    decaying = [] if optimizer == "schedule_free" or math.isinf(tau) else decaying_parameters(model)
     generator = torch.Generator().manual_seed(1000 + seed)
     params = [p for p in model.parameters()]
     record = {"optimizer": optimizer, "lr": lr, "seed": seed, "diverged": False}
@@ -398,10 +501,11 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     curves: dict[str, list] = {}
     norms = []
     start = time.perf_counter()
-    steps_to_target = seconds_to_target = None
+    step_seconds = 0.0
+    steps_to_target = None
 
     def log(step):
-        nonlocal steps_to_target, seconds_to_target
+        nonlocal steps_to_target
         _set_mode(optimizers, "eval")
         model.eval()
         metrics = workload.evaluate(model)
@@ -410,11 +514,12 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         for key, value in metrics.items():
             curves.setdefault(key, []).append(value if math.isfinite(value) else None)
         if steps_to_target is None and math.isfinite(metrics["val_loss"]) and metrics["val_loss"] <= workload.target:
-            steps_to_target, seconds_to_target = step, time.perf_counter() - start
+            steps_to_target = step
 
     _set_mode(optimizers, "train")
     log(0)
     for step in range(1, last_step + 1):
+        tick = time.perf_counter()
         inputs, targets = workload.batch(generator)
         loss = workload.loss(model(inputs), targets)
         if not torch.isfinite(loss):
@@ -423,11 +528,16 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(params, workload.clip_norm).item())
+        norms.append(torch.nn.utils.clip_grad_norm_(params, math.inf if workload.clip_norm is None
+                                                    else workload.clip_norm).item())
+        if decaying:
+            with torch.no_grad():
+                torch._foreach_mul_(decaying, 1 - factor(step - 1) / tau)
         for o in optimizers:
             o.step()
         for s in schedules:
             s.step()
+        step_seconds += time.perf_counter() - tick
         if step % workload.eval_every == 0:
             log(step)
     evals = len(workload.eval_steps)
@@ -436,38 +546,61 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     record.update(curves)
     losses = [v for v in curves["val_loss"] if v is not None]
     accuracies = [v for v in curves["val_accuracy"] if v is not None]
+    finished = not record["diverged"] and last_step == workload.steps
+    if finished:
+        _set_mode(optimizers, "eval")
+        model.eval()
+        test = workload.test(model)
     finite = np.isfinite(norms)
     record.update({
         "best_val_loss": min(losses) if losses and not record["diverged"] else None,
         "best_val_accuracy": max(accuracies) if accuracies and not record["diverged"] else None,
         "final_val_loss": curves["val_loss"][-1],
-        "steps_to_target": steps_to_target, "seconds_to_target": seconds_to_target,
-        "seconds": time.perf_counter() - start,
+        "test_loss": test["test_loss"] if finished and math.isfinite(test["test_loss"]) else None,
+        "test_accuracy": test["test_accuracy"] if finished else None,
+        "steps_to_target": steps_to_target,
+        "seconds": time.perf_counter() - start, "step_seconds": step_seconds,
         "grad_norm_median": float(np.median(np.asarray(norms)[finite])) if finite.any() else None,
-        "clipped_fraction": float(np.mean(np.asarray(norms) > workload.clip_norm)) if norms else 0.0,
+        "grad_norm_max": float(np.max(np.asarray(norms)[finite])) if finite.any() else None,
+        "clipped_fraction": (0.0 if workload.clip_norm is None or not norms
+                             else float(np.mean(np.asarray(norms) > workload.clip_norm))),
     })
     return record
 
 
-def decay_multiplier(workload: Workload, lr: float, weight_decay: float | None = None) -> float:
-    r"""The factor by which decoupled weight decay alone multiplies a decaying weight over one run of
-    ``workload`` at peak η = ``lr`` and λ = ``weight_decay`` (default: the workload's):
+def decay_multiplier(workload: Workload, decay_timescale: float | None = None) -> float:
+    r"""The factor by which the recipe's weight decay alone multiplies a decaying weight over one run of
+    ``workload`` with timescale τ = ``decay_timescale`` (default: the workload's):
 
-    .. math::  \prod_{k=0}^{T-1} \bigl(1 - \eta\, f(k)\, \lambda\bigr) \approx e^{-\eta\lambda \sum_k f(k)},
+    .. math::  \prod_{k=0}^{T-1} \bigl(1 - f(k)/\tau\bigr) \approx e^{-\sum_k f(k)/\tau},
 
     f the recipe's warm-up–cosine factor (:func:`course_lib.training.warmup_cosine`; step k + 1 uses f(k)) and
-    T = ``workload.steps``. AdamW, NAdam, RAdam, Lion, Adafactor and Muon all shrink by 1 − η_t λ before their
-    step, so at the same λ an optimizer tuned to a 100× larger η decays its weights 100× faster (the timescale
-    τ = 1/(ηλ) steps of Wang & Aitchison 2024, not λ, is what is comparable)."""
-    lam = workload.weight_decay if weight_decay is None else weight_decay
+    T = ``workload.steps``. It is the same for every optimizer: decoupled decay λ at a peak η shrinks by
+    1 − η f(k) λ, so a fixed λ decays an optimizer tuned to a 100× larger η 100× faster; a fixed τ = 1/(ηλ)
+    does not (Wang & Aitchison 2024)."""
+    tau = workload.decay_timescale if decay_timescale is None else decay_timescale
     factor = warmup_cosine(workload.warmup_steps, workload.steps)
-    return float(np.prod([1 - lr * factor(k) * lam for k in range(workload.steps)]))
+    return float(np.prod([1 - factor(k) / tau for k in range(workload.steps)]))
+
+
+def step_time_ratios(workload: Workload, lrs: dict[str, float], *, steps: int = 20, rounds: int = 5,
+                     baseline: str = "adamw") -> dict[str, float]:
+    """Time per training step (draw, forward, backward, decay, optimizer step; evaluations excluded: a run's
+    ``step_seconds``) of each optimizer of ``lrs`` (name → η) on ``workload``, as a ratio to ``baseline``'s:
+    ``rounds`` interleaved rounds of ``steps`` steps from seed 0 each, each optimizer's time the minimum over
+    rounds. Run it on a quiet machine, apart from the sweep (whose seconds carry whatever else the machine does)."""
+    best = {name: math.inf for name in lrs}
+    for _ in range(rounds):
+        for name, lr in lrs.items():
+            best[name] = min(best[name], train_run(workload, name, lr, 0, stop_after=steps)["step_seconds"])
+    return {name: best[name] / best[baseline] for name in lrs}
 
 
 def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_tolerance: float = 0.05) -> dict:
     """Per optimizer: the η chosen by :func:`course_lib.benchmark.select` (the lowest mean over seeds of the final
     validation loss, a diverged run counting as +∞; the statistic notebook 09 uses too), the spread over seeds
-    there, and how many grid points come within ``width_tolerance`` nats of it by the same statistic."""
+    there, its held-out test loss, and how many grid points come within ``width_tolerance`` nats of it by the
+    same statistic."""
     summary = {}
     for name, choice in benchmark.select(runs, grids).items():
         best = runs_at({"runs": runs}, name, choice.lr)
@@ -479,6 +612,7 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
             "best_val_loss_mean": float(np.mean(best_losses)),
             "best_val_loss_std": float(np.std(best_losses, ddof=1)) if len(best) > 1 else 0.0,
             "final_val_loss_mean": choice.score,
+            "test_loss_mean": benchmark.seed_statistic([r["test_loss"] for r in best]),
             "best_val_accuracy_mean": float(np.mean([0.0 if r["best_val_accuracy"] is None else r["best_val_accuracy"]
                                                      for r in best])),
             "steps_to_target_median": int(np.median(reached)) if len(reached) == len(best) else None,
@@ -490,16 +624,19 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
 
 RUN_KEYS = {"optimizer": str, "lr": float, "seed": int, "diverged": bool, "val_loss": list, "val_accuracy": list,
             "best_val_loss": (float, type(None)), "best_val_accuracy": (float, type(None)),
-            "final_val_loss": (float, type(None)), "steps_to_target": (int, type(None)),
-            "seconds_to_target": (float, type(None)), "seconds": float, "grad_norm_median": (float, type(None)),
+            "final_val_loss": (float, type(None)), "test_loss": (float, type(None)),
+            "test_accuracy": (float, type(None)), "steps_to_target": (int, type(None)), "seconds": float,
+            "step_seconds": float, "grad_norm_median": (float, type(None)), "grad_norm_max": (float, type(None)),
             "clipped_fraction": float}
 WORKLOAD_KEYS = ("title", "description", "parameters", "steps", "warmup_steps", "batch_size", "eval_every",
-                 "eval_steps", "target", "betas", "clip_norm", "weight_decay", "optimizers", "runs", "summary")
+                 "eval_steps", "target", "betas", "clip_norm", "decay_timescale", "decay_multiplier", "optimizers",
+                 "coarse_runs", "runs", "summary", "protocol")
 
 
 def check_results(results: dict) -> None:
     """Raise ``ValueError`` saying what is wrong unless ``results`` follows the schema of this module's docstring:
-    every key and type, one curve point per evaluation step, and every (optimizer, η, seed) of the grids run once."""
+    every key and type, one curve point per evaluation step, every (optimizer, η, seed) of the fine grids run
+    once, the coarse runs on seed 0 each η once, and a protocol whose grids, seeds and budget match the runs."""
     def fail(message):
         raise ValueError(f"where_it_matters results: {message}")
 
@@ -518,8 +655,13 @@ def check_results(results: dict) -> None:
         found = [(run["optimizer"], run["lr"], run["seed"]) for run in workload["runs"]]
         if sorted(found) != sorted(expected):
             fail(f"workload {name!r}: the runs are not the grids × seeds, each once")
+        coarse = [(run["optimizer"], run["lr"], run["seed"]) for run in workload["coarse_runs"]]
+        expected_coarse = {(opt, lr, seeds[0]) for opt, spec in workload["optimizers"].items()
+                           for lr in spec["coarse_grid"]}
+        if sorted(coarse) != sorted(expected_coarse):
+            fail(f"workload {name!r}: the coarse runs are not the coarse grids on seed {seeds[0]}, each once")
         curves = [key for key in workload["runs"][0] if key.startswith("val_")]
-        for run in workload["runs"]:
+        for run in workload["runs"] + workload["coarse_runs"]:
             for key, kind in RUN_KEYS.items():
                 value = run.get(key, "missing")
                 if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
@@ -530,27 +672,36 @@ def check_results(results: dict) -> None:
                     fail(f"workload {name!r}: {key} has {len(run[key])} points, expected {evals}")
         if set(workload["summary"]) != set(workload["optimizers"]):
             fail(f"workload {name!r}: the summary does not cover every optimizer")
-        if "protocol" in workload:
-            protocol = benchmark.Protocol.from_dict(workload["protocol"])
-            if protocol.grids != {opt: spec["lr_grid"] for opt, spec in workload["optimizers"].items()}:
-                fail(f"workload {name!r}: the protocol's grids are not the optimizers' lr_grid")
-            if list(protocol.seeds) != list(seeds) or workload["protocol"].get("budget") != protocol.budget():
-                fail(f"workload {name!r}: the protocol's seeds or budget do not match the runs")
+        protocol = benchmark.Protocol.from_dict(workload["protocol"])
+        if protocol.grids != {opt: spec["lr_grid"] for opt, spec in workload["optimizers"].items()}:
+            fail(f"workload {name!r}: the protocol's grids are not the optimizers' lr_grid")
+        if list(protocol.seeds) != list(seeds) or workload["protocol"].get("budget") != protocol.budget():
+            fail(f"workload {name!r}: the protocol's seeds or budget do not match the runs")
+        for opt, spec in workload["optimizers"].items():
+            fine = set(spec["lr_grid"])
+            distinct = len(spec["lr_grid"]) * len(seeds) + len(set(spec["coarse_grid"]) - fine)
+            if protocol.budget()[opt] != distinct:
+                fail(f"workload {name!r}: {opt}'s budget {protocol.budget()[opt]} is not its {distinct} distinct runs")
 
 
-PILOT_NOTE = ("each optimizer's window of η was placed by a one-seed pilot sweep whose runs were not recorded: "
-              "the budget counts the sweep's runs only")
-"""What the committed protocol says of the pilot runs (``pilot_runs`` is None: not counted)."""
+SEARCH_NOTE = ("two stages, every run counted: a coarse grid of one η per decade on seed 0 (extended by a decade "
+               "while its best sits at an edge), then three η per decade around the coarse best on every seed "
+               "(extended by a point while the best sits at an edge); a coarse run at an η of the fine grid is "
+               "reused there, not rerun")
+"""What the committed protocol says of its search (``pilot_runs``: the coarse runs not reused)."""
 
 
-def protocol_record(grids: dict[str, list[float]], seeds) -> dict:
+def protocol_record(grids: dict[str, list[float]], coarse: dict[str, list[float]], seeds, extra=None) -> dict:
     """The ``protocol`` entry of a workload in the results file: :class:`course_lib.benchmark.Protocol` with the
-    grids run, the seeds, the selection rule and the budget per optimizer (pilot runs not recorded)."""
-    return benchmark.Protocol({name: list(grid) for name, grid in grids.items()}, tuple(seeds),
-                              notes=PILOT_NOTE).to_dict()
+    fine grids, the seeds, the coarse runs not reused in the fine grid as pilot runs, the selection rule and the
+    budget per optimizer (every distinct run)."""
+    pilot = {name: len(set(coarse[name]) - set(grid)) for name, grid in grids.items()}
+    return benchmark.Protocol({name: list(grid) for name, grid in grids.items()}, tuple(seeds), pilot_runs=pilot,
+                              notes=SEARCH_NOTE, extra=dict(extra or {})).to_dict()
 
 
-__all__ += ["decay_multiplier", "check_results", "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record"]
+__all__ += ["decaying_parameters", "decay_multiplier", "schedule_free_decay", "step_time_ratios", "check_results",
+            "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record", "NADAMW_PSI", "SEARCH_NOTE"]
 
 
 # --------------------------------------------------------------------------------------
@@ -724,7 +875,7 @@ CONTROLS_SCHEMA = "where_it_matters_controls/1"
 CONTROLS_PATH = importlib.resources.files("course_lib") / "results" / "controls.json"
 """The committed controls (package data, like :data:`RESULTS_PATH`); ``make controls`` rewrites it."""
 
-DECAYING = tuple(name for name, spec in OPTIMIZERS.items() if spec.decay and name != "schedule_free")
+DECAYING = tuple(name for name in OPTIMIZERS if name != "schedule_free")
 """The optimizers whose decoupled decay follows the recipe's schedule (Schedule-Free has none)."""
 
 CONTROL_RUN_KEYS = {"control": str, "workload": str, "variant": dict, "optimizer": str, "lr": float, "seed": int,
@@ -757,10 +908,9 @@ def check_controls(controls: dict) -> None:
     for group, found in groups.items():
         if len(found) != len(set(found)) or (group[0] != "reproduce" and sorted(found) != sorted(seeds)):
             fail(f"{group[:4]}: seeds {sorted(found)}, expected {seeds} each once")
-    for workload, entries in controls["decay_multipliers"].items():
-        for name, entry in entries.items():
-            if not 0 < entry["multiplier"] <= 1:
-                fail(f"decay multiplier of {name} on {workload} is {entry['multiplier']}, expected in (0, 1]")
+    for workload, entry in controls["decay_multipliers"].items():
+        if not 0 < entry["multiplier"] <= 1:
+            fail(f"decay multiplier on {workload} is {entry['multiplier']}, expected in (0, 1]")
 
 
 def load_controls(path=None) -> dict:

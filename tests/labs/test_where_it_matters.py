@@ -17,19 +17,16 @@ from course_lib.labs import where_it_matters as lab
 @pytest.fixture(scope="module")
 def tiny():
     corpus = data.zipf_markov_corpus(vocab_size=32, successors=4, train_chains=16, val_chains=4, length=64, seed=0)
-    grids = {name: grid[:2] for name, grid in lab.LM_GRIDS.items()}
     return lab.lm_workload(steps=6, warmup_steps=2, batch_size=4, context=8, width=8, depth=1, heads=2,
-                           eval_every=3, eval_windows=8, grids=grids, corpus=corpus, target=3.4)
+                           eval_every=3, eval_windows=8, test_windows=8, corpus=corpus, target=3.4)
 
 
 def test_lr_grid_has_three_points_per_decade():
     grid = lab.lr_grid(-6, 7)
     assert grid[0] == 0.01 and grid[3] == 0.1 and grid[6] == 1.0
     assert grid[1:3] == [0.0215, 0.0464]
-    for name, grid in lab.LM_GRIDS.items():
-        ratios = [b / a for a, b in zip(grid, grid[1:])]
-        assert all(abs(r - 10 ** (1 / 3)) < 0.01 for r in ratios), name
-        assert len(grid) == len(lab.LM_GRIDS["adamw"])  # the same number of tuning runs for every optimizer
+    assert [lab.lr_grid(k, 1)[0] for k in lab.COARSE_KS] == [1e-4, 1e-3, 1e-2, 0.1, 1.0]  # one η per decade
+    assert lab.FINE_OFFSETS == (-1, 0, 1)                                                   # three per decade
 
 
 def test_the_specs_are_the_method_tables_with_the_recipe(tiny):
@@ -44,6 +41,25 @@ def test_the_specs_are_the_method_tables_with_the_recipe(tiny):
     assert methods.load(lab.OPTIMIZERS["schedule_free"].build) is schedulefree.AdamWScheduleFree
     (momentum,) = lab.make_optimizers("momentum", tiny.model(0), 0.1, tiny)
     assert type(momentum) is torch.optim.SGD and momentum.param_groups[0]["momentum"] == 0.9
+    lm_lion = lab.OPTIMIZERS["lion"].options_for(tiny)
+    cnn = lab.cnn_workload(steps=400, dataset=_fake_mnist1d())
+    assert lm_lion["betas"] == (0.95, 0.98) and "betas" not in lab.OPTIMIZERS["lion"].options_for(cnn)
+    ademamix = lab.OPTIMIZERS["ademamix"].options_for(cnn)           # β₃ sized to the run: 1/(1 − β₃) = T/4
+    assert ademamix["t_alpha_beta3"] == 400 and 1 / (1 - ademamix["betas"][2]) == pytest.approx(100)
+    (nadamw,) = lab.make_optimizers("nadamw", tiny.model(0), 0.01, tiny)
+    assert type(nadamw) is torch.optim.NAdam and nadamw.param_groups[0]["decoupled_weight_decay"]
+    assert 0.96 ** nadamw.param_groups[0]["momentum_decay"] == 0.0   # μ_t = β₁(1 − ½·0.96^{tψ}) = β₁ exactly
+
+
+def _fake_mnist1d(n=50):
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+
+    def split(rows):
+        return torch.randn(rows, 40, generator=gen), torch.randint(0, 10, (rows,), generator=gen)
+
+    return SimpleNamespace(train=split(n), val=split(20), test=split(20))
 
 
 def test_every_optimizer_covers_every_parameter_once(tiny):
@@ -58,17 +74,56 @@ def test_every_optimizer_covers_every_parameter_once(tiny):
     assert all(p.dim() == 2 for g in muon.param_groups for p in g["params"])
     assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"
     assert adamw.param_groups[0]["betas"] == (0.9, 0.95)
-    (adam,) = lab.make_optimizers("adam", model, 1e-3, tiny)
-    assert all(g["weight_decay"] == 0 for g in adam.param_groups)
-    (adamw,) = lab.make_optimizers("adamw", model, 1e-3, tiny)
-    assert sorted(g["weight_decay"] for g in adamw.param_groups) == [0.0, 0.1]  # norms and biases: no decay
+    for name in lab.OPTIMIZERS:   # the recipe decays the weights itself: no constructor decays (Schedule-Free aside)
+        decays = sorted({g["weight_decay"] for o in lab.make_optimizers(name, model, 1e-3, tiny)
+                         for g in o.param_groups})
+        assert decays == ([0.0, pytest.approx(lab.schedule_free_decay(tiny) / 1e-3)] if name == "schedule_free"
+                          else [0.0]), name
+
+
+def test_muon_takes_the_cnn_s_conv_filters_flattened_and_steps_like_torch_muon_on_the_matrices():
+    """On the CNN Muon updates each conv filter bank (out, in, k) as the matrix (out, in·k): the same step as
+    torch.optim.Muon given those matrices by hand; AdamW takes the output layer and the biases."""
+    cnn = lab.cnn_workload(steps=4, warmup_steps=1, batch_size=5, eval_every=2, dataset=_fake_mnist1d())
+    model, reference = cnn.model(0), cnn.model(0)
+    muon, adamw = lab.make_optimizers("muon", model, 0.02, cnn)
+    filters = [p for n, p in model.named_parameters() if cnn.hidden(n, p)]
+    assert [p.dim() for p in filters] == [3, 3, 3] and len(muon.param_groups[0]["params"]) == 3
+    assert {id(p) for g in adamw.param_groups for p in g["params"]} == {
+        id(p) for n, p in model.named_parameters() if not cnn.hidden(n, p)}
+    matrices = [torch.nn.Parameter(p.detach().view(p.shape[0], -1))  # the reference model's filters, by hand
+                for n, p in reference.named_parameters() if cnn.hidden(n, p)]
+    theirs = torch.optim.Muon(matrices, lr=0.02, weight_decay=0.0, adjust_lr_fn="match_rms_adamw")
+    theirs_rest = torch.optim.AdamW([p for n, p in reference.named_parameters() if not cnn.hidden(n, p)], lr=0.02,
+                                    betas=cnn.betas, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x, y = cnn.batch(gen)
+        for o in (muon, adamw):
+            o.zero_grad(set_to_none=True)
+        cnn.loss(model(x), y).backward()
+        muon.step()
+        adamw.step()
+        theirs.zero_grad()
+        theirs_rest.zero_grad()
+        cnn.loss(reference(x), y).backward()
+        for m, p in zip(matrices, [p for n, p in reference.named_parameters() if cnn.hidden(n, p)]):
+            m.grad = p.grad.view(m.shape)
+            p.grad = None
+        theirs.step()
+        theirs_rest.step()
+        for p, m in zip(filters, matrices):
+            torch.testing.assert_close(p.detach().view(m.shape), m.detach(), rtol=0, atol=0)
+            assert p.grad is None                          # the filters' gradients were handed over, not kept
 
 
 def test_a_run_is_a_plain_torch_adamw_loop_under_the_recipe(tiny):
-    """The same run written out by hand with torch.optim.AdamW, LambdaLR and clip_grad_norm_: the same weights."""
+    """The same run written out by hand with torch.optim.AdamW (λ = 1/(ητ), the recipe's timescale τ = T steps)
+    and LambdaLR, without clipping: the same weights."""
     record = lab.train_run(tiny, "adamw", 0.01, seed=0)
     model = tiny.model(0)
-    optimizer = torch.optim.AdamW(training.param_groups(model, 0.1), lr=0.01, betas=(0.9, 0.95))
+    assert tiny.decay_timescale == tiny.steps and tiny.clip_norm is None
+    optimizer = torch.optim.AdamW(training.param_groups(model, 1 / (0.01 * tiny.steps)), lr=0.01, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, training.warmup_cosine(2, 6))
     generator = torch.Generator().manual_seed(1000)
     for _ in range(6):
@@ -76,11 +131,11 @@ def test_a_run_is_a_plain_torch_adamw_loop_under_the_recipe(tiny):
         loss = torch.nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
     model.eval()
-    assert tiny.evaluate(model)["val_loss"] == record["val_loss"][-1]
+    torch.testing.assert_close(tiny.evaluate(model)["val_loss"], record["val_loss"][-1], rtol=1e-6, atol=0)
+    assert tiny.test(model)["test_loss"] == pytest.approx(record["test_loss"], rel=1e-6)
     assert record["lr"] == 0.01 and not record["diverged"]
 
 
@@ -92,7 +147,8 @@ def test_train_run_record_follows_the_schema(tiny):
         assert len(record[key]) == evals
     assert record["val_loss"][0] == pytest.approx(math.log(32), abs=0.05)  # ln V at initialization
     assert record["best_val_loss"] == min(record["val_loss"])
-    assert 0 <= record["clipped_fraction"] <= 1 and record["grad_norm_median"] > 0
+    assert record["clipped_fraction"] == 0 and 0 < record["grad_norm_median"] <= record["grad_norm_max"]
+    assert 0 < record["step_seconds"] < record["seconds"] and record["test_loss"] > 0
     assert record["steps_to_target"] in (None, 3, 6)
     again = lab.train_run(tiny, "schedule_free", 0.01, seed=1)
     assert again["val_loss"] == record["val_loss"]  # seeded
@@ -120,7 +176,8 @@ def test_a_run_stopped_early_is_the_first_part_of_the_full_run(tiny):
 def test_summarize_picks_the_best_mean_and_flags_the_edge():
     def run(lr, seed, best):
         return {"optimizer": "adam", "lr": lr, "seed": seed, "best_val_loss": best, "final_val_loss": best,
-                "best_val_accuracy": 0.5, "steps_to_target": 10 if best is not None and best < 3 else None}
+                "test_loss": best, "best_val_accuracy": 0.5,
+                "steps_to_target": 10 if best is not None and best < 3 else None}
 
     runs = [run(0.1, 0, 2.0), run(0.1, 1, 4.0), run(0.2, 0, 2.9), run(0.2, 1, 2.95), run(0.5, 0, None),
             run(0.5, 1, 2.0)]
@@ -136,7 +193,7 @@ def test_summarize_picks_the_best_mean_and_flags_the_edge():
 def test_summarize_chooses_on_the_mean_final_loss_not_the_median_or_the_best_point():
     def run(lr, seed, final, best):
         return {"optimizer": "sgd", "lr": lr, "seed": seed, "best_val_loss": best, "final_val_loss": final,
-                "best_val_accuracy": 0.5, "steps_to_target": None}
+                "test_loss": final, "best_val_accuracy": 0.5, "steps_to_target": None}
 
     # η = 0.1: final losses 1.0, 1.0, 1.6 (median 1.0, mean 1.2), best points 0.5; η = 0.2: 1.1 on every seed
     runs = [run(0.1, s, (1.0, 1.0, 1.6)[s], 0.5) for s in range(3)] + [run(0.2, s, 1.1, 1.1) for s in range(3)]
@@ -241,12 +298,8 @@ def test_the_seed_and_only_the_seed_sets_the_initial_weights_and_the_minibatches
 
 
 def test_the_cnn_workload_seeds_its_model_and_minibatches_by_the_seed():
-    from types import SimpleNamespace
 
-    gen = torch.Generator().manual_seed(0)
-    dataset = SimpleNamespace(train=(torch.randn(50, 40, generator=gen), torch.randint(0, 10, (50,), generator=gen)),
-                              val=(torch.randn(20, 40, generator=gen), torch.randint(0, 10, (20,), generator=gen)))
-    cnn = lab.cnn_workload(steps=4, warmup_steps=1, batch_size=5, eval_every=2, dataset=dataset,
+    cnn = lab.cnn_workload(steps=4, warmup_steps=1, batch_size=5, eval_every=2, dataset=_fake_mnist1d(),
                            grids={"adamw": [0.01]})
     flat = {s: torch.cat([p.flatten() for p in cnn.model(s).parameters()]) for s in (0, 1)}
     assert torch.equal(flat[0], torch.cat([p.flatten() for p in cnn.model(0).parameters()]))
@@ -373,11 +426,7 @@ def test_rest_lr_puts_the_hidden_matrices_and_the_rest_at_their_own_learning_rat
     where = _where(lab.make_optimizers("adamw", model, 0.01, tiny, rest_lr=0.1))
     assert len(where) == len(list(model.parameters()))
     for name, p in model.named_parameters():
-        if tiny.hidden(name, p):
-            assert where[id(p)] == (0.01, 0.1), name
-        else:
-            assert where[id(p)][0] == 0.1, name
-            assert where[id(p)][1] == (0.1 if p.ndim >= 2 else 0.0), name  # embeddings decay, norms and biases not
+        assert where[id(p)] == ((0.01 if tiny.hidden(name, p) else 0.1), 0.0), name  # the recipe decays, not AdamW
     muon, adamw = lab.make_optimizers("muon", model, 0.1, tiny, rest_lr=0.01)
     assert {id(p) for g in muon.param_groups for p in g["params"]} == {
         id(p) for name, p in model.named_parameters() if tiny.hidden(name, p)}
@@ -393,9 +442,8 @@ def test_rest_lr_steps_like_torch_adamw_given_the_groups_by_hand(tiny):
     hidden = [p for n, p in named.items() if tiny.hidden(n, p)]
     rest_decay = [p for n, p in named.items() if not tiny.hidden(n, p) and p.ndim >= 2]
     rest_flat = [p for n, p in named.items() if p.ndim < 2]
-    theirs = torch.optim.AdamW([{"params": hidden, "lr": 0.01, "weight_decay": 0.1},
-                                {"params": rest_decay, "lr": 0.1, "weight_decay": 0.1},
-                                {"params": rest_flat, "lr": 0.1, "weight_decay": 0.0}], betas=tiny.betas)
+    theirs = torch.optim.AdamW([{"params": hidden, "lr": 0.01}, {"params": rest_decay, "lr": 0.1},
+                                {"params": rest_flat, "lr": 0.1}], betas=tiny.betas, weight_decay=0.0)
     factor = training.warmup_cosine(tiny.warmup_steps, tiny.steps)
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (ours, theirs)]
     gen = torch.Generator().manual_seed(0)
@@ -411,30 +459,34 @@ def test_rest_lr_steps_like_torch_adamw_given_the_groups_by_hand(tiny):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize("name", ["adamw", "adafactor", "lion", "muon"])
-def test_weight_decay_zero_means_no_decay_and_the_recipe_shrinks_by_one_minus_eta_lambda(tiny, name):
-    """On a zero gradient every step of these optimizers is 0 but for decoupled decay: λ = 0 leaves every weight
-    as it was, the recipe's λ multiplies the decaying weights by 1 − ηλ per step."""
-    lr = 0.05
-    for decay, factor in ((0.0, 1.0), (None, 1 - lr * tiny.weight_decay)):
-        model = tiny.model(0)
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        optimizers = lab.make_optimizers(name, model, lr, tiny, weight_decay=decay)
-        if decay == 0.0:
-            assert {g["weight_decay"] for o in optimizers for g in o.param_groups} == {0.0}
-        for p in model.parameters():
-            p.grad = torch.zeros_like(p)
-        for o in optimizers:
-            o.step()
-        for n, p in model.named_parameters():
-            decays = p.ndim >= 2  # Muon's AdamW half takes λ from the recipe's groups: its embeddings decay too
-            expected = before[n] * (factor if decays else 1.0)
-            torch.testing.assert_close(p.detach(), expected, msg=f"{name}, λ={decay}, {n}")
+@pytest.mark.parametrize("name", ["momentum", "adamw", "lion", "muon", "soap"])
+def test_the_recipe_decays_every_optimizer_by_its_timescale(tiny, name):
+    """On a run whose gradients are all zero only the recipe's decay moves the weights: the decaying ones
+    (matrices, embeddings) shrink by ∏(1 − f(k)/τ) = decay_multiplier, whatever the optimizer and its η; biases
+    and norms do not move; without decay (τ = ∞) nothing moves."""
+    import dataclasses
+
+    zero = dataclasses.replace(tiny, loss=lambda output, targets: 0.0 * output.sum())
+    for tau, factor in ((None, lab.decay_multiplier(tiny)), (math.inf, 1.0)):
+        seen = {}
+
+        def model(seed, seen=seen):
+            net = tiny.model(seed)
+            seen["net"], seen["before"] = net, {n: p.detach().clone() for n, p in net.named_parameters()}
+            return net
+
+        variant = {} if tau is None else {"decay_timescale": tau}
+        lab.train_run(dataclasses.replace(zero, model=model), name, 0.05, 0, **variant)
+        for n, p in seen["net"].named_parameters():
+            expected = seen["before"][n] * (factor if p.ndim >= 2 else 1.0)
+            torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-7, msg=f"{name}, τ={tau}, {n}")
+    assert lab.decay_multiplier(tiny) == pytest.approx(np.prod([1 - training.warmup_cosine(2, 6)(k) / 6
+                                                                 for k in range(6)]))
 
 
-def test_weight_decay_is_checked(tiny):
-    with pytest.raises(ValueError, match="weight_decay"):
-        lab.make_optimizers("adamw", tiny.model(0), 0.01, tiny, weight_decay=-0.1)
+def test_the_decay_is_checked(tiny):
+    with pytest.raises(ValueError, match="decay_timescale"):
+        lab.train_run(tiny, "adamw", 0.01, 0, decay_timescale=0.0)
     with pytest.raises(ValueError, match="rest_lr"):
         lab.make_optimizers("adamw", tiny.model(0), 0.01, tiny, rest_lr=0.0)
 
@@ -442,7 +494,7 @@ def test_weight_decay_is_checked(tiny):
 def test_options_reach_the_optimizer_nadam_momentum_decay(tiny):
     """ψ reaches torch's NAdam: after one step its ∏μ_i is μ_1 = β₁(1 − ½·0.96^ψ) (torch.optim.NAdam's docs)."""
     beta1 = tiny.betas[0]
-    for psi in (0.004, 100.0):
+    for psi in (0.004, 100.0, lab.NADAMW_PSI):
         model = tiny.model(0)
         (nadam,) = lab.make_optimizers("nadam", model, 0.01, tiny, options={"momentum_decay": psi})
         assert {g["momentum_decay"] for g in nadam.param_groups} == {psi}
@@ -451,28 +503,32 @@ def test_options_reach_the_optimizer_nadam_momentum_decay(tiny):
         nadam.step()
         mu_product = float(next(iter(nadam.state.values()))["mu_product"])
         assert mu_product == pytest.approx(beta1 * (1 - 0.5 * 0.96 ** psi), rel=1e-6)
+        if psi == lab.NADAMW_PSI:
+            assert mu_product == pytest.approx(beta1, rel=1e-7)       # NAdamW: constant β₁ from the first step
     assert 0.99 * beta1 < beta1 * (1 - 0.5 * 0.96 ** 100.0)  # ψ = 100: constant β₁ to 1 % from the first step
 
 
 def test_train_run_records_its_variant_and_the_default_run_has_none(tiny):
     plain = lab.train_run(tiny, "adamw", 0.01, 0, stop_after=2)
     assert "variant" not in plain
-    varied = lab.train_run(tiny, "adamw", 0.01, 0, stop_after=2, weight_decay=0.0)
-    assert varied["variant"] == {"weight_decay": 0.0}
+    varied = lab.train_run(tiny, "adamw", 0.01, 0, stop_after=2, decay_timescale=math.inf)
+    assert varied["variant"] == {"decay_timescale": math.inf}
     assert varied["val_loss"][0] == plain["val_loss"][0]  # the same seed: the same initial weights
 
 
-def test_decay_multiplier_equals_torch_adamw_on_a_zero_gradient_under_the_schedule(tiny):
-    lr = 0.2
-    weight = torch.nn.Parameter(torch.ones(3))
-    adamw = torch.optim.AdamW([weight], lr=lr, weight_decay=tiny.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(adamw, training.warmup_cosine(tiny.warmup_steps, tiny.steps))
-    for _ in range(tiny.steps):
-        weight.grad = torch.zeros(3)
-        adamw.step()
-        schedule.step()
-    assert lab.decay_multiplier(tiny, lr) == pytest.approx(weight[0].item(), rel=1e-5)
-    assert lab.decay_multiplier(tiny, lr, 0.0) == 1.0
+def test_decay_multiplier_equals_torch_adamw_at_lambda_one_over_eta_tau_on_a_zero_gradient(tiny):
+    """The recipe's timescale τ is decoupled decay λ = 1/(ητ): torch's AdamW at that λ shrinks a weight with zero
+    gradient by decay_multiplier over the run, at any η."""
+    for lr in (0.2, 0.002):
+        weight = torch.nn.Parameter(torch.ones(3))
+        adamw = torch.optim.AdamW([weight], lr=lr, weight_decay=1 / (lr * tiny.decay_timescale))
+        schedule = torch.optim.lr_scheduler.LambdaLR(adamw, training.warmup_cosine(tiny.warmup_steps, tiny.steps))
+        for _ in range(tiny.steps):
+            weight.grad = torch.zeros(3)
+            adamw.step()
+            schedule.step()
+        assert lab.decay_multiplier(tiny) == pytest.approx(weight[0].item(), rel=1e-5)
+    assert lab.decay_multiplier(tiny, math.inf) == 1.0
 
 
 def test_gap_by_bin_recovers_the_middle_bin_and_sums_to_the_gap():
