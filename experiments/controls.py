@@ -10,6 +10,9 @@ weights, same minibatches) and runs each optimizer at its committed best η (rea
   rest at Muon's); ``muon_rest_at_adamw``: Muon with its AdamW half at AdamW's η.
 * ``no_decay`` (CNN and LM): every optimizer at its best η without weight decay (the recipe: the timescale
   τ = T steps for all), the λ = 0 baseline.
+* ``clip`` (CNN and LM): SGD + momentum, SGD + Nesterov and AdamW with the gradient clipped at global norm 1 (the
+  course's first protocol), on each one's fine grid and one η above it, retuned there (clipping lets a larger η
+  survive its spikes).
 * ``uniform`` (LM on a language with uniform token frequencies, Zipf exponent 0, otherwise the same generator):
   Nesterov and AdamW on three η around their best η on the Zipfian language, 3 seeds, each window extended by a
   point while its best sits at an edge (the main search's rule).
@@ -45,6 +48,8 @@ from course_lib.labs import where_it_matters as lab
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "controls.json"
 SEEDS = (0, 1, 2)
 UNIFORM = ("nesterov", "adamw")
+CLIPPED = ("momentum", "nesterov", "adamw")
+CLIP_NORM = 1.0  # the first protocol's clipping threshold
 UNIFORM_REACH = 3  # the uniform language's windows may grow to 1 decade from the Zipfian best η
 
 
@@ -79,6 +84,12 @@ def jobs(main: dict, seeds=SEEDS) -> list[dict]:
     for w in ("cnn", "lm"):
         for name, lr in best[w].items():
             add("no_decay", w, name, lr, {"decay_timescale": math.inf})
+    for w, workload in main["workloads"].items():
+        for name in CLIPPED:
+            grid = workload["optimizers"][name]["lr_grid"]
+            above = lab.lr_grid(round(3 * np.log10(grid[-1])) + 1, 1)[0]
+            for lr in grid + [above]:
+                add("clip", w, name, lr, {"clip_norm": CLIP_NORM})
     add("reproduce", "lm", "adamw", lm["adamw"], {}, seeds[:1])
     add("reproduce", "cnn", "muon", best["cnn"]["muon"], {}, seeds[:1])
     return out

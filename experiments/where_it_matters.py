@@ -10,7 +10,8 @@ found by a two-stage search in which every run counts towards its budget (the pr
    (the coarse run at an η of the fine grid is reused, not rerun); while the best (mean over seeds of the final
    validation loss) sits at an end, one more point there (at most ``FINE_REACH`` from k*);
 3. **timing**: the time per step of each optimizer at its best η as a ratio to AdamW's, in a separate run of
-   interleaved rounds after the sweep (one process, one thread).
+   interleaved rounds after the sweep (one process, one thread); ``--retime`` repeats this stage alone on a quiet
+   machine.
 
 Seeded: the same command gives the same numbers on the same machine and torch build. Runs are spread over
 ``--workers`` processes (one thread each on the CPU) and show a progress bar per stage; the script prints its run
@@ -195,6 +196,23 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
     return out
 
 
+def retime(output: Path, *, rounds: int = 5) -> dict:
+    """Measure the time per step again (stage 3 alone) into the results at ``output``, at their best η: for a quiet
+    machine, when the sweep itself ran beside other work."""
+    results = lab.load_results(output)
+    torch.set_num_threads(1)
+    device = pick_device()
+    built = build_workloads(results["config"]["tiny"], str(device), tuple(results["workloads"]))
+    for name, workload in results["workloads"].items():
+        lr = {o: s["best_lr"] for o, s in workload["summary"].items()}
+        steps = workload["step_time_ratio"]["steps"]
+        workload["step_time_ratio"] = {"baseline": "adamw", "steps": steps, "rounds": rounds, "threads": 1,
+                                       "ratios": lab.step_time_ratios(built[name], lr, steps=steps, rounds=rounds)}
+    output.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"time per step measured again → {output}")
+    return results
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -203,7 +221,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="number of seeds (0, 1, …)")
     parser.add_argument("--only", default=None, help="comma-separated optimizer names (default: all)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default: lm,cnn)")
+    parser.add_argument("--retime", action="store_true", help="only measure the time per step again into --output")
     args = parser.parse_args(argv)
+    if args.retime:
+        retime(args.output)
+        return
     if args.tiny and args.output == DEFAULT_OUTPUT:
         parser.error("--tiny needs --output (the committed file holds the full runs)")
     run(args.output, tiny=args.tiny, seeds=tuple(range(args.seeds)), workers=args.workers,

@@ -478,7 +478,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
     ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
     None (the schedule still spans ``workload.steps``). ``variant`` (``rest_lr``, ``options``,
-    ``decay_timescale``) changes one thing of the recipe and goes into the record as ``"variant"``.
+    ``decay_timescale``, ``clip_norm``) changes one thing of the recipe and goes into the record as ``"variant"``.
     """
     if stop_after is not None and not (int(stop_after) == stop_after and 0 <= stop_after <= workload.steps):
         raise ValueError(f"Invalid stop_after: {stop_after} (an integer from 0 to {workload.steps}, the steps)")
@@ -486,9 +486,13 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     tau = variant.get("decay_timescale", workload.decay_timescale)
     if tau is None or not tau > 0:
         raise ValueError(f"Invalid decay_timescale: {tau} (expected steps > 0, or math.inf)")
+    clip_norm = variant.get("clip_norm", workload.clip_norm)
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"Invalid clip_norm: {clip_norm} (expected a norm > 0, or None for no clipping)")
     model = workload.model(seed)
     model.train()
-    optimizers = make_optimizers(optimizer, model, lr, workload, **variant)
+    optimizers = make_optimizers(optimizer, model, lr, workload,
+                                 **{key: value for key, value in variant.items() if key != "clip_norm"})
     factor = warmup_cosine(workload.warmup_steps, workload.steps)
     schedules = [] if optimizer == "schedule_free" else [
         torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
@@ -528,8 +532,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(params, math.inf if workload.clip_norm is None
-                                                    else workload.clip_norm).item())
+        norms.append(torch.nn.utils.clip_grad_norm_(params, math.inf if clip_norm is None else clip_norm).item())
         if decaying:
             with torch.no_grad():
                 torch._foreach_mul_(decaying, 1 - factor(step - 1) / tau)
@@ -562,8 +565,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         "seconds": time.perf_counter() - start, "step_seconds": step_seconds,
         "grad_norm_median": float(np.median(np.asarray(norms)[finite])) if finite.any() else None,
         "grad_norm_max": float(np.max(np.asarray(norms)[finite])) if finite.any() else None,
-        "clipped_fraction": (0.0 if workload.clip_norm is None or not norms
-                             else float(np.mean(np.asarray(norms) > workload.clip_norm))),
+        "clipped_fraction": (0.0 if clip_norm is None or not norms else float(np.mean(np.asarray(norms) > clip_norm))),
     })
     return record
 
@@ -729,6 +731,19 @@ def runs_at(workload: dict, optimizer: str, lr: float | None = None) -> list[dic
                   key=lambda r: r["seed"])
 
 
+VARIANT_OF = {"nadamw": "nadam"}
+"""Optimizers of this comparison that are a variant of a course method: drawn in that method's colour, dashed."""
+
+
+def line_style(name: str) -> dict:
+    """Matplotlib keywords for optimizer ``name``: the course's colour of its method, dashed for a variant."""
+    from .. import plotting
+
+    if name in VARIANT_OF:
+        return {"color": plotting.method_color(VARIANT_OF[name]), "linestyle": "--"}
+    return {"color": plotting.method_color(name)}
+
+
 def curve_band(runs: list[dict], key: str = "val_loss") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, minimum and maximum over seeds of the curve ``key`` (NaN where a run had diverged)."""
     values = np.array([[np.nan if v is None else v for v in r[key]] for r in runs], dtype=float)
@@ -737,15 +752,14 @@ def curve_band(runs: list[dict], key: str = "val_loss") -> tuple[np.ndarray, np.
 
 def plot_learning_curves(workload: dict, ax, key: str = "val_loss", optimizers=None, band: bool = True):
     """``key`` against steps for each optimizer at its best η: the median over seeds, the band from min to max."""
-    from .. import plotting
 
     steps = workload["eval_steps"]
     for name in optimizers or workload["optimizers"]:
         median, low, high = curve_band(runs_at(workload, name), key)
-        color = plotting.method_color(name)
-        ax.plot(steps, median, color=color, label=workload["optimizers"][name]["title"])
+        style = line_style(name)
+        ax.plot(steps, median, label=workload["optimizers"][name]["title"], **style)
         if band:
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+            ax.fill_between(steps, low, high, color=style["color"], alpha=0.2, linewidth=0)
     ax.set_xlabel("step t")
     return ax
 
@@ -753,7 +767,6 @@ def plot_learning_curves(workload: dict, ax, key: str = "val_loss", optimizers=N
 def plot_lr_sensitivity(workload: dict, ax, optimizers=None, key: str = "best_val_loss"):
     """The best validation loss against η for each optimizer: mean over seeds (a diverged run is left out and its
     point drawn at the top of the axes as ×). The η axis is logarithmic, with a tick per decade and no minor ticks."""
-    from .. import plotting
 
     top = workload.get("reference_losses", {}).get("uniform")
     for name in optimizers or workload["optimizers"]:
@@ -765,10 +778,11 @@ def plot_lr_sensitivity(workload: dict, ax, optimizers=None, key: str = "best_va
             else:
                 lrs.append(lr)
                 means.append(float(np.mean(values)))
-        color = plotting.method_color(name)
-        ax.semilogx(lrs, means, "o-", color=color, label=workload["optimizers"][name]["title"], markersize=4)
+        style = line_style(name)
+        ax.semilogx(lrs, means, marker="o", label=workload["optimizers"][name]["title"], markersize=4,
+                    **{"linestyle": "-", **style})
         if failed and top is not None:
-            ax.semilogx(failed, [top] * len(failed), "x", color=color)
+            ax.semilogx(failed, [top] * len(failed), "x", color=style["color"])
     ax.set_xlabel("learning rate η")
     ax.minorticks_off()  # the decades read the same; minor ticks cost about a third of the figure's drawing
     return ax
@@ -807,11 +821,10 @@ def plot_performance_profile(profile: benchmark.Profile, ax, titles: dict | None
     """ρ(τ) against τ for each optimizer of ``profile`` (a step function: the share of workloads on which its
     cost is within a factor τ of the best), in the course's colours. ``offset`` shifts the k-th of n curves up by
     (k − (n − 1)/2) · offset, so that curves with equal values can be told apart (say so in the figure)."""
-    from .. import plotting
 
     middle = (len(profile.optimizers) - 1) / 2
     for k, (name, rho) in enumerate(zip(profile.optimizers, profile.rho)):
-        ax.step(profile.taus, rho + (k - middle) * offset, where="post", color=plotting.method_color(name),
+        ax.step(profile.taus, rho + (k - middle) * offset, where="post", **line_style(name),
                 label=(titles or {}).get(name, name))
     ax.set(xlabel="τ (cost within a factor τ of the best)", ylabel="ρ(τ): share of workloads",
            ylim=(-0.05 - middle * offset, 1.05 + middle * offset))
@@ -832,18 +845,18 @@ def lm_playground_figure(workload: dict, optimizer: str = "adamw", lr_index: int
     for ax, key, title in zip(axes, ("val_loss", "val_loss_frequent", "val_loss_rare"),
                               ("all tokens", "frequent tokens", "rare tokens")):
         for run in runs_at(workload, "adamw"):
-            ax.plot(steps, [np.nan if v is None else v for v in run[key]], "--", color=plotting.method_color("adamw"),
+            ax.plot(steps, [np.nan if v is None else v for v in run[key]], ":", color=plotting.method_color("adamw"),
                     linewidth=1)
         for run in runs_at(workload, optimizer, lr):
-            ax.plot(steps, [np.nan if v is None else v for v in run[key]], color=plotting.method_color(optimizer))
+            ax.plot(steps, [np.nan if v is None else v for v in run[key]], **line_style(optimizer))
         ax.axhline(workload["reference_losses"]["entropy_rate"], color="0.5", linewidth=0.8)
         ax.set_title(title)
         ax.set_xlabel("step t")
     axes[0].set_ylabel("validation loss (nats)")
     axes[0].set_ylim(0, workload["reference_losses"]["uniform"] + 2.5)
     best = workload["summary"]["adamw"]["best_lr"]
-    fig.suptitle(f"{workload['optimizers'][optimizer]['title']} at η = {lr:g} (solid, 3 seeds) and AdamW at its "
-                 f"best η = {best:g} (dashed); grey: the entropy rate")
+    fig.suptitle(f"{workload['optimizers'][optimizer]['title']} at η = {lr:g} (3 seeds) and AdamW at its "
+                 f"best η = {best:g} (dotted); grey: the entropy rate")
     return fig
 
 
@@ -864,7 +877,8 @@ def results_playground(workload: dict):
 
 
 __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "plot_lr_sensitivity",
-            "paired_against", "excess_losses", "plot_performance_profile", "lm_playground_figure",
+            "paired_against", "excess_losses", "plot_performance_profile", "VARIANT_OF", "line_style",
+            "lm_playground_figure",
             "results_playground"]
 
 
@@ -874,9 +888,6 @@ __all__ += ["load_results", "runs_at", "curve_band", "plot_learning_curves", "pl
 CONTROLS_SCHEMA = "where_it_matters_controls/1"
 CONTROLS_PATH = importlib.resources.files("course_lib") / "results" / "controls.json"
 """The committed controls (package data, like :data:`RESULTS_PATH`); ``make controls`` rewrites it."""
-
-DECAYING = tuple(name for name in OPTIMIZERS if name != "schedule_free")
-"""The optimizers whose decoupled decay follows the recipe's schedule (Schedule-Free has none)."""
 
 CONTROL_RUN_KEYS = {"control": str, "workload": str, "variant": dict, "optimizer": str, "lr": float, "seed": int,
                     "diverged": bool, "val_loss": list, "final_val_loss": (float, type(None))}
@@ -978,5 +989,5 @@ def gap_by_bin(workload: dict, optimizer: str, baseline: str = "adamw") -> dict[
     return out
 
 
-__all__ += ["CONTROLS_SCHEMA", "CONTROLS_PATH", "DECAYING", "check_controls", "load_controls", "control_runs",
+__all__ += ["CONTROLS_SCHEMA", "CONTROLS_PATH", "check_controls", "load_controls", "control_runs",
             "paired_runs", "gap_by_bin"]
