@@ -153,7 +153,7 @@ class donating:
     __slots__ = ("ids",)
 
     def __init__(self, tensors):
-        self.ids = {id(tensor) for tensor in tensors}
+        self.ids = {id(tensor) for tensor in tensors if tensor is not None}
 
     def __enter__(self):
         _DONATED.update(self.ids)
@@ -173,32 +173,38 @@ def _scale(x, c):
 
 def _add(x, y, alpha):
     """x + α·y (torch's ``x.add(y, alpha=α)``)."""
+    if id(x) in _DONATED and _is_number(alpha):
+        return x.add_(y, alpha=alpha)
     if hasattr(x, "addcmul") and _is_number(alpha):
-        return x.add_(y, alpha=alpha) if id(x) in _DONATED else x.add(y, alpha=alpha)
+        return x.add(y, alpha=alpha)
     return x + alpha * y
 
 
 def _addcmul(x, a, b, value, *, new_value_of_x=True):
     """x + value·a·b (torch's ``x.addcmul(a, b, value=value)``); ``new_value_of_x=False``: a derived quantity,
     never written into a handed-over ``x``."""
+    if new_value_of_x and id(x) in _DONATED and _is_number(value):
+        return x.addcmul_(a, b, value=value)
     if hasattr(x, "addcmul") and _is_number(value):
-        if new_value_of_x and id(x) in _DONATED:
-            return x.addcmul_(a, b, value=value)
         return x.addcmul(a, b, value=value)
     return x + value * a * b
 
 
 def _addcdiv(x, a, b, value):
     """x + value·a/b (torch's ``x.addcdiv(a, b, value=value)``)."""
+    if id(x) in _DONATED and _is_number(value):
+        return x.addcdiv_(a, b, value=value)
     if hasattr(x, "addcdiv") and _is_number(value):
-        return x.addcdiv_(a, b, value=value) if id(x) in _DONATED else x.addcdiv(a, b, value=value)
+        return x.addcdiv(a, b, value=value)
     return x + value * a / b  # (value·a)/b, as torch's kernel computes it
 
 
 def _ema(average, value, beta):
     """β·average + (1 − β)·value, the exponential moving average (torch: ``average.lerp(value, 1 − β)``)."""
+    if id(average) in _DONATED and _is_number(beta):
+        return average.lerp_(value, 1 - beta)
     if hasattr(average, "addcmul") and _is_number(beta):
-        return average.lerp_(value, 1 - beta) if id(average) in _DONATED else average.lerp(value, 1 - beta)
+        return average.lerp(value, 1 - beta)
     return beta * average + (1 - beta) * value
 
 
@@ -431,7 +437,10 @@ class Rule:
 
 def _nonzero(value) -> bool:
     """True when a hyperparameter (a number or an array of them) is not all zero."""
-    if isinstance(value, (int, float)):  # the usual case (NumPy's float64 too), on every step: no array needed
+    kind = type(value)
+    if kind is float or kind is int:  # the usual case, several times per tensor and step: nothing else to ask
+        return value != 0
+    if isinstance(value, (int, float)):  # NumPy's float64, a bool: still no array needed
         return bool(value != 0)
     return bool(np.any(np.asarray(value) != 0))
 
