@@ -26,7 +26,10 @@ torch.optim (notebook 14 measures the three):
   step costs what torch.optim's for-loop costs, and float32 results equal it bit
   for bit (a state dict moves between the two and training continues
   identically). The ``step`` counters stay tensors; under ``torch.compile`` the
-  rule computes with them (no ``.item()``, no graph break).
+  rule computes with them (no ``.item()``, no graph break). SGD, whose step is
+  three operations per tensor, runs the rule's in-place twin
+  (:func:`course_lib.rules.sgd_update_`, tested equal to the rule bit for bit):
+  the Python around a few small kernels is what such a step costs.
 * **multi-tensor** (``foreach=True``): the rule once per group on
   :class:`TensorList` s, lists of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, over all tensors at once.
@@ -388,6 +391,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         """
         update, hyperparams = rule.update_fn, rule.hyperparams
         compiling = torch.compiler.is_compiling()
+        if rule.update_in_place_fn is not None and not compiling:
+            self._step_per_tensor_in_place(group, rule)
+            return
         states, active, handed = self.state, [], []
         for param in group["params"]:
             grad = param.grad
@@ -420,6 +426,20 @@ class RuleOptimizer(torch.optim.Optimizer):
                         step.copy_(value) if compiling else step.fill_(value)
                     elif value is not None:
                         state[name] = value
+
+    def _step_per_tensor_in_place(self, group, rule):
+        """Path 1 with the rule's in-place twin (SGD's: :func:`course_lib.rules.sgd_update_`), which writes θ and
+        torch.optim's state dict itself: the fewest Python operations around a step of few kernels."""
+        update_in_place, hyperparams, states = rule.update_in_place_fn, rule.hyperparams, self.state
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            self.check_param(param)
+            state = states[param]
+            if not state:
+                self.store_state(state, rule.init(param))
+            update_in_place(param, grad, state, **hyperparams)
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""

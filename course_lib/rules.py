@@ -57,6 +57,7 @@ __all__ = [
     "soap",
     "shampoo",
     "sgd_update",
+    "sgd_update_",
     "adagrad_update",
     "rmsprop_update",
     "adam_update",
@@ -245,6 +246,29 @@ def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_d
     return _add(params, direction, -lr), new_state  # θ − η d
 
 
+def sgd_update_(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                nesterov=False, maximize=False) -> None:
+    """:func:`sgd_update` in place: θ and ``state`` (torch.optim's dict for one parameter) get their new values.
+
+    The same operations as :func:`sgd_update` run on tensors handed over with :class:`donating`, written out
+    (torch.optim's for-loop, line for line): the per-tensor path of :class:`course_lib.optim.SGD` calls it
+    because SGD's step is three operations per tensor, so the Python around them counts. Tested equal to
+    :func:`sgd_update` bit for bit (tests/test_rules.py); tensors only.
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad.add(params, alpha=weight_decay)  # g + λθ
+    if momentum != 0:
+        buffer = state.get("momentum_buffer")
+        if buffer is None:
+            buffer = state["momentum_buffer"] = grad * 1.0  # a copy: the first step stores g_1 itself
+        else:
+            buffer.mul_(momentum).add_(grad, alpha=1 - dampening)  # βb + (1 − dampening)g
+        grad = grad.add(buffer, alpha=momentum) if nesterov else buffer  # g + βb
+    params.add_(grad, alpha=-lr)  # θ − η d
+
+
 def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                    initial_accumulator_value=0.0, eps=1e-10, maximize=False):
     r"""AdaGrad: every coordinate divides by the root of its summed squared gradients.
@@ -403,7 +427,9 @@ class Rule:
       builds it again with some options changed (``None`` for a rule made by
       hand: it cannot be rebuilt);
     * ``color_key``: its key in :data:`course_lib.plotting.METHOD_COLORS`, its
-      ``name`` unless given (a lab's variant of Adam is drawn in Adam's colour).
+      ``name`` unless given (a lab's variant of Adam is drawn in Adam's colour);
+    * ``update_in_place_fn``: where a rule has one (SGD's :func:`sgd_update_`),
+      ``update_fn`` written out in place, for :mod:`course_lib.optim`'s per-tensor path.
     """
 
     name: str
@@ -412,6 +438,9 @@ class Rule:
     init_fn: Callable = field(repr=False)
     factory: Callable[..., Rule] | None = field(default=None, repr=False)
     color_key: str = ""
+    #: ``update_fn``'s in-place twin, where a rule has one (:func:`sgd_update_`): it takes the same arguments,
+    #: returns nothing and writes θ and the state dict (tensors only).
+    update_in_place_fn: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if not self.color_key:
@@ -510,7 +539,7 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, 
         name = "momentum"
     else:
         name = "gd"
-    return Rule(name, hyper, sgd_update, sgd_init, factory=sgd)
+    return Rule(name, hyper, sgd_update, sgd_init, factory=sgd, update_in_place_fn=sgd_update_)
 
 
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, *,
