@@ -817,7 +817,10 @@ def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None
         rule_state = {name: step if name == "step" else None if name in none_names
                       else TensorList([state[name] for state in batch_states]) for name in batch_states[0]}
         params_list = TensorList(batch)
-        if bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
+        if bucket is None and rule.update_in_place_fn is not None:  # SGD's twin writes θ and rule_state itself
+            new_params, new_state, rule_state = params_list, rule_state, dict(rule_state)
+            rule.update_in_place_fn(params_list, TensorList([p.grad for p in batch]), new_state, **rule.hyperparams)
+        elif bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
             with rules.donating([params_list, *(v for v in rule_state.values() if isinstance(v, TensorList))]):
                 new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
         else:
