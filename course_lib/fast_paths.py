@@ -784,34 +784,43 @@ class _FlatGroup:
 # --------------------------------------------------------------------------------------
 # ``optimizer`` is a :class:`course_lib.optim.RuleOptimizer`; these functions use its public ``state`` (torch.optim's
 # per-parameter state), ``check_param(param)`` and ``store_state(state, new_state)``, and nothing else of it.
+_NONE_TYPE = type(None)
+
+
 def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None):
     """Path 2: the rule once per (device, dtype, step) on :class:`TensorList` s of all those tensors.
 
     With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
     are written into the flat buffers' views.
     """
+    all_states, states = optimizer.state, []
     for param in params:
         optimizer.check_param(param)
-        state = optimizer.state[param]
+        state = all_states[param]
         if not state:
             if bucket is None:
                 optimizer.store_state(state, rule.init(param))
             else:
                 bucket.attach(bucket.index[id(param)], state)
-    states = [optimizer.state[param] for param in params]
-    stepped = [state for state in states if "step" in state]
-    steps = iter(torch.stack([state["step"] for state in stepped]).tolist() if stepped else [])
+        states.append(state)
+    stepped = [state["step"] for state in states if "step" in state]
+    # the step counts as numbers: one stack for many tensors, a few item() calls (cheaper) for a few
+    steps = iter(torch.stack(stepped).tolist() if len(stepped) > 8 else [step.item() for step in stepped])
     batches = defaultdict(list)
     for param, state in zip(params, states):
         step = int(next(steps)) if "step" in state else None
-        none_names = tuple(name for name, value in state.items() if value is None)
-        batches[(param.device, param.dtype, step, none_names)].append(param)
-    for (_, _, step, none_names), batch in batches.items():
-        first = optimizer.state[batch[0]]
+        none_names = (tuple(name for name, value in state.items() if value is None)
+                      if _NONE_TYPE in map(type, state.values()) else ())  # (``None in``: tensor == None, slow)
+        batches[(param.device, param.dtype, step, none_names)].append((param, state))
+    for (_, _, step, none_names), members in batches.items():
+        batch, batch_states = [param for param, _ in members], [state for _, state in members]
         rule_state = {name: step if name == "step" else None if name in none_names
-                      else TensorList([optimizer.state[param][name] for param in batch]) for name in first}
+                      else TensorList([state[name] for state in batch_states]) for name in batch_states[0]}
         params_list = TensorList(batch)
-        if bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
+        if bucket is None and rule.update_in_place_fn is not None:  # SGD's twin writes θ and rule_state itself
+            new_params, new_state, rule_state = params_list, rule_state, dict(rule_state)
+            rule.update_in_place_fn(params_list, TensorList([p.grad for p in batch]), new_state, **rule.hyperparams)
+        elif bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
             with rules.donating([params_list, *(v for v in rule_state.values() if isinstance(v, TensorList))]):
                 new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
         else:
@@ -822,13 +831,14 @@ def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None
             if value is None:
                 continue
             if name == "step":  # in place, as torch.optim does: one operation for the whole batch
-                torch._foreach_add_([optimizer.state[param]["step"] for param in batch], float(value - step))
+                torch._foreach_add_([state["step"] for state in batch_states], float(value - step))
             elif bucket is None:
-                for param, tensor in zip(batch, value):
-                    optimizer.state[param][name] = tensor
+                if value is not rule_state.get(name):  # (the rule wrote a handed-over list in place: nothing to do)
+                    for state, tensor in zip(batch_states, value):
+                        state[name] = tensor
             else:
-                for param, view in zip(batch, bucket.write(batch, name, value)):
-                    optimizer.state[param][name] = view
+                for state, view in zip(batch_states, bucket.write(batch, name, value)):
+                    state[name] = view
 
 
 def step_flat(optimizer, layouts: dict, index: int, group, rule, split):

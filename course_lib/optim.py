@@ -26,7 +26,10 @@ torch.optim (notebook 14 measures the three):
   step costs what torch.optim's for-loop costs, and float32 results equal it bit
   for bit (a state dict moves between the two and training continues
   identically). The ``step`` counters stay tensors; under ``torch.compile`` the
-  rule computes with them (no ``.item()``, no graph break).
+  rule computes with them (no ``.item()``, no graph break). SGD, whose step is
+  three operations per tensor, runs the rule's in-place twin
+  (:func:`course_lib.rules.sgd_update_`, tested equal to the rule bit for bit):
+  the Python around a few small kernels is what such a step costs.
 * **multi-tensor** (``foreach=True``): the rule once per group on
   :class:`TensorList` s, lists of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, over all tensors at once.
@@ -80,6 +83,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 from collections.abc import Callable
 
 import numpy as np
@@ -173,6 +177,9 @@ def _foreach_devices() -> list[str]:
     if supported is None:  # an older or newer torch: its list as of 2.13
         return ["cuda", "xpu", "mtia", torch._C._get_privateuse1_backend_name()]
     return supported()
+
+
+_UNSET_OR_FALSE = (None, False)  # execution keywords that choose nothing
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -270,14 +277,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         """``rule_for(group)``, rebuilt only when a hyperparameter changed, and a dict to cache what goes with it
         (the flat path keeps the rule's split for its compiled kernel there)."""
         names = self._hyper_names()
-        key = tuple([group[name] for name in names])
+        given = [group[name] for name in names]
+        cached = self._rules.get(index)
+        if cached is not None and cached[3] is not None and all(map(operator.is_, given, cached[3])):
+            return cached[1], cached[2]  # the very same numbers as last step (no tensor among them): nothing to do
+        key, plain = tuple(given), True
         if any(isinstance(value, (torch.Tensor, np.ndarray)) or (isinstance(value, tuple) and any(
                 isinstance(v, (torch.Tensor, np.ndarray)) for v in value)) for value in key):
-            key = tuple(rules.as_number(value) for value in key)  # a tensor lr may change in place
-        cached = self._rules.get(index)
+            key, plain = tuple(rules.as_number(value) for value in key), False  # a tensor lr may change in place
         if cached is None or cached[0] != key:
             rule = self.rule_factory(**{name: rules.as_number(value) for name, value in zip(names, key)})
-            cached = self._rules[index] = (key, rule, {})
+            cached = (key, rule, {})
+        self._rules[index] = (*cached[:3], given if plain else None)
         return cached[1], cached[2]
 
     # ---- choosing a path ---------------------------------------------------------------------------------
@@ -293,9 +304,14 @@ class RuleOptimizer(torch.optim.Optimizer):
         parameter with a gradient on a device with foreach kernels: CUDA, not the CPU), else per tensor.
         """
         execution = self._group_execution(group)
-        _check_execution(execution["foreach"], execution["fused"], "", execution["capturable"],
-                         execution["differentiable"], type(self).__name__)
         foreach, fused = execution["foreach"], execution["fused"]
+        if (foreach in _UNSET_OR_FALSE and fused in _UNSET_OR_FALSE and execution["capturable"] in _UNSET_OR_FALSE
+                and execution["differentiable"] in _UNSET_OR_FALSE):  # the usual case: nothing to refuse
+            if foreach is None and fused is None and self._torch_would_use_foreach(group):
+                return "multi-tensor"
+            return "per-tensor"
+        _check_execution(foreach, fused, "", execution["capturable"], execution["differentiable"],
+                         type(self).__name__)
         if fused:
             return "flat"
         if foreach:
@@ -373,36 +389,63 @@ class RuleOptimizer(torch.optim.Optimizer):
         except under ``torch.compile``, where it gets the ``step`` tensor itself (no host sync, no graph break);
         the ``step`` tensor is updated in place, the other state entries are the tensors the rule returns.
         """
-        update = rule.step_fn  # the update function with the hyperparameters bound
+        update, hyperparams = rule.update_fn, rule.hyperparams
         compiling = torch.compiler.is_compiling()
-        active = []
+        if rule.update_in_place_fn is not None and not compiling:
+            self._step_per_tensor_in_place(group, rule)
+            return
+        states, active, handed = self.state, [], []
         for param in group["params"]:
-            if param.grad is None:
+            grad = param.grad
+            if grad is None:
                 continue
             self.check_param(param)
-            state = self.state[param]
+            state = states[param]
             if not state:
                 self.store_state(state, rule.init(param))
-            active.append((param, state))
+            active.append((param, grad, state))
+            handed.append(param)
+            handed += state.values()
         # θ and the state are replaced by the rule's results: let it write them in place (the compiler removes the
         # copies itself)
-        handed_over = contextlib.nullcontext() if compiling else rules.donating(
-            [tensor for param, state in active for tensor in (param, *state.values())
-             if isinstance(tensor, torch.Tensor)])
-        with handed_over:
-            for param, state in active:
+        with contextlib.nullcontext() if compiling else rules.donating(handed):
+            for param, grad, state in active:
                 step = state.get("step")
-                rule_state = state if step is None else {**state, "step": step if compiling else step.item()}
-                new_param, new_state = update(param, param.grad, rule_state)
+                if step is None:
+                    new_param, new_state = update(param, grad, state, **hyperparams)
+                else:
+                    new_param, new_state = update(param, grad, {**state, "step": step if compiling else step.item()},
+                                                  **hyperparams)
                 if new_param is not param:
                     param.copy_(new_param)
-                self.store_state(state, new_state)
+                if step is not None and type(step) is not torch.Tensor:
+                    self.store_state(state, new_state)  # a step count to make a tensor of
+                    continue
+                for name, value in new_state.items():  # store_state's work, inline: this runs for every tensor
+                    if name == "step":
+                        step.copy_(value) if compiling else step.fill_(value)
+                    elif value is not None:
+                        state[name] = value
+
+    def _step_per_tensor_in_place(self, group, rule):
+        """Path 1 with the rule's in-place twin (SGD's: :func:`course_lib.rules.sgd_update_`), which writes θ and
+        torch.optim's state dict itself: the fewest Python operations around a step of few kernels."""
+        update_in_place, hyperparams, states = rule.update_in_place_fn, rule.hyperparams, self.state
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            self.check_param(param)
+            state = states[param]
+            if not state:
+                self.store_state(state, rule.init(param))
+            update_in_place(param, grad, state, **hyperparams)
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""
         if param.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-        if torch.is_complex(param):
+        if param.is_complex():
             raise RuntimeError(f"{type(self).__name__} supports real-valued parameters only")
 
     @staticmethod
@@ -547,7 +590,7 @@ class _PerTensorRuleOptimizer(RuleOptimizer):
     def check_param(self, param):
         if param.grad.is_sparse:
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-        if torch.is_complex(param):
+        if param.is_complex():
             raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
 
 

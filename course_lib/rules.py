@@ -57,6 +57,7 @@ __all__ = [
     "soap",
     "shampoo",
     "sgd_update",
+    "sgd_update_",
     "adagrad_update",
     "rmsprop_update",
     "adam_update",
@@ -153,7 +154,7 @@ class donating:
     __slots__ = ("ids",)
 
     def __init__(self, tensors):
-        self.ids = {id(tensor) for tensor in tensors}
+        self.ids = {id(tensor) for tensor in tensors if tensor is not None}
 
     def __enter__(self):
         _DONATED.update(self.ids)
@@ -173,32 +174,38 @@ def _scale(x, c):
 
 def _add(x, y, alpha):
     """x + α·y (torch's ``x.add(y, alpha=α)``)."""
+    if id(x) in _DONATED and _is_number(alpha):
+        return x.add_(y, alpha=alpha)
     if hasattr(x, "addcmul") and _is_number(alpha):
-        return x.add_(y, alpha=alpha) if id(x) in _DONATED else x.add(y, alpha=alpha)
+        return x.add(y, alpha=alpha)
     return x + alpha * y
 
 
 def _addcmul(x, a, b, value, *, new_value_of_x=True):
     """x + value·a·b (torch's ``x.addcmul(a, b, value=value)``); ``new_value_of_x=False``: a derived quantity,
     never written into a handed-over ``x``."""
+    if new_value_of_x and id(x) in _DONATED and _is_number(value):
+        return x.addcmul_(a, b, value=value)
     if hasattr(x, "addcmul") and _is_number(value):
-        if new_value_of_x and id(x) in _DONATED:
-            return x.addcmul_(a, b, value=value)
         return x.addcmul(a, b, value=value)
     return x + value * a * b
 
 
 def _addcdiv(x, a, b, value):
     """x + value·a/b (torch's ``x.addcdiv(a, b, value=value)``)."""
+    if id(x) in _DONATED and _is_number(value):
+        return x.addcdiv_(a, b, value=value)
     if hasattr(x, "addcdiv") and _is_number(value):
-        return x.addcdiv_(a, b, value=value) if id(x) in _DONATED else x.addcdiv(a, b, value=value)
+        return x.addcdiv(a, b, value=value)
     return x + value * a / b  # (value·a)/b, as torch's kernel computes it
 
 
 def _ema(average, value, beta):
     """β·average + (1 − β)·value, the exponential moving average (torch: ``average.lerp(value, 1 − β)``)."""
+    if id(average) in _DONATED and _is_number(beta):
+        return average.lerp_(value, 1 - beta)
     if hasattr(average, "addcmul") and _is_number(beta):
-        return average.lerp_(value, 1 - beta) if id(average) in _DONATED else average.lerp(value, 1 - beta)
+        return average.lerp(value, 1 - beta)
     return beta * average + (1 - beta) * value
 
 
@@ -237,6 +244,29 @@ def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_d
     else:
         direction = grad
     return _add(params, direction, -lr), new_state  # θ − η d
+
+
+def sgd_update_(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                nesterov=False, maximize=False) -> None:
+    """:func:`sgd_update` in place: θ and ``state`` (torch.optim's dict for one parameter) get their new values.
+
+    The same operations as :func:`sgd_update` run on tensors handed over with :class:`donating`, written out
+    (torch.optim's for-loop, line for line): the per-tensor path of :class:`course_lib.optim.SGD` calls it
+    because SGD's step is three operations per tensor, so the Python around them counts. Tested equal to
+    :func:`sgd_update` bit for bit (tests/test_rules.py); tensors only.
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad.add(params, alpha=weight_decay)  # g + λθ
+    if momentum != 0:
+        buffer = state.get("momentum_buffer")
+        if buffer is None:
+            buffer = state["momentum_buffer"] = grad * 1.0  # a copy: the first step stores g_1 itself
+        else:
+            buffer.mul_(momentum).add_(grad, alpha=1 - dampening)  # βb + (1 − dampening)g
+        grad = grad.add(buffer, alpha=momentum) if nesterov else buffer  # g + βb
+    params.add_(grad, alpha=-lr)  # θ − η d
 
 
 def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
@@ -397,7 +427,9 @@ class Rule:
       builds it again with some options changed (``None`` for a rule made by
       hand: it cannot be rebuilt);
     * ``color_key``: its key in :data:`course_lib.plotting.METHOD_COLORS`, its
-      ``name`` unless given (a lab's variant of Adam is drawn in Adam's colour).
+      ``name`` unless given (a lab's variant of Adam is drawn in Adam's colour);
+    * ``update_in_place_fn``: where a rule has one (SGD's :func:`sgd_update_`),
+      ``update_fn`` written out in place, for :mod:`course_lib.optim`'s per-tensor path.
     """
 
     name: str
@@ -406,6 +438,9 @@ class Rule:
     init_fn: Callable = field(repr=False)
     factory: Callable[..., Rule] | None = field(default=None, repr=False)
     color_key: str = ""
+    #: ``update_fn``'s in-place twin, where a rule has one (:func:`sgd_update_`): it takes the same arguments,
+    #: returns nothing and writes θ and the state dict (tensors only).
+    update_in_place_fn: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if not self.color_key:
@@ -431,7 +466,10 @@ class Rule:
 
 def _nonzero(value) -> bool:
     """True when a hyperparameter (a number or an array of them) is not all zero."""
-    if isinstance(value, (int, float)):  # the usual case (NumPy's float64 too), on every step: no array needed
+    kind = type(value)
+    if kind is float or kind is int:  # the usual case, several times per tensor and step: nothing else to ask
+        return value != 0
+    if isinstance(value, (int, float)):  # NumPy's float64, a bool: still no array needed
         return bool(value != 0)
     return bool(np.any(np.asarray(value) != 0))
 
@@ -501,7 +539,7 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, 
         name = "momentum"
     else:
         name = "gd"
-    return Rule(name, hyper, sgd_update, sgd_init, factory=sgd)
+    return Rule(name, hyper, sgd_update, sgd_init, factory=sgd, update_in_place_fn=sgd_update_)
 
 
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, *,

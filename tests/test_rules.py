@@ -222,3 +222,29 @@ def test_as_number_and_the_numpy_torch_helpers():
     torch.testing.assert_close(rules.sqrt(torch.tensor(x)), torch.sqrt(torch.tensor(x)), rtol=0, atol=0)
     assert rules.zeros_like(torch.ones(2, dtype=torch.float64)).dtype == torch.float64
     np.testing.assert_array_equal(rules.zeros_like(x), np.zeros(2))
+
+
+SGD_OPTIONS = [dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, dampening=0.3),
+               dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+               dict(lr=0.1, momentum=0.5, weight_decay=0.1, maximize=True), dict(lr=0.1, weight_decay=0.1)]
+
+
+@pytest.mark.parametrize("kwargs", SGD_OPTIONS, ids=[str(sorted(k.items())) for k in SGD_OPTIONS])
+def test_sgd_in_place_twin_equals_the_pure_rule_bit_for_bit(kwargs):
+    """sgd_update_ (optim.SGD's per-tensor path) against sgd_update: five float32 steps, the first one included."""
+    rule = rules.sgd(**kwargs)
+    assert rule.update_in_place_fn is rules.sgd_update_
+    generator = torch.Generator().manual_seed(4)
+    theta = torch.randn(7, 3, generator=generator)
+    pure_theta, pure_state = theta.clone(), rule.init(theta)
+    in_place_theta, in_place_state = theta.clone(), {}  # torch.optim's state: no entry before the first step
+    for _ in range(5):
+        grad = torch.randn(7, 3, generator=generator)
+        kept = grad.clone()
+        pure_theta, pure_state = rule.update(pure_theta, grad, pure_state)
+        assert rule.update_in_place_fn(in_place_theta, grad, in_place_state, **rule.hyperparams) is None
+        assert torch.equal(grad, kept)  # the gradient is read, never written
+        assert torch.equal(in_place_theta, pure_theta)
+        assert {k: v for k, v in pure_state.items() if v is not None}.keys() == in_place_state.keys()
+        for name, value in in_place_state.items():
+            assert torch.equal(value, pure_state[name]), name
