@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..descent import Trajectory, descend
-from ..functions import Quadratic, quadratic
+from ..functions import Objective, Quadratic, quadratic
 from ..plotting import method_color, plot_contours
 from ..rules import sgd
 
@@ -38,6 +38,11 @@ __all__ = [
     "nesterov_tuning",
     "contraction_factor",
     "measured_rate",
+    "REGIMES",
+    "damping_regime",
+    "Saddle",
+    "saddle",
+    "escape_steps",
     "MomentumView",
     "momentum_view",
     "show_momentum_descent",
@@ -142,6 +147,70 @@ def measured_rate(distances, start: int, stop: int, minimizer=0.0):
     rate = np.where(np.isfinite(last) & np.isfinite(first), rate, np.inf)
     rate = np.where((first == 0) & (last == 0), 0.0, rate)
     return float(rate) if rate.ndim == 0 else rate
+
+
+REGIMES = ("over-damped", "under-damped", "alternating", "divergent")
+"""The four regimes of heavy ball along one eigen-direction, in the order :func:`damping_regime` numbers them."""
+
+
+def damping_regime(lr_curvature, momentum):
+    r"""Which regime heavy ball is in along a direction of curvature h, from x = ηh and β (0 ≤ β < 1).
+
+    The error obeys e_t = (1 + β − x) e_{t−1} − β e_{t−2}, with characteristic
+    roots z² − (1 + β − x) z + β = 0 (product β, sum 1 + β − x). Returns an
+    integer array indexing :data:`REGIMES`:
+
+    * 0, over-damped: 0 < x < (1 − √β)², two real roots in (0, 1): e_t decays without changing sign;
+    * 1, under-damped: (1 − √β)² < x < (1 + √β)², complex roots of modulus √β: e_t oscillates inside √β^t;
+    * 2, alternating: (1 + √β)² < x < 2(1 + β), real roots, one in (−1, 0): e_t changes sign every step;
+    * 3, divergent: x ≤ 0 or x ≥ 2(1 + β), a root of modulus ≥ 1.
+
+    On the two curves x = (1 ∓ √β)² the root is double (critical damping, ±√β); they are counted as
+    under-damped. ``lr_curvature`` and ``momentum`` broadcast against each other.
+    """
+    x = np.asarray(lr_curvature, dtype=float)
+    beta = np.asarray(momentum, dtype=float)
+    if np.any(beta < 0) or np.any(beta >= 1):
+        raise ValueError(f"Invalid momentum: {momentum} (damping_regime needs 0 <= β < 1)")
+    root = np.sqrt(beta)
+    regime = np.full(np.broadcast(x, beta).shape, 3)
+    regime = np.where((x > 0) & (x < (1 - root) ** 2), 0, regime)
+    regime = np.where((x >= (1 - root) ** 2) & (x <= (1 + root) ** 2) & (x > 0), 1, regime)
+    regime = np.where((x > (1 + root) ** 2) & (x < 2 * (1 + beta)), 2, regime)
+    return regime
+
+
+@dataclass(frozen=True)
+class Saddle(Objective):
+    """f(θ) = ½ θ₁² − ½ ρ θ₂² + ¼ θ₂⁴: a saddle at 0 (curvatures 1 and −ρ), minima at (0, ±√ρ)."""
+
+    rho: float = 0.01
+
+    def value(self, x):
+        x = self._check(x)
+        return 0.5 * x[..., 0] ** 2 - 0.5 * self.rho * x[..., 1] ** 2 + 0.25 * x[..., 1] ** 4
+
+    def grad(self, x):
+        x = self._check(x)
+        return np.stack([x[..., 0], -self.rho * x[..., 1] + x[..., 1] ** 3], axis=-1)
+
+
+def saddle(rho: float = 0.01) -> Saddle:
+    """Notebook 04's saddle: curvature 1 along θ₁ and −ρ along θ₂ at θ = 0; f* = −ρ²/4 at (0, ±√ρ)."""
+    if not rho > 0:
+        raise ValueError(f"Invalid rho: {rho} (the negative curvature −ρ needs ρ > 0)")
+    bottom = float(np.sqrt(rho))
+    return Saddle(f"saddle (ρ = {rho:g})", 2, np.array([[0.0, bottom], [0.0, -bottom]]), -rho**2 / 4,
+                  ((-1.2, 1.2), (-1.5 * bottom, 1.5 * bottom)), "f(θ) = θ₁²/2 − ρθ₂²/2 + θ₂⁴/4", float(rho))
+
+
+def escape_steps(run: Trajectory, distance: float, settled: float = 1e-3):
+    """First step t at which |θ₂| ≥ ``distance`` and |θ₁| < ``settled`` (``inf`` for runs that never get there)."""
+    points = np.asarray(run.points)
+    with np.errstate(invalid="ignore"):
+        escaped = (np.abs(points[..., 1]) >= distance) & (np.abs(points[..., 0]) < settled)
+    steps = np.where(escaped.any(axis=0), np.argmax(escaped, axis=0), np.inf)
+    return float(steps) if steps.ndim == 0 else steps
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..plotting import plot_history
 from ..training import DivergenceError, History, fit
 
 __all__ = ["Method", "METHODS", "METHOD_TITLES", "make_optimizer", "train_classifier", "train_classifiers",
-           "show_training_run", "training_playground"]
+           "update_ratios", "show_training_run", "training_playground"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,42 @@ def train_classifier(dataset, method: str, lr: float, *, epochs: int = 50, batch
                   batch_size=None if METHODS[method].full_batch else batch_size, device=device,
                   progress=progress, seed=seed, label=f"{METHOD_TITLES[method]}, η = {lr:g}")
     return model, history
+
+
+def update_ratios(dataset, method: str, lr: float, *, epochs: int = 50, batch_size: int = 32, seed: int = 0,
+                  device=None):
+    r"""Train exactly as :func:`train_classifier` and record every step's update-to-weight ratio per tensor.
+
+    .. math::  r_t = \frac{\lVert \theta_t - \theta_{t-1} \rVert}{\lVert \theta_{t-1} \rVert}
+               \quad\text{for each parameter tensor (each layer's weight and bias)}
+
+    The ratios are read by the optimizer's step hooks (``register_step_pre_hook`` and
+    ``register_step_post_hook``), which change nothing in the run. Returns ``(model, history, ratios)`` with
+    ``ratios`` a dict from parameter name (``'0.weight'``, …) to an array of one ratio per optimizer step.
+    """
+    seed_everything(seed)
+    model = seed_classifier(dataset.n_features)
+    optimizer = make_optimizer(method, model.parameters(), lr)
+    named = list(model.named_parameters())
+    before, ratios = {}, {name: [] for name, _ in named}
+
+    def remember(opt, args, kwargs):
+        before.update({name: p.detach().clone() for name, p in named})
+
+    def measure(opt, args, kwargs):
+        for name, p in named:
+            ratios[name].append((torch.linalg.vector_norm(p.detach() - before[name])
+                                 / torch.linalg.vector_norm(before[name])).item())
+
+    handles = [optimizer.register_step_pre_hook(remember), optimizer.register_step_post_hook(measure)]
+    try:
+        history = fit(model, optimizer, dataset.train, dataset.val, epochs=epochs,
+                      batch_size=None if METHODS[method].full_batch else batch_size, device=device,
+                      progress=False, seed=seed, label=f"{METHOD_TITLES[method]}, η = {lr:g}")
+    finally:
+        for handle in handles:
+            handle.remove()
+    return model, history, {name: np.array(values) for name, values in ratios.items()}
 
 
 def train_classifiers(dataset, method, lrs, seeds, *, epochs: int = 50, batch_size: int = 32,

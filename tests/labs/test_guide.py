@@ -432,3 +432,10 @@ def test_choice_playground_builds_redraws_and_keeps_range_tests(monkeypatch):
     method.value = "lion"                                 # new method: one new range test
     assert calls == [1, 1] and controls.kwargs == {"method": "lion", "lr": 1e-3}
     plt.close("all")
+
+
+def test_fingerprint_is_the_start_of_sha256_and_refuses_non_text():
+    assert guide.fingerprint("abc") == "ba7816bf8f01"          # FIPS 180-2's test vector for SHA-256("abc")
+    assert guide.fingerprint("0.20,1.42") != guide.fingerprint("0.20,1.43")
+    with pytest.raises(TypeError, match="takes a str"):
+        guide.fingerprint(0.2)

@@ -159,3 +159,67 @@ def test_momentum_playground_builds_and_redraws():
     assert controls.kwargs == {"lr": 3.3, "momentum": 0.9, "nesterov": True}
     momentum_slider.value = 0.0  # Nesterov without momentum falls back to gradient descent
     plt.close("all")
+
+
+def _companion_eigenvalues(x, beta):
+    """Eigenvalues of the heavy-ball map (e_{t−1}, e_{t−2}) ↦ (e_t, e_{t−1}) along curvature h, x = ηh."""
+    x, beta = np.broadcast_arrays(np.asarray(x, float), np.asarray(beta, float))
+    maps = np.zeros(x.shape + (2, 2))
+    maps[..., 0, 0], maps[..., 0, 1], maps[..., 1, 0] = 1 + beta - x, -beta, 1.0
+    return np.linalg.eigvals(maps)
+
+
+def test_damping_regimes_match_the_eigenvalues_numpy_computes():
+    rng = np.random.default_rng(0)
+    x, beta = rng.uniform(-0.5, 4.5, 20_000), rng.uniform(0, 0.999, 20_000)
+    z = _companion_eigenvalues(x, beta)
+    radius = np.abs(z).max(axis=-1)
+    complex_roots = np.abs(z.imag).max(axis=-1) > 1e-9
+    real_negative = ~complex_roots & (z.real.min(axis=-1) < 0)
+    expected = np.where(radius >= 1, 3, np.where(complex_roots, 1, np.where(real_negative, 2, 0)))
+    root = np.sqrt(beta)
+    near_boundary = np.min(np.abs(np.stack([x, x - (1 - root) ** 2, x - (1 + root) ** 2, x - 2 * (1 + beta)])),
+                           axis=0) < 1e-6
+    got = M.damping_regime(x, beta)
+    assert np.array_equal(got[~near_boundary], expected[~near_boundary])
+    assert set(np.unique(got)) == {0, 1, 2, 3}
+    assert np.all(radius[got == 1] <= np.sqrt(beta[got == 1]) + 1e-7)      # under-damped: modulus √β
+
+
+def test_damping_boundaries_are_double_roots_and_the_stability_edge():
+    beta = np.linspace(0.01, 0.99, 50)
+    for x in ((1 - np.sqrt(beta)) ** 2, (1 + np.sqrt(beta)) ** 2):      # critical damping: a double root ±√β
+        z = _companion_eigenvalues(x, beta)
+        assert np.all(np.abs(z[:, 0] - z[:, 1]) < 1e-6)
+        assert np.allclose(np.abs(z), np.sqrt(beta)[:, None], atol=1e-6)
+    edge = _companion_eigenvalues(2 * (1 + beta), beta)               # the stability edge: a root at −1
+    assert np.allclose(np.abs(edge).max(axis=-1), 1, atol=1e-12)
+    assert np.array_equal(M.damping_regime(2 * (1 + beta) * (1 - 1e-9), beta), np.full(50, 2))
+    with pytest.raises(ValueError, match="Invalid momentum"):
+        M.damping_regime(1.0, 1.0)
+
+
+def test_saddle_gradient_minima_and_curvatures():
+    f = M.saddle(0.04)
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(20, 2))
+    step = 1e-6
+    numeric = np.stack([(f.value(points + step * e) - f.value(points - step * e)) / (2 * step) for e in np.eye(2)], -1)
+    assert np.allclose(f.grad(points), numeric, atol=1e-7)
+    assert np.allclose(f.grad(f.minimizers), 0) and np.allclose(f.value(f.minimizers), f.minimum)
+    assert f.minimum == pytest.approx(-0.04**2 / 4) and np.allclose(np.abs(f.minimizer), [0, 0.2])
+    hessian = np.stack([(f.grad(step * e) - f.grad(-step * e)) / (2 * step) for e in np.eye(2)])
+    assert np.allclose(hessian, np.diag([1.0, -0.04]), atol=1e-8)
+    with pytest.raises(ValueError, match="Invalid rho"):
+        M.saddle(0.0)
+
+
+def test_escape_steps_counts_the_first_step_out_and_inf_for_runs_that_stay():
+    f = M.saddle(0.01)
+    runs = descend(f, [1.0, 1e-6], rules.sgd(lr=np.array([[1.0], [1.0]]), momentum=np.array([[0.0], [0.9]])), 300)
+    gd_run = descend(f, [1.0, 1e-6], rules.sgd(lr=1.0), 1200)
+    steps = M.escape_steps(gd_run, 0.05)
+    y = np.abs(gd_run.points[:, 1])
+    assert steps == int(np.argmax(y >= 0.05)) and y[int(steps) - 1] < 0.05
+    assert M.escape_steps(runs, 0.05)[0] == np.inf and M.escape_steps(runs, 0.05)[1] < 300
+    assert M.escape_steps(descend(f, [1.0, 0.0], rules.sgd(lr=1.0), 100), 0.05) == np.inf   # on the ridge: never

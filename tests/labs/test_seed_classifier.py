@@ -67,3 +67,24 @@ def test_train_classifier_passes_options_to_the_optimizer():
     default = S.train_classifier(dataset, "adamw", 1e-2, epochs=3)[0]
     norm = [torch.cat([p.detach().flatten() for p in m.parameters()]).norm().item() for m in (strong, default)]
     assert norm[0] < 0.5 * norm[1]      # (1 − 0.3)^(3 · 2) ≈ 0.12 from the decay alone
+
+
+def test_update_ratios_are_the_steps_over_the_weights_and_leave_the_run_unchanged():
+    from course_lib.devices import epoch_generator
+
+    cancer = data.breast_cancer()
+    model, history, ratios = S.update_ratios(cancer, "sgd", 0.1, epochs=2)
+    plain_model, plain_history = S.train_classifier(cancer, "sgd", 0.1, epochs=2)
+    assert history.same_metrics(plain_history, tolerance=0)                       # the hooks change nothing
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain_model.parameters()))
+    assert set(ratios) == {name for name, _ in model.named_parameters()}
+    assert all(len(r) == 2 * 11 for r in ratios.values())                       # 11 minibatches an epoch
+    # SGD's first step is η g on the first minibatch of fit's order: rebuild it by hand
+    features, labels = cancer.train
+    batch = torch.randperm(len(features), generator=epoch_generator(0, 0))[:32]
+    S.seed_everything(0)
+    fresh = S.seed_classifier(cancer.n_features)
+    torch.nn.functional.binary_cross_entropy_with_logits(fresh(features[batch]).squeeze(-1),
+                                                         labels[batch].float()).backward()
+    for name, p in fresh.named_parameters():
+        assert ratios[name][0] == pytest.approx((0.1 * p.grad.norm() / p.detach().norm()).item(), rel=1e-4)
