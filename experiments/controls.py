@@ -10,9 +10,9 @@ weights, same minibatches) and runs each optimizer at its committed best η (rea
   rest at Muon's); ``muon_rest_at_adamw``: Muon with its AdamW half at AdamW's η.
 * ``no_decay`` (CNN and LM): every optimizer at its best η without weight decay (the recipe: the timescale
   τ = T steps for all), the λ = 0 baseline.
-* ``clip`` (CNN and LM): SGD + momentum, SGD + Nesterov and AdamW with the gradient clipped at global norm 1 (the
-  course's first protocol), on each one's fine grid and one η above it, retuned there (clipping lets a larger η
-  survive its spikes).
+* ``clip`` (CNN and LM): SGD + momentum, SGD + Nesterov, AdamW and the language model's three leaders (Adafactor,
+  Muon, SOAP) with the gradient clipped at global norm 1 (the course's first protocol), on each one's fine grid and
+  one η above it, retuned there (clipping lets a larger η survive its spikes).
 * ``uniform`` (LM on a language with uniform token frequencies, Zipf exponent 0, otherwise the same generator):
   Nesterov and AdamW on three η around their best η on the Zipfian language, 3 seeds, each window extended by a
   point while its best sits at an edge (the main search's rule).
@@ -48,7 +48,7 @@ from course_lib.labs import where_it_matters as lab
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "course_lib" / "results" / "controls.json"
 SEEDS = (0, 1, 2)
 UNIFORM = ("nesterov", "adamw")
-CLIPPED = ("momentum", "nesterov", "adamw")
+CLIPPED = ("momentum", "nesterov", "adamw", "adafactor", "muon", "soap")
 CLIP_NORM = 1.0  # the first protocol's clipping threshold
 UNIFORM_REACH = 3  # the uniform language's windows may grow to 1 decade from the Zipfian best η
 
