@@ -13,6 +13,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import LogFormatterSciNotation
 
 from .descent import Trajectory
 from .functions import Objective
@@ -24,6 +25,7 @@ __all__ = [
     "COURSE_STYLE",
     "use_course_style",
     "method_color",
+    "CONTOUR_LABEL",
     "plot_contours",
     "plot_path",
     "plot_loss",
@@ -153,12 +155,21 @@ def _label(method: str) -> str:
     return label(method) if method in METHODS or method in ALIASES else method
 
 
-def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
-                  resolution: int = 300, equal_aspect: bool = True, mark_minimizers: bool = True):
-    """Filled contour plot of a 2-D objective with its minimizer(s) marked by stars.
+#: The colour bar's label on every contour plot of the course: the quantity in words and in symbols.
+CONTOUR_LABEL = "gap to the minimum, f(θ) − f*"
 
-    ``log`` (default: on when the values in the window span more than three
-    decades) spaces the levels logarithmically in f − f*.
+
+def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
+                  resolution: int = 300, equal_aspect: bool = True, mark_minimizers: bool = True,
+                  colorbar: bool = True):
+    """Filled contour plot of a 2-D objective with its minimizer(s) marked by stars and a colour bar.
+
+    The colours show the gap f(θ) − f* to the minimum; ``log`` (default: on when
+    the values in the window span more than three decades) spaces the levels
+    logarithmically in it. ``colorbar`` adds a colour bar beside ``ax``, labelled
+    :data:`CONTOUR_LABEL`. The minimizer stars are drawn above paths and their
+    end markers (:func:`plot_path`), so a run that ends on a minimizer does not
+    hide it.
     """
     if objective.dim != 2:
         raise ValueError(f"contour plots need a 2-D objective; {objective.name} has dim {objective.dim}")
@@ -173,16 +184,25 @@ def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, 
     if log:
         floor = max(positive.min(), positive.max() * 1e-8)
         level_values = np.geomspace(floor, positive.max(), levels)
-        ax.contourf(xs, ys, np.maximum(gap, floor), levels=level_values, norm=LogNorm(), alpha=0.55)
+        filled = ax.contourf(xs, ys, np.maximum(gap, floor), levels=level_values, norm=LogNorm(), alpha=0.55)
         ax.contour(xs, ys, np.maximum(gap, floor), levels=level_values, colors="k", linewidths=0.3,
                    alpha=0.35)
     else:
-        ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
+        filled = ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
         ax.contour(xs, ys, gap, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
+    if colorbar:
+        bar = ax.figure.colorbar(filled, ax=ax, shrink=0.9, pad=0.02)
+        bar.set_label(CONTOUR_LABEL)
+        if log:   # labelled decades only, as on the course's log-scale axes (not the levels' odd values)
+            low, high = np.ceil(np.log10(level_values[0])), np.floor(np.log10(level_values[-1]))
+            step = max(1, int(np.ceil((high - low + 1) / 8)))       # at most about eight labels
+            bar.set_ticks(10.0 ** np.arange(low, high + 1, step), labels=None)
+            bar.ax.yaxis.set_major_formatter(LogFormatterSciNotation())
+            bar.minorticks_off()
     if mark_minimizers:
         ax.plot(objective.minimizers[:, 0], objective.minimizers[:, 1], "*", color="gold", markersize=14,
                 markeredgecolor="k", label="minimizer" if len(objective.minimizers) == 1 else "minimizers",
-                zorder=5)
+                zorder=7)   # above the paths and their start and end markers (zorder 6)
     if equal_aspect:
         ax.set_aspect("equal")
     ax.set_xlim(x_lo, x_hi)
@@ -211,7 +231,7 @@ def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label:
 
 
 def plot_loss(values, ax=None, method: str | None = None, label: str | None = None, color: str | None = None,
-              log: bool = True, xlabel: str = "step t", ylabel: str = "f(θ_t) − f*"):
+              log: bool = True, xlabel: str = "step t", ylabel: str = "gap to the minimum, f(θ_t) − f*"):
     """A loss (or suboptimality) curve, on a log scale by default."""
     ax = ax if ax is not None else plt.gca()
     if method is not None:
