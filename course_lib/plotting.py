@@ -191,7 +191,8 @@ def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, 
         filled = ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
         ax.contour(xs, ys, gap, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
     if colorbar:
-        bar = ax.figure.colorbar(filled, ax=ax, shrink=0.9, pad=0.02)
+        # in an inset axes, a child of ax: the figure's list of axes (fig.axes) stays the panels the caller made
+        bar = ax.figure.colorbar(filled, cax=ax.inset_axes((1.03, 0.0, 0.04, 1.0)))
         bar.set_label(CONTOUR_LABEL)
         if log:   # labelled decades only, as on the course's log-scale axes (not the levels' odd values)
             low, high = np.ceil(np.log10(level_values[0])), np.floor(np.log10(level_values[-1]))

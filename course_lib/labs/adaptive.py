@@ -125,7 +125,7 @@ def show_adaptive_descent(angle: float = 20.0, kappa: float = 100.0, steps: int 
     left.plot(*view.runs["gd"].points[0], "o", color="k", markersize=6, zorder=6)
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
     right.set_xlabel("step t")
-    right.set_ylabel(r"$\|\theta_t - \theta^*\|$")
+    right.set_ylabel(r"distance to the minimizer, $\|\theta_t - \theta^*\|$")
     right.set_ylim(1e-12, 10 * reach)
     right.minorticks_off()  # labelled decades only: the unlabelled minor ticks of 13 decades cost drawing time
     fig.suptitle(f"quadratic with κ = {kappa:g}, valley rotated {angle:g}° from the θ₁ axis")

@@ -433,7 +433,7 @@ def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16,
     ax.axhline(floor, ls="--", color="k", lw=1, label="noise floor η tr Σ / (4B) (i.i.d. theory)")
     ax.set_yscale("log")
     ax.set_xlabel("epochs")
-    ax.set_ylabel("f(θ_t) − f*")
+    ax.set_ylabel("gap to the minimum, f(θ_t) − f*")
     ax.set_title(f"{steps_per_epoch} steps per epoch")
     ax.legend(loc="upper right")
     return fig
