@@ -10,6 +10,7 @@ recognises gradient descent, momentum, Adam, … at a glance.
 from __future__ import annotations
 
 import matplotlib as mpl
+import matplotlib.patheffects as path_effects
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -25,6 +26,7 @@ __all__ = [
     "COURSE_STYLE",
     "use_course_style",
     "method_color",
+    "outline",
     "CONTOUR_LABEL",
     "plot_contours",
     "plot_path",
@@ -150,6 +152,22 @@ def method_color(method: str) -> str:
         raise KeyError(f"no course colour for method {method!r}; known: {', '.join(METHOD_COLORS)}") from None
 
 
+def outline(color, linewidth: float | None = None) -> list:
+    """Path effects that give a light line a thin dark edge, so it shows on white and on light contour fills.
+
+    Pass them as ``ax.plot(..., lw=w, path_effects=outline(color, w))``: the edge is 0.5 points wide on each
+    side of a line of width ``linewidth`` (default: the style's line width). For a colour whose relative luminance is at
+    most 0.45 (every method colour but RMSProp's yellow, Adafactor's sand and SOAP's cyan) the list is empty: the
+    line is drawn as it is.
+    """
+    red, green, blue = (channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+                        for channel in mpl.colors.to_rgb(color))
+    if 0.2126 * red + 0.7152 * green + 0.0722 * blue <= 0.45:
+        return []
+    width = mpl.rcParams["lines.linewidth"] if linewidth is None else linewidth
+    return [path_effects.Stroke(linewidth=width + 1.0, foreground="0.25"), path_effects.Normal()]
+
+
 def _label(method: str) -> str:
     """The method's label (an alias's own: "sgd" → "SGD"), or ``method`` itself for a name outside the table."""
     return label(method) if method in METHODS or method in ALIASES else method
@@ -225,7 +243,7 @@ def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label:
     finite = np.all(np.isfinite(points), axis=-1)
     points = points[finite]
     ax.plot(points[:, 0], points[:, 1], "-", color=color, label=label, marker="." if markers else None,
-            markersize=3)
+            markersize=3, path_effects=outline(color))
     ax.plot(points[0, 0], points[0, 1], "o", color=color, markeredgecolor="k", markersize=7, zorder=6)
     ax.plot(points[-1, 0], points[-1, 1], "X", color=color, markeredgecolor="k", markersize=8, zorder=6)
     return ax
@@ -238,7 +256,8 @@ def plot_loss(values, ax=None, method: str | None = None, label: str | None = No
     if method is not None:
         color = color or method_color(method)
         label = label if label is not None else _label(method)
-    ax.plot(np.arange(len(values)), values, color=color, label=label)
+    ax.plot(np.arange(len(values)), values, color=color, label=label,
+            path_effects=outline(color) if color is not None else [])
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

@@ -59,6 +59,17 @@ def test_minimizer_stays_above_a_path_that_ends_on_it():
     plt.close(fig)
 
 
+def test_only_light_method_colours_get_an_outline():
+    light = [name for name, color in plotting.METHOD_COLORS.items() if plotting.outline(color)]
+    assert light == ["rmsprop", "adafactor", "soap"]      # yellow, sand and cyan; the others are dark enough
+    assert plotting.outline("white") and not plotting.outline("black")
+    fig, ax = plt.subplots()
+    plotting.plot_loss(np.geomspace(1, 1e-3, 10), ax, method="rmsprop")
+    plotting.plot_loss(np.geomspace(1, 1e-3, 10), ax, method="gd")
+    assert ax.lines[0].get_path_effects() and not ax.lines[1].get_path_effects()
+    plt.close(fig)
+
+
 def test_path_marks_start_and_end():
     t = descend(F.rosenbrock, [-1.5, 2.0], rules.adam(lr=0.05), 100)
     fig, ax = plt.subplots()
