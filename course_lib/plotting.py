@@ -212,10 +212,10 @@ def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, 
         # in an inset axes, a child of ax: the figure's list of axes (fig.axes) stays the panels the caller made
         bar = ax.figure.colorbar(filled, cax=ax.inset_axes((1.03, 0.0, 0.04, 1.0)))
         bar.set_label(CONTOUR_LABEL)
-        if log:   # labelled decades only, as on the course's log-scale axes (not the levels' odd values)
-            low, high = np.ceil(np.log10(level_values[0])), np.floor(np.log10(level_values[-1]))
+        low, high = (np.ceil(np.log10(level_values[0])), np.floor(np.log10(level_values[-1]))) if log else (0, -1)
+        if high > low:   # two decades or more: label decades only, as on the course's log-scale axes
             step = max(1, int(np.ceil((high - low + 1) / 8)))       # at most about eight labels
-            bar.set_ticks(10.0 ** np.arange(low, high + 1, step), labels=None)
+            bar.set_ticks(10.0 ** np.arange(low, high + 1, step))
             bar.ax.yaxis.set_major_formatter(LogFormatterSciNotation())
             bar.minorticks_off()
     if mark_minimizers:

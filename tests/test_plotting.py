@@ -38,10 +38,12 @@ def test_contours_mark_every_minimizer_and_label_axes():
 
 
 def test_contours_carry_a_labelled_colour_bar_outside_the_figure_s_panels():
-    fig, (left, right) = plt.subplots(1, 2)
+    fig, (left, middle, right) = plt.subplots(1, 3)
     plotting.plot_contours(F.rosenbrock, left)                       # log levels: decades on the bar
+    plotting.plot_contours(F.quadratic(10.0), middle, log=False)     # linear levels: matplotlib's ticks
     plotting.plot_contours(F.quadratic(10.0), right, log=False, colorbar=False)
-    assert fig.axes == [left, right]                                 # the bar is a child of its panel
+    assert fig.axes == [left, middle, right]                         # the bar is a child of its panel
+    assert middle.child_axes[0].get_ylabel() == plotting.CONTOUR_LABEL
     (bar,) = left.child_axes
     assert bar.get_ylabel() == plotting.CONTOUR_LABEL == "gap to the minimum, f(θ) − f*"
     ticks = bar.get_yticks()
