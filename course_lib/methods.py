@@ -139,7 +139,7 @@ _METHODS = (
            options={"momentum": 0.9, "nesterov": True}, title="SGD + Nesterov", state_arrays=1, counters=0),
     Method("adagrad", "AdaGrad", "#009E73", "adaptive", "adagrad", "Adagrad", "torch.optim.Adagrad",  # bluish green
            state_arrays=1),
-    Method("rmsprop", "RMSProp", "#56B4E9", "adaptive", "rmsprop", "RMSprop", "torch.optim.RMSprop",  # sky blue
+    Method("rmsprop", "RMSProp", "#F0E442", "adaptive", "rmsprop", "RMSprop", "torch.optim.RMSprop",  # yellow
            state_arrays=1),
     Method("adam", "Adam", "#CC79A7", "adam", "adam", "Adam", "torch.optim.Adam", state_arrays=2),  # reddish purple
     Method("adamw", "AdamW", "#882255", "adam", "adamw", "AdamW", "torch.optim.AdamW",  # wine

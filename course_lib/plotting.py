@@ -10,9 +10,11 @@ recognises gradient descent, momentum, Adam, … at a glance.
 from __future__ import annotations
 
 import matplotlib as mpl
+import matplotlib.patheffects as path_effects
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import LogFormatterSciNotation
 
 from .descent import Trajectory
 from .functions import Objective
@@ -24,6 +26,8 @@ __all__ = [
     "COURSE_STYLE",
     "use_course_style",
     "method_color",
+    "outline",
+    "CONTOUR_LABEL",
     "plot_contours",
     "plot_path",
     "plot_loss",
@@ -148,17 +152,42 @@ def method_color(method: str) -> str:
         raise KeyError(f"no course colour for method {method!r}; known: {', '.join(METHOD_COLORS)}") from None
 
 
+def outline(color, linewidth: float | None = None) -> list:
+    """Path effects that give a light line a thin dark edge, so it shows on white and on light contour fills.
+
+    Pass them as ``ax.plot(..., lw=w, path_effects=outline(color, w))``: the edge is 0.5 points wide on each
+    side of a line of width ``linewidth`` (default: the style's line width). For a colour whose relative luminance is at
+    most 0.45 (every method colour but RMSProp's yellow, Adafactor's sand and SOAP's cyan) the list is empty: the
+    line is drawn as it is.
+    """
+    red, green, blue = (channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+                        for channel in mpl.colors.to_rgb(color))
+    if 0.2126 * red + 0.7152 * green + 0.0722 * blue <= 0.45:
+        return []
+    width = mpl.rcParams["lines.linewidth"] if linewidth is None else linewidth
+    return [path_effects.Stroke(linewidth=width + 1.0, foreground="0.25"), path_effects.Normal()]
+
+
 def _label(method: str) -> str:
     """The method's label (an alias's own: "sgd" → "SGD"), or ``method`` itself for a name outside the table."""
     return label(method) if method in METHODS or method in ALIASES else method
 
 
-def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
-                  resolution: int = 300, equal_aspect: bool = True, mark_minimizers: bool = True):
-    """Filled contour plot of a 2-D objective with its minimizer(s) marked by stars.
+#: The colour bar's label on every contour plot of the course: the quantity in words and in symbols.
+CONTOUR_LABEL = "gap to the minimum, f(θ) − f*"
 
-    ``log`` (default: on when the values in the window span more than three
-    decades) spaces the levels logarithmically in f − f*.
+
+def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, log: bool | None = None,
+                  resolution: int = 300, equal_aspect: bool = True, mark_minimizers: bool = True,
+                  colorbar: bool = True):
+    """Filled contour plot of a 2-D objective with its minimizer(s) marked by stars and a colour bar.
+
+    The colours show the gap f(θ) − f* to the minimum; ``log`` (default: on when
+    the values in the window span more than three decades) spaces the levels
+    logarithmically in it. ``colorbar`` adds a colour bar beside ``ax``, labelled
+    :data:`CONTOUR_LABEL`. The minimizer stars are drawn above paths and their
+    end markers (:func:`plot_path`), so a run that ends on a minimizer does not
+    hide it.
     """
     if objective.dim != 2:
         raise ValueError(f"contour plots need a 2-D objective; {objective.name} has dim {objective.dim}")
@@ -173,16 +202,26 @@ def plot_contours(objective: Objective, ax=None, bounds=None, levels: int = 30, 
     if log:
         floor = max(positive.min(), positive.max() * 1e-8)
         level_values = np.geomspace(floor, positive.max(), levels)
-        ax.contourf(xs, ys, np.maximum(gap, floor), levels=level_values, norm=LogNorm(), alpha=0.55)
+        filled = ax.contourf(xs, ys, np.maximum(gap, floor), levels=level_values, norm=LogNorm(), alpha=0.55)
         ax.contour(xs, ys, np.maximum(gap, floor), levels=level_values, colors="k", linewidths=0.3,
                    alpha=0.35)
     else:
-        ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
+        filled = ax.contourf(xs, ys, gap, levels=levels, alpha=0.55)
         ax.contour(xs, ys, gap, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
+    if colorbar:
+        # in an inset axes, a child of ax: the figure's list of axes (fig.axes) stays the panels the caller made
+        bar = ax.figure.colorbar(filled, cax=ax.inset_axes((1.03, 0.0, 0.04, 1.0)))
+        bar.set_label(CONTOUR_LABEL)
+        low, high = (np.ceil(np.log10(level_values[0])), np.floor(np.log10(level_values[-1]))) if log else (0, -1)
+        if high > low:   # two decades or more: label decades only, as on the course's log-scale axes
+            step = max(1, int(np.ceil((high - low + 1) / 8)))       # at most about eight labels
+            bar.set_ticks(10.0 ** np.arange(low, high + 1, step))
+            bar.ax.yaxis.set_major_formatter(LogFormatterSciNotation())
+            bar.minorticks_off()
     if mark_minimizers:
         ax.plot(objective.minimizers[:, 0], objective.minimizers[:, 1], "*", color="gold", markersize=14,
                 markeredgecolor="k", label="minimizer" if len(objective.minimizers) == 1 else "minimizers",
-                zorder=5)
+                zorder=7)   # above the paths and their start and end markers (zorder 6)
     if equal_aspect:
         ax.set_aspect("equal")
     ax.set_xlim(x_lo, x_hi)
@@ -204,20 +243,21 @@ def plot_path(trajectory: Trajectory, ax=None, method: str | None = None, label:
     finite = np.all(np.isfinite(points), axis=-1)
     points = points[finite]
     ax.plot(points[:, 0], points[:, 1], "-", color=color, label=label, marker="." if markers else None,
-            markersize=3)
+            markersize=3, path_effects=outline(color))
     ax.plot(points[0, 0], points[0, 1], "o", color=color, markeredgecolor="k", markersize=7, zorder=6)
     ax.plot(points[-1, 0], points[-1, 1], "X", color=color, markeredgecolor="k", markersize=8, zorder=6)
     return ax
 
 
 def plot_loss(values, ax=None, method: str | None = None, label: str | None = None, color: str | None = None,
-              log: bool = True, xlabel: str = "step t", ylabel: str = "f(θ_t) − f*"):
+              log: bool = True, xlabel: str = "step t", ylabel: str = "gap to the minimum, f(θ_t) − f*"):
     """A loss (or suboptimality) curve, on a log scale by default."""
     ax = ax if ax is not None else plt.gca()
     if method is not None:
         color = color or method_color(method)
         label = label if label is not None else _label(method)
-    ax.plot(np.arange(len(values)), values, color=color, label=label)
+    ax.plot(np.arange(len(values)), values, color=color, label=label,
+            path_effects=outline(color) if color is not None else [])
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

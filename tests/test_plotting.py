@@ -37,6 +37,41 @@ def test_contours_mark_every_minimizer_and_label_axes():
     plt.close(fig)
 
 
+def test_contours_carry_a_labelled_colour_bar_outside_the_figure_s_panels():
+    fig, (left, middle, right) = plt.subplots(1, 3)
+    plotting.plot_contours(F.rosenbrock, left)                       # log levels: decades on the bar
+    plotting.plot_contours(F.quadratic(10.0), middle, log=False)     # linear levels: matplotlib's ticks
+    plotting.plot_contours(F.quadratic(10.0), right, log=False, colorbar=False)
+    assert fig.axes == [left, middle, right]                         # the bar is a child of its panel
+    assert middle.child_axes[0].get_ylabel() == plotting.CONTOUR_LABEL
+    (bar,) = left.child_axes
+    assert bar.get_ylabel() == plotting.CONTOUR_LABEL == "gap to the minimum, f(θ) − f*"
+    ticks = bar.get_yticks()
+    assert len(ticks) >= 3 and np.allclose(np.log10(ticks), np.round(np.log10(ticks)))
+    assert right.child_axes == []
+    plt.close(fig)
+
+
+def test_minimizer_stays_above_a_path_that_ends_on_it():
+    fig, ax = plt.subplots()
+    plotting.plot_contours(F.rosenbrock, ax)
+    plotting.plot_path(descend(F.rosenbrock, [1.0, 1.0], rules.sgd(lr=1e-3), 3), ax)
+    star = next(line for line in ax.lines if line.get_marker() == "*")
+    assert star.get_zorder() > max(line.get_zorder() for line in ax.lines if line is not star)
+    plt.close(fig)
+
+
+def test_only_light_method_colours_get_an_outline():
+    light = [name for name, color in plotting.METHOD_COLORS.items() if plotting.outline(color)]
+    assert light == ["rmsprop", "adafactor", "soap"]      # yellow, sand and cyan; the others are dark enough
+    assert plotting.outline("white") and not plotting.outline("black")
+    fig, ax = plt.subplots()
+    plotting.plot_loss(np.geomspace(1, 1e-3, 10), ax, method="rmsprop")
+    plotting.plot_loss(np.geomspace(1, 1e-3, 10), ax, method="gd")
+    assert ax.lines[0].get_path_effects() and not ax.lines[1].get_path_effects()
+    plt.close(fig)
+
+
 def test_path_marks_start_and_end():
     t = descend(F.rosenbrock, [-1.5, 2.0], rules.adam(lr=0.05), 100)
     fig, ax = plt.subplots()

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools.course import cell_source, course_notebooks, notebook_info, read_notebook  # noqa: E402
-from tools.make_html import WIDGET_VIEW, build_site, readme_course_map, static_notebook  # noqa: E402
+from tools.make_html import PLAYGROUND_REPRS, WIDGET_VIEW, build_site, readme_course_map, static_notebook  # noqa: E402
 from tools.make_slides import NPM_ASSETS, VENDOR, export_slides, slides_exporter  # noqa: E402
 from tools.make_slides import main as make_slides_main  # noqa: E402
 
@@ -158,7 +158,7 @@ def test_widgets_give_way_to_a_note_and_their_static_twins_stay(site):
         html = (site / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
         assert "widget-view+json" not in html and "widget-state+json" not in html
         playgrounds = sum(1 for cell in nb.cells for output in cell.get("outputs", [])
-                          if str(output.get("data", {}).get("text/plain", "")).startswith("interactive("))
+                          if str(output.get("data", {}).get("text/plain", "")).startswith(PLAYGROUND_REPRS))
         assert html.count('class="widget-note"') == playgrounds >= 1, path.name
         figures = sum(1 for cell in nb.cells for output in cell.get("outputs", [])
                       if "image/png" in output.get("data", {}))

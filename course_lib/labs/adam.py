@@ -468,7 +468,8 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep, ax=None, methods: Sequenc
     if not minor_ticks:
         ax.minorticks_off()
     ax.set_xlabel("learning rate η")
-    ax.set_ylabel(r"$(f(\theta_T) - f^*)\,/\,(f(\theta_0) - f^*)$" if relative else r"$f(\theta_T) - f^*$")
+    ax.set_ylabel(r"relative final gap, $(f(\theta_T) - f^*)\,/\,(f(\theta_0) - f^*)$" if relative
+                  else r"final gap to the minimum, $f(\theta_T) - f^*$")
     if title:
         ax.set_title(title)
     return ax

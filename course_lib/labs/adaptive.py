@@ -25,7 +25,7 @@ import numpy as np
 
 from ..descent import Trajectory, descend
 from ..functions import Quadratic, quadratic
-from ..plotting import METHOD_LABELS, method_color, plot_contours
+from ..plotting import METHOD_LABELS, method_color, outline, plot_contours
 from ..rules import Rule, adagrad, rmsprop, sgd
 
 __all__ = [
@@ -117,15 +117,17 @@ def show_adaptive_descent(angle: float = 20.0, kappa: float = 100.0, steps: int 
         label = f"{METHOD_LABELS[name]}, η = {lr:g}"
         points = run.points[np.all(np.isfinite(run.points), axis=-1)]
         style, width = _STYLES.get(name, ("-", 1.2))
-        left.plot(*points.T, style, marker=".", markersize=2.5, lw=width, color=method_color(name), label=label)
+        left.plot(*points.T, style, marker=".", markersize=2.5, lw=width, color=method_color(name), label=label,
+                  path_effects=outline(method_color(name)))
         with np.errstate(over="ignore", invalid="ignore"):
             distance = run.distances(view.objective.minimizer)
         right.semilogy(np.where(distance > 0, distance, np.nan), style, lw=width, color=method_color(name),
+                       path_effects=outline(method_color(name)),
                        label=label)
     left.plot(*view.runs["gd"].points[0], "o", color="k", markersize=6, zorder=6)
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
     right.set_xlabel("step t")
-    right.set_ylabel(r"$\|\theta_t - \theta^*\|$")
+    right.set_ylabel(r"distance to the minimizer, $\|\theta_t - \theta^*\|$")
     right.set_ylim(1e-12, 10 * reach)
     right.minorticks_off()  # labelled decades only: the unlabelled minor ticks of 13 decades cost drawing time
     fig.suptitle(f"quadratic with κ = {kappa:g}, valley rotated {angle:g}° from the θ₁ axis")

@@ -54,7 +54,7 @@ def show_x_squared_descent(lr: float = 0.1, steps: int = 20, x0: float = 5.0):
     right.semilogy(np.arange(steps + 1), np.abs(xs), "-o", color=method_color("gd"), markersize=3,
                    label=f"$|x_t|$, factor |1 − 2η| = {abs(factor):.2f}")
     right.set_xlabel("step t")
-    right.set_ylabel("$|x_t|$")
+    right.set_ylabel("distance to the minimizer, $|x_t|$")
     right.minorticks_off()  # the labelled minor ticks of a short log axis were a fifth of the drawing time
     right.legend()
     fig.suptitle(f"Gradient descent on x², η = {lr:g}: $x_t$ = {x0:g} · ({factor:.2f})$^t$")
@@ -112,7 +112,7 @@ def show_quadratic_descent(lr: float = 1.0, kappa: float = 10.0, angle: float = 
     finite = norms[np.isfinite(norms)]
     right.set_ylim(max(finite.min(), 1e-12) / 3, min(max(finite.max(), norms[0] * 2), 1e12) * 3)
     right.set_xlabel("step t")
-    right.set_ylabel("$\\|\\theta_t - \\theta^*\\|$")
+    right.set_ylabel("distance to the minimizer, $\\|\\theta_t - \\theta^*\\|$")
     right.minorticks_off()
     right.legend(loc="lower left")
     if lr >= 2 / L:

@@ -81,8 +81,8 @@ class LogisticRegressionProblem:
     def smoothness(self) -> float:
         """L = (largest eigenvalue of ZᵀZ)/(4n) + λ: an upper bound on every Hessian eigenvalue, at every θ.
 
-        (The logistic loss has second derivative σ(1 − σ) ≤ 1/4; at θ = 0,
-        where every σ = ½, the bound is attained when the intercept column is
+        (The logistic loss has second derivative p(1 − p) ≤ 1/4, p the predicted
+        probability; at θ = 0, where every p = ½, the bound is attained when the intercept column is
         orthogonal to the features, as with standardized features.) Gradient
         descent with η ≤ 1/L never increases f.
         """
@@ -144,7 +144,7 @@ class LogisticRegressionProblem:
         return np.logaddexp(0.0, -margins).mean(-1) + penalty
 
     def grad(self, params, batch=None):
-        """∇f(θ) = −(1/m) sum_i y_i σ(−y_i z_iᵀθ) z_i + λ (w, 0), over all m samples or the minibatch ``batch``.
+        """∇f(θ) = −(1/m) sum_i y_i sigmoid(−y_i z_iᵀθ) z_i + λ (w, 0), over all m samples or the minibatch ``batch``.
 
         Shapes as for :meth:`loss`, with a trailing axis of length dim on the result.
         """
@@ -187,7 +187,7 @@ class LogisticRegressionProblem:
         return float(((grads - grads.mean(0)) ** 2).sum(1).mean())
 
     def hessian(self, params) -> np.ndarray:
-        """∇²f(θ) = (1/n) sum_i σ_i (1 − σ_i) z_i z_iᵀ + λ diag(1, …, 1, 0), with σ_i = σ(z_iᵀθ)."""
+        """∇²f(θ) = (1/n) sum_i p_i (1 − p_i) z_i z_iᵀ + λ diag(1, …, 1, 0), with p_i = sigmoid(z_iᵀθ)."""
         from scipy.special import expit
 
         params = self._check(np.asarray(params, dtype=float))
@@ -433,7 +433,7 @@ def show_minibatch_sgd(problem, optimum, lr: float = 0.05, batch_size: int = 16,
     ax.axhline(floor, ls="--", color="k", lw=1, label="noise floor η tr Σ / (4B) (i.i.d. theory)")
     ax.set_yscale("log")
     ax.set_xlabel("epochs")
-    ax.set_ylabel("f(θ_t) − f*")
+    ax.set_ylabel("gap to the minimum, f(θ_t) − f*")
     ax.set_title(f"{steps_per_epoch} steps per epoch")
     ax.legend(loc="upper right")
     return fig

@@ -308,7 +308,8 @@ def test_minibatch_view_draws_sgd_gd_and_the_noise_floor():
     assert gd_line.get_ydata()[-1] == pytest.approx(problem.loss(x) - optimum[1], rel=1e-12)
     floor = 0.05 * problem.gradient_noise(optimum[0]) / (4 * 100)
     assert floor_line.get_ydata()[0] == pytest.approx(floor, rel=1e-12)
-    assert ax.get_yscale() == "log" and ax.get_xlabel() == "epochs" and ax.get_ylabel() == "f(θ_t) − f*"
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "epochs"
+    assert ax.get_ylabel() == "gap to the minimum, f(θ_t) − f*"
     again = P.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=1)
     np.testing.assert_array_equal(again.axes[0].lines[0].get_ydata(), sgd_line.get_ydata())   # the same runs
     other = P.show_minibatch_sgd(problem, optimum, lr=0.05, batch_size=100, epochs=3, seed=2)
