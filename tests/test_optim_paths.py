@@ -1,13 +1,14 @@
-"""course_lib.optim's three execution paths against torch.optim: same numbers, state dicts and errors.
+"""course_lib.optim's three execution paths against torch.optim: the machinery beyond the registry's tests.
 
-Every optimizer of the grid in test_optim.py runs per tensor (foreach=False), multi-tensor (foreach=True), flat
+tests/test_optim_conformance.py proves every path equal to the reference and its state dicts interchangeable; here,
+missing gradients, schedulers, compilation and its fallbacks, buffers, pickling, low precision. Every optimizer of
+the grid in test_optim.py runs per tensor (foreach=False), multi-tensor (foreach=True), flat
 and eager (fused=True with compilation switched off: the autouse fixture below) and flat and compiled
 (fused=True). torch.compile is slow to compile on a small CPU, so the compiled runs share kernels: one
 compilation per distinct structure of a rule (its booleans, and which hyperparameters are zero), whatever the
 buffer length or the values of the hyperparameters.
 """
 
-import copy
 import importlib.util
 import math
 import pathlib
@@ -47,61 +48,6 @@ def _flat_eager_never_compiles(request, monkeypatch):
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("path") == "flat-eager":
         monkeypatch.setattr(fast_paths, "COMPILE_MIN_ELEMENTS", math.inf)
-
-
-@pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
-def test_every_path_equals_torch_optim_in_float64(name, kwargs, path):
-    inputs, targets = _data()
-    ours, theirs = _network(), _network()
-    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
-    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
-    _train(ours, ours_opt, 60, inputs, targets)
-    _train(theirs, theirs_opt, 60, inputs, targets)
-    assert _max_difference(ours, theirs) < TOLERANCE
-    assert _max_difference(ours, _network()) > 1e-3  # the models really moved
-    _assert_same_state(ours_opt, theirs_opt, ours, theirs)
-    assert all(REPORTED[path] in line for line in ours_opt.paths), ours_opt.paths
-
-
-@pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("name, kwargs", LAST, ids=list(GRIDS))
-def test_state_dicts_move_between_torch_and_every_path(name, kwargs, path):
-    inputs, targets = _data()
-    # torch.optim's state dict loads into this path, and training continues as torch's does
-    reference = _network()
-    reference_opt = getattr(torch.optim, name)(_groups(reference, kwargs), **kwargs)
-    _train(reference, reference_opt, 10, inputs, targets)
-    saved_model, saved_opt = copy.deepcopy(reference.state_dict()), copy.deepcopy(reference_opt.state_dict())
-    _train(reference, reference_opt, 10, inputs, targets, start=10)
-
-    resumed = _network(seed=99)
-    resumed.load_state_dict(saved_model)
-    resumed_opt = getattr(optim, name)(_groups(resumed, kwargs), **kwargs, **PATHS[path])
-    resumed_opt.load_state_dict(saved_opt)
-    _train(resumed, resumed_opt, 10, inputs, targets, start=10)
-    assert _max_difference(resumed, reference) < TOLERANCE
-
-    # and this path's state dict (taken mid-run, after the flat buffers exist) loads into torch.optim
-    ours = _network()
-    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
-    _train(ours, ours_opt, 10, inputs, targets)
-    saved_model, saved_opt = copy.deepcopy(ours.state_dict()), copy.deepcopy(ours_opt.state_dict())
-    _train(ours, ours_opt, 10, inputs, targets, start=10)
-    theirs = _network(seed=7)
-    theirs.load_state_dict(saved_model)
-    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
-    theirs_opt.load_state_dict(copy.deepcopy(saved_opt))  # torch updates loaded state in place
-    _train(theirs, theirs_opt, 10, inputs, targets, start=10)
-    assert _max_difference(ours, theirs) < TOLERANCE
-
-    # and into this path again: exactly the same continuation
-    again = _network(seed=5)
-    again.load_state_dict(saved_model)
-    again_opt = getattr(optim, name)(_groups(again, kwargs), **kwargs, **PATHS[path])
-    again_opt.load_state_dict(saved_opt)
-    _train(again, again_opt, 10, inputs, targets, start=10)
-    assert _max_difference(again, ours) == 0.0
 
 
 @pytest.mark.parametrize("path", list(PATHS))
