@@ -10,8 +10,8 @@ the one asked for".
 
 The classes and their references come from the method table (``OPTIM_DB`` has exactly one row per class that
 ``course_lib.methods`` names, ``test_every_class_of_the_method_table_has_a_row`` checks it); what is here is only how
-to test them. A new optimizer with a reference gets its row by adding one entry to ``ROWS`` below (its grid; the
-defaults fit a small dense network).
+to test them. A new optimizer with a reference is tested from its method-table row alone (lr = 0.01, a small dense
+network, the paths it says it offers); an entry in ``ROWS`` below gives it its grid of options and its paths.
 
 :func:`observed_path` tells which path a step really ran, from what can be seen from outside: a flat group's
 parameters are views of one buffer (one storage), the multi-tensor path calls ``torch._foreach_*`` functions, the
@@ -261,7 +261,24 @@ def _from_the_method_table() -> dict[str, OptimInfo]:
             rows[method.optimizer]["methods"] += (method.name,)
             continue
         rows[method.optimizer] = {"methods": (method.name,), "reference": method.reference}
-    return {name: OptimInfo(name=name, **row, **ROWS[name]) for name, row in rows.items()}
+    # a class without an entry in ROWS is tested at lr = 0.01 on the paths it says it offers until it has one
+    return {name: OptimInfo(name=name, **row, **ROWS.get(name, {"grid": (dict(lr=0.01),), "paths": _offered(name)}))
+            for name, row in rows.items()}
+
+
+def _offered(name) -> tuple[str, ...]:
+    """The paths a class says it takes when asked for each (``path_for``); the tests then check that it does."""
+    cls, offered = getattr(optim, name), ["per-tensor"]
+    for path in PATHS[1:]:
+        if not all(keyword in inspect.signature(cls).parameters for keyword in PATH_KEYWORDS[path]):
+            continue
+        try:
+            optimizer = cls([torch.nn.Parameter(torch.zeros(2))], lr=0.01, **PATH_KEYWORDS[path])
+        except (ValueError, NotImplementedError, RuntimeError):
+            continue
+        if optimizer.path_for(optimizer.param_groups[0]) == path:
+            offered.append(path)
+    return tuple(offered)
 
 
 #: Every class of :mod:`course_lib.optim` that the method table names, with how to test it.
