@@ -19,7 +19,8 @@ import :mod:`course_lib.optim`. Notebook 14 explains and measures them.
   kernel (the flat path, ``fused=True``), with an eager fallback that says so
   once (:class:`CompileFallbackWarning`). Hyperparameters enter the kernel as
   values, so schedulers never recompile it; :func:`compilations` counts the
-  compilations, and at most :data:`KERNEL_CACHE_SIZE` kernels are kept.
+  compilations, and at most :data:`KERNEL_CACHE_SIZE` kernels are kept (:func:`cache_info` tells what is
+  kept, :func:`clear_caches` forgets it).
 
 Where ``torch.compile`` cannot build a kernel (no C++ compiler for the CPU, no
 triton for the GPU, an unsupported Python or CPU capability), :func:`compile_rule`
@@ -46,6 +47,7 @@ import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from unittest import mock
 
 import torch
@@ -68,6 +70,9 @@ __all__ = [
     "EAGER_CHUNK_ELEMENTS",
     "compile_min_elements",
     "compilations",
+    "cache_info",
+    "clear_caches",
+    "CacheInfo",
     "KERNEL_CACHE_SIZE",
     "PATHS",
 ]
@@ -352,6 +357,31 @@ _COMPILE_ERRORS: dict = {}
 _FALLBACKS: dict = {}
 _UNAVAILABLE: dict = {}
 _WARNED: set = set()
+
+class CacheInfo(NamedTuple):
+    """What :func:`compile_rule` remembers (:func:`cache_info`), named as ``functools.lru_cache`` names its own."""
+
+    kernels: int  #: compiled kernels kept now (at most ``maxsize``)
+    maxsize: int  #: :data:`KERNEL_CACHE_SIZE`
+    compilations: int  #: kernels compiled in this process, evicted ones included (:func:`compilations`)
+    fallbacks: int  #: eager fallbacks kept (one per rule structure and reason)
+    failed: int  #: rule structures whose compilation failed (not tried again)
+    probed: dict  #: device type → why torch.compile is unavailable there (``None``: available), as probed
+    warned: int  #: fallback warnings given (each is given once)
+
+
+def cache_info() -> CacheInfo:
+    """How many kernels, fallbacks and failures :func:`compile_rule` keeps, and what it probed and warned."""
+    return CacheInfo(len(_COMPILED), KERNEL_CACHE_SIZE, compilations(), len(_FALLBACKS), len(_COMPILE_ERRORS),
+                     dict(_UNAVAILABLE), len(_WARNED))
+
+
+def clear_caches() -> None:
+    """Forget every kernel, fallback, failure, probe and warning, so that :func:`compile_rule` decides afresh (and
+    warns again); :func:`compilations` keeps counting. The next flat step of each rule compiles it again."""
+    for cache in (_COMPILED, _FALLBACKS, _COMPILE_ERRORS, _UNAVAILABLE, _WARNED):
+        cache.clear()
+
 
 #: Set this environment variable (to anything but "" or "0") to run without torch.compile, as on a machine without
 #: a C++ compiler: :func:`compile_rule` then returns its eager fallback.

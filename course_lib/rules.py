@@ -209,11 +209,32 @@ def _ema(average, value, beta):
     return beta * average + (1 - beta) * value
 
 
+def _gradient_and_decay(params, grad, *, lr, weight_decay, maximize, decoupled=False):
+    r"""The prelude the rules share: the sign of the gradient, then the weight decay λ.
+
+    .. math::
+
+        g_t \leftarrow -g_t \ \text{(maximize)}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \ \text{(L2)} \quad\text{or}\quad
+        \theta_{t-1} \leftarrow (1-\eta\lambda)\,\theta_{t-1} \ \text{(decoupled)}
+
+    Returns ``(params, grad)``; nothing is computed for a zero λ.
+    """
+    if maximize:
+        grad = -grad
+    if _nonzero(weight_decay):
+        if decoupled:
+            params = _scale(params, 1 - lr * weight_decay)
+        else:
+            grad = _add(grad, params, weight_decay)  # g + λθ
+    return params, grad
+
+
 # --------------------------------------------------------------------------------------
 # The update rules
 # --------------------------------------------------------------------------------------
-def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-               nesterov=False, maximize=False):
+def sgd_update(params, grad, state, *, lr, momentum, dampening, weight_decay,
+               nesterov, maximize):
     r"""Stochastic gradient descent with optional momentum (PyTorch's convention).
 
     .. math::
@@ -228,10 +249,7 @@ def sgd_update(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_d
     moving average b ← βb + (1−β)g; notebook 04 reconciles the two.
     State: ``momentum_buffer`` (``None`` until the first step; absent without momentum).
     """
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        grad = _add(grad, params, weight_decay)  # g + λθ
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     new_state = dict(state)
     if _nonzero(momentum):
         buffer = state.get("momentum_buffer")
@@ -269,8 +287,8 @@ def sgd_update_(params, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_
     params.add_(grad, alpha=-lr)  # θ − η d
 
 
-def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                   initial_accumulator_value=0.0, eps=1e-10, maximize=False):
+def adagrad_update(params, grad, state, *, lr, lr_decay, weight_decay,
+                   initial_accumulator_value, eps, maximize):
     r"""AdaGrad: every coordinate divides by the root of its summed squared gradients.
 
     .. math::
@@ -284,18 +302,15 @@ def adagrad_update(params, grad, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0
     """
     del initial_accumulator_value  # used by init only
     step = state["step"] + 1
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        grad = _add(grad, params, weight_decay)  # g + λθ
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     step_lr = lr / (1 + (step - 1) * lr_decay)
     grad_sq_sum = _addcmul(state["sum"], grad, grad, 1)  # s_t
     params = _addcdiv(params, grad, sqrt(grad_sq_sum) + eps, -step_lr)  # θ − η_t g / (√s_t + ε)
     return params, {**state, "step": step, "sum": grad_sq_sum}
 
 
-def rmsprop_update(params, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                   momentum=0.0, centered=False, maximize=False):
+def rmsprop_update(params, grad, state, *, lr, alpha, eps, weight_decay,
+                   momentum, centered, maximize):
     r"""RMSProp: divide by the root of a moving average of squared gradients.
 
     .. math::
@@ -315,10 +330,7 @@ def rmsprop_update(params, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight
     ``momentum_buffer`` b_t (momentum).
     """
     step = state["step"] + 1
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        grad = _add(grad, params, weight_decay)  # g + λθ
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     square_avg = _addcmul(_scale(state["square_avg"], alpha), grad, grad, 1 - alpha)  # v_t
     new_state = {**state, "step": step, "square_avg": square_avg}
     if centered:
@@ -334,8 +346,8 @@ def rmsprop_update(params, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight
     return _addcdiv(params, grad, denom, -lr), new_state
 
 
-def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                amsgrad=False, maximize=False, decoupled_weight_decay=False):
+def adam_update(params, grad, state, *, lr, betas, eps, weight_decay,
+                amsgrad, maximize, decoupled_weight_decay):
     r"""Adam (Kingma & Ba, 2015, Algorithm 1), with AMSGrad and AdamW as options.
 
     .. math::
@@ -363,13 +375,8 @@ def adam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
     """
     beta1, beta2 = betas
     step = state["step"] + 1
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        if decoupled_weight_decay:
-            params = _scale(params, 1 - lr * weight_decay)
-        else:
-            grad = _add(grad, params, weight_decay)
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
+                                       decoupled=decoupled_weight_decay)
     exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
     exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
@@ -693,8 +700,8 @@ def _require(message, value, valid):
         raise ValueError(message.format(_show(value)))
 
 
-def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+def nadam_update(params, grad, state, *, lr, betas, eps, weight_decay,
+                 momentum_decay, decoupled_weight_decay, maximize):
     r"""NAdam (Dozat, 2016): Adam with Nesterov momentum, as torch.optim.NAdam computes it.
 
     .. math::
@@ -720,14 +727,9 @@ def nadam_update(params, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, 
     """
     beta1, beta2 = betas
     step = state["step"] + 1
-    if maximize:
-        grad = -grad
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
+                                       decoupled=decoupled_weight_decay)
     bias_correction2 = 1 - beta2**step
-    if _nonzero(weight_decay):
-        if decoupled_weight_decay:
-            params = _scale(params, 1 - lr * weight_decay)
-        else:
-            grad = _add(grad, params, weight_decay)
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
     previous = state["mu_product"]
@@ -752,8 +754,8 @@ def nadam_init(params, **_):
             "exp_avg_sq": zeros_like(params)}
 
 
-def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, maximize=False):
+def radam_update(params, grad, state, *, lr, betas, eps, weight_decay,
+                 decoupled_weight_decay, maximize):
     r"""RAdam (Liu et al., 2020, Algorithm 2): Adam whose adaptive step is switched on as v_t becomes reliable.
 
     .. math::
@@ -775,13 +777,8 @@ def radam_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, 
     """
     beta1, beta2 = betas
     step = state["step"] + 1
-    if maximize:
-        grad = -grad
-    if _nonzero(weight_decay):
-        if decoupled_weight_decay:
-            params = _scale(params, 1 - lr * weight_decay)
-        else:
-            grad = _add(grad, params, weight_decay)
+    params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
+                                       decoupled=decoupled_weight_decay)
     exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
     exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}

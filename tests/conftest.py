@@ -42,6 +42,17 @@ def torch_optim_db():
     return {info.name: info for info in optim_db}
 
 
+@pytest.fixture
+def fresh_compile_caches():
+    """course_lib.fast_paths forgets its kernels, fallbacks, probes and warnings before the test and after it, so the
+    test sees compile_rule decide afresh (and warn again), and leaves nothing it simulated behind."""
+    from course_lib import fast_paths
+
+    fast_paths.clear_caches()
+    yield
+    fast_paths.clear_caches()
+
+
 class _ReraisingShell:
     """Stands in for IPython where ipywidgets reports a callback's exception: it re-raises the exception instead."""
 

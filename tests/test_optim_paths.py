@@ -1,13 +1,14 @@
-"""course_lib.optim's three execution paths against torch.optim: same numbers, state dicts and errors.
+"""course_lib.optim's three execution paths against torch.optim: the machinery beyond the registry's tests.
 
-Every optimizer of the grid in test_optim.py runs per tensor (foreach=False), multi-tensor (foreach=True), flat
+tests/test_optim_conformance.py proves every path equal to the reference and its state dicts interchangeable; here,
+missing gradients, schedulers, compilation and its fallbacks, buffers, pickling, low precision. Every optimizer of
+the grid in test_optim.py runs per tensor (foreach=False), multi-tensor (foreach=True), flat
 and eager (fused=True with compilation switched off: the autouse fixture below) and flat and compiled
 (fused=True). torch.compile is slow to compile on a small CPU, so the compiled runs share kernels: one
 compilation per distinct structure of a rule (its booleans, and which hyperparameters are zero), whatever the
 buffer length or the values of the hyperparameters.
 """
 
-import copy
 import importlib.util
 import math
 import pathlib
@@ -47,61 +48,6 @@ def _flat_eager_never_compiles(request, monkeypatch):
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("path") == "flat-eager":
         monkeypatch.setattr(fast_paths, "COMPILE_MIN_ELEMENTS", math.inf)
-
-
-@pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
-def test_every_path_equals_torch_optim_in_float64(name, kwargs, path):
-    inputs, targets = _data()
-    ours, theirs = _network(), _network()
-    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
-    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
-    _train(ours, ours_opt, 60, inputs, targets)
-    _train(theirs, theirs_opt, 60, inputs, targets)
-    assert _max_difference(ours, theirs) < TOLERANCE
-    assert _max_difference(ours, _network()) > 1e-3  # the models really moved
-    _assert_same_state(ours_opt, theirs_opt, ours, theirs)
-    assert all(REPORTED[path] in line for line in ours_opt.paths), ours_opt.paths
-
-
-@pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("name, kwargs", LAST, ids=list(GRIDS))
-def test_state_dicts_move_between_torch_and_every_path(name, kwargs, path):
-    inputs, targets = _data()
-    # torch.optim's state dict loads into this path, and training continues as torch's does
-    reference = _network()
-    reference_opt = getattr(torch.optim, name)(_groups(reference, kwargs), **kwargs)
-    _train(reference, reference_opt, 10, inputs, targets)
-    saved_model, saved_opt = copy.deepcopy(reference.state_dict()), copy.deepcopy(reference_opt.state_dict())
-    _train(reference, reference_opt, 10, inputs, targets, start=10)
-
-    resumed = _network(seed=99)
-    resumed.load_state_dict(saved_model)
-    resumed_opt = getattr(optim, name)(_groups(resumed, kwargs), **kwargs, **PATHS[path])
-    resumed_opt.load_state_dict(saved_opt)
-    _train(resumed, resumed_opt, 10, inputs, targets, start=10)
-    assert _max_difference(resumed, reference) < TOLERANCE
-
-    # and this path's state dict (taken mid-run, after the flat buffers exist) loads into torch.optim
-    ours = _network()
-    ours_opt = getattr(optim, name)(_groups(ours, kwargs), **kwargs, **PATHS[path])
-    _train(ours, ours_opt, 10, inputs, targets)
-    saved_model, saved_opt = copy.deepcopy(ours.state_dict()), copy.deepcopy(ours_opt.state_dict())
-    _train(ours, ours_opt, 10, inputs, targets, start=10)
-    theirs = _network(seed=7)
-    theirs.load_state_dict(saved_model)
-    theirs_opt = getattr(torch.optim, name)(_groups(theirs, kwargs), **kwargs)
-    theirs_opt.load_state_dict(copy.deepcopy(saved_opt))  # torch updates loaded state in place
-    _train(theirs, theirs_opt, 10, inputs, targets, start=10)
-    assert _max_difference(ours, theirs) < TOLERANCE
-
-    # and into this path again: exactly the same continuation
-    again = _network(seed=5)
-    again.load_state_dict(saved_model)
-    again_opt = getattr(optim, name)(_groups(again, kwargs), **kwargs, **PATHS[path])
-    again_opt.load_state_dict(saved_opt)
-    _train(again, again_opt, 10, inputs, targets, start=10)
-    assert _max_difference(again, ours) == 0.0
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -184,7 +130,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
     opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99), fused=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25)
     _train(model, opt, 1, inputs, targets)  # the first step compiles (or finds the kernel compiled already)
-    kernels, graphs = len(fast_paths._COMPILED), counters["stats"]["unique_graphs"]
+    kernels, graphs = fast_paths.cache_info().kernels, counters["stats"]["unique_graphs"]
     frames = counters["frames"]["total"]
     learning_rates = set()
     for step in range(1, 25):
@@ -192,7 +138,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
         sched.step()
         learning_rates.add(opt.param_groups[0]["lr"])
     assert len(learning_rates) == 24  # the learning rate changed at every step ...
-    assert len(fast_paths._COMPILED) == kernels  # ... and no new kernel was traced,
+    assert fast_paths.cache_info().kernels == kernels  # ... and no new kernel was traced,
     assert counters["stats"]["unique_graphs"] == graphs  # nor a new graph compiled by torch.compile,
     assert counters["frames"]["total"] == frames  # nor a frame handed to dynamo again
     assert opt.paths == ["group 0: flat, compiled (4 tensors, 161 float64 numbers on cpu)"]
@@ -202,7 +148,7 @@ def test_a_scheduler_does_not_recompile_and_compile_time_is_paid_once():
     other(inputs[:, :5]).square().mean().backward()
     other_opt.step()
     other_opt.step()
-    assert len(fast_paths._COMPILED) == kernels
+    assert fast_paths.cache_info().kernels == kernels
     assert counters["stats"]["unique_graphs"] == graphs
 
 
@@ -231,20 +177,24 @@ def test_flat_path_puts_parameters_gradients_and_state_in_one_buffer(monkeypatch
     model = _network()
     opt = optim.Adam(model.parameters(), lr=0.01, fused=True)
     _train(model, opt, 2, inputs, targets)
-    (bucket,) = opt._flat[0].buckets
-    assert bucket.numel == sum(p.numel() for p in model.parameters()) == 161
-    for i, param in enumerate(model.parameters()):
-        start, stop = bucket.bounds[i]
-        assert param.data_ptr() == bucket.param_flat[start:stop].data_ptr()
-        assert param.grad.data_ptr() == bucket.grad_flat[start:stop].data_ptr()
-        for name in ("exp_avg", "exp_avg_sq"):
-            assert opt.state[param][name].data_ptr() == bucket.state_flat[name][start:stop].data_ptr()
+    params = list(model.parameters())
+
+    def one_buffer(tensors):  # views of one buffer, in order, end to end
+        storages = {t.untyped_storage().data_ptr() for t in tensors}
+        offsets = [t.storage_offset() for t in tensors]
+        return len(storages) == 1 and offsets == [sum(p.numel() for p in params[:i]) for i in range(len(params))]
+
+    assert sum(p.numel() for p in params) == 161 and params[0].untyped_storage().nbytes() == 161 * 8
+    assert one_buffer(params) and one_buffer([p.grad for p in params])
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert one_buffer([opt.state[p][name] for p in params])
     # zero_grad(set_to_none=False) keeps the views: autograd then accumulates straight into the flat buffer
+    grads = [p.grad for p in params]
     opt.zero_grad(set_to_none=False)
-    assert bucket.grad_flat.abs().max() == 0
+    assert all(p.grad is g and g.abs().max() == 0 for p, g in zip(params, grads))
     ((model(inputs) - targets) ** 2).mean().backward()
-    assert bucket.grad_flat.abs().max() > 0
-    assert all(p.grad.data_ptr() == bucket.grad_views[i].data_ptr() for i, p in enumerate(model.parameters()))
+    assert all(p.grad is g for p, g in zip(params, grads)) and one_buffer(grads)
+    assert max(g.abs().max() for g in grads) > 0
     # zero_grad() sets them to None, as torch does; the next step gathers autograd's fresh gradients
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
@@ -326,9 +276,8 @@ def test_param_groups_may_choose_different_paths():
     assert _max_difference(ours, theirs) < TOLERANCE
 
 
-def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeypatch):
-    monkeypatch.setattr(fast_paths, "_UNAVAILABLE", {"cpu": "no C++ compiler (simulated)"})
-    monkeypatch.setattr(fast_paths, "_WARNED", set())
+def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeypatch, fresh_compile_caches):
+    monkeypatch.setattr(fast_paths, "compile_unavailable_reason", lambda device="cpu": "no C++ compiler (simulated)")
     inputs, targets = _data()
     ours, theirs = _network(), _network()
     with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .no C.. compiler"):
@@ -342,14 +291,11 @@ def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeyp
     assert _max_difference(ours, theirs) < TOLERANCE
 
 
-def test_a_failing_compilation_falls_back_with_a_warning(monkeypatch):
+def test_a_failing_compilation_falls_back_with_a_warning(monkeypatch, fresh_compile_caches):
     def broken(*args, **kwargs):
         raise RuntimeError("inductor exploded (simulated)")
 
     monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
-    monkeypatch.setattr(fast_paths, "_COMPILED", {})
-    monkeypatch.setattr(fast_paths, "_COMPILE_ERRORS", {})
-    monkeypatch.setattr(fast_paths, "_WARNED", set())
     inputs, targets = _data()
     ours, theirs = _network(), _network()
     with pytest.warns(optim.CompileFallbackWarning, match="inductor exploded"):
@@ -452,7 +398,8 @@ def test_pickled_optimizer_steps_on_exactly_as_the_uninterrupted_one(path):
     _train(model, opt, 3, inputs, targets)
     # one pickle for both, as torch.save of a checkpoint: the restored optimizer holds the restored model's parameters
     restored_model, restored = pickle.loads(pickle.dumps((model, opt)))
-    assert restored._execution_defaults == opt._execution_defaults and restored._flat == {}
+    assert restored.defaults == opt.defaults
+    assert restored.paths == [opt.paths[0].split(" (")[0].replace(", eager", "").replace(", compiled", "")]
     assert all(p is q for p, q in zip(restored.param_groups[0]["params"], restored_model.parameters()))
     _train(model, opt, 5, inputs, targets, start=3)
     _train(restored_model, restored, 5, inputs, targets, start=3)
@@ -484,7 +431,7 @@ def test_schedulers_never_recompile_the_kernel(case):
 
     name, kwargs, make_scheduler = SCHEDULED[case]
     inputs, targets = _data()
-    compiled_before, kernels_before = fast_paths.compilations(), len(fast_paths._COMPILED)
+    compiled_before, kernels_before = fast_paths.compilations(), fast_paths.cache_info().kernels
     runs, momenta, learning_rates = [], set(), set()
     for module, extra in ((torch.optim, {}), (optim, dict(fused=True))):
         model = _network()
@@ -502,7 +449,7 @@ def test_schedulers_never_recompile_the_kernel(case):
         runs.append((model, opt))
     (theirs, theirs_opt), (ours, ours_opt) = runs
     assert fast_paths.compilations() - compiled_before <= 1  # one structure, one compilation (or none: cached)
-    assert len(fast_paths._COMPILED) <= kernels_before + 1
+    assert fast_paths.cache_info().kernels <= kernels_before + 1
     assert counters["frames"]["total"] == frames  # nothing handed to torch.compile after the third step
     assert ours_opt.paths[0].startswith("group 0: flat, compiled")
     assert len(learning_rates) > 10  # the scheduler changed lr ...
@@ -590,3 +537,21 @@ def test_compile_min_elements_is_restored():
     with optim.compile_min_elements(float("inf")):
         assert fast_paths.COMPILE_MIN_ELEMENTS == float("inf")
     assert fast_paths.COMPILE_MIN_ELEMENTS == before
+
+
+def test_cache_info_counts_what_compile_rule_keeps_and_clear_caches_forgets_it(monkeypatch, fresh_compile_caches):
+    monkeypatch.setattr(fast_paths, "compile_unavailable_reason", lambda device="cpu": "no compiler (simulated)")
+    assert fast_paths.cache_info()[:1] + fast_paths.cache_info()[3:] == (0, 0, 0, {}, 0)
+    for lr in (0.1, 0.2):  # one structure: one fallback, one warning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fast_paths.compile_rule(rules.adam(lr=lr), torch.float64)
+        assert len(caught) == (1 if lr == 0.1 else 0)
+    fast_paths.compile_rule(rules.sgd(lr=0.1), torch.float64)
+    info = fast_paths.cache_info()
+    assert (info.kernels, info.fallbacks, info.failed, info.warned) == (0, 2, 0, 1)
+    assert info.maxsize == fast_paths.KERNEL_CACHE_SIZE and info.compilations == fast_paths.compilations()
+    fast_paths.clear_caches()
+    assert fast_paths.cache_info()[3:] == (0, 0, {}, 0)
+    with pytest.warns(optim.CompileFallbackWarning, match="simulated"):  # decided afresh: it warns again
+        fast_paths.compile_rule(rules.adam(lr=0.1), torch.float64)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from optim_db import OPTIM_DB
 
-from course_lib import rules
+from course_lib import methods, rules
 
 
 def paper_adam(theta, grads, alpha=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
@@ -248,3 +249,106 @@ def test_sgd_in_place_twin_equals_the_pure_rule_bit_for_bit(kwargs):
         assert {k: v for k, v in pure_state.items() if v is not None}.keys() == in_place_state.keys()
         for name, value in in_place_state.items():
             assert torch.equal(value, pure_state[name]), name
+
+
+# ---- the classic rules against torch.optim and closed forms, at the rule level -----------------------------------
+#: The torch.optim twins' option grids of the conformance registry (every option flipped somewhere).
+CLASSIC = [(name, index) for name in ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW")
+           for index in range(len(OPTIM_DB[name].grid))]
+
+
+@pytest.mark.parametrize("name, index", CLASSIC, ids=[f"{n}-{i}" for n, i in CLASSIC])
+def test_classic_rule_on_numpy_equals_torch_optim_step_by_step(name, index):
+    """The rule on NumPy float64 arrays against torch.optim's class fed the same gradients: θ and the state, by
+    torch's names, after every one of 25 steps (gradients over six decades, so that ε and the bias corrections
+    show)."""
+    kwargs = OPTIM_DB[name].grid[index]
+    rule = getattr(rules, methods.get(OPTIM_DB[name].methods[0]).rule)(**kwargs)
+    rng = np.random.default_rng(index)
+    theta = rng.normal(size=(3, 4))
+    grads = rng.normal(size=(25, 3, 4)) * np.array([1e-4, 1e-2, 1.0, 1e2])
+    param = torch.nn.Parameter(torch.tensor(theta))
+    reference = getattr(torch.optim, name)([param], **kwargs)
+    state = rule.init(theta)
+    for step, g in enumerate(grads, start=1):
+        theta, state = rule.update(theta, g, state)
+        param.grad = torch.tensor(g)
+        reference.step()
+        np.testing.assert_allclose(theta, param.detach().numpy(), rtol=1e-10, atol=1e-13, err_msg=f"step {step}")
+        for key, value in reference.state[param].items():
+            np.testing.assert_allclose(np.asarray(state[key], dtype=np.float64), value.numpy(), rtol=1e-10,
+                                       atol=1e-13, err_msg=f"{key}, step {step}")
+
+
+def test_decoupled_weight_decay_shrinks_theta_by_one_minus_lr_lambda_on_a_zero_gradient():
+    """AdamW's decay acts on θ, not on the gradient: with g = 0 the moments stay 0, and θ_t = (1 − ηλ)^t θ_0 exactly;
+    coupled (L2) decay would instead feed λθ into m and v and take Adam's normalised step of size η."""
+    lr, decay = 0.1, 0.5
+    for rule in (rules.adamw(lr=lr, weight_decay=decay), rules.adam(lr=lr, weight_decay=decay,
+                                                                     decoupled_weight_decay=True)):
+        theta, state = np.array([2.0, -1.0]), None
+        state = rule.init(theta)
+        for t in range(1, 11):
+            theta, state = rule.update(theta, np.zeros(2), state)
+            np.testing.assert_allclose(theta, np.array([2.0, -1.0]) * (1 - lr * decay) ** t, rtol=1e-14)
+            assert np.all(state["exp_avg"] == 0) and np.all(state["exp_avg_sq"] == 0)
+
+
+def test_maximize_negates_the_gradient_before_the_decay():
+    """maximize ascends f: g ← −g, then the L2 term λθ is added (it still pulls θ towards 0). At θ = 4, g = 1,
+    λ = 0.5: −g + λθ = 1, so SGD steps by −η and Adam's first step (of size η, ε = 0) by −η too."""
+    for rule in (rules.sgd(lr=0.1, weight_decay=0.5, maximize=True),
+                 rules.adam(lr=0.1, weight_decay=0.5, maximize=True, eps=0.0)):
+        theta, _ = rule.update(np.array([4.0]), np.array([1.0]), rule.init(np.array([4.0])))
+        assert theta[0] == pytest.approx(4.0 - 0.1, rel=1e-14), rule.name
+
+
+@pytest.mark.parametrize("nesterov, dampening", [(False, 0.0), (False, 0.3), (True, 0.0)])
+def test_sgd_momentum_on_a_constant_gradient_follows_its_closed_form(nesterov, dampening):
+    """On a constant g: b_1 = g and b_t = β b_{t−1} + (1 − dampening) g, so b_t = g (β^{t−1} + (1 − d)(1 − β^{t−1})
+    / (1 − β)); the step is η b_t, or η (g + β b_t) with Nesterov's look-ahead."""
+    lr, beta, g = 0.01, 0.9, 2.0
+    rule = rules.sgd(lr=lr, momentum=beta, dampening=dampening, nesterov=nesterov)
+    theta, state = np.array([0.0]), rule.init(np.array([0.0]))
+    for t in range(1, 30):
+        before = theta[0]
+        theta, state = rule.update(theta, np.array([g]), state)
+        buffer = g * (beta ** (t - 1) + (1 - dampening) * (1 - beta ** (t - 1)) / (1 - beta))
+        direction = g + beta * buffer if nesterov else buffer
+        assert before - theta[0] == pytest.approx(lr * direction, rel=1e-12), t
+
+
+def test_amsgrad_keeps_the_largest_v_and_bias_corrects_it():
+    """A large gradient, then small ones: v_t^max stays at the largest v_t (the raw second moment, not v̂_t), and
+    the step divides by √(v_t^max / (1 − β₂^t)) + ε, as torch.optim.Adam(amsgrad=True)."""
+    beta1, beta2, lr = 0.9, 0.99, 0.01
+    rule = rules.adam(lr=lr, betas=(beta1, beta2), amsgrad=True, eps=0.0)
+    theta, state = np.array([0.0]), rule.init(np.array([0.0]))
+    m = v = v_max = 0.0
+    for t, g in enumerate([10.0, 0.1, 0.1, 0.1, 5.0, 0.1], start=1):
+        before = theta[0]
+        theta, state = rule.update(theta, np.array([g]), state)
+        m, v = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        v_max = max(v_max, v)
+        assert state["max_exp_avg_sq"][0] == pytest.approx(v_max, rel=1e-13)
+        expected = lr * (m / (1 - beta1**t)) / np.sqrt(v_max / (1 - beta2**t))
+        assert before - theta[0] == pytest.approx(expected, rel=1e-12), t
+
+
+def test_centered_rmsprop_divides_by_the_root_of_the_variance():
+    """Centered RMSProp: r_t = √(v_t − ḡ_t²) + ε; on a constant gradient after one step, v_1 = (1−α)g² and
+    ḡ_1 = (1−α)g, so the first step is η g / √((1−α)g² − (1−α)²g²) = η / √(α(1−α)) (for g > 0, ε = 0)."""
+    alpha, lr = 0.9, 0.01
+    rule = rules.rmsprop(lr=lr, alpha=alpha, centered=True, eps=0.0)
+    theta, _ = rule.update(np.array([0.0]), np.array([3.0]), rule.init(np.array([0.0])))
+    assert -theta[0] == pytest.approx(lr / np.sqrt(alpha * (1 - alpha)), rel=1e-12)
+
+
+def test_adagrad_lr_decay_starts_at_the_first_step_with_the_full_lr():
+    """η_t = η / (1 + (t − 1)·lr_decay): the first step uses η itself, the second η / (1 + lr_decay)."""
+    rule = rules.adagrad(lr=0.5, lr_decay=1.0, eps=0.0)
+    theta, state = np.array([0.0]), rule.init(np.array([0.0]))
+    theta, state = rule.update(theta, np.array([1.0]), state)
+    assert theta[0] == pytest.approx(-0.5, rel=1e-12)  # η g / √(g²)
+    theta2, _ = rule.update(theta, np.array([1.0]), state)
+    assert theta[0] - theta2[0] == pytest.approx(0.5 / 2 / np.sqrt(2.0), rel=1e-12)  # η/2 · g / √2

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 if __package__ in (None, ""):  # run as a script: make `tools` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_lib import plotting, rules  # noqa: E402
+from course_lib import methods, plotting, rules  # noqa: E402
 from course_lib.descent import descend  # noqa: E402
 from course_lib.functions import rosenbrock, x_squared  # noqa: E402
 from course_lib.labs import gradient_descent  # noqa: E402
@@ -43,13 +43,9 @@ REGIMES = {"monotone, tiny η": 0.01, "monotone": 0.1, "one step": 0.5, "oscilla
 # Rosenbrock: one hand-picked learning rate per method (a picture, not a fair race: notebooks 02-07 tune them).
 ROSENBROCK_START = (-1.2, 1.0)
 ROSENBROCK_STEPS = 2000
-ROSENBROCK_RULES = {
-    "gd": rules.sgd(lr=2e-3),
-    "momentum": rules.sgd(lr=5e-4, momentum=0.9),
-    "adagrad": rules.adagrad(lr=0.5),
-    "rmsprop": rules.rmsprop(lr=3e-3),
-    "adam": rules.adam(lr=0.05),
-}
+ROSENBROCK_LRS = {"gd": 2e-3, "momentum": 5e-4, "adagrad": 0.5, "rmsprop": 3e-3, "adam": 0.05}
+#: Each method's rule from the method table (its options and toy defaults), at its learning rate.
+ROSENBROCK_RULES = {name: methods.get(name).toy_rule(lr) for name, lr in ROSENBROCK_LRS.items()}
 
 
 def x_squared_descent_figure():

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import rules
+from .. import sweep as lr_sweep
 from ..descent import Trajectory, descend
 from ..functions import Objective, beale, himmelblau, quadratic, rosenbrock
 
@@ -367,8 +368,8 @@ class LearningRateSweep:
         return np.mean(~np.isfinite(self.final_gap[method]), axis=1)
 
     def best_lr(self, method: str) -> float:
-        """The learning rate with the smallest median final gap."""
-        return float(self.lrs[np.argmin(self.median(method))])
+        """The learning rate with the smallest median final gap (:func:`course_lib.sweep.best_lr`)."""
+        return lr_sweep.best_lr(self.lrs, self.median(method)).lr
 
     def usable(self, method: str, tolerance: float = 1e-2) -> np.ndarray:
         """Learning rates whose median final gap is at most ``tolerance`` · (f(θ_0) − f*) and at which no seed
@@ -487,9 +488,7 @@ def tune_on_landscape(objective: Objective, x0, make_rule: Callable[[np.ndarray]
     """
     lrs = np.asarray(lrs, dtype=float).ravel()
     batch = descend(objective, x0, make_rule(lrs[:, None]), steps)
-    final = np.where(np.isfinite(batch.values[-1]), batch.values[-1], np.inf)
-    best = int(np.argmin(final))
-    lr = float(lrs[best])
+    lr = lr_sweep.best_lr(lrs, batch.values[-1]).lr  # a diverged run counts as the worst
     return lr, descend(objective, x0, make_rule(lr), steps)
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import optim, rules
+from .. import methods, optim, rules
 from ..data import breast_cancer
 from ..devices import device_argument, epoch_generator, seed_everything
 from ..models import seed_classifier
@@ -39,22 +39,20 @@ class Method:
     full_batch: bool = False
 
 
-METHODS = {
-    "gd": Method("gd", "SGD", "sgd", {}, full_batch=True),
-    "sgd": Method("sgd", "SGD", "sgd"),
-    "momentum": Method("momentum", "SGD", "sgd", {"momentum": 0.9}),
-    "rmsprop": Method("rmsprop", "RMSprop", "rmsprop"),
-    "adam": Method("adam", "Adam", "adam"),
-    "adamw": Method("adamw", "AdamW", "adamw", {"weight_decay": 1e-2}),
-}
-METHOD_TITLES = {
-    "gd": "full-batch GD",
-    "sgd": "SGD",
-    "momentum": "SGD + momentum",
-    "rmsprop": "RMSProp",
-    "adam": "Adam",
-    "adamw": "AdamW",
-}
+#: Notebook 08's optimizers, in its order: rows of the method table (:mod:`course_lib.methods`), "sgd" being gradient
+#: descent on minibatches and "gd" on the full batch.
+NAMES = ("gd", "sgd", "momentum", "rmsprop", "adam", "adamw")
+FULL_BATCH = ("gd",)
+
+
+def _method(name: str) -> Method:
+    row = methods.get(name)
+    return Method(name, row.optimizer, row.rule, dict(row.options), full_batch=name in FULL_BATCH)
+
+
+METHODS = {name: _method(name) for name in NAMES}
+#: How notebook 08 names them: the method table's titles ("SGD", "SGD + momentum"), full-batch GD said as such.
+METHOD_TITLES = {name: "full-batch GD" if name in FULL_BATCH else methods.get(name).title for name in NAMES}
 
 
 def make_optimizer(method: str, params, lr: float, *, library: str = "course",

@@ -194,14 +194,6 @@ def test_memory_per_parameter_totals_and_errors():
 
 # --- without torch.compile -----------------------------------------------------------------------------------
 
-@pytest.fixture
-def fresh_compile_caches(monkeypatch):
-    """Empty caches and warning memory, so each test sees compile_rule decide afresh."""
-    for name in ("_COMPILED", "_COMPILE_ERRORS", "_FALLBACKS", "_UNAVAILABLE"):
-        monkeypatch.setattr(fast_paths, name, {})
-    monkeypatch.setattr(fast_paths, "_WARNED", set())
-
-
 def _start_and_gradient():
     generator = torch.Generator().manual_seed(0)
     return (torch.randn(50, generator=generator, dtype=torch.float64),
@@ -279,7 +271,7 @@ def test_a_failing_compilation_is_remembered_and_falls_back(monkeypatch, fresh_c
         raise RuntimeError("C++ compile error\nerror: 'at::vec' has not been declared (simulated)")
 
     monkeypatch.delenv("COURSE_NO_COMPILE", raising=False)
-    monkeypatch.setattr(fast_paths, "_UNAVAILABLE", {"cpu": None})
+    monkeypatch.setattr(fast_paths, "compile_unavailable_reason", lambda device="cpu": None)  # a compiler, say
     monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
     with pytest.warns(optim.CompileFallbackWarning, match="compiling adam failed: RuntimeError: C.. compile error"):
         fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
