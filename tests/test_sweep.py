@@ -42,3 +42,18 @@ def test_the_edge_flag():
         sweep.best_lr([0.1, 0.2], [1.0])
     with pytest.raises(ValueError, match="Invalid scores"):
         sweep.best_lr([], [])
+
+
+def test_grid_extension_adds_a_point_beyond_the_edge_where_the_best_sits():
+    from course_lib.sweep import grid_extension
+
+    assert grid_extension([-1, 0, 1], [2.0, 1.0, 3.0]) is None                     # best inside: done
+    assert grid_extension([-1, 0, 1], [0.5, 1.0, 3.0]) == -2                        # best at the bottom
+    assert grid_extension([-1, 0, 1], [3.0, 1.0, 0.5]) == 2                         # best at the top
+    assert grid_extension([-1, 0, 1], [3.0, 1.0, float("nan")]) is None             # a divergence is the worst
+    assert grid_extension([-6, -3, 0], [0.5, 1.0, 3.0], step=3) == -9               # one decade at a time
+    assert grid_extension([-2, -1, 0], [0.5, 1.0, 3.0], lowest=-2) is None          # at its limit: flag it
+    assert grid_extension([0], [1.0]) == -1                                         # one point: grow downwards
+    assert grid_extension([0, 1], [2.0, 1.0], lower_is_better=False) == -1
+    with pytest.raises(ValueError, match="ascending"):
+        grid_extension([1, 0], [1.0, 2.0])

@@ -989,5 +989,38 @@ def gap_by_bin(workload: dict, optimizer: str, baseline: str = "adamw") -> dict[
     return out
 
 
-__all__ += ["CONTROLS_SCHEMA", "CONTROLS_PATH", "check_controls", "load_controls", "control_runs",
+def quick_controls(results: dict, *, steps: int = 60, seed: int = 0) -> list[dict]:
+    """Four of ``experiments/controls.py``'s controls, small enough to rerun in a notebook in seconds: one seed,
+    ``steps`` steps (the schedule spans them), each optimizer at its best η of ``results`` (the main file). Each
+    entry: ``{"control": label, "candidate": final loss, "baseline": final loss, "difference": candidate −
+    baseline}``. A shorter run is another experiment: its differences need not match the full controls'."""
+    import math as _math
+
+    from ..data import zipf_markov_corpus
+
+    best = {key: {name: s["best_lr"] for name, s in w["summary"].items()} for key, w in results["workloads"].items()}
+    small = {"steps": steps, "warmup_steps": max(1, steps // 10), "eval_every": steps}
+    lm, cnn = lm_workload(**small), cnn_workload(**small)
+    uniform = lm_workload(corpus=zipf_markov_corpus(exponent=0.0), **small)
+    pairs = [
+        ("AdamW with Muon's split − AdamW (LM)", (lm, "adamw", best["lm"]["adamw"], {"rest_lr": best["lm"]["muon"]}),
+         (lm, "adamw", best["lm"]["adamw"], {})),
+        ("Muon without decay − with (LM)", (lm, "muon", best["lm"]["muon"], {"decay_timescale": _math.inf}),
+         (lm, "muon", best["lm"]["muon"], {})),
+        ("SGD + Nesterov clipped at 1 − unclipped (CNN)",
+         (cnn, "nesterov", best["cnn"]["nesterov"], {"clip_norm": 1.0}),
+         (cnn, "nesterov", best["cnn"]["nesterov"], {})),
+        ("SGD + Nesterov − AdamW (uniform language)", (uniform, "nesterov", best["lm"]["nesterov"], {}),
+         (uniform, "adamw", best["lm"]["adamw"], {})),
+    ]
+    out = []
+    for label, (w1, o1, lr1, v1), (w2, o2, lr2, v2) in pairs:
+        a = train_run(w1, o1, lr1, seed, **v1)["final_val_loss"]
+        b = train_run(w2, o2, lr2, seed, **v2)["final_val_loss"]
+        out.append({"control": label, "candidate": a, "baseline": b,
+                    "difference": None if a is None or b is None else a - b})
+    return out
+
+
+__all__ += ["quick_controls", "CONTROLS_SCHEMA", "CONTROLS_PATH", "check_controls", "load_controls", "control_runs",
             "paired_runs", "gap_by_bin"]

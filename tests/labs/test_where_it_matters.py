@@ -552,3 +552,37 @@ def test_gap_by_bin_recovers_the_middle_bin_and_sums_to_the_gap():
     assert split["rare"]["contribution"] == pytest.approx(0.1)
     assert split["total"]["gap"] == pytest.approx(0.3 + 0.6 + 0.1)
     assert math.fsum(split[key]["share"] for key in ("frequent", "middle", "rare")) == pytest.approx(1.0)
+
+
+def test_clip_norm_variant_clips_and_records_the_clipped_fraction(tiny):
+    """``clip_norm`` clips the global gradient norm before the step, as clip_grad_norm_ does, and the record says
+    which share of the steps it bit; the default (None) clips nothing."""
+    plain = lab.train_run(tiny, "adamw", 0.01, 0)
+    tight = lab.train_run(tiny, "adamw", 0.01, 0, clip_norm=1e-3)
+    assert plain["clipped_fraction"] == 0 and tight["clipped_fraction"] == 1.0
+    assert tight["variant"] == {"clip_norm": 1e-3} and tight["val_loss"] != plain["val_loss"]
+    loose = lab.train_run(tiny, "adamw", 0.01, 0, clip_norm=1e9)          # never bites: the unclipped run
+    assert loose["clipped_fraction"] == 0 and loose["val_loss"] == plain["val_loss"]
+    with pytest.raises(ValueError, match="clip_norm"):
+        lab.train_run(tiny, "adamw", 0.01, 0, clip_norm=0.0)
+
+
+def test_quick_controls_rerun_four_controls_small_with_their_variants(monkeypatch):
+    """Each entry pairs a control run with its baseline at the main file's best η, one seed, the given steps; the
+    variants are those of experiments/controls.py (checked by recording what train_run gets)."""
+    calls = []
+    real = lab.train_run
+
+    def recording(workload, optimizer, lr, seed, **variant):
+        calls.append((workload.name, workload.steps, optimizer, lr, seed, variant))
+        return real(workload, optimizer, lr, seed, stop_after=1, **variant)
+
+    monkeypatch.setattr(lab, "train_run", recording)
+    results = lab.load_results()
+    out = lab.quick_controls(results, steps=4)
+    best = {k: {n: s["best_lr"] for n, s in w["summary"].items()} for k, w in results["workloads"].items()}
+    assert [e["control"].split(" (")[-1] for e in out] == ["LM)", "LM)", "CNN)", "uniform language)"]
+    assert all(steps == 4 and seed == 0 for _, steps, _, _, seed, _ in calls) and len(calls) == 8
+    assert calls[0][2:] == ("adamw", best["lm"]["adamw"], 0, {"rest_lr": best["lm"]["muon"]})
+    assert calls[2][5] == {"decay_timescale": math.inf} and calls[4][5] == {"clip_norm": 1.0}
+    assert calls[6][2] == "nesterov" and calls[7][2] == "adamw"
