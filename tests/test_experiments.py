@@ -127,8 +127,8 @@ def test_controls_tiny_end_to_end(tmp_path, capsys, one_thread):
     assert "runs in" in capsys.readouterr().out
     controls = lab.load_controls(output)
     assert controls["config"]["tiny"] and controls["config"]["seeds"] == [0, 1, 2]
-    assert {r["control"] for r in controls["runs"]} == {"adamw_split", "muon_rest_at_adamw", "no_decay", "uniform",
-                                                         "reproduce"}
+    assert {r["control"] for r in controls["runs"]} == {"adamw_split", "muon_rest_at_adamw", "no_decay", "clip",
+                                                         "uniform", "reproduce"}
     assert controls["uniform_workload"]["reference_losses"]["unigram_entropy"] == pytest.approx(math.log(512))
     broken = json.loads(output.read_text())
     del broken["runs"][0]

@@ -614,7 +614,7 @@ def summarize(runs: list[dict], grids: dict[str, list[float]], *, width_toleranc
             "best_val_loss_mean": float(np.mean(best_losses)),
             "best_val_loss_std": float(np.std(best_losses, ddof=1)) if len(best) > 1 else 0.0,
             "final_val_loss_mean": choice.score,
-            "test_loss_mean": benchmark.seed_statistic([r["test_loss"] for r in best]),
+            "test_loss_mean": benchmark.seed_statistic([r.get("test_loss") for r in best]),
             "best_val_accuracy_mean": float(np.mean([0.0 if r["best_val_accuracy"] is None else r["best_val_accuracy"]
                                                      for r in best])),
             "steps_to_target_median": int(np.median(reached)) if len(reached) == len(best) else None,
