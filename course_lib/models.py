@@ -35,7 +35,7 @@ def parameter_count(model: torch.nn.Module) -> int:
 def seed_classifier(in_features: int, hidden: int = 32) -> torch.nn.Sequential:
     """The seed article's network with ``in_features`` inputs: Linear(d, 32) + ReLU → Linear(32, 1).
 
-    The last layer returns one logit z per sample; σ(z) is the probability of
+    The last layer returns one logit z per sample; sigmoid(z) is the probability of
     class 1, applied inside the loss (``BCEWithLogitsLoss``) and by
     ``torch.sigmoid`` when a probability is wanted. With d = 8 this is exactly the
     seed's Keras model (8·32 + 32 + 32 + 1 = 321 parameters).

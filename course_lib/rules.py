@@ -889,9 +889,9 @@ def newton_schulz_orthogonalize(matrix, ns_coefficients=MUON_NS_COEFFICIENTS, ns
         X_0 = M / \max(\|M\|_F, \varepsilon), \qquad
         X_{j+1} = a X_j + (b\, A_j + c\, A_j^2)\, X_j, \quad A_j = X_j X_j^\top
 
-    Each step maps every singular value σ of X to p(σ) = aσ + bσ³ + cσ⁵ (the singular vectors stay); with
-    (a, b, c) = (3.4445, −4.7750, 2.0315) p is steep at 0 (slope a), so five steps map every σ with
-    σ/‖M‖_F ≥ 0.002 into [0.68, 1.21] (exact arithmetic; smaller ones are multiplied by at most a⁵ ≈ 490):
+    Each step maps every singular value s of X to p(s) = a·s + b·s³ + c·s⁵ (the singular vectors stay); with
+    (a, b, c) = (3.4445, −4.7750, 2.0315) p is steep at 0 (slope a), so five steps map every s with
+    s/‖M‖_F ≥ 0.002 into [0.68, 1.21] (exact arithmetic; smaller ones are multiplied by at most a⁵ ≈ 490):
     X₅ ≈ U S′ Vᵀ with S′ ≈ I, not exactly U Vᵀ. A tall matrix is transposed first, so that
     A_j is the smaller Gram matrix.
 

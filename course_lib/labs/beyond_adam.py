@@ -446,7 +446,7 @@ def ns_polynomial(s, steps: int = 5, coefficients=MUON_COEFFICIENTS) -> np.ndarr
 
 def polar_factor(G) -> np.ndarray:
     """U Vᵀ from the SVD G = U Σ Vᵀ: the steepest-descent direction of a linear function ⟨G, Δ⟩ under the spectral
-    norm (its minimum over ‖Δ‖₂ ≤ 1 is at Δ = −U Vᵀ, with value −Σ σ_i, the nuclear norm)."""
+    norm (its minimum over ‖Δ‖₂ ≤ 1 is at Δ = −U Vᵀ, with value −(s_1 + … + s_r), minus the nuclear norm)."""
     U, _, Vt = np.linalg.svd(np.asarray(G, dtype=float), full_matrices=False)
     return U @ Vt
 
