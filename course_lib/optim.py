@@ -394,15 +394,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         if rule.update_in_place_fn is not None and not compiling:
             self._step_per_tensor_in_place(group, rule)
             return
-        states, active, handed = self.state, [], []
-        for param in group["params"]:
-            grad = param.grad
-            if grad is None:
-                continue
-            self.check_param(param)
-            state = states[param]
-            if not state:
-                self.store_state(state, rule.init(param))
+        active, handed = [], []
+        for param, grad, state in self._with_state(group, rule):
             active.append((param, grad, state))
             handed.append(param)
             handed += state.values()
@@ -430,7 +423,14 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _step_per_tensor_in_place(self, group, rule):
         """Path 1 with the rule's in-place twin (SGD's: :func:`course_lib.rules.sgd_update_`), which writes θ and
         torch.optim's state dict itself: the fewest Python operations around a step of few kernels."""
-        update_in_place, hyperparams, states = rule.update_in_place_fn, rule.hyperparams, self.state
+        update_in_place, hyperparams = rule.update_in_place_fn, rule.hyperparams
+        for param, grad, state in self._with_state(group, rule):
+            update_in_place(param, grad, state, **hyperparams)
+
+    def _with_state(self, group, rule):
+        """(param, grad, state) for each parameter of ``group`` that has a gradient, in order: checked
+        (:meth:`check_param`), its state made by ``rule.init`` on its first step."""
+        states = self.state
         for param in group["params"]:
             grad = param.grad
             if grad is None:
@@ -439,7 +439,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             state = states[param]
             if not state:
                 self.store_state(state, rule.init(param))
-            update_in_place(param, grad, state, **hyperparams)
+            yield param, grad, state
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""

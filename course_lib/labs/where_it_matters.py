@@ -994,8 +994,6 @@ def quick_controls(results: dict, *, steps: int = 60, seed: int = 0) -> list[dic
     ``steps`` steps (the schedule spans them), each optimizer at its best η of ``results`` (the main file). Each
     entry: ``{"control": label, "candidate": final loss, "baseline": final loss, "difference": candidate −
     baseline}``. A shorter run is another experiment: its differences need not match the full controls'."""
-    import math as _math
-
     from ..data import zipf_markov_corpus
 
     best = {key: {name: s["best_lr"] for name, s in w["summary"].items()} for key, w in results["workloads"].items()}
@@ -1005,7 +1003,7 @@ def quick_controls(results: dict, *, steps: int = 60, seed: int = 0) -> list[dic
     pairs = [
         ("AdamW with Muon's split − AdamW (LM)", (lm, "adamw", best["lm"]["adamw"], {"rest_lr": best["lm"]["muon"]}),
          (lm, "adamw", best["lm"]["adamw"], {})),
-        ("Muon without decay − with (LM)", (lm, "muon", best["lm"]["muon"], {"decay_timescale": _math.inf}),
+        ("Muon without decay − with (LM)", (lm, "muon", best["lm"]["muon"], {"decay_timescale": math.inf}),
          (lm, "muon", best["lm"]["muon"], {})),
         ("SGD + Nesterov clipped at 1 − unclipped (CNN)",
          (cnn, "nesterov", best["cnn"]["nesterov"], {"clip_norm": 1.0}),
