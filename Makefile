@@ -44,8 +44,8 @@ help:
 	@echo "make html     the course site (Sphinx book, works offline) from the executed notebooks in _build/html/"
 	@echo "make images   redraw the README figures in images/ from course_lib"
 	@echo "make course-time  execute every notebook and print seconds per notebook against the 150 s target"
-	@echo "make experiments  rerun notebook 12's sweeps into course_lib/results/ (about 7 minutes on 2 idle cores)"
-	@echo "make controls  rerun the controls of notebook 12's headline results into course_lib/results/ (about 2 minutes)"
+	@echo "make experiments  rerun notebook 12's sweeps into course_lib/results/ (504 runs, about 7 minutes on 2 idle cores)"
+	@echo "make controls  rerun the controls of notebook 12's headline results into course_lib/results/ (284 runs, about 7 minutes)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

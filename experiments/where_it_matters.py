@@ -4,11 +4,15 @@ Every optimizer of :data:`course_lib.labs.where_it_matters.OPTIMIZERS` on every 
 found by a two-stage search in which every run counts towards its budget (the protocol of
 :mod:`course_lib.labs.where_it_matters`, whose docstring describes the file's schema):
 
-1. **coarse**: η = 10⁻⁴, 10⁻³, …, 1 on seed 0 (``COARSE_KS``); while the best sits at an end, one more decade
-   there (at most ``COARSE_EXTENSIONS``);
-2. **fine**: three η per decade around the coarse best k*, η = 10^(k/3) for k = k* − 1, k*, k* + 1, on every seed
-   (the coarse run at an η of the fine grid is reused, not rerun); while the best (mean over seeds of the final
-   validation loss) sits at an end, one more point there (at most ``FINE_REACH`` from k*);
+1. **coarse**: η = 10⁻⁴, 10⁻³, …, 1 on seed 0 (``COARSE_KS``); while any optimizer's best sits at an end, one
+   more decade there (at most ``COARSE_EXTENSIONS``), for every optimizer of the workload;
+2. **fine**: three η per decade around each optimizer's coarse best k*, η = 10^(k/3) for k = k* + o with the offsets
+   o = −1, 0, 1, on every seed (the coarse run at an η of the fine grid is reused, not rerun); while any
+   optimizer's best (mean over seeds of the final validation loss) sits at an end, one more offset there (at most
+   ``FINE_REACH`` from k*), for every optimizer of the workload.
+
+   The search space is the same for every optimizer of a workload, so every optimizer gets the same number of
+   runs: one optimizer's need to look further buys the same look for all.
 3. **timing**: the time per step of each optimizer at its best η as a ratio to AdamW's, in a separate run of
    interleaved rounds after the sweep (one process, one thread); ``--retime`` repeats this stage alone on a quiet
    machine.
@@ -72,14 +76,29 @@ def _one(job):
 
 
 class Search:
-    """Both stages' runs, kept by (workload, optimizer) and k (η = 10^(k/3)) and seed; runs jobs in a pool."""
+    """Both stages' runs, kept by (workload, optimizer) and k (η = 10^(k/3)) and seed; runs jobs in a pool.
+
+    The search space is shared within a workload: when one optimizer's best sits at an end of its grid, the grid
+    grows there for every optimizer (the coarse grid by a decade, the fine offsets around each coarse best by a
+    point), so every optimizer of a workload gets the same grid shape and the same number of runs.
+    """
 
     def __init__(self, pool, names: dict[str, list[str]], seeds):
         self.pool, self.names, self.seeds = pool, names, tuple(seeds)
         self.runs: dict[tuple, dict] = {}  # (workload, optimizer, k, seed) -> record
-        self.coarse: dict[tuple, list[int]] = {(w, o): [] for w, opts in names.items() for o in opts}
-        self.fine: dict[tuple, list[int]] = {key: [] for key in self.coarse}
+        self.coarse_ks: dict[str, list[int]] = {w: [] for w in names}    # the shared coarse grid per workload
+        self.offsets: dict[str, list[int]] = {w: [] for w in names}      # the shared fine offsets per workload
         self.center: dict[tuple, int] = {}
+
+    @property
+    def keys(self):
+        return [(w, o) for w, opts in self.names.items() for o in opts]
+
+    def coarse(self, key) -> list[int]:
+        return self.coarse_ks[key[0]]
+
+    def fine(self, key) -> list[int]:
+        return [self.center[key] + o for o in self.offsets[key[0]]]
 
     def run(self, jobs, desc):
         jobs = [job for job in dict.fromkeys(jobs) if job not in self.runs]
@@ -91,35 +110,44 @@ class Search:
         return benchmark.seed_statistic([self.runs[(*key, k, s)][benchmark.METRIC] for s in seeds])
 
     def coarse_stage(self, ks, extensions, desc="coarse"):
+        """Seed 0 on the shared coarse grid ``ks``; while any optimizer's best sits at an end, one more decade
+        there for every optimizer of its workload (at most ``extensions`` decades beyond ``ks`` at each end)."""
         seed = self.seeds[0]
-        todo = {key: list(ks) for key in self.coarse}
+        todo = {w: list(ks) for w in self.names}
         lowest, highest = ks[0] - 3 * extensions, ks[-1] + 3 * extensions
         while todo:
-            self.run([(*key, k, seed) for key, new in todo.items() for k in new], desc)
-            for key, new in todo.items():
-                self.coarse[key] = sorted(self.coarse[key] + new)
+            self.run([(w, o, k, seed) for w, new in todo.items() for o in self.names[w] for k in new], desc)
+            for w, new in todo.items():
+                self.coarse_ks[w] = sorted(self.coarse_ks[w] + new)
             todo = {}
-            for key, grid in self.coarse.items():
+            for key in self.keys:
+                grid = self.coarse(key)
                 k = sweep.grid_extension(grid, [self.score(key, k, (seed,)) for k in grid], step=3,
                                          lowest=lowest, highest=highest)
-                if k is not None:
-                    todo[key] = [k]
+                if k is not None and k not in todo.get(key[0], []):
+                    todo.setdefault(key[0], []).append(k)
 
     def fine_stage(self, offsets, reach, desc="fine"):
-        for key, grid in self.coarse.items():
+        """Every seed at η = 10^((k* + o)/3) for the shared offsets o around each optimizer's coarse best k*;
+        while any optimizer's best sits at an end, one more offset there for every optimizer of its workload (at
+        most ``reach`` from k*)."""
+        for key in self.keys:
+            grid = self.coarse(key)
             best = sweep.best_lr([10 ** (k / 3) for k in grid], [self.score(key, k, self.seeds[:1]) for k in grid])
             self.center[key] = grid[best.index]
-        todo = {key: [self.center[key] + o for o in offsets] for key in self.coarse}
+        todo = {w: list(offsets) for w in self.names}
         while todo:
-            self.run([(*key, k, s) for key, new in todo.items() for k in new for s in self.seeds], desc)
-            for key, new in todo.items():
-                self.fine[key] = sorted(self.fine[key] + new)
+            self.run([(w, o, self.center[(w, o)] + off, s) for w, new in todo.items() for o in self.names[w]
+                      for off in new for s in self.seeds], desc)
+            for w, new in todo.items():
+                self.offsets[w] = sorted(self.offsets[w] + new)
             todo = {}
-            for key, grid in self.fine.items():
+            for key in self.keys:
+                grid, center = self.fine(key), self.center[key]
                 k = sweep.grid_extension(grid, [self.score(key, k, self.seeds) for k in grid],
-                                         lowest=self.center[key] - reach, highest=self.center[key] + reach)
-                if k is not None:
-                    todo[key] = [k]
+                                         lowest=center - reach, highest=center + reach)
+                if k is not None and k - center not in todo.get(key[0], []):
+                    todo.setdefault(key[0], []).append(k - center)
 
 
 def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = None, only=None,
@@ -158,10 +186,10 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
                       "numpy": np.__version__, "python": platform.python_version(), "threads": threads,
                       "workers": workers, "tiny": tiny}, "workloads": {}}
     for w, workload in built.items():
-        grids = {o: [sweep.lr_grid(k, 1)[0] for k in search.fine[(w, o)]] for o in names[w]}
-        coarse = {o: [sweep.lr_grid(k, 1)[0] for k in search.coarse[(w, o)]] for o in names[w]}
-        runs = [search.runs[(w, o, k, s)] for o in names[w] for k in search.fine[(w, o)] for s in seeds]
-        coarse_runs = [search.runs[(w, o, k, seeds[0])] for o in names[w] for k in search.coarse[(w, o)]]
+        grids = {o: [sweep.lr_grid(k, 1)[0] for k in search.fine((w, o))] for o in names[w]}
+        coarse = {o: [sweep.lr_grid(k, 1)[0] for k in search.coarse((w, o))] for o in names[w]}
+        runs = [search.runs[(w, o, k, s)] for o in names[w] for k in search.fine((w, o)) for s in seeds]
+        coarse_runs = [search.runs[(w, o, k, seeds[0])] for o in names[w] for k in search.coarse((w, o))]
         summary = lab.summarize(runs, grids)
         lr = {o: summary[o]["best_lr"] for o in names[w]}
         ratios = lab.step_time_ratios(workload, lr, steps=3 if tiny else 20, rounds=timing_rounds)
@@ -180,12 +208,14 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
                                "center_lr": sweep.lr_grid(search.center[(w, o)], 1)[0]} for o in names[w]},
             "coarse_runs": coarse_runs, "runs": runs, "summary": summary,
             "step_time_ratio": {"baseline": "adamw", "steps": 3 if tiny else 20, "rounds": timing_rounds,
-                                "threads": torch.get_num_threads(), "ratios": ratios},
+                                "threads": torch.get_num_threads(), "clock": lab.STEP_CLOCK[on_cpu],
+                                "ratios": ratios},
             "protocol": lab.protocol_record(grids, coarse, seeds, extra={
-                "coarse_ks": list(coarse_ks), "coarse_extensions": extensions, "fine_offsets": list(lab.FINE_OFFSETS),
-                "fine_reach": lab.FINE_REACH, "per_group_lr": "none: one η for all of an optimizer's parameters "
-                "(Muon's AdamW half runs at Muon's η)", "weight_decay": "the recipe's timescale τ = steps for "
-                "every optimizer", "clipping": "none"})}
+                "coarse_ks": search.coarse_ks[w], "coarse_ks_start": list(coarse_ks),
+                "coarse_extensions": extensions, "fine_offsets": search.offsets[w],
+                "fine_offsets_start": list(lab.FINE_OFFSETS), "fine_reach": lab.FINE_REACH,
+                "per_group_lr": "none: one η for all of an optimizer's parameters (Muon's AdamW half runs at Muon's η)",
+                "weight_decay": "the recipe's timescale τ = steps for every optimizer", "clipping": "none"})}
     seconds = time.perf_counter() - start
     out["config"]["seconds"] = {"sweep": round(sweep_seconds, 1), "timing": round(seconds - sweep_seconds, 1)}
     lab.check_results(out)
@@ -197,8 +227,9 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
 
 
 def retime(output: Path, *, rounds: int = 5) -> dict:
-    """Measure the time per step again (stage 3 alone) into the results at ``output``, at their best η: for a quiet
-    machine, when the sweep itself ran beside other work."""
+    """Measure the time per step again (stage 3 alone) into the results at ``output``, at their best η. The CPU
+    clock leaves out other processes' time but not their use of the caches and memory: on a busy machine, rerun
+    it when the machine is quieter."""
     results = lab.load_results(output)
     torch.set_num_threads(1)
     device = pick_device()
@@ -207,6 +238,7 @@ def retime(output: Path, *, rounds: int = 5) -> dict:
         lr = {o: s["best_lr"] for o, s in workload["summary"].items()}
         steps = workload["step_time_ratio"]["steps"]
         workload["step_time_ratio"] = {"baseline": "adamw", "steps": steps, "rounds": rounds, "threads": 1,
+                                       "clock": lab.STEP_CLOCK[device.type == "cpu"],
                                        "ratios": lab.step_time_ratios(built[name], lr, steps=steps, rounds=rounds)}
     output.write_text(json.dumps(results, indent=1) + "\n")
     print(f"time per step measured again → {output}")

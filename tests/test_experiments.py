@@ -78,6 +78,31 @@ def test_tiny_configuration_end_to_end(tmp_path, capsys, one_thread):
         assert workload["step_time_ratio"]["ratios"]["adamw"] == 1.0 and workload["step_time_ratio"]["threads"] == 1
 
 
+def test_the_search_space_is_shared_so_budgets_are_equal(monkeypatch):
+    """One optimizer whose best η lies beyond the starting grids makes both grids grow for every optimizer of the
+    workload; then every optimizer has run the same number of distinct runs, and each best is inside its grid."""
+    script = _script()
+    best_k = {"a": -3, "b": 4}        # k of each optimizer's best η: b's lies beyond both stages' starting grids
+
+    def fake(job):
+        workload, optimizer, k, seed = job
+        return job, {"final_val_loss": (k - best_k[optimizer]) ** 2 + 0.01 * seed, "optimizer": optimizer}
+
+    monkeypatch.setattr(script, "_one", fake)
+    search = script.Search(None, {"w": ["a", "b"]}, seeds=(0, 1))
+    search.coarse_stage((-6, -3, 0), extensions=2)
+    assert search.coarse(("w", "a")) == search.coarse(("w", "b")) == [-6, -3, 0, 3, 6]   # grown for a too
+    search.fine_stage((-1, 0, 1), reach=4)
+    assert search.center == {("w", "a"): -3, ("w", "b"): 3}
+    assert search.offsets["w"] == [-1, 0, 1, 2]                                        # grown for a too
+    budgets = {o: len({(k, s) for (w, opt, k, s) in search.runs if opt == o}) for o in "ab"}
+    assert budgets["a"] == budgets["b"] == 5 + 4 * 2 - 1      # 5 coarse, 4 fine × 2 seeds, the centre reused
+    for o in "ab":
+        grid = search.fine(("w", o))
+        scores = [search.score(("w", o), k, (0, 1)) for k in grid]
+        assert grid[0] < grid[scores.index(min(scores))] < grid[-1]
+
+
 def test_the_script_writes_the_file_the_labs_read():
     from course_lib.labs import guide
 
@@ -88,8 +113,9 @@ def test_the_script_writes_the_file_the_labs_read():
 
 def test_committed_results_follow_the_schema_and_the_search():
     """Every optimizer on both workloads; each fine grid three η per decade around its coarse best; the budget
-    counts every distinct run; every best η strictly inside its fine grid, or flagged where the grid reached its
-    limit."""
+    counts every distinct run and is the same for every optimizer of a workload (one search space: the same
+    coarse grid, the same offsets around each coarse best); every best η strictly inside its fine grid, or flagged
+    where the grid reached its limit."""
     results = json.loads(RESULTS.read_text())
     lab.check_results(results)
     assert not results["config"]["tiny"] and len(results["config"]["seeds"]) >= 3
@@ -98,6 +124,9 @@ def test_committed_results_follow_the_schema_and_the_search():
         protocol = benchmark.Protocol.from_dict(workload["protocol"])
         assert protocol.metric == benchmark.METRIC and protocol.pilot_runs is not None
         assert workload["clip_norm"] is None and workload["decay_timescale"] == workload["steps"]
+        assert len(set(protocol.budget().values())) == 1, (name, protocol.budget())
+        offsets = workload["protocol"]["extra"]["fine_offsets"]
+        assert len({tuple(spec["coarse_grid"]) for spec in workload["optimizers"].values()}) == 1, name
         for optimizer, spec in workload["optimizers"].items():
             coarse = [r for r in workload["coarse_runs"] if r["optimizer"] == optimizer]
             best_coarse = min(coarse, key=lambda r: math.inf if r["final_val_loss"] is None else r["final_val_loss"])
@@ -105,6 +134,7 @@ def test_committed_results_follow_the_schema_and_the_search():
             k = [round(3 * math.log10(lr)) for lr in spec["lr_grid"]]
             center = round(3 * math.log10(spec["center_lr"]))
             assert k == list(range(k[0], k[-1] + 1)) and {center - 1, center, center + 1} <= set(k)
+            assert k == [center + o for o in offsets], (name, optimizer)
             summary = workload["summary"][optimizer]
             assert not summary["best_lr_at_edge"] or max(abs(x - center) for x in k) == lab.FINE_REACH
 

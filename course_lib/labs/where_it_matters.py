@@ -7,9 +7,10 @@ The protocol (in the spirit of AlgoPerf, Dahl et al. 2023, at a laptop's scale)
   weights and minibatches for every optimizer).
 * **Same tuning effort, counted.** Every optimizer's learning rate η is found by the same two-stage search
   (``experiments/where_it_matters.py``), every run of which counts: a coarse grid of one η per decade, 10⁻⁴ … 1,
-  on seed 0 (:data:`COARSE_KS`, grown by a decade while its best sits at an end), then three η per decade around
-  the coarse best on every seed (:data:`FINE_OFFSETS`, grown by a point while the best sits at an end, up to
-  :data:`FINE_REACH`). Budgets differ only by those extensions, and the results file records each. Every other
+  on seed 0 (:data:`COARSE_KS`), then three η per decade around each optimizer's coarse best on every seed
+  (:data:`FINE_OFFSETS`). The search space is shared: while any optimizer's best sits at an end of its grid, the
+  grid grows there for every optimizer of the workload (the coarse grid by a decade, the fine offsets by a point,
+  up to :data:`FINE_REACH`), so every optimizer gets the same number of runs. Every other
   hyperparameter is fixed in advance at its usual value (:data:`OPTIMIZERS`); one η serves all of an optimizer's
   parameters (no optimizer gets per-group learning rates: Muon's AdamW half runs at Muon's η).
 * **The same recipe for all**: linear warm-up from 0 then cosine decay to 0 (``warmup_cosine``); no gradient
@@ -294,11 +295,13 @@ class Workload:
 COARSE_KS = (-12, -9, -6, -3, 0)
 """The coarse stage's grid, as k of η = 10^(k/3): one η per decade, 10⁻⁴ … 1, on one seed."""
 COARSE_EXTENSIONS = 2
-"""Decades the coarse grid may grow beyond :data:`COARSE_KS` at either end, while its best sits at that end."""
+"""Decades the coarse grid may grow beyond :data:`COARSE_KS` at either end, while an optimizer's best sits at that
+end (the grid grows for every optimizer of the workload)."""
 FINE_OFFSETS = (-1, 0, 1)
 """The fine stage's grid around the coarse best k*: k* − 1, k*, k* + 1 (three η per decade), on every seed."""
 FINE_REACH = 4
-"""How far (in thirds of a decade) the fine grid may grow from k* while its best sits at an edge."""
+"""How far (in thirds of a decade) the fine offsets may grow from k* while an optimizer's best sits at an edge (they
+grow for every optimizer of the workload)."""
 
 
 def lm_workload(*, steps: int = 240, warmup_steps: int = 24, batch_size: int = 16, context: int = 32,
@@ -465,7 +468,7 @@ def decaying_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_after: int | None = None,
-              **variant) -> dict:
+              clock=time.perf_counter, **variant) -> dict:
     """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
 
     The loop, top to bottom: draw the seed's minibatch, forward, backward, log the gradient's global norm (and
@@ -479,6 +482,8 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
     None (the schedule still spans ``workload.steps``). ``variant`` (``rest_lr``, ``options``,
     ``decay_timescale``, ``clip_norm``) changes one thing of the recipe and goes into the record as ``"variant"``.
+    ``clock`` times the steps (``step_seconds``): wall-clock by default; :func:`step_time_ratios` passes the
+    thread's CPU time, which other processes' load does not inflate.
     """
     if stop_after is not None and not (int(stop_after) == stop_after and 0 <= stop_after <= workload.steps):
         raise ValueError(f"Invalid stop_after: {stop_after} (an integer from 0 to {workload.steps}, the steps)")
@@ -523,7 +528,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
     _set_mode(optimizers, "train")
     log(0)
     for step in range(1, last_step + 1):
-        tick = time.perf_counter()
+        tick = clock()
         inputs, targets = workload.batch(generator)
         loss = workload.loss(model(inputs), targets)
         if not torch.isfinite(loss):
@@ -540,7 +545,7 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
             o.step()
         for s in schedules:
             s.step()
-        step_seconds += time.perf_counter() - tick
+        step_seconds += clock() - tick
         if step % workload.eval_every == 0:
             log(step)
     evals = len(workload.eval_steps)
@@ -585,16 +590,31 @@ def decay_multiplier(workload: Workload, decay_timescale: float | None = None) -
     return float(np.prod([1 - factor(k) / tau for k in range(workload.steps)]))
 
 
+STEP_CLOCK = {True: "the thread's CPU time (time.thread_time)", False: "wall clock, synchronised (GPU)"}
+"""What :func:`step_time_ratios` times with, on the CPU (True) and on a GPU (False): recorded in the results."""
+
+
+def _synchronized_clock() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def step_time_ratios(workload: Workload, lrs: dict[str, float], *, steps: int = 20, rounds: int = 5,
                      baseline: str = "adamw") -> dict[str, float]:
     """Time per training step (draw, forward, backward, decay, optimizer step; evaluations excluded: a run's
     ``step_seconds``) of each optimizer of ``lrs`` (name → η) on ``workload``, as a ratio to ``baseline``'s:
     ``rounds`` interleaved rounds of ``steps`` steps from seed 0 each, each optimizer's time the minimum over
-    rounds. Run it on a quiet machine, apart from the sweep (whose seconds carry whatever else the machine does)."""
+    rounds. The clock is the calling thread's CPU time (``time.thread_time``: with one torch thread the steps run
+    on it), so other processes on the machine do not count; on a GPU, whose work the CPU clock cannot see, the
+    wall clock after synchronising. Run it apart from the sweep (whose seconds carry whatever else the machine
+    does)."""
+    on_gpu = any(p.is_cuda for p in workload.model(0).parameters())
+    clock = _synchronized_clock if on_gpu else time.thread_time
     best = {name: math.inf for name in lrs}
     for _ in range(rounds):
         for name, lr in lrs.items():
-            best[name] = min(best[name], train_run(workload, name, lr, 0, stop_after=steps)["step_seconds"])
+            best[name] = min(best[name], train_run(workload, name, lr, 0, stop_after=steps,
+                                                   clock=clock)["step_seconds"])
     return {name: best[name] / best[baseline] for name in lrs}
 
 
@@ -686,10 +706,11 @@ def check_results(results: dict) -> None:
                 fail(f"workload {name!r}: {opt}'s budget {protocol.budget()[opt]} is not its {distinct} distinct runs")
 
 
-SEARCH_NOTE = ("two stages, every run counted: a coarse grid of one η per decade on seed 0 (extended by a decade "
-               "while its best sits at an edge), then three η per decade around the coarse best on every seed "
-               "(extended by a point while the best sits at an edge); a coarse run at an η of the fine grid is "
-               "reused there, not rerun")
+SEARCH_NOTE = ("two stages, every run counted, one search space for every optimizer of a workload: a coarse grid of "
+               "one η per decade on seed 0, then three η per decade around each optimizer's coarse best on every "
+               "seed; while any optimizer's best sits at an edge, the grid grows there for all (the coarse grid by a "
+               "decade, the fine offsets by a point), so the budgets are equal; a coarse run at an η of the fine "
+               "grid is reused there, not rerun")
 """What the committed protocol says of its search (``pilot_runs``: the coarse runs not reused)."""
 
 
@@ -703,7 +724,7 @@ def protocol_record(grids: dict[str, list[float]], coarse: dict[str, list[float]
 
 
 __all__ += ["decaying_parameters", "decay_multiplier", "schedule_free_decay", "step_time_ratios", "check_results",
-            "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record", "NADAMW_PSI", "SEARCH_NOTE"]
+            "RUN_KEYS", "WORKLOAD_KEYS", "protocol_record", "NADAMW_PSI", "SEARCH_NOTE", "STEP_CLOCK"]
 
 
 # --------------------------------------------------------------------------------------
