@@ -88,6 +88,7 @@ __all__ = [
     "schur_newton_inverse_root",
     "ShampooGraft",
     # helpers for rules written elsewhere (a lab's)
+    "adam_moments",
     "as_number",
     "check_hyperparams",
     "check_common_hyperparams",
@@ -228,6 +229,37 @@ def _gradient_and_decay(params, grad, *, lr, weight_decay, maximize, decoupled=F
         else:
             grad = _add(grad, params, weight_decay)  # g + λθ
     return params, grad
+
+
+def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2, step, *, lerp=False):
+    r"""Adam's two moment estimates after step t, and their bias corrections.
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2                                   \\
+        c_{1,t} &= 1-\beta_1^t, \qquad c_{2,t} = 1-\beta_2^t, \qquad
+        \hat m_t = m_t / c_{1,t}, \qquad \hat v_t = v_t / c_{2,t}
+
+    Returns ``(m_t, v_t, c_1, c_2)``: the moments (``exp_avg``, ``exp_avg_sq``) and the two corrections as
+    numbers, not m̂_t and v̂_t. Where a rule divides by c₁ and c₂ changes the rounding, so each rule divides
+    where its reference does (Adam: η/c₁ times m_t over √v_t/√c₂ + ε; NAdam: √(v_t/c₂) + ε; RAdam: m_t/c₁).
+    The shared prelude of :func:`adam_update`, :func:`nadam_update`, :func:`radam_update` and
+    :func:`ademamix_update`. Rules whose moments differ write theirs out: SOAP (v_t of the gradient rotated into
+    an eigenbasis, corrections with t − 1), Schedule-Free AdamW (v_t only, no m_t), Shampoo's
+    graft (v_t only), Lion (no v_t, and m_t interpolated twice), Adafactor (a factored v_t, no correction).
+
+    m_t is torch.optim's ``exp_avg.lerp(grad, 1 − β₁)`` and v_t its ``exp_avg_sq.mul(β₂).addcmul(grad, grad,
+    value=1 − β₂)`` for tensors and a number β; for NumPy arrays (and β given as an array or a tensor) m_t is
+    written out as β₁m + (1 − β₁)g, or, with ``lerp=True``, as torch's lerp kernel computes it,
+    m + (1 − β₁)(g − m) (NAdam's and RAdam's rules, which match their references operation by operation).
+    """
+    if lerp:
+        exp_avg = _lerp(exp_avg, grad, 1 - beta1)
+    else:
+        exp_avg = _ema(exp_avg, grad, beta1)
+    exp_avg_sq = _addcmul(_scale(exp_avg_sq, beta2), grad, grad, 1 - beta2)
+    return exp_avg, exp_avg_sq, 1 - beta1**step, 1 - beta2**step
 
 
 # --------------------------------------------------------------------------------------
@@ -377,14 +409,12 @@ def adam_update(params, grad, state, *, lr, betas, eps, weight_decay,
     step = state["step"] + 1
     params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
                                        decoupled=decoupled_weight_decay)
-    exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
-    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
+    exp_avg, exp_avg_sq, bias_correction1, bias_correction2 = adam_moments(
+        state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2, step)  # m_t, v_t, 1 − β₁ᵗ, 1 − β₂ᵗ
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     if amsgrad:
         exp_avg_sq = _maximum(state["max_exp_avg_sq"], exp_avg_sq)
         new_state["max_exp_avg_sq"] = exp_avg_sq
-    bias_correction1 = 1 - beta1**step
-    bias_correction2 = 1 - beta2**step
     denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
     return _addcdiv(params, exp_avg, denom, -lr / bias_correction1), new_state  # θ − η m̂_t / (√v̂_t + ε)
 
@@ -729,7 +759,6 @@ def nadam_update(params, grad, state, *, lr, betas, eps, weight_decay,
     step = state["step"] + 1
     params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
                                        decoupled=decoupled_weight_decay)
-    bias_correction2 = 1 - beta2**step
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
     previous = state["mu_product"]
@@ -737,8 +766,8 @@ def nadam_update(params, grad, state, *, lr, betas, eps, weight_decay,
         mu_product = previous * np.asarray(mu, dtype=previous.dtype)
     else:
         mu_product = previous * mu
-    exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)
+    exp_avg, exp_avg_sq, _, bias_correction2 = adam_moments(state["exp_avg"], state["exp_avg_sq"], grad, beta1,
+                                                            beta2, step, lerp=True)  # m_t, v_t, 1 − β₂ᵗ
     denom = sqrt(exp_avg_sq / bias_correction2) + eps
     product = as_number(mu_product)
     if isinstance(product, np.ndarray):  # an array of runs: the products as float64 numbers, like .item()
@@ -779,11 +808,9 @@ def radam_update(params, grad, state, *, lr, betas, eps, weight_decay,
     step = state["step"] + 1
     params, grad = _gradient_and_decay(params, grad, lr=lr, weight_decay=weight_decay, maximize=maximize,
                                        decoupled=decoupled_weight_decay)
-    exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)
+    exp_avg, exp_avg_sq, bias_correction1, bias_correction2 = adam_moments(
+        state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2, step, lerp=True)  # m_t, v_t, 1 − β₁ᵗ, 1 − β₂ᵗ
     new_state = {**state, "step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-    bias_correction1 = 1 - beta1**step
-    bias_correction2 = 1 - beta2**step
     corrected_exp_avg = exp_avg / bias_correction1
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
@@ -1292,11 +1319,11 @@ def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999),
             grad = _add(grad, params, weight_decay)  # g + λθ
     alpha_t = ademamix_alpha(step, alpha, t_alpha_beta3)
     beta3_t = ademamix_beta3(step, beta1, beta3, t_alpha_beta3)
-    exp_avg = _ema(state["exp_avg"], grad, beta1)  # m_t
-    exp_avg_sq = _addcmul(_scale(state["exp_avg_sq"], beta2), grad, grad, 1 - beta2)  # v_t
+    exp_avg, exp_avg_sq, bias_correction1, bias_correction2 = adam_moments(
+        state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2, step)  # m_t, v_t, 1 − β₁ᵗ, 1 − β₂ᵗ
     exp_avg_slow = _ema(state["exp_avg_slow"], grad, beta3_t)  # m₂ (m_{2,t})
-    denom = sqrt(exp_avg_sq) / (1 - beta2**step) ** 0.5 + eps  # √v̂_t + ε
-    direction = _add(exp_avg / (1 - beta1**step), exp_avg_slow, alpha_t)  # m̂_t + α_t m₂ (m_{2,t})
+    denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
+    direction = _add(exp_avg / bias_correction1, exp_avg_slow, alpha_t)  # m̂_t + α_t m₂ (m_{2,t})
     return _addcdiv(params, direction, denom, -lr), {**state, "step": step, "exp_avg": exp_avg,
                                                      "exp_avg_sq": exp_avg_sq, "exp_avg_slow": exp_avg_slow}
 

@@ -72,6 +72,7 @@ __all__ = [
     "History",
     "DivergenceError",
     "fit",
+    "backward_step",
     "epoch_generator",
     "evaluate",
     "LOSSES",
@@ -91,9 +92,6 @@ __all__ = [
 CHECKPOINT_FORMAT = "course_lib.training.checkpoint/1"
 
 
-# --------------------------------------------------------------------------------------
-# Device and seeds
-# --------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------
 # History
 # --------------------------------------------------------------------------------------
@@ -291,6 +289,30 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train, val=Non
     return history
 
 
+def backward_step(loss: torch.Tensor, optimizers, *, parameters=None, clip_grad_norm: float | None = None,
+                  before_step: Callable[[], None] | None = None, schedulers=()) -> torch.Tensor | None:
+    r"""The step every training loop of the course takes after its forward pass: zero the gradients,
+    ``loss.backward()``, the global gradient norm ‖g‖₂ over ``parameters`` (and g ← g·min(1, c/‖g‖₂) for
+    c = ``clip_grad_norm``; ``math.inf`` measures without clipping), ``before_step()`` (notebook 12's weight decay
+    θ ← θ·(1 − f(k)/τ)), ``step()`` of each of ``optimizers`` (Muon and AdamW, say), then of each of ``schedulers``
+    (None skipped). Returns the norm before clipping, a 0-d tensor on the device (nothing here waits for the
+    host), or None without ``clip_grad_norm``."""
+    if clip_grad_norm is not None and parameters is None:
+        raise ValueError("clip_grad_norm needs parameters: the tensors whose gradients' norm is measured")
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = None if clip_grad_norm is None else torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
+    if before_step is not None:
+        before_step()
+    for optimizer in optimizers:
+        optimizer.step()
+    for scheduler in schedulers:
+        if scheduler is not None:
+            scheduler.step()
+    return norm
+
+
 def _early_stopping_step(history: History, model, patience: int) -> bool:
     """Record the last epoch's validation loss in early stopping's state; True when patience ran out."""
     if history.val_loss[-1] < history.best_val_loss:
@@ -399,12 +421,8 @@ class _Run:
         with precision(self.device, self.autocast):
             logits = forward(self.model, inputs, targets, name, self.objective.targets)
             batch_loss = self.objective.function(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        norm = None if self.clip is None else torch.nn.utils.clip_grad_norm_(self.parameters, self.clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        norm = backward_step(batch_loss, [self.optimizer], parameters=self.parameters, clip_grad_norm=self.clip,
+                             schedulers=[self.scheduler])
         return batch_loss.detach(), correct(logits.detach(), targets, self.objective.targets), norm
 
     def train_epoch(self, batches):

@@ -15,7 +15,8 @@ network, the paths it says it offers); an entry in ``ROWS`` below gives it its g
 
 :func:`observed_path` tells which path a step really ran, from what can be seen from outside: a flat group's
 parameters are views of one buffer (one storage), the multi-tensor path calls ``torch._foreach_*`` functions, the
-per-tensor path neither.
+per-tensor path neither. :func:`train_steps` is the training the optimizer tests share (minibatches through a closure,
+an lr scheduler, the last step's path observed).
 """
 
 from __future__ import annotations
@@ -317,3 +318,36 @@ def observed_path(optimizer, step: Callable[[], object]) -> str:
     if any(len(storages(group)) == 1 and len(group["params"]) > 1 for group in optimizer.param_groups):
         return "flat"
     return "multi-tensor" if any(name.startswith("_foreach_") for name in calls.names) else "per-tensor"
+
+
+def train_steps(model, optimizer, steps, *, scheduler=None, start=0, train_mode=False) -> str:
+    """``steps`` minibatch steps of a squared error; the path the last one took, as :func:`observed_path` sees it.
+
+    Step ``start``, ``start + 1``, … takes 16 rows of :func:`data` (cycling through its 64), through a closure given
+    to ``optimizer.step`` (which must return a finite loss), then steps ``scheduler`` if there is one. A run resumed
+    at ``start`` sees the minibatches the uninterrupted run would have seen. ``train_mode``: call
+    ``optimizer.train()`` first (Schedule-Free's optimizers). torch's seed is set to 7 first, because Shampoo's
+    Schur-Newton iterations start at ``torch.randn``.
+    """
+    inputs, targets = data()
+    if train_mode:
+        optimizer.train()
+    torch.manual_seed(7)
+    path, losses = None, []
+    for step in range(start, start + steps):
+        rows = slice((step * 16) % 64, (step * 16) % 64 + 16)
+
+        def closure(rows=rows):
+            optimizer.zero_grad()
+            loss = ((model(inputs[rows]) - targets[rows]) ** 2).mean()
+            loss.backward()
+            return loss
+
+        if step == start + steps - 1:
+            path = observed_path(optimizer, lambda: losses.append(optimizer.step(closure)))
+        else:
+            losses.append(optimizer.step(closure))
+        assert torch.isfinite(losses[-1]), f"step {step}: the loss is {losses[-1]}"
+        if scheduler is not None:
+            scheduler.step()
+    return path

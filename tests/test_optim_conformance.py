@@ -19,7 +19,7 @@ import math
 
 import pytest
 import torch
-from optim_db import OPTIM_DB, PATHS, data, observed_path
+from optim_db import OPTIM_DB, PATHS, train_steps
 
 from course_lib import fast_paths, methods, optim, rules
 
@@ -48,28 +48,8 @@ def _flat_eager_never_compiles(request, monkeypatch):
 
 
 def _train(info, model, optimizer, scheduler, steps, start=0):
-    """``steps`` minibatch steps of a squared error through a closure; the last step's path, as observed."""
-    inputs, targets = data()
-    if info.train_mode:
-        optimizer.train()
-    torch.manual_seed(7)  # Shampoo's Schur-Newton iterations start at torch.randn
-    path = None
-    for step in range(start, start + steps):
-        rows = slice((step * 16) % 64, (step * 16) % 64 + 16)
-
-        def closure(rows=rows):
-            optimizer.zero_grad()
-            loss = ((model(inputs[rows]) - targets[rows]) ** 2).mean()
-            loss.backward()
-            return loss
-
-        if step == start + steps - 1:
-            path = observed_path(optimizer, lambda: optimizer.step(closure))
-        else:
-            assert torch.isfinite(optimizer.step(closure))
-        if scheduler is not None:
-            scheduler.step()
-    return path
+    """``steps`` steps of :func:`optim_db.train_steps` (Schedule-Free's in train mode); the last step's path."""
+    return train_steps(model, optimizer, steps, scheduler=scheduler, start=start, train_mode=info.train_mode)
 
 
 def _max_difference(model_a, model_b):

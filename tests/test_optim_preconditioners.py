@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import pytorch_optimizer
 import torch
+from optim_db import train_steps
 
 from course_lib import optim, rules
 
@@ -78,32 +79,8 @@ class _Network(torch.nn.Module):
         return self.out(torch.tanh(self.hidden(x)))
 
 
-def _data(seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(64, 8, dtype=torch.float64, generator=generator),
-            torch.randn(64, 1, dtype=torch.float64, generator=generator))
-
-
 def _scheduler(optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + 0.05 * step))
-
-
-def _train(model, optimizer, scheduler, steps, start=0):
-    """``steps`` minibatch steps of a squared error, the scheduler stepped after each, a closure given to step()."""
-    inputs, targets = _data()
-    for step in range(start, start + steps):
-        rows = slice((step * 16) % 64, (step * 16) % 64 + 16)
-
-        def closure(rows=rows):
-            optimizer.zero_grad()
-            loss = ((model(inputs[rows]) - targets[rows]) ** 2).mean()
-            loss.backward()
-            return loss
-
-        loss = optimizer.step(closure)
-        assert torch.isfinite(loss)
-        scheduler.step()
-    return model
 
 
 def _max_difference(model_a, model_b):
@@ -118,7 +95,7 @@ def test_soap_refreshes_its_bases_and_leaves_long_axes_and_vectors_alone():
     scheduler = _scheduler(optimizer)
     bases = []
     for step in range(1, 9):
-        _train(model, optimizer, scheduler, 1, start=step - 1)
+        train_steps(model, optimizer, 1, scheduler=scheduler, start=step - 1)
         bases.append(optimizer.state[model.hidden.weight]["Q"][0].clone())
     state = optimizer.state[model.hidden.weight]
     assert [np.shape(f) for f in state["GG"]] == [(4, 4), (0,)] and state["Q"][1] == []

@@ -352,3 +352,33 @@ def test_adagrad_lr_decay_starts_at_the_first_step_with_the_full_lr():
     assert theta[0] == pytest.approx(-0.5, rel=1e-12)  # η g / √(g²)
     theta2, _ = rule.update(theta, np.array([1.0]), state)
     assert theta[0] - theta2[0] == pytest.approx(0.5 / 2 / np.sqrt(2.0), rel=1e-12)  # η/2 · g / √2
+
+
+
+def test_adam_moments_are_torch_optims_moment_updates_and_bias_corrections():
+    # torch.optim.Adam's for-loop (torch/optim/adam.py, _single_tensor_adam): the same kernels give the same bits
+    generator = torch.Generator().manual_seed(0)
+    m0, v0, g = (torch.randn(5, generator=generator) for _ in range(3))
+    v0 = v0.abs()
+    saved = m0.clone(), v0.clone()
+    beta1, beta2, step = 0.8, 0.99, 7
+    for lerp in (False, True):
+        m, v, c1, c2 = rules.adam_moments(m0, v0, g, beta1, beta2, step, lerp=lerp)
+        assert torch.equal(m, m0.clone().lerp_(g, 1 - beta1))
+        assert torch.equal(v, v0.clone().mul_(beta2).addcmul_(g, g, value=1 - beta2))
+        assert (c1, c2) == (1 - beta1**step, 1 - beta2**step)
+        assert torch.equal(m0, saved[0]) and torch.equal(v0, saved[1])  # pure: the old moments are kept
+    # NumPy: the Adam paper's Algorithm 1 as written, or torch's lerp kernel m + (1 − β₁)(g − m) with lerp=True;
+    # the two round differently on some of 1000 numbers, so each form is checked bit for bit
+    rng = np.random.default_rng(0)
+    m0, v0, g = rng.normal(size=1000), rng.random(1000), rng.normal(size=1000)
+    m, v, c1, c2 = rules.adam_moments(m0, v0, g, beta1, beta2, step)
+    paper, lerped = beta1 * m0 + (1 - beta1) * g, m0 + (1 - beta1) * (g - m0)
+    assert np.any(paper != lerped)
+    np.testing.assert_array_equal(m, paper)
+    np.testing.assert_allclose(v, beta2 * v0 + (1 - beta2) * g**2, rtol=1e-15, atol=0)
+    m, _, _, _ = rules.adam_moments(m0, v0, g, beta1, beta2, step, lerp=True)
+    np.testing.assert_array_equal(m, lerped)
+    # from zero moments, the bias-corrected estimates of the first gradient are g and g²
+    m, v, c1, c2 = rules.adam_moments(np.zeros(2), np.zeros(2), np.array([3.0, -2.0]), beta1, beta2, 1)
+    np.testing.assert_allclose((m / c1, v / c2), ([3.0, -2.0], [9.0, 4.0]), rtol=1e-15)

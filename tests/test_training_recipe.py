@@ -386,6 +386,53 @@ def test_clipping_equals_torchs_clip_grad_norm_and_logs_the_norm_before_clipping
     assert max(norms) > 0.3  # clipping acted
 
 
+def test_backward_step_is_torchs_loop_with_a_hook_between_clipping_and_the_steps():
+    """Two optimizers (one per layer), a scheduler on one, clipping and a decay hook, against the same loop written
+    out with torch's calls: the same parameters bit for bit, the same norm; the hook sees clipped gradients and
+    parameters not yet stepped."""
+    X, y = _classes()
+    ours, theirs = _mlp(), _mlp()
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def make(model):
+        first, last = model[0], model[-1]
+        optimizers = [torch.optim.SGD(first.parameters(), lr=0.3, momentum=0.9), optim.Adam(last.parameters(), lr=0.01)]
+        return optimizers, [torch.optim.lr_scheduler.StepLR(optimizers[1], step_size=2, gamma=0.5), None]
+
+    (ours_opts, ours_scheds), (theirs_opts, theirs_scheds) = make(ours), make(theirs)
+    seen = []
+
+    def decay():  # what the hook sees: gradients already clipped, parameters not yet stepped
+        grads = [p.grad for p in ours.parameters()]
+        seen.append((float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))),
+                     [p.detach().clone() for p in ours.parameters()]))
+        with torch.no_grad():
+            ours[0].weight.mul_(0.99)
+
+    for step in range(5):
+        rows = slice(16 * step, 16 * step + 16)
+        before = _params(ours)
+        norm = training.backward_step(loss_fn(ours(X[rows]), y[rows]), ours_opts, parameters=list(ours.parameters()),
+                                      clip_grad_norm=0.3, before_step=decay, schedulers=ours_scheds)
+        loss = loss_fn(theirs(X[rows]), y[rows])
+        for optimizer in theirs_opts:
+            optimizer.zero_grad()
+        loss.backward()
+        expected = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.3)
+        with torch.no_grad():
+            theirs[0].weight.mul_(0.99)
+        for optimizer in theirs_opts:
+            optimizer.step()
+        theirs_scheds[0].step()
+        assert torch.equal(norm, expected) and norm > 0.3  # the norm before clipping, and clipping acted
+        assert seen[-1][0] == pytest.approx(0.3, rel=1e-5) and _same(seen[-1][1], before)
+        assert _same(_params(ours), _params(theirs))
+    assert ours_opts[1].param_groups[0]["lr"] == 0.01 * 0.5**2
+    assert training.backward_step(loss_fn(ours(X), y), ours_opts) is None  # no clip_grad_norm: no norm
+    with pytest.raises(ValueError, match="clip_grad_norm needs parameters"):
+        training.backward_step(loss_fn(ours(X), y), ours_opts, clip_grad_norm=1.0)
+
+
 def test_clipping_caps_the_global_norm_of_the_update():
     """SGD with lr 1 and no momentum: the update is the clipped gradient, so its global norm is
     min(‖g‖, max_norm)."""

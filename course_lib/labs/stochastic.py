@@ -319,7 +319,8 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
 
     ``params`` is the torch tensor (requires_grad) that ``optimizer`` updates.
     For each minibatch (the same ones as :func:`minibatch_sgd` with this seed):
-    ``zero_grad()``, ``loss.backward()`` through autograd, ``optimizer.step()``;
+    ``zero_grad()``, ``loss.backward()`` through autograd, ``optimizer.step()``
+    (:func:`course_lib.training.backward_step`, the step of every loop of the course);
     after each epoch ``scheduler.step()`` when a learning-rate scheduler is given.
 
     Returns θ after every epoch, shape (epochs + 1, dim), θ_0 included, and the
@@ -344,6 +345,8 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
     rng = np.random.default_rng(seed)
     import torch
 
+    from ..training import backward_step
+
     def snapshot():
         return np.stack([run.detach().cpu().numpy().copy() for run in runs])
 
@@ -367,16 +370,12 @@ def train(problem: LogisticRegressionProblem, params, optimizer, epochs: int, ba
         for batch in batches:
             rows = slice(start, start + len(batch))
             start += len(batch)
-            for opt in optimizers:
-                opt.zero_grad()
             total = None
             for key, (design, labels, mask) in samples.items():
                 losses = _run_losses(problem, torch.stack(groups[key]), design[rows].clone(), labels[rows].clone(),
                                      mask).sum()
                 total = losses if total is None else total + losses
-            total.backward()   # each run: the gradient of its own loss
-            for opt in optimizers:
-                opt.step()
+            backward_step(total, optimizers)   # zero_grad, backward (each run: its own loss's gradient), step
         for sched in schedulers:
             if sched is not None:
                 sched.step()

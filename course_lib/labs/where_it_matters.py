@@ -87,13 +87,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .. import benchmark, methods, models, sweep
-from ..training import param_groups, seed_everything, warmup_cosine
+from ..training import backward_step, param_groups, seed_everything, warmup_cosine
 
 __all__ = ["OptimizerSpec", "OPTIMIZERS", "Workload", "lr_grid", "split_hidden", "make_optimizers",
            "lm_workload", "bin_floors", "cnn_workload", "train_run", "summarize", "SCHEMA"]
@@ -461,6 +462,12 @@ def _set_mode(optimizers, mode: str) -> None:
             getattr(optimizer, mode)()
 
 
+@torch.no_grad()
+def _scale_in_place(tensors: list[torch.Tensor], multiplier: float) -> None:
+    """θ ← multiplier·θ for each of ``tensors``: the recipe's decay, 1 − f(k)/τ, before the optimizers' step."""
+    torch._foreach_mul_(tensors, multiplier)
+
+
 def decaying_parameters(model: torch.nn.Module) -> list[torch.Tensor]:
     """The weights the recipe decays: those :func:`course_lib.training.param_groups` puts in its decaying group
     (matrices, conv filters and embeddings; never biases or norms)."""
@@ -471,12 +478,13 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
               clock=time.perf_counter, **variant) -> dict:
     """Train one model of ``workload`` with ``optimizer`` at ``lr`` from ``seed``; return its record (schema above).
 
-    The loop, top to bottom: draw the seed's minibatch, forward, backward, log the gradient's global norm (and
-    clip it if the workload says so), decay the weights θ ← θ·(1 − f(k)/τ), step, advance the schedule f. The
-    decay is the recipe's, one timescale τ = ``workload.decay_timescale`` steps for every optimizer: it equals
-    decoupled weight decay λ = 1/(ητ) at peak η (AdamW's θ ← θ(1 − η_k λ) with η_k = η f(k)), so every optimizer
-    loses the same share of its weights to decay whatever its η (Wang & Aitchison 2024). Schedule-Free decays
-    inside its step instead (:func:`make_optimizers`).
+    The loop, top to bottom: draw the seed's minibatch, forward, then :func:`course_lib.training.backward_step`
+    (the step :func:`~course_lib.training.fit` takes too): backward, log the gradient's global norm (and clip it
+    if the workload says so), decay the weights θ ← θ·(1 − f(k)/τ), step, advance the schedule f; every
+    ``workload.eval_every`` steps, evaluate. The decay is the recipe's, one timescale τ =
+    ``workload.decay_timescale`` steps for every optimizer: it equals decoupled weight decay λ = 1/(ητ) at peak η
+    (AdamW's θ ← θ(1 − η_k λ) with η_k = η f(k)), so every optimizer loses the same share of its weights to decay
+    whatever its η (Wang & Aitchison 2024). Schedule-Free decays inside its step instead (:func:`make_optimizers`).
 
     A run whose training loss turns non-finite stops there: ``diverged`` is true and its later points are None.
     ``stop_after`` (default: run all ``workload.steps``) stops the run after that many steps, its later points
@@ -534,17 +542,10 @@ def train_run(workload: Workload, optimizer: str, lr: float, seed: int, *, stop_
         if not torch.isfinite(loss):
             record["diverged"] = True
             break
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(params, math.inf if clip_norm is None else clip_norm).item())
-        if decaying:
-            with torch.no_grad():
-                torch._foreach_mul_(decaying, 1 - factor(step - 1) / tau)
-        for o in optimizers:
-            o.step()
-        for s in schedules:
-            s.step()
+        decay = partial(_scale_in_place, decaying, 1 - factor(step - 1) / tau) if decaying else None
+        norm = backward_step(loss, optimizers, parameters=params, before_step=decay, schedulers=schedules,
+                             clip_grad_norm=math.inf if clip_norm is None else clip_norm)
+        norms.append(norm.item())
         step_seconds += clock() - tick
         if step % workload.eval_every == 0:
             log(step)
