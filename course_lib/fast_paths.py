@@ -291,8 +291,10 @@ class CompiledRule:
     ``graph`` is the traced rule: ``print(compiled.graph.code)`` shows the tensor operations that remain
     once the rule's Python ``if`` s were decided by ``static``; ``source`` is the code ``torch.compile``
     generated from it, and :meth:`kernel_count` counts the kernels in it. On the CPU the operations on
-    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue`` that runs
-    eagerly before the kernel, which then only reads their results.
+    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue``, compiled into
+    a small kernel of its own (``prologue_source``) that runs before the element-wise kernel, which then only
+    reads its results. There, both are called through the code inductor generated (``direct``), without
+    torch.compile's per-call guards and wrappers (about 25 µs a call, as long as a whole step of a small network).
 
     ``fallback_reason`` is ``None`` for a compiled kernel; where ``torch.compile`` could not build one it says
     why, ``kernel`` is the traced graph run eagerly (same numbers, one operation at a time) and ``source`` is
@@ -309,12 +311,22 @@ class CompiledRule:
     kernel: Callable = field(repr=False)
     source: str = field(default="", repr=False)
     compile_seconds: float = 0.0
-    prologue: torch.fx.GraphModule | None = field(default=None, repr=False)
+    prologue: Callable | None = field(default=None, repr=False)
     scalar_positions: list = field(default_factory=list, repr=False)
     vector_positions: list = field(default_factory=list, repr=False)
     fallback_reason: str | None = None
+    #: The code generated for the prologue (``source`` is the kernel's), on the CPU.
+    prologue_source: str = field(default="", repr=False)
+    #: The generated code's own entry points, called without torch.compile's per-call machinery (see
+    #: :func:`_direct_call`): ``(prologue call, its inputs, kernel call, its inputs)``, or None.
+    direct: tuple | None = field(default=None, repr=False)
 
     def __call__(self, *tensors):
+        if self.direct is not None:
+            prologue, prologue_inputs, kernel, kernel_inputs = self.direct
+            pool = tensors + tuple(prologue([tensors[i] for i in prologue_inputs])) + (tensors[0].numel(),)
+            kernel([pool[i] for i in kernel_inputs])
+            return None
         if self.prologue is None:
             return self.kernel(*tensors)
         values = self.prologue(*[tensors[i] for i in self.scalar_positions])
@@ -523,10 +535,12 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
     prologue, main, vector_positions = None, graph, list(range(len(examples)))
     if device.type == "cpu":
         # A C++ loop recomputes every expression for each chunk of 16 numbers, β₁ᵗ and β₂ᵗ included (it cannot
-        # prove them loop-invariant), so on the CPU the one-number operations run first, eagerly, and the
-        # kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
+        # prove them loop-invariant), so on the CPU the one-number operations run first, in a kernel of their own,
+        # and the main kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
         prologue, main, vector_positions = _split_scalar_prologue(graph, scalar_positions)
     kernel = torch.compile(main, dynamic=True, fullgraph=True)
+    if prologue is not None:
+        prologue = torch.compile(prologue, dynamic=False, fullgraph=True)
     compiled = CompiledRule(rule.name, dict(static), state_names, layout, dtype, device, graph, kernel,
                             prologue=prologue, scalar_positions=scalar_positions, vector_positions=vector_positions)
     sources: list[str] = []
@@ -536,16 +550,92 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
     with mock.patch.object(GraphLowering, "save_output_code", sources.append), \
             torch._inductor.config.patch({"cpp.dynamic_threads": True}), torch.no_grad():
         compiled(*examples)  # compile now, on a tiny example; the kernel serves every length
+    if prologue is not None and len(sources) == 2:  # the prologue is compiled first, at its first call
+        compiled.prologue_source, sources = sources[0], sources[1:]
     compiled.source = "\n".join(sources)
+    if prologue is not None:
+        compiled.direct = _direct_call(compiled, examples)
     compiled.compile_seconds = time.perf_counter() - start
     return compiled
+
+
+def _direct_call(compiled: CompiledRule, examples) -> tuple | None:
+    """The compiled prologue's and kernel's own entry points (the ``call`` functions of the code inductor generated)
+    and where each of their inputs comes from, found by watching one call; None where that cannot be done safely.
+
+    A call through ``torch.compile`` evaluates dynamo's guards and AOTAutograd's wrappers around the generated
+    code: about 25 µs per call on a CPU, as long as a whole step of torch's fused Adam for a small network. The
+    generated ``call`` checks the sizes and strides of its inputs itself, and the flat path always calls with
+    buffers of the kind the kernel was compiled for (the cache key holds the rule's structure, dtype and device),
+    so the guards decide nothing there. The watched call runs on inputs of another length (13); any surprise (an
+    input that is not one of ours, a number that is not the length) keeps ``torch.compile``'s calls, and so does a
+    direct call whose results differ, by a single bit, from those of the calls through ``torch.compile``.
+    """
+    try:
+        from torch._inductor.output_code import CompiledFxGraph
+    except ImportError:  # an older or newer torch
+        return None
+    length = 13
+
+    def fresh():
+        generator = torch.Generator(device=examples[0].device).manual_seed(0)
+        return [torch.rand(length if example.numel() > 1 else 1, dtype=example.dtype, device=example.device,
+                           generator=generator) * 0.5 + 0.25 for example in examples]
+
+    seen = []
+    original = CompiledFxGraph.__call__
+
+    def watch(self, inputs):
+        given = list(inputs)
+        result = original(self, inputs)
+        seen.append((self.current_callable, given, list(result)))
+        return result
+
+    watched = fresh()
+    try:
+        with torch.no_grad(), mock.patch.object(CompiledFxGraph, "__call__", watch):
+            compiled(*watched)
+        if len(seen) != 2:
+            return None
+        (prologue_call, prologue_given, values), (kernel_call, kernel_given, _) = seen
+        places = []
+        for given, pools in ((prologue_given, (watched,)), (kernel_given, (watched, values))):
+            where = []
+            for value in given:
+                if isinstance(value, torch.Tensor):
+                    found = [offset + i for offset, pool in zip((0, len(watched)), pools)
+                             for i, tensor in enumerate(pool) if tensor is value]
+                    if not found:
+                        return None
+                    where.append(found[0])
+                elif value == length and len(pools) == 2:
+                    where.append(len(watched) + len(values))
+                else:
+                    return None
+            places.append(where)
+        direct = (prologue_call, places[0], kernel_call, places[1])
+        by_compile, by_direct = fresh(), fresh()
+        with torch.no_grad():
+            compiled(*by_compile)
+            saved, compiled.direct = compiled.direct, direct
+            try:
+                compiled(*by_direct)
+            finally:
+                compiled.direct = saved
+        if not all(torch.equal(a, b) for a, b in zip(by_compile, by_direct)):
+            return None
+    except Exception:  # noqa: BLE001 - whatever went wrong, torch.compile's calls still work
+        return None
+    return direct
 
 
 def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
     """Split a traced rule into its one-number operations (a prologue) and the element-wise rest.
 
     Returns ``(prologue, main, vector_positions)``: ``prologue(*scalar inputs)`` returns the one-number values
-    that the element-wise operations use, and ``main(*vector inputs, *those values)`` does the rest.
+    that the element-wise operations use and that it computes, and ``main(*inputs at vector_positions, *those
+    values)`` does the rest (the buffers, and the hyperparameters it uses as they are, are its own inputs: no
+    result of the prologue is one of its inputs, so that its generated code can be called directly).
     """
     graph = copy.deepcopy(graph)  # the caller keeps the faithful trace
     placeholders = [node for node in graph.graph.nodes if node.op == "placeholder"]
@@ -563,7 +653,9 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
             scalar.add(reciprocal)
             node.target, node.args = aten.mul.Tensor, (node.args[0], reciprocal)
     element_wise = [node for node in graph.graph.nodes if node.op == "call_function" and node not in scalar]
-    handed_over = list(dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar))
+    used = dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar)
+    passed = {node for node in used if node.op == "placeholder"}  # hyperparameters the kernel reads as they are
+    handed_over = [node for node in used if node not in passed]  # what the prologue computes for the kernel
 
     first, env = torch.fx.Graph(), {}
     for node in placeholders:
@@ -576,14 +668,14 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
 
     second, env = torch.fx.Graph(), {}
     for node in placeholders:
-        if node not in scalar:
+        if node not in scalar or node in passed:
             env[node] = second.placeholder(node.name)
     for node in handed_over:
         env[node] = second.placeholder(f"{node.name}_value")
     for node in element_wise:
         env[node] = second.node_copy(node, env.__getitem__)
     second.output(None)
-    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar]
+    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar or node in passed]
     return torch.fx.GraphModule(graph, first), torch.fx.GraphModule(graph, second), vector_positions
 
 
