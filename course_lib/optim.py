@@ -117,9 +117,13 @@ __all__ = [
 
 def _fast_paths():
     """:mod:`course_lib.fast_paths`, imported the first time a param group takes the multi-tensor or flat path."""
-    from . import fast_paths
+    global _FAST_PATHS
+    if _FAST_PATHS is None:  # (an import statement costs microseconds at every step: the module is kept here)
+        from . import fast_paths as _FAST_PATHS
+    return _FAST_PATHS
 
-    return fast_paths
+
+_FAST_PATHS = None
 
 
 def _step_dtype():
@@ -320,8 +324,15 @@ class RuleOptimizer(torch.optim.Optimizer):
         neither set the multi-tensor path where torch would choose its foreach implementation (every
         parameter with a gradient on a device with foreach kernels: CUDA, not the CPU), else per tensor.
         """
+        defaults = self.__dict__.get("_execution_defaults", {})
+        foreach, fused = group.get("foreach", defaults.get("foreach")), group.get("fused", defaults.get("fused"))
+        if (group.get("capturable", defaults.get("capturable")) in _UNSET_OR_FALSE
+                and group.get("differentiable", defaults.get("differentiable")) in _UNSET_OR_FALSE):
+            if fused is True and foreach in _UNSET_OR_FALSE:  # asked for, and nothing to refuse: the usual cases
+                return "flat"
+            if foreach is True and fused in _UNSET_OR_FALSE:
+                return "multi-tensor"
         execution = self._group_execution(group)
-        foreach, fused = execution["foreach"], execution["fused"]
         if (foreach in _UNSET_OR_FALSE and fused in _UNSET_OR_FALSE and execution["capturable"] in _UNSET_OR_FALSE
                 and execution["differentiable"] in _UNSET_OR_FALSE):  # the usual case: nothing to refuse
             if foreach is None and fused is None and self._torch_would_use_foreach(group):
@@ -411,16 +422,16 @@ class RuleOptimizer(torch.optim.Optimizer):
         With ``buffers`` (the flat path when only some parameters have gradients) the parameters' state lives in
         those :class:`~course_lib.fast_paths.FlatBuffers`, and new values are written into its views.
         """
-        fast_paths, all_states, states = _fast_paths(), self.state, []
-        for param in params:
-            self.check_param(param)
-            state = all_states[param]
+        fast_paths, all_states, check = _fast_paths(), self.state, self.check_param
+        states = [all_states[param] for param in params]
+        for param, state in zip(params, states):
+            if param.grad.is_sparse or param.is_complex():
+                check(param)  # raises torch's error
             if not state:
                 if buffers is None:
                     self.store_state(state, rule.init(param))
                 else:
                     state.update(buffers.entries(buffers.index[id(param)]))
-            states.append(state)
         stepped = [state["step"] for state in states if "step" in state]
         # the step counts as numbers: one stack for many tensors, a few item() calls (cheaper) for a few
         steps = iter(torch.stack(stepped).tolist() if len(stepped) > 8 else [step.item() for step in stepped])
