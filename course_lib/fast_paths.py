@@ -84,7 +84,10 @@ __all__ = [
 logger = logging.getLogger("course_lib.optim")  # the optimizers' log, whichever module writes it
 
 #: The flat path (``fused=True``) compiles a flat buffer holding at least this many numbers, and runs smaller
-#: ones eagerly: 0, every buffer is compiled; ``math.inf`` (:func:`compile_min_elements`), none is.
+#: ones eagerly: 0, every buffer is compiled; ``math.inf`` (:func:`compile_min_elements`), none is. 0, because with
+#: the generated code called directly (:class:`CompiledRule`) the compiled Adam step beats the eager one at every
+#: size measured on the 2-core course machine (one thread, 4 tensors: 26 µs against 52 µs at 320 numbers, 30 against
+#: 101 at 30,000): there is no crossover to dispatch on.
 COMPILE_MIN_ELEMENTS = 0
 
 #: How many compiled kernels :func:`compile_rule` keeps (the least recently used one goes first).
