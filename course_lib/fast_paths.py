@@ -1,25 +1,29 @@
 """The two fast ways to run a rule: on lists of tensors, and over one flat buffer, compiled.
 
 :mod:`course_lib.optim` runs every rule per tensor in its reference path (the
-default on the CPU, as in torch.optim); this module holds the machinery of the
-other two paths, as functions that :class:`course_lib.optim.RuleOptimizer` calls
-for ``foreach=True`` and ``fused=True`` (:func:`step_multi_tensor`,
-:func:`step_flat`; ``optim`` imports this module only then). They use the
-optimizer's public ``state``, ``check_param`` and ``store_state`` and never
-import :mod:`course_lib.optim`. Notebook 14 explains and measures them.
+default on the CPU, as in torch.optim); this module holds the other two paths,
+as functions of tensors in the style of torch's ``_multi_tensor_adam`` and
+``_fused_adam``: they take parameters, gradients, state tensors and the rule
+(with its hyperparameters), update the tensors handed to them in place and
+return the new state. They never see an optimizer: only the classes of
+:mod:`course_lib.optim` read and write ``optimizer.state`` and ``param_groups``
+(``optim`` imports this module only when a group takes one of these paths).
+Notebook 14 explains and measures them.
 
 * :class:`TensorList`: a list of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, so a rule written for one tensor
-  runs unchanged on all the tensors of a param group (the multi-tensor path,
-  ``foreach=True``, and the default where torch.optim defaults to foreach).
-* flat buffers (``_FlatBucket``): parameters, gradients and state as views
-  into one contiguous buffer per dtype and device, so the rule runs once on a
-  single long tensor; :func:`compile_rule` traces the rule into a graph of
-  tensor operations and compiles it with ``torch.compile`` into one fused
-  kernel (the flat path, ``fused=True``), with an eager fallback that says so
-  once (:class:`CompileFallbackWarning`). Hyperparameters enter the kernel as
-  values, so schedulers never recompile it; :func:`compilations` counts the
-  compilations, and at most :data:`KERNEL_CACHE_SIZE` kernels are kept (:func:`cache_info` tells what is
+  runs unchanged on all the tensors of a param group;
+  :func:`multi_tensor_update` is the multi-tensor path (``foreach=True``, and
+  the default where torch.optim defaults to foreach).
+* :class:`FlatBuffers`: parameters, gradients and state as views into one
+  contiguous buffer per dtype and device, so the rule runs once on a single long
+  tensor (:meth:`FlatBuffers.update`): :func:`compile_rule` traces the rule into
+  a graph of tensor operations and compiles it with ``torch.compile`` into one
+  fused kernel (the flat path, ``fused=True``), with an eager fallback
+  (:func:`flat_update`) that says so once (:class:`CompileFallbackWarning`).
+  Hyperparameters enter the kernel as values, so schedulers never recompile it;
+  :func:`compilations` counts the compilations, and at most
+  :data:`KERNEL_CACHE_SIZE` kernels are kept (:func:`cache_info` tells what is
   kept, :func:`clear_caches` forgets it).
 
 Where ``torch.compile`` cannot build a kernel (no C++ compiler for the CPU, no
@@ -44,7 +48,7 @@ import importlib.util
 import logging
 import os
 import warnings
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -55,9 +59,9 @@ import torch
 from . import rules
 
 __all__ = [
-    "step_multi_tensor",
-    "step_flat",
-    "zero_flat_gradients",
+    "multi_tensor_update",
+    "flat_update",
+    "FlatBuffers",
     "split_hyperparams",
     "TensorList",
     "CompiledRule",
@@ -80,7 +84,10 @@ __all__ = [
 logger = logging.getLogger("course_lib.optim")  # the optimizers' log, whichever module writes it
 
 #: The flat path (``fused=True``) compiles a flat buffer holding at least this many numbers, and runs smaller
-#: ones eagerly: 0, every buffer is compiled; ``math.inf`` (:func:`compile_min_elements`), none is.
+#: ones eagerly: 0, every buffer is compiled; ``math.inf`` (:func:`compile_min_elements`), none is. 0, because with
+#: the generated code called directly (:class:`CompiledRule`) the compiled Adam step beats the eager one at every
+#: size measured on the 2-core course machine (one thread, 4 tensors: 26 µs against 52 µs at 320 numbers, 30 against
+#: 101 at 30,000): there is no crossover to dispatch on.
 COMPILE_MIN_ELEMENTS = 0
 
 #: How many compiled kernels :func:`compile_rule` keeps (the least recently used one goes first).
@@ -287,8 +294,10 @@ class CompiledRule:
     ``graph`` is the traced rule: ``print(compiled.graph.code)`` shows the tensor operations that remain
     once the rule's Python ``if`` s were decided by ``static``; ``source`` is the code ``torch.compile``
     generated from it, and :meth:`kernel_count` counts the kernels in it. On the CPU the operations on
-    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue`` that runs
-    eagerly before the kernel, which then only reads their results.
+    single numbers (β₁ᵗ, the learning rate over the bias correction, ...) form a ``prologue``, compiled into
+    a small kernel of its own (``prologue_source``) that runs before the element-wise kernel, which then only
+    reads its results. There, both are called through the code inductor generated (``direct``), without
+    torch.compile's per-call guards and wrappers (about 25 µs a call, as long as a whole step of a small network).
 
     ``fallback_reason`` is ``None`` for a compiled kernel; where ``torch.compile`` could not build one it says
     why, ``kernel`` is the traced graph run eagerly (same numbers, one operation at a time) and ``source`` is
@@ -305,12 +314,22 @@ class CompiledRule:
     kernel: Callable = field(repr=False)
     source: str = field(default="", repr=False)
     compile_seconds: float = 0.0
-    prologue: torch.fx.GraphModule | None = field(default=None, repr=False)
+    prologue: Callable | None = field(default=None, repr=False)
     scalar_positions: list = field(default_factory=list, repr=False)
     vector_positions: list = field(default_factory=list, repr=False)
     fallback_reason: str | None = None
+    #: The code generated for the prologue (``source`` is the kernel's), on the CPU.
+    prologue_source: str = field(default="", repr=False)
+    #: The generated code's own entry points, called without torch.compile's per-call machinery (see
+    #: :func:`_direct_call`): ``(prologue call, its inputs, kernel call, its inputs)``, or None.
+    direct: tuple | None = field(default=None, repr=False)
 
     def __call__(self, *tensors):
+        if self.direct is not None:
+            prologue, prologue_inputs, kernel, kernel_inputs = self.direct
+            pool = tensors + tuple(prologue([tensors[i] for i in prologue_inputs])) + (tensors[0].numel(),)
+            kernel([pool[i] for i in kernel_inputs])
+            return None
         if self.prologue is None:
             return self.kernel(*tensors)
         values = self.prologue(*[tensors[i] for i in self.scalar_positions])
@@ -519,10 +538,12 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
     prologue, main, vector_positions = None, graph, list(range(len(examples)))
     if device.type == "cpu":
         # A C++ loop recomputes every expression for each chunk of 16 numbers, β₁ᵗ and β₂ᵗ included (it cannot
-        # prove them loop-invariant), so on the CPU the one-number operations run first, eagerly, and the
-        # kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
+        # prove them loop-invariant), so on the CPU the one-number operations run first, in a kernel of their own,
+        # and the main kernel only reads their results. (GPU kernels compute them once per block of threads anyway.)
         prologue, main, vector_positions = _split_scalar_prologue(graph, scalar_positions)
     kernel = torch.compile(main, dynamic=True, fullgraph=True)
+    if prologue is not None:
+        prologue = torch.compile(prologue, dynamic=False, fullgraph=True)
     compiled = CompiledRule(rule.name, dict(static), state_names, layout, dtype, device, graph, kernel,
                             prologue=prologue, scalar_positions=scalar_positions, vector_positions=vector_positions)
     sources: list[str] = []
@@ -532,16 +553,92 @@ def _trace_and_compile(rule, static, layout, state_names, dtype, device) -> Comp
     with mock.patch.object(GraphLowering, "save_output_code", sources.append), \
             torch._inductor.config.patch({"cpp.dynamic_threads": True}), torch.no_grad():
         compiled(*examples)  # compile now, on a tiny example; the kernel serves every length
+    if prologue is not None and len(sources) == 2:  # the prologue is compiled first, at its first call
+        compiled.prologue_source, sources = sources[0], sources[1:]
     compiled.source = "\n".join(sources)
+    if prologue is not None:
+        compiled.direct = _direct_call(compiled, examples)
     compiled.compile_seconds = time.perf_counter() - start
     return compiled
+
+
+def _direct_call(compiled: CompiledRule, examples) -> tuple | None:
+    """The compiled prologue's and kernel's own entry points (the ``call`` functions of the code inductor generated)
+    and where each of their inputs comes from, found by watching one call; None where that cannot be done safely.
+
+    A call through ``torch.compile`` evaluates dynamo's guards and AOTAutograd's wrappers around the generated
+    code: about 25 µs per call on a CPU, as long as a whole step of torch's fused Adam for a small network. The
+    generated ``call`` checks the sizes and strides of its inputs itself, and the flat path always calls with
+    buffers of the kind the kernel was compiled for (the cache key holds the rule's structure, dtype and device),
+    so the guards decide nothing there. The watched call runs on inputs of another length (13); any surprise (an
+    input that is not one of ours, a number that is not the length) keeps ``torch.compile``'s calls, and so does a
+    direct call whose results differ, by a single bit, from those of the calls through ``torch.compile``.
+    """
+    try:
+        from torch._inductor.output_code import CompiledFxGraph
+    except ImportError:  # an older or newer torch
+        return None
+    length = 13
+
+    def fresh():
+        generator = torch.Generator(device=examples[0].device).manual_seed(0)
+        return [torch.rand(length if example.numel() > 1 else 1, dtype=example.dtype, device=example.device,
+                           generator=generator) * 0.5 + 0.25 for example in examples]
+
+    seen = []
+    original = CompiledFxGraph.__call__
+
+    def watch(self, inputs):
+        given = list(inputs)
+        result = original(self, inputs)
+        seen.append((self.current_callable, given, list(result)))
+        return result
+
+    watched = fresh()
+    try:
+        with torch.no_grad(), mock.patch.object(CompiledFxGraph, "__call__", watch):
+            compiled(*watched)
+        if len(seen) != 2:
+            return None
+        (prologue_call, prologue_given, values), (kernel_call, kernel_given, _) = seen
+        places = []
+        for given, pools in ((prologue_given, (watched,)), (kernel_given, (watched, values))):
+            where = []
+            for value in given:
+                if isinstance(value, torch.Tensor):
+                    found = [offset + i for offset, pool in zip((0, len(watched)), pools)
+                             for i, tensor in enumerate(pool) if tensor is value]
+                    if not found:
+                        return None
+                    where.append(found[0])
+                elif value == length and len(pools) == 2:
+                    where.append(len(watched) + len(values))
+                else:
+                    return None
+            places.append(where)
+        direct = (prologue_call, places[0], kernel_call, places[1])
+        by_compile, by_direct = fresh(), fresh()
+        with torch.no_grad():
+            compiled(*by_compile)
+            saved, compiled.direct = compiled.direct, direct
+            try:
+                compiled(*by_direct)
+            finally:
+                compiled.direct = saved
+        if not all(torch.equal(a, b) for a, b in zip(by_compile, by_direct)):
+            return None
+    except Exception:  # noqa: BLE001 - whatever went wrong, torch.compile's calls still work
+        return None
+    return direct
 
 
 def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
     """Split a traced rule into its one-number operations (a prologue) and the element-wise rest.
 
     Returns ``(prologue, main, vector_positions)``: ``prologue(*scalar inputs)`` returns the one-number values
-    that the element-wise operations use, and ``main(*vector inputs, *those values)`` does the rest.
+    that the element-wise operations use and that it computes, and ``main(*inputs at vector_positions, *those
+    values)`` does the rest (the buffers, and the hyperparameters it uses as they are, are its own inputs: no
+    result of the prologue is one of its inputs, so that its generated code can be called directly).
     """
     graph = copy.deepcopy(graph)  # the caller keeps the faithful trace
     placeholders = [node for node in graph.graph.nodes if node.op == "placeholder"]
@@ -559,7 +656,9 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
             scalar.add(reciprocal)
             node.target, node.args = aten.mul.Tensor, (node.args[0], reciprocal)
     element_wise = [node for node in graph.graph.nodes if node.op == "call_function" and node not in scalar]
-    handed_over = list(dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar))
+    used = dict.fromkeys(n for node in element_wise for n in node.all_input_nodes if n in scalar)
+    passed = {node for node in used if node.op == "placeholder"}  # hyperparameters the kernel reads as they are
+    handed_over = [node for node in used if node not in passed]  # what the prologue computes for the kernel
 
     first, env = torch.fx.Graph(), {}
     for node in placeholders:
@@ -572,14 +671,14 @@ def _split_scalar_prologue(graph: torch.fx.GraphModule, scalar_positions):
 
     second, env = torch.fx.Graph(), {}
     for node in placeholders:
-        if node not in scalar:
+        if node not in scalar or node in passed:
             env[node] = second.placeholder(node.name)
     for node in handed_over:
         env[node] = second.placeholder(f"{node.name}_value")
     for node in element_wise:
         env[node] = second.node_copy(node, env.__getitem__)
     second.output(None)
-    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar]
+    vector_positions = [i for i, node in enumerate(placeholders) if node not in scalar or node in passed]
     return torch.fx.GraphModule(graph, first), torch.fx.GraphModule(graph, second), vector_positions
 
 
@@ -594,16 +693,77 @@ def compile_min_elements(elements):
         COMPILE_MIN_ELEMENTS = saved
 
 
-class _FlatBucket:
-    """The parameters of one param group with one dtype and device, laid end to end in flat buffers.
+# --------------------------------------------------------------------------------------
+# The two paths as functions of tensors (course_lib.optim's classes call them and own the state)
+# --------------------------------------------------------------------------------------
+def multi_tensor_update(rule: rules.Rule, params: list, grads: list, state: dict, *, step: int | None = None) -> dict:
+    """Path 2: one step of ``rule`` on lists of tensors, as torch's ``_multi_tensor_adam`` takes them.
 
-    ``param.data`` and ``param.grad`` of every parameter become views of ``param_flat`` and ``grad_flat``;
-    each state entry (``exp_avg``, ...) is a view of one flat buffer per name, and the ``step`` counters
-    are 0-d views of one small tensor. ``state[param]`` therefore holds torch.optim's per-parameter state
-    (``state_dict()`` works unchanged) while the rule can run once over the whole buffer.
+    ``params`` and ``grads`` are lists of tensors (one device and dtype); ``state`` maps each state entry to a
+    list of tensors (one per parameter) or to ``None`` (an entry not made yet, SGD's first momentum buffer);
+    ``state["step"]``, where the rule counts steps, is the list of the parameters' 0-d step counters, which all
+    hold ``step`` (read from the first when not given) and go up by one in place, as torch's do. θ and the state
+    tensors are handed over to the rule (:class:`course_lib.rules.donating`), which writes them in place: the
+    parameters hold θ_t after the call. Returns the new state: for each entry the list given when the rule wrote
+    it in place, else the new tensors. Every arithmetic operation is one ``torch._foreach_*`` call.
+    """
+    steps = state.get("step")
+    if steps is not None and step is None:
+        step = int(steps[0].item())
+    params_list, grads_list = TensorList(params), TensorList(grads)
+    lists = {name: TensorList(value) for name, value in state.items() if name != "step" and isinstance(value, list)}
+    rule_state = {name: step if name == "step" else lists.get(name, value) for name, value in state.items()}
+    if rule.update_in_place_fn is not None:  # SGD's twin writes θ and the state dict itself
+        new_params, new_state = params_list, dict(rule_state)
+        rule.update_in_place_fn(params_list, grads_list, new_state, **rule.hyperparams)
+    else:
+        with rules.donating([params_list, *lists.values()]):
+            new_params, new_state = rule.update(params_list, grads_list, rule_state)
+    if new_params is not params_list:
+        torch._foreach_copy_(params, new_params.tensors)
+    if steps is not None:  # in place, as torch.optim does: one operation for all the counters
+        torch._foreach_add_(steps, float(new_state["step"] - step))
+    return {name: state[name] if name == "step" or (name in lists and value is lists[name])
+            else value.tensors if isinstance(value, TensorList) else value for name, value in new_state.items()}
+
+
+def flat_update(rule: rules.Rule, param: torch.Tensor, grad: torch.Tensor, state: dict, chunk: int | None = None):
+    """Path 3, eagerly: one step of ``rule`` over flat buffers, in slices of ``chunk`` numbers (all at once: None).
+
+    ``param`` and ``grad`` are 1-D buffers, ``state`` maps each entry to a 1-D buffer, ``None`` (not made yet)
+    or, for ``step``, the steps taken so far. ``param`` and the state buffers are written in place; returns the
+    new state: the buffers given, a new buffer for an entry that was ``None``, and the new step count.
+    """
+    numel = param.numel()
+    chunk = numel if chunk is None else chunk
+    new_state = dict(state)
+    for start in range(0, numel, max(chunk, 1)):
+        part = slice(start, start + chunk)
+        rule_state = {name: value[part] if isinstance(value, torch.Tensor) else value for name, value in state.items()}
+        new_param, result = rule.update(param[part], grad[part], rule_state)
+        param[part].copy_(new_param)
+        for name, value in result.items():
+            if name == "step" or value is None:
+                new_state[name] = value if name == "step" else new_state.get(name)
+                continue
+            if new_state.get(name) is None:  # an entry that starts as None (SGD's momentum buffer)
+                new_state[name] = torch.empty_like(param)
+            new_state[name][part].copy_(value)
+    return new_state
+
+
+class FlatBuffers:
+    """Parameters of one dtype and device laid end to end, with their gradients and the rule's state.
+
+    ``param.data`` and ``param.grad`` of every parameter become views of ``param`` and ``grad`` (1-D);
+    ``state`` maps each state entry (``exp_avg``, ...) to one flat buffer (an entry that starts as ``None``,
+    SGD's momentum buffer, gets its buffer when first written); ``steps`` holds one float32 step counter per
+    parameter, as torch's fused optimizers keep them. This object holds tensors only: which tensors are whose
+    state is the optimizer's business (:meth:`entries` gives parameter ``i``'s views, :meth:`load` copies a
+    parameter's state in). :meth:`update` runs the rule once over the whole buffer, compiled where it can.
     """
 
-    def __init__(self, params, rule, state):
+    def __init__(self, params, rule: rules.Rule):
         self.params = list(params)
         self.index = {id(param): i for i, param in enumerate(self.params)}
         self.shapes = [param.shape for param in self.params]
@@ -615,68 +775,72 @@ class _FlatBucket:
         self.numel = start
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
 
-        self.param_flat = torch.cat([param.detach().reshape(-1) for param in self.params])
-        for param, view in zip(self.params, self._views(self.param_flat)):
+        self.param = torch.cat([param.detach().reshape(-1) for param in self.params])
+        for param, view in zip(self.params, self.views(self.param)):
             param.data = view
         self.param_pointers = [param.data_ptr() for param in self.params]
-        self.grad_flat = torch.zeros_like(self.param_flat)
-        self.grad_views = self._views(self.grad_flat)
-        self.gather_gradients([i for i, param in enumerate(self.params) if param.grad is not None])
+        self.grad = torch.zeros_like(self.param)
+        self.grad_views = self.views(self.grad)
+        self._gather([i for i, param in enumerate(self.params) if param.grad is not None])
 
-        initial = rule.init(self.param_flat)  # the rule's own initial state, for the whole buffer at once
+        initial = rule.init(self.param)  # the rule's own initial state, for the whole buffer at once
         self.has_step = "step" in initial
-        self.state_names = [name for name in initial if name != "step"]
-        self.state_flat = {name: value for name, value in initial.items()
-                           if name != "step" and isinstance(value, torch.Tensor)}
-        self.state_views = {name: self._views(value) for name, value in self.state_flat.items()}
+        self.state_names = tuple(name for name in initial if name != "step")
+        self.state = {name: value for name, value in initial.items()
+                      if name != "step" and isinstance(value, torch.Tensor)}
+        self.state_views = {name: self.views(value) for name, value in self.state.items()}
         self.steps = torch.zeros(len(self.params), dtype=torch.float32)  # torch's fused steps: float32 always
-        for i, param in enumerate(self.params):
-            if state[param]:  # state saved earlier or loaded from a state dict: move it into the buffers
-                self._adopt(i, state[param])
-
-        hyper_dtype = _hyper_dtype(self.dtype)
-        self.step_tensor = torch.zeros(1, dtype=hyper_dtype, device=self.device)  # for the compiled kernel
-        self.step_tensor_value = 0
-        self.hyper_tensors, self.hyper_values = [], []
-        self.compiled_key, self.compiled = None, None
-        self.path = None
-        self.refresh_signature(state)
+        self._kernel = _KernelInputs(self.dtype, self.device)
 
     # ---- layout --------------------------------------------------------------------------------------
-    def _views(self, flat):
+    def views(self, flat) -> list:
+        """Each parameter's part of a flat buffer, in the parameter's shape."""
         return [flat[start:stop].view(shape) for (start, stop), shape in zip(self.bounds, self.shapes)]
 
     def view(self, name, i):
-        """The view of state entry ``name`` for parameter ``i`` (allocating the flat buffer on first use)."""
-        if name not in self.state_flat:
-            self.state_flat[name] = torch.zeros_like(self.param_flat)
-            self.state_views[name] = self._views(self.state_flat[name])
+        """Parameter ``i``'s view of state entry ``name`` (allocating the flat buffer, zeroed, on first use)."""
+        if name not in self.state:
+            self.state[name] = torch.zeros_like(self.param)
+            self.state_views[name] = self.views(self.state[name])
         return self.state_views[name][i]
 
-    def _adopt(self, i, param_state):
-        if "step" in param_state:
-            self.steps[i] = float(param_state["step"])
-            param_state["step"] = self.steps[i]
+    def entries(self, i) -> dict:
+        """Parameter ``i``'s state as torch.optim keeps it: its ``step`` (a 0-d view of ``steps``) and its views
+        (``None`` for an entry without a buffer yet)."""
+        entries = {"step": self.steps[i]} if self.has_step else {}
         for name in self.state_names:
-            value = param_state.get(name)
+            entries[name] = self.state_views[name][i] if name in self.state else None
+        return entries
+
+    def load(self, i, entries) -> dict:
+        """Copy parameter ``i``'s state (saved earlier, or loaded from a state dict) into the buffers; returns the
+        views that now hold it (with ``step``), to replace those entries."""
+        loaded = {}
+        if self.has_step and "step" in entries:
+            self.steps[i] = float(entries["step"])
+            loaded["step"] = self.steps[i]
+        for name in self.state_names:
+            value = entries.get(name)
             if isinstance(value, torch.Tensor):
                 view = self.view(name, i)
                 view.copy_(value)
-                param_state[name] = view
+                loaded[name] = view
+        return loaded
 
-    def attach(self, i, param_state):
-        """Point a parameter's torch.optim state at its views (a fresh parameter gets the initial values)."""
-        if self.has_step:
-            param_state["step"] = self.steps[i]
-        for name in self.state_names:
-            param_state[name] = self.state_views[name][i] if name in self.state_flat else None
+    def store(self, indices, name, values) -> list:
+        """Write new values of state entry ``name`` for parameters ``indices`` into their views; returns the views."""
+        views = [self.view(name, i) for i in indices]
+        pairs = [(view, value) for view, value in zip(views, values) if value is not view]
+        if pairs:
+            torch._foreach_copy_([view for view, _ in pairs], [value for _, value in pairs])
+        return views
 
     def intact(self) -> bool:
         """False when a parameter was re-bound (``param.data = ...``, ``model.to(...)``) since the build."""
         return [param.data_ptr() for param in self.params] == self.param_pointers
 
     # ---- gradients ----------------------------------------------------------------------------------
-    def active_gradients(self, owner: str):
+    def take_gradients(self, owner: str):
         """Indices of the parameters that have a gradient, or ``None`` when all have one in the buffer.
 
         Gradients that autograd allocated (after ``zero_grad()`` set them to ``None``) are copied into the
@@ -694,250 +858,82 @@ class _FlatBucket:
                     raise RuntimeError(f"{owner} does not support sparse gradients")
                 fresh.append(i)
             active.append(i)
-        self.gather_gradients(fresh)
+        self._gather(fresh)
         return None if len(active) == len(self.params) else active
 
-    def gather_gradients(self, indices):
+    def _gather(self, indices):
         if not indices:
             return
         if len(indices) == len(self.params):
-            torch.cat([param.grad.reshape(-1) for param in self.params], out=self.grad_flat)
+            torch.cat([param.grad.reshape(-1) for param in self.params], out=self.grad)
         else:
             torch._foreach_copy_([self.grad_views[i] for i in indices], [self.params[i].grad for i in indices])
         for i in indices:
             self.params[i].grad = self.grad_views[i]
 
-    # ---- uniform state: can the rule run once over the whole buffer? ------------------------------------
-    def refresh_signature(self, state):
-        """Record the common (step, entries that are None) of all parameters, or None when they differ."""
-        signatures = set()
-        for param in self.params:
-            param_state = state[param]
-            if not param_state:
-                signatures.add("fresh")
-            else:
-                step = int(param_state["step"]) if self.has_step else 0
-                signatures.add((step, tuple(n for n in self.state_names if param_state.get(n) is None)))
-        self.signature = signatures.pop() if len(signatures) == 1 else None
+    def zero_grad(self) -> set:
+        """Zero the gradient buffer (one operation); returns the ids of the parameters whose ``.grad`` is its view."""
+        self.grad.zero_()
+        return {id(param) for param, view in zip(self.params, self.grad_views) if param.grad is view}
 
-    def whole_step(self, rule, state, compiled: CompiledRule | None, values=()):
-        """One step of the rule over the whole buffer: all parameters have gradients and the same state."""
-        fresh = self.signature == "fresh"
-        step, none_names = (0, ()) if fresh else self.signature
-        if fresh:
-            none_names = tuple(name for name in self.state_names if name not in self.state_flat)
-        if compiled is not None and not none_names:
-            self._compiled_step(compiled, step, values)
-            self.path = "flat, compiled"
+    # ---- the step -----------------------------------------------------------------------------------
+    def update(self, rule: rules.Rule, step: int, none_names: tuple, split) -> str:
+        """One step of ``rule`` over the whole buffer, in place: every parameter has a gradient, has taken ``step``
+        steps and lacks the entries ``none_names``. Compiled where a kernel is wanted and can be built, else eager
+        in cache-sized slices (:func:`flat_update`). ``split`` is :func:`split_hyperparams` of the rule. Returns
+        the path it took: ``"flat, compiled"`` or ``"flat, eager"``."""
+        compiled = None if none_names else self._compiled(rule, split)
+        if compiled is not None:
+            self._kernel.run(compiled, self.param, self.grad, self.state, step, split[2])
+            path = "flat, compiled"
         else:
-            self._eager_step(rule, step, none_names)
-            self.path = "flat, eager"
+            state = {"step": step} if self.has_step else {}
+            state.update({name: None if name in none_names else self.state[name] for name in self.state_names})
+            chunk = EAGER_CHUNK_ELEMENTS if self.device.type == "cpu" else None
+            new_state = flat_update(rule, self.param, self.grad, state, chunk)
+            for name in self.state_names:
+                if new_state.get(name) is not None and name not in self.state:
+                    self.state[name] = new_state[name]
+                    self.state_views[name] = self.views(new_state[name])
+            path = "flat, eager"
         if self.has_step:
             self.steps.add_(1)
-        new_none = tuple(name for name in self.state_names if name not in self.state_flat)
-        if fresh or new_none != none_names:
-            for i, param in enumerate(self.params):
-                self.attach(i, state[param])
-        self.signature = (step + 1, new_none)
+        return path
 
-    def _chunks(self):
-        """Slices of the buffers to run the eager rule on: cache-sized on the CPU, everything at once elsewhere.
+    def _compiled(self, rule, split) -> CompiledRule | None:
+        """The compiled kernel for this buffer, or None to run the rule eagerly."""
+        if self.numel < COMPILE_MIN_ELEMENTS:
+            return None
+        static, layout, _ = split
+        key = (rule.update_fn, tuple(static.items()), layout)
+        if self._kernel.key != key:
+            compiled = compile_rule(rule, self.dtype, self.device)  # warns once where it has to fall back
+            # the chunked eager flat path beats the eager graph, so a fallback runs as no kernel at all
+            self._kernel.key, self._kernel.compiled = key, None if compiled.fallback_reason else compiled
+        return self._kernel.compiled
 
-        Each operation of the eager rule allocates a temporary as long as its input; on the CPU, megabyte-sized
-        temporaries cost page faults and miss the caches (several times slower than chunks that fit in L2).
-        """
-        size = EAGER_CHUNK_ELEMENTS if self.device.type == "cpu" else self.numel
-        return [slice(start, start + size) for start in range(0, self.numel, size)]
 
-    def _eager_step(self, rule, step, none_names):
-        new_names = []
-        for chunk in self._chunks():
-            rule_state = {"step": step} if self.has_step else {}
-            for name in self.state_names:
-                rule_state[name] = None if name in none_names else self.state_flat[name][chunk]
-            new_param, new_state = rule.update(self.param_flat[chunk], self.grad_flat[chunk], rule_state)
-            self.param_flat[chunk].copy_(new_param)
-            for name in self.state_names:
-                value = new_state.get(name)
-                if value is None:
-                    continue
-                if name not in self.state_flat:  # a state entry that starts as None (SGD's momentum buffer)
-                    self.state_flat[name] = torch.empty_like(self.param_flat)
-                    new_names.append(name)
-                self.state_flat[name][chunk].copy_(value)
-        for name in new_names:
-            self.state_views[name] = self._views(self.state_flat[name])
+class _KernelInputs:
+    """The one-element tensors a compiled kernel reads besides the buffers: the step count and the numeric
+    hyperparameters, made once and refilled only when a number changes (an lr scheduler's)."""
 
-    def _compiled_step(self, compiled, step, values):
-        if len(values) != len(self.hyper_tensors):
-            self.hyper_tensors = [torch.full((1,), v, dtype=_hyper_dtype(self.dtype), device=self.device)
-                                  for v in values]
-            self.hyper_values = list(values)
+    def __init__(self, dtype, device):
+        self.dtype, self.device = _hyper_dtype(dtype), device
+        self.step = torch.zeros(1, dtype=self.dtype, device=device)
+        self.step_value = 0  # what ``step`` holds (the kernel adds one to it)
+        self.hyper, self.values = [], []
+        self.key, self.compiled = None, None
+
+    def run(self, compiled: CompiledRule, param, grad, state, step, values):
+        if len(values) != len(self.hyper):
+            self.hyper = [torch.full((1,), v, dtype=self.dtype, device=self.device) for v in values]
+            self.values = list(values)
         for i, value in enumerate(values):  # an lr scheduler changes a number here, not the kernel
-            if value != self.hyper_values[i]:
-                self.hyper_tensors[i].fill_(value)
-                self.hyper_values[i] = value
-        if self.step_tensor_value != step:
-            self.step_tensor.fill_(step)
-        state = [self.step_tensor if name == "step" else self.state_flat[name] for name in compiled.state_names]
-        compiled(self.param_flat, self.grad_flat, *state, *self.hyper_tensors)
-        self.step_tensor_value = step + 1
-
-    def write(self, params, name, values):
-        """Store new state values of some parameters into their views (the multi-tensor fallback)."""
-        views = []
-        for param in params:
-            view = self.view(name, self.index[id(param)])
-            views.append(view)
-        torch._foreach_copy_(views, list(values))
-        return views
-
-
-@dataclass(eq=False)
-class _FlatGroup:
-    """The flat layout of one param group: buckets per dtype/device, and parameters left out of them."""
-
-    params_list: list
-    buckets: list
-    loose: list  # parameters that do not require grad at build time (or are not real floating point)
-
-    def matches(self, group) -> bool:
-        return group["params"] is self.params_list and len(group["params"]) == self.size
-
-    @property
-    def size(self):
-        return sum(len(bucket.params) for bucket in self.buckets) + len(self.loose)
-
-
-# --------------------------------------------------------------------------------------
-# The two paths as functions of an optimizer (course_lib.optim.RuleOptimizer calls them for foreach/fused)
-# --------------------------------------------------------------------------------------
-# ``optimizer`` is a :class:`course_lib.optim.RuleOptimizer`; these functions use its public ``state`` (torch.optim's
-# per-parameter state), ``check_param(param)`` and ``store_state(state, new_state)``, and nothing else of it.
-_NONE_TYPE = type(None)
-
-
-def step_multi_tensor(optimizer, rule, params, bucket: _FlatBucket | None = None):
-    """Path 2: the rule once per (device, dtype, step) on :class:`TensorList` s of all those tensors.
-
-    With ``bucket`` (the flat path's fallback when only some parameters have gradients) the new values
-    are written into the flat buffers' views.
-    """
-    all_states, states = optimizer.state, []
-    for param in params:
-        optimizer.check_param(param)
-        state = all_states[param]
-        if not state:
-            if bucket is None:
-                optimizer.store_state(state, rule.init(param))
-            else:
-                bucket.attach(bucket.index[id(param)], state)
-        states.append(state)
-    stepped = [state["step"] for state in states if "step" in state]
-    # the step counts as numbers: one stack for many tensors, a few item() calls (cheaper) for a few
-    steps = iter(torch.stack(stepped).tolist() if len(stepped) > 8 else [step.item() for step in stepped])
-    batches = defaultdict(list)
-    for param, state in zip(params, states):
-        step = int(next(steps)) if "step" in state else None
-        none_names = (tuple(name for name, value in state.items() if value is None)
-                      if _NONE_TYPE in map(type, state.values()) else ())  # (``None in``: tensor == None, slow)
-        batches[(param.device, param.dtype, step, none_names)].append((param, state))
-    for (_, _, step, none_names), members in batches.items():
-        batch, batch_states = [param for param, _ in members], [state for _, state in members]
-        rule_state = {name: step if name == "step" else None if name in none_names
-                      else TensorList([state[name] for state in batch_states]) for name in batch_states[0]}
-        params_list = TensorList(batch)
-        if bucket is None and rule.update_in_place_fn is not None:  # SGD's twin writes θ and rule_state itself
-            new_params, new_state, rule_state = params_list, rule_state, dict(rule_state)
-            rule.update_in_place_fn(params_list, TensorList([p.grad for p in batch]), new_state, **rule.hyperparams)
-        elif bucket is None:  # θ and the state are replaced by the rule's results: let it write them in place
-            with rules.donating([params_list, *(v for v in rule_state.values() if isinstance(v, TensorList))]):
-                new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
-        else:
-            new_params, new_state = rule.update(params_list, TensorList([p.grad for p in batch]), rule_state)
-        if new_params is not params_list:
-            torch._foreach_copy_(batch, new_params.tensors)
-        for name, value in new_state.items():
-            if value is None:
-                continue
-            if name == "step":  # in place, as torch.optim does: one operation for the whole batch
-                torch._foreach_add_([state["step"] for state in batch_states], float(value - step))
-            elif bucket is None:
-                if value is not rule_state.get(name):  # (the rule wrote a handed-over list in place: nothing to do)
-                    for state, tensor in zip(batch_states, value):
-                        state[name] = tensor
-            else:
-                for state, view in zip(batch_states, bucket.write(batch, name, value)):
-                    state[name] = view
-
-
-def step_flat(optimizer, layouts: dict, index: int, group, rule, split):
-    """Path 3: the rule once over each flat buffer of param group ``index`` (compiled when wanted and possible).
-
-    ``layouts`` maps param group indices to their flat layouts; the optimizer keeps it between steps and this
-    function builds (or rebuilds) the group's layout in it. ``split`` is :func:`split_hyperparams` of the rule.
-    """
-    layout = layouts.get(index)
-    if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
-        layout = layouts[index] = _build_flat(group, rule, optimizer.state)
-    owner = type(optimizer).__name__
-    for bucket in layout.buckets:
-        active = bucket.active_gradients(owner)
-        if active is None and bucket.signature is not None:
-            before = bucket.path
-            bucket.whole_step(rule, optimizer.state, _compiled_for(bucket, rule, split), split[2])
-            if bucket.path != before:
-                logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", owner, index,
-                            bucket.path, len(bucket.params), bucket.numel, bucket.dtype, bucket.device)
-        else:
-            params = bucket.params if active is None else [bucket.params[i] for i in active]
-            if params:
-                step_multi_tensor(optimizer, rule, params, bucket)
-            bucket.refresh_signature(optimizer.state)
-    loose = [param for param in layout.loose if param.grad is not None]
-    if loose:
-        step_multi_tensor(optimizer, rule, loose)
-
-
-def _build_flat(group, rule, state) -> _FlatGroup:
-    by_kind, loose = defaultdict(list), []
-    for param in group["params"]:
-        if param.requires_grad and param.is_floating_point() and param.numel() > 0:
-            by_kind[(param.device, param.dtype)].append(param)
-        else:
-            loose.append(param)
-    buckets = [_FlatBucket(params, rule, state) for params in by_kind.values()]
-    return _FlatGroup(group["params"], buckets, loose)
-
-
-def _compiled_for(bucket, rule, split) -> CompiledRule | None:
-    """The compiled kernel for this bucket, or None to run the rule eagerly."""
-    if bucket.numel < COMPILE_MIN_ELEMENTS:
-        return None
-    static, layout, _ = split
-    key = (rule.update_fn, tuple(static.items()), layout)
-    if bucket.compiled_key != key:
-        compiled = compile_rule(rule, bucket.dtype, bucket.device)  # warns once where it has to fall back
-        # the chunked eager flat path beats the eager graph, so a fallback runs as no kernel at all
-        bucket.compiled_key, bucket.compiled = key, None if compiled.fallback_reason else compiled
-    return bucket.compiled
-
-
-def zero_flat_gradients(layouts: dict, param_groups) -> None:
-    """``zero_grad(set_to_none=False)`` with flat layouts: each flat gradient buffer zeroed in one operation.
-
-    Gradients outside the buffers (a parameter the layout does not hold) are zeroed as torch.optim zeroes them.
-    """
-    in_buffers = set()
-    for layout in layouts.values():
-        for bucket in layout.buckets:
-            bucket.grad_flat.zero_()
-            in_buffers.update(id(p) for p, view in zip(bucket.params, bucket.grad_views) if p.grad is view)
-    for group in param_groups:
-        for param in group["params"]:
-            if param.grad is not None and id(param) not in in_buffers:
-                if param.grad.grad_fn is not None:
-                    param.grad.detach_()
-                else:
-                    param.grad.requires_grad_(False)
-                param.grad.zero_()
+            if value != self.values[i]:
+                self.hyper[i].fill_(value)
+                self.values[i] = value
+        if self.step_value != step:
+            self.step.fill_(step)
+        compiled(param, grad, *[self.step if name == "step" else state[name] for name in compiled.state_names],
+                 *self.hyper)
+        self.step_value = step + 1

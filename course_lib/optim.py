@@ -31,21 +31,21 @@ torch.optim (notebook 14 measures the three):
   (:func:`course_lib.rules.sgd_update_`, tested equal to the rule bit for bit):
   the Python around a few small kernels is what such a step costs.
 * **multi-tensor** (``foreach=True``): the rule once per group on
-  :class:`TensorList` s, lists of tensors whose arithmetic is one
+  :class:`course_lib.fast_paths.TensorList` s, lists of tensors whose arithmetic is one
   ``torch._foreach_*`` call per operation, over all tensors at once.
 * **flat** (``fused=True``): parameters, gradients and state are views into one
   contiguous buffer per dtype and device (``param.data`` and ``param.grad``
   become views of it), and the rule, traced once into a graph of tensor
   operations, is compiled by ``torch.compile`` into one fused kernel that reads
   θ, g and the state once and writes θ and the state once
-  (:func:`compile_rule`). The hyperparameters enter the kernel as values, so an
+  (:func:`course_lib.fast_paths.compile_rule`). The hyperparameters enter the kernel as values, so an
   lr scheduler (``OneCycleLR`` cycling ``momentum`` or ``betas`` too) never
   recompiles it; only whether a term exists (a zero ``weight_decay``, say) is
   part of what is compiled. Where compilation is unavailable (no C++ compiler
   for the CPU, no triton for the GPU, an unsupported Python), or for buffers
   below :data:`course_lib.fast_paths.COMPILE_MIN_ELEMENTS` numbers
-  (:func:`compile_min_elements`), the flat path runs the rule eagerly, and a
-  :class:`CompileFallbackWarning` says so, once, when compilation is unavailable.
+  (:func:`course_lib.fast_paths.compile_min_elements`), the flat path runs the rule eagerly, and a
+  :class:`course_lib.fast_paths.CompileFallbackWarning` says so, once, when compilation is unavailable.
 
 The default (``foreach=None, fused=None``) is torch.optim's: the multi-tensor
 path where torch would take its ``foreach`` implementation (every parameter on
@@ -54,9 +54,11 @@ the CPU). The flat path is never a default, because it rebinds every
 ``param.data`` and ``param.grad``: it is opt-in with ``fused=True``.
 ``foreach=True`` together with ``fused=True`` is refused as torch refuses it.
 
-The machinery of the multi-tensor and flat paths lives in
-:mod:`course_lib.fast_paths`; this module keeps the classes, the reference
-path, the checks of the arguments and the choice between paths.
+The multi-tensor and flat paths are functions of tensors in
+:mod:`course_lib.fast_paths` (``TensorList``, ``compile_rule`` and the rest live
+there); this module keeps the classes, the reference path, the checks of the
+arguments, the choice between paths, and the optimizer's state: only these
+classes read and write ``self.state`` and ``param_groups``.
 Every path gives torch.optim's numbers (tested in float64 to 1e-10, and in
 bfloat16 and float16 to those types' precision); the eager paths give the
 reference path's numbers bit for bit.
@@ -83,8 +85,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -111,19 +115,15 @@ __all__ = [
 ]
 
 
-#: What this module offers from :mod:`course_lib.fast_paths`, loaded only when first asked for (the per-tensor
-#: path never needs it): ``from course_lib.optim import TensorList`` works, and so does ``optim.compile_rule``.
-_FROM_FAST_PATHS = ("TensorList", "CompiledRule", "compile_rule", "compile_unavailable_reason",
-                    "CompileFallbackWarning", "compile_min_elements", "PATHS")
-__all__ += list(_FROM_FAST_PATHS)
+def _fast_paths():
+    """:mod:`course_lib.fast_paths`, imported the first time a param group takes the multi-tensor or flat path."""
+    global _FAST_PATHS
+    if _FAST_PATHS is None:  # (an import statement costs microseconds at every step: the module is kept here)
+        from . import fast_paths as _FAST_PATHS
+    return _FAST_PATHS
 
 
-def __getattr__(name):
-    if name in _FROM_FAST_PATHS:
-        from . import fast_paths
-
-        return getattr(fast_paths, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_FAST_PATHS = None
 
 
 def _step_dtype():
@@ -180,6 +180,27 @@ def _foreach_devices() -> list[str]:
 
 
 _UNSET_OR_FALSE = (None, False)  # execution keywords that choose nothing
+_NONE_TYPE = type(None)
+logger = logging.getLogger("course_lib.optim")
+
+
+@dataclass(eq=False)
+class _FlatGroup:
+    """The flat layout of one param group: its :class:`~course_lib.fast_paths.FlatBuffers` (one per dtype and
+    device), the parameters left out of them, and per buffer the common state signature and the path it ran."""
+
+    params_list: list
+    buckets: list
+    loose: list  # parameters that do not require grad at build time (or are not real floating point)
+    signatures: list
+    paths: list
+
+    def matches(self, group) -> bool:
+        return group["params"] is self.params_list and len(group["params"]) == self.size
+
+    @property
+    def size(self):
+        return sum(len(buffers.params) for buffers in self.buckets) + len(self.loose)
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -190,9 +211,9 @@ class RuleOptimizer(torch.optim.Optimizer):
     ``capturable`` and ``differentiable`` that their constructor takes. Parameters
     whose ``.grad`` is ``None`` are skipped: they get no state and no step.
     ``foreach`` and ``fused`` choose how the rule runs (see the module docstring);
-    a param group may override them. The multi-tensor and flat paths are functions of
-    :mod:`course_lib.fast_paths` (imported the first time a group takes one) that use
-    this class's public :attr:`state`, :meth:`check_param` and :meth:`store_state`.
+    a param group may override them. The multi-tensor and flat paths are functions of tensors
+    in :mod:`course_lib.fast_paths` (imported the first time a group takes one); this class
+    hands them the tensors and writes what they return into :attr:`state`, its only owner.
     Every param group, the constructor's and those added later, is checked
     (:meth:`check_group`) before it is registered.
     """
@@ -208,7 +229,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._execution_defaults = {"foreach": foreach, "fused": fused, "capturable": capturable,
                                     "differentiable": differentiable}
         self.check_group(defaults)  # torch.optim's errors, before the parameters are looked at
-        self._flat: dict = {}  # param group index -> its flat layout (fast_paths)
+        self._flat: dict[int, _FlatGroup] = {}  # param group index -> its flat layout
         self._rules: dict[int, tuple] = {}
         defaults = {**defaults, **{key: self._execution_defaults[key] for key in self._torch_keys()}}
         super().__init__(params, defaults)
@@ -303,8 +324,15 @@ class RuleOptimizer(torch.optim.Optimizer):
         neither set the multi-tensor path where torch would choose its foreach implementation (every
         parameter with a gradient on a device with foreach kernels: CUDA, not the CPU), else per tensor.
         """
+        defaults = self.__dict__.get("_execution_defaults", {})
+        foreach, fused = group.get("foreach", defaults.get("foreach")), group.get("fused", defaults.get("fused"))
+        if (group.get("capturable", defaults.get("capturable")) in _UNSET_OR_FALSE
+                and group.get("differentiable", defaults.get("differentiable")) in _UNSET_OR_FALSE):
+            if fused is True and foreach in _UNSET_OR_FALSE:  # asked for, and nothing to refuse: the usual cases
+                return "flat"
+            if foreach is True and fused in _UNSET_OR_FALSE:
+                return "multi-tensor"
         execution = self._group_execution(group)
-        foreach, fused = execution["foreach"], execution["fused"]
         if (foreach in _UNSET_OR_FALSE and fused in _UNSET_OR_FALSE and execution["capturable"] in _UNSET_OR_FALSE
                 and execution["differentiable"] in _UNSET_OR_FALSE):  # the usual case: nothing to refuse
             if foreach is None and fused is None and self._torch_would_use_foreach(group):
@@ -343,10 +371,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             if path != "flat" or layout is None:
                 lines.append(f"group {index}: {path}")
                 continue
-            for bucket in layout.buckets:
-                lines.append(f"group {index}: {bucket.path or 'flat (not stepped yet)'} "
-                             f"({len(bucket.params)} tensors, {bucket.numel:,} {str(bucket.dtype)[6:]} numbers "
-                             f"on {bucket.device.type})")
+            for buffers, ran in zip(layout.buckets, layout.paths):
+                lines.append(f"group {index}: {ran or 'flat (not stepped yet)'} "
+                             f"({len(buffers.params)} tensors, {buffers.numel:,} {str(buffers.dtype)[6:]} numbers "
+                             f"on {buffers.device.type})")
         return lines
 
     # ---- the step -------------------------------------------------------------------------------------
@@ -358,17 +386,13 @@ class RuleOptimizer(torch.optim.Optimizer):
             rule, cache = self._rule(index, group)
             path = self.path_for(group)
             if path == "flat":
-                from . import fast_paths
-
                 if "split" not in cache:
-                    cache["split"] = fast_paths.split_hyperparams(rule.hyperparams)
-                fast_paths.step_flat(self, self._flat, index, group, rule, cache["split"])
+                    cache["split"] = _fast_paths().split_hyperparams(rule.hyperparams)
+                self._step_flat(index, group, rule, cache["split"])
                 continue
             self._flat.pop(index, None)
             if path == "multi-tensor":
-                from . import fast_paths
-
-                fast_paths.step_multi_tensor(self, rule, [param for param in group["params"] if param.grad is not None])
+                self._step_multi_tensor(rule, [param for param in group["params"] if param.grad is not None])
             else:
                 self._step_per_tensor(group, rule)
         return loss
@@ -377,10 +401,133 @@ class RuleOptimizer(torch.optim.Optimizer):
         """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""
         if set_to_none or not self._flat:
             return super().zero_grad(set_to_none)
-        from . import fast_paths
-
-        fast_paths.zero_flat_gradients(self._flat, self.param_groups)
+        in_buffers = set()
+        for layout in self._flat.values():
+            for buffers in layout.buckets:
+                in_buffers |= buffers.zero_grad()
+        for group in self.param_groups:  # gradients outside the buffers, zeroed as torch.optim zeroes them
+            for param in group["params"]:
+                if param.grad is not None and id(param) not in in_buffers:
+                    if param.grad.grad_fn is not None:
+                        param.grad.detach_()
+                    else:
+                        param.grad.requires_grad_(False)
+                    param.grad.zero_()
         return None
+
+    def _step_multi_tensor(self, rule, params, buffers=None):
+        """Path 2: the rule once per (device, dtype, step) on lists of those tensors
+        (:func:`course_lib.fast_paths.multi_tensor_update`).
+
+        With ``buffers`` (the flat path when only some parameters have gradients) the parameters' state lives in
+        those :class:`~course_lib.fast_paths.FlatBuffers`, and new values are written into its views.
+        """
+        fast_paths, all_states, check = _fast_paths(), self.state, self.check_param
+        states = [all_states[param] for param in params]
+        for param, state in zip(params, states):
+            if param.grad.is_sparse or param.is_complex():
+                check(param)  # raises torch's error
+            if not state:
+                if buffers is None:
+                    self.store_state(state, rule.init(param))
+                else:
+                    state.update(buffers.entries(buffers.index[id(param)]))
+        stepped = [state["step"] for state in states if "step" in state]
+        # the step counts as numbers: one stack for many tensors, a few item() calls (cheaper) for a few
+        steps = iter(torch.stack(stepped).tolist() if len(stepped) > 8 else [step.item() for step in stepped])
+        batches: dict = {}
+        for param, state in zip(params, states):
+            step = int(next(steps)) if "step" in state else None
+            none_names = (tuple(name for name, value in state.items() if value is None)
+                          if _NONE_TYPE in map(type, state.values()) else ())  # (``None in``: tensor == None, slow)
+            batches.setdefault((param.device, param.dtype, step, none_names), []).append((param, state))
+        for (_, _, step, none_names), members in batches.items():
+            batch, batch_states = [param for param, _ in members], [state for _, state in members]
+            rule_state = {name: None if name in none_names else [state[name] for state in batch_states]
+                          for name in batch_states[0]}
+            new_state = fast_paths.multi_tensor_update(rule, batch, [param.grad for param in batch], rule_state,
+                                                       step=step)
+            for name, value in new_state.items():
+                if value is None or value is rule_state.get(name):  # (a list written in place: stored already)
+                    continue
+                if buffers is not None:
+                    value = buffers.store([buffers.index[id(param)] for param in batch], name, value)
+                for state, tensor in zip(batch_states, value):
+                    state[name] = tensor
+
+    def _step_flat(self, index, group, rule, split):
+        """Path 3: the rule once over each flat buffer of param group ``index`` (compiled when wanted and possible).
+
+        The group's :class:`~course_lib.fast_paths.FlatBuffers` (one per dtype and device) are built at its first
+        flat step, and again when its parameters changed; a buffer whose parameters all have gradients and the same
+        state runs :meth:`~course_lib.fast_paths.FlatBuffers.update`, otherwise its parameters with gradients take the
+        multi-tensor path with their state in the buffer's views. ``split`` is
+        :func:`~course_lib.fast_paths.split_hyperparams` of the rule.
+        """
+        layout = self._flat.get(index)
+        if layout is None or not layout.matches(group) or not all(b.intact() for b in layout.buckets):
+            layout = self._flat[index] = self._build_flat(group, rule)
+        owner = type(self).__name__
+        for k, buffers in enumerate(layout.buckets):
+            active = buffers.take_gradients(owner)
+            if active is None and layout.signatures[k] is not None:
+                self._flat_whole_step(layout, k, rule, split, index)
+                continue
+            params = buffers.params if active is None else [buffers.params[i] for i in active]
+            if params:
+                self._step_multi_tensor(rule, params, buffers)
+            layout.signatures[k] = self._flat_signature(buffers)
+        loose = [param for param in layout.loose if param.grad is not None]
+        if loose:
+            self._step_multi_tensor(rule, loose)
+
+    def _flat_whole_step(self, layout, k, rule, split, index):
+        """One step over buffer ``k`` of ``layout``: every parameter has a gradient and the same state."""
+        buffers, signature = layout.buckets[k], layout.signatures[k]
+        fresh = signature == "fresh"
+        step, none_names = (0, tuple(name for name in buffers.state_names if name not in buffers.state)) \
+            if fresh else signature
+        path = buffers.update(rule, step, none_names, split)
+        new_none = tuple(name for name in buffers.state_names if name not in buffers.state)
+        if fresh or new_none != none_names:  # point torch.optim's state at the buffers' views
+            for i, param in enumerate(buffers.params):
+                self.state[param].update(buffers.entries(i))
+        layout.signatures[k] = (step + 1, new_none)
+        if path != layout.paths[k]:
+            layout.paths[k] = path
+            logger.info("%s, param group %d: %s (%d tensors, %d %s numbers on %s)", type(self).__name__, index,
+                        path, len(buffers.params), buffers.numel, buffers.dtype, buffers.device)
+
+    def _build_flat(self, group, rule) -> _FlatGroup:
+        """The flat layout of a param group; state saved earlier or loaded from a state dict moves into it."""
+        fast_paths, by_kind, loose = _fast_paths(), {}, []
+        for param in group["params"]:
+            if param.requires_grad and param.is_floating_point() and param.numel() > 0:
+                by_kind.setdefault((param.device, param.dtype), []).append(param)
+            else:
+                loose.append(param)
+        buckets = []
+        for params in by_kind.values():
+            buffers = fast_paths.FlatBuffers(params, rule)
+            for i, param in enumerate(params):
+                if self.state[param]:
+                    self.state[param].update(buffers.load(i, self.state[param]))
+            buckets.append(buffers)
+        return _FlatGroup(group["params"], buckets, loose, [self._flat_signature(b) for b in buckets],
+                          [None] * len(buckets))
+
+    def _flat_signature(self, buffers):
+        """The common (step, entries that are None) of a buffer's parameters, ``"fresh"`` when none has state yet,
+        or None when they differ (then the buffer steps through the multi-tensor path)."""
+        signatures = set()
+        for param in buffers.params:
+            state = self.state[param]
+            if not state:
+                signatures.add("fresh")
+            else:
+                step = int(state["step"]) if buffers.has_step else 0
+                signatures.add((step, tuple(name for name in buffers.state_names if state.get(name) is None)))
+        return signatures.pop() if len(signatures) == 1 else None
 
     def _step_per_tensor(self, group, rule):
         """Path 1, the reference: the rule once per parameter tensor.
@@ -816,7 +963,7 @@ class AdamWScheduleFree(RuleOptimizer):
         """The rule once per batch of parameters: a :class:`TensorList` of several, or one tensor itself."""
         for batch in batches:
             if len(batch) > 1:
-                from .fast_paths import TensorList as pack
+                pack = _fast_paths().TensorList
             else:
                 def pack(tensors):
                     return tensors[0]
@@ -875,7 +1022,7 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
                 if not state:
                     self.store_state(state, {k: v for k, v in rule.init(param).items() if k != "step"})
             if self.path_for(group) == "multi-tensor":
-                self._step_multi_tensor(rule, count, active)
+                self._step_group_multi_tensor(rule, count, active)
                 continue
             for param in active:
                 state = self.state[param]
@@ -889,9 +1036,9 @@ class _GroupStepRuleOptimizer(_PerTensorRuleOptimizer):
         choose it: on CUDA), else ``"per-tensor"``."""
         return RuleOptimizer.path_for(self, group) if self._multi_tensor else "per-tensor"
 
-    def _step_multi_tensor(self, rule, count, params):
+    def _step_group_multi_tensor(self, rule, count, params):
         """The rule once per (device, dtype) on :class:`TensorList` s of the parameters, their gradients and states."""
-        from .fast_paths import TensorList
+        TensorList = _fast_paths().TensorList
 
         batches: dict = {}
         for param in params:

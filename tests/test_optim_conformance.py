@@ -137,16 +137,20 @@ def test_observed_path_sees_a_path_that_silently_runs_per_tensor(monkeypatch):
     model, optimizer, _ = info.make(info.grid[0], "multi-tensor")
     assert _train(info, model, optimizer, None, 1) == "multi-tensor"
 
-    def per_tensor(optimizer, rule, params):  # a dispatch bug: the multi-tensor path's work done tensor by tensor
-        for param in params:
-            state = optimizer.state[param]
-            if not state:
-                optimizer.store_state(state, rule.init(param))
-            new_param, new_state = rule.step_fn(param, param.grad, {**state, "step": state["step"].item()})
+    def per_tensor(rule, params, grads, state, step=None):  # a dispatch bug: the work done tensor by tensor
+        new_state = {name: state["step"] if name == "step" else [] for name in state}
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            new_param, new = rule.update(param, grad, {name: value[i].item() if name == "step" else value[i]
+                                                       for name, value in state.items()})
             param.copy_(new_param)
-            optimizer.store_state(state, new_state)
+            for name, value in new.items():
+                if name == "step":
+                    state["step"][i].fill_(value)
+                else:
+                    new_state[name].append(value)
+        return new_state
 
-    monkeypatch.setattr(fast_paths, "step_multi_tensor", per_tensor)
+    monkeypatch.setattr(fast_paths, "multi_tensor_update", per_tensor)
     assert _train(info, model, optimizer, None, 1) == "per-tensor"
     assert optimizer.paths == ["group 0: multi-tensor", "group 1: multi-tensor"]  # what the optimizer believes
 

@@ -9,7 +9,10 @@ compilation per distinct structure of a rule (its booleans, and which hyperparam
 buffer length or the values of the hyperparameters.
 """
 
+import ast
+import contextlib
 import importlib.util
+import inspect
 import math
 import pathlib
 import warnings
@@ -27,6 +30,8 @@ from test_optim import (
     _network,
     _train,
 )
+from torch.optim.adam import adam as functional_adam  # torch's functional forms: lists of tensors in, updated
+from torch.optim.sgd import sgd as functional_sgd
 
 from course_lib import fast_paths, optim, rules
 
@@ -233,7 +238,7 @@ def test_fused_compiles_buffers_from_compile_min_elements_on(monkeypatch, caplog
     inputs, targets = _data()
     model = _network()
     opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99), fused=True)
-    with optim.compile_min_elements(1000):  # 161 numbers are "small": eager
+    with fast_paths.compile_min_elements(1000):  # 161 numbers are "small": eager
         _train(model, opt, 1, inputs, targets)
     assert "flat, eager" in opt.paths[0]
     monkeypatch.setattr(fast_paths, "COMPILE_MIN_ELEMENTS", 100)  # 161 numbers are now "large"
@@ -280,7 +285,7 @@ def test_without_compilation_the_flat_path_runs_eagerly_and_says_so_once(monkeyp
     monkeypatch.setattr(fast_paths, "compile_unavailable_reason", lambda device="cpu": "no C++ compiler (simulated)")
     inputs, targets = _data()
     ours, theirs = _network(), _network()
-    with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .no C.. compiler"):
+    with pytest.warns(fast_paths.CompileFallbackWarning, match="unavailable for cpu .no C.. compiler"):
         ours_opt = optim.Adam(ours.parameters(), lr=0.01, fused=True)
         _train(ours, ours_opt, 1, inputs, targets)
     with warnings.catch_warnings():
@@ -298,14 +303,14 @@ def test_a_failing_compilation_falls_back_with_a_warning(monkeypatch, fresh_comp
     monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
     inputs, targets = _data()
     ours, theirs = _network(), _network()
-    with pytest.warns(optim.CompileFallbackWarning, match="inductor exploded"):
+    with pytest.warns(fast_paths.CompileFallbackWarning, match="inductor exploded"):
         _train(ours, optim.SGD(ours.parameters(), lr=0.05, momentum=0.9, fused=True), 10, inputs, targets)
     _train(theirs, torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9), 10, inputs, targets)
     assert _max_difference(ours, theirs) < TOLERANCE
 
 
 def test_compiled_rule_is_one_kernel_and_shows_its_graph():
-    compiled = optim.compile_rule(rules.adam(lr=0.01, betas=(0.8, 0.99)), torch.float64, "cpu")
+    compiled = fast_paths.compile_rule(rules.adam(lr=0.01, betas=(0.8, 0.99)), torch.float64, "cpu")
     assert compiled.kernel_count() == 1
     assert compiled.operation_count() >= 20  # about two dozen operations, one kernel
     code = compiled.graph.code
@@ -314,7 +319,7 @@ def test_compiled_rule_is_one_kernel_and_shows_its_graph():
     assert compiled.state_names == ("step", "exp_avg", "exp_avg_sq")
     assert compiled.hyper_layout == (("lr", None), ("betas", 2), ("eps", None))
     # only the switches are part of what was compiled: another learning rate gets the same kernel
-    assert optim.compile_rule(rules.adam(lr=0.5, betas=(0.5, 0.9), eps=1e-3), torch.float64, "cpu") is compiled
+    assert fast_paths.compile_rule(rules.adam(lr=0.5, betas=(0.5, 0.9), eps=1e-3), torch.float64, "cpu") is compiled
 
 
 def test_tensor_list_does_the_arithmetic_of_each_tensor():
@@ -323,7 +328,7 @@ def test_tensor_list_does_the_arithmetic_of_each_tensor():
     torch.manual_seed(0)
     a = [torch.randn(3), torch.randn(2, 2)]
     b = [torch.rand(3) + 1, torch.rand(2, 2) + 1]
-    A, B = optim.TensorList(a), optim.TensorList(b)
+    A, B = fast_paths.TensorList(a), fast_paths.TensorList(b)
     cases = [
         (A + B, [x + y for x, y in zip(a, b)]), (A - B, [x - y for x, y in zip(a, b)]),
         (A * B, [x * y for x, y in zip(a, b)]), (A / B, [x / y for x, y in zip(a, b)]),
@@ -333,7 +338,7 @@ def test_tensor_list_does_the_arithmetic_of_each_tensor():
         (np.float64(0.25) * A, [0.25 * x for x in a]), (A * torch.tensor(3.0), [x * 3 for x in a]),
     ]
     for result, expected in cases:
-        assert isinstance(result, optim.TensorList) and len(result) == 2
+        assert isinstance(result, fast_paths.TensorList) and len(result) == 2
         for got, want in zip(result, expected):
             torch.testing.assert_close(got, want)
 
@@ -345,8 +350,8 @@ def test_the_same_rule_runs_on_a_tensor_list():
     rule = rules.rmsprop(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)
     one_by_one = [rule.update(p, g, rule.init(p))[0] for p, g in zip(params, grads)]
     states = [rule.init(p) for p in params]
-    together_state = {"step": 0, **{k: optim.TensorList([s[k] for s in states]) for k in states[0] if k != "step"}}
-    together, _ = rule.update(optim.TensorList(params), optim.TensorList(grads), together_state)
+    together_state = {"step": 0, **{k: fast_paths.TensorList([s[k] for s in states]) for k in states[0] if k != "step"}}
+    together, _ = rule.update(fast_paths.TensorList(params), fast_paths.TensorList(grads), together_state)
     for got, want in zip(together, one_by_one):
         assert torch.equal(got, want)
 
@@ -534,7 +539,7 @@ def test_low_precision_matches_torch_to_the_dtype_precision(name, path, dtype):
 
 def test_compile_min_elements_is_restored():
     before = fast_paths.COMPILE_MIN_ELEMENTS
-    with optim.compile_min_elements(float("inf")):
+    with fast_paths.compile_min_elements(float("inf")):
         assert fast_paths.COMPILE_MIN_ELEMENTS == float("inf")
     assert fast_paths.COMPILE_MIN_ELEMENTS == before
 
@@ -553,5 +558,109 @@ def test_cache_info_counts_what_compile_rule_keeps_and_clear_caches_forgets_it(m
     assert info.maxsize == fast_paths.KERNEL_CACHE_SIZE and info.compilations == fast_paths.compilations()
     fast_paths.clear_caches()
     assert fast_paths.cache_info()[3:] == (0, 0, {}, 0)
-    with pytest.warns(optim.CompileFallbackWarning, match="simulated"):  # decided afresh: it warns again
+    with pytest.warns(fast_paths.CompileFallbackWarning, match="simulated"):  # decided afresh: it warns again
         fast_paths.compile_rule(rules.adam(lr=0.1), torch.float64)
+
+
+# ---- the fast paths are functions of tensors: no optimizer, no state dict -------------------------------------
+def _adam_tensors(seed=5):
+    torch.manual_seed(seed)
+    shapes = [(4, 3), (3,), (2, 2, 2)]
+    params = [torch.randn(shape, dtype=torch.float64) for shape in shapes]
+    grads = [[torch.randn(shape, dtype=torch.float64) for shape in shapes] for _ in range(4)]
+    return params, grads
+
+
+def test_multi_tensor_update_is_torchs_functional_multi_tensor_adam():
+    """Lists in, lists updated in place, as functional_adam(foreach=True) updates them: the same numbers."""
+    ours, grads = _adam_tensors()
+    theirs = [p.clone() for p in ours]
+    m, v = [torch.zeros_like(p) for p in ours], [torch.zeros_like(p) for p in ours]
+    m_t, v_t = [torch.zeros_like(p) for p in ours], [torch.zeros_like(p) for p in ours]
+    steps = [torch.tensor(0.0, dtype=torch.float64) for _ in ours]
+    steps_t = [torch.tensor(0.0, dtype=torch.float64) for _ in ours]
+    rule = rules.adam(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)
+    state = {"step": steps, "exp_avg": m, "exp_avg_sq": v}
+    for g in grads:
+        new_state = fast_paths.multi_tensor_update(rule, ours, g, state)
+        functional_adam(theirs, g, m_t, v_t, [], steps_t, foreach=True, amsgrad=False, beta1=0.8, beta2=0.99,
+                              lr=0.01, weight_decay=0.1, eps=1e-8, maximize=False)
+        assert all(new_state[name] is state[name] for name in state)  # written in place, handed back
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(ours + m + v, theirs + m_t + v_t))
+    assert [s.item() for s in steps] == [s.item() for s in steps_t] == [4.0, 4.0, 4.0]
+    assert max((a - b).abs().max().item() for a, b in zip(ours, _adam_tensors()[0])) > 1e-3
+
+
+def test_multi_tensor_update_makes_the_entries_that_start_as_none():
+    """SGD's momentum buffers: None in, new tensors out (the caller stores them); θ written in place."""
+    params, grads = _adam_tensors()
+    theirs = [p.clone() for p in params]
+    buffers_t = [None] * len(params)
+    state = {"momentum_buffer": None}
+    for g in grads:
+        state = fast_paths.multi_tensor_update(rules.sgd(lr=0.1, momentum=0.9), params, g, state)
+        functional_sgd(theirs, g, buffers_t, foreach=True, weight_decay=0.0, momentum=0.9, lr=0.1,
+                            dampening=0.0, nesterov=False, maximize=False)
+    assert all(torch.equal(a, b) for a, b in zip(params + state["momentum_buffer"], theirs + buffers_t))
+
+
+@pytest.mark.parametrize("path", ["flat-eager", "flat-compiled"])
+def test_flat_buffers_update_is_torchs_functional_fused_adam(path):
+    """One flat buffer per dtype, the rule run over it in place, against functional_adam(fused=True)."""
+    params, grads = _adam_tensors()
+    theirs = [p.clone() for p in params]
+    m_t, v_t = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    steps_t = [torch.tensor(0.0) for _ in params]
+    rule = rules.adam(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)
+    buffers = fast_paths.FlatBuffers([torch.nn.Parameter(p) for p in params], rule)
+    views = buffers.views(buffers.param)
+    with contextlib.nullcontext() if path == "flat-compiled" else fast_paths.compile_min_elements(math.inf):
+        for step, g in enumerate(grads):
+            buffers.grad.copy_(torch.cat([x.reshape(-1) for x in g]))
+            ran = buffers.update(rule, step, (), fast_paths.split_hyperparams(rule.hyperparams))
+            functional_adam(theirs, g, m_t, v_t, [], steps_t, fused=True, amsgrad=False, beta1=0.8,
+                                  beta2=0.99, lr=0.01, weight_decay=0.1, eps=1e-8, maximize=False)
+    assert ran == REPORTED[path] or (path == "flat-compiled" and fast_paths.compile_unavailable_reason())
+    ours = views + [buffers.entries(i)[name] for name in ("exp_avg", "exp_avg_sq") for i in range(3)]
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(ours, theirs + m_t + v_t))
+    assert buffers.steps.tolist() == [4.0, 4.0, 4.0]
+
+
+def test_the_fast_paths_never_see_an_optimizer():
+    """One owner for the state: fast_paths takes tensors and rules, and nothing of it reads an optimizer's state or
+    param groups (only course_lib.optim's classes do)."""
+    tree = ast.parse(pathlib.Path(fast_paths.__file__).read_text(encoding="utf-8"))
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert "optimizer" not in names and "param_groups" not in attributes and "optim" not in names
+    for name in fast_paths.__all__:
+        value = getattr(fast_paths, name)
+        if callable(value) and not isinstance(value, type):
+            assert "optimizer" not in inspect.signature(value).parameters, name
+    assert not hasattr(optim, "TensorList") and not hasattr(optim, "compile_rule")  # no re-export: one home
+
+
+@pytest.mark.skipif(fast_paths.compile_unavailable_reason("cpu") is not None, reason="needs torch.compile on the CPU")
+def test_the_compiled_step_calls_the_generated_code_directly(monkeypatch):
+    """On the CPU the flat step calls inductor's generated code itself: no torch.compile wrapper runs at a step
+    (they cost about 25 µs a call), and the numbers stay torch.optim's."""
+    from torch._dynamo.utils import counters
+    from torch._inductor.output_code import CompiledFxGraph
+
+    compiled = fast_paths.compile_rule(rules.adam(lr=0.01, betas=(0.8, 0.99)), torch.float64, "cpu")
+    assert compiled.direct is not None and compiled.kernel_count() == 1 and "cpp_pybinding" in compiled.prologue_source
+    inputs, targets = _data()
+    ours, theirs = _network(), _network()
+    ours_opt = optim.Adam(ours.parameters(), lr=0.01, betas=(0.8, 0.99), fused=True)
+    _train(ours, ours_opt, 1, inputs, targets)
+
+    def refuse(self, inputs):
+        raise AssertionError("a flat step went through torch.compile's wrappers")
+
+    monkeypatch.setattr(CompiledFxGraph, "__call__", refuse)
+    frames = counters["frames"]["total"]
+    _train(ours, ours_opt, 19, inputs, targets, start=1)
+    assert counters["frames"]["total"] == frames and "flat, compiled" in ours_opt.paths[0]
+    _train(theirs, torch.optim.Adam(theirs.parameters(), lr=0.01, betas=(0.8, 0.99)), 20, inputs, targets)
+    assert _max_difference(ours, theirs) < TOLERANCE

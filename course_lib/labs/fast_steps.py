@@ -101,7 +101,7 @@ def unfused_bytes_per_parameter(graph: torch.fx.GraphModule, itemsize: int = 4) 
 
     Every operation on full-length tensors reads its full-length inputs and writes its output (an in-place
     ``copy_`` reads one and writes one); operations on single numbers are free. ``graph`` is a traced rule,
-    :attr:`course_lib.optim.CompiledRule.graph`.
+    :attr:`course_lib.fast_paths.CompiledRule.graph`.
     """
     total = 0
     long = _long_nodes(graph)

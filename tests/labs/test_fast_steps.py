@@ -27,7 +27,7 @@ def test_bytes_per_parameter_counts_each_array_once(rule, expected):
 
 
 def test_unfused_adam_moves_six_times_the_bytes():
-    compiled = optim.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
+    compiled = fast_paths.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
     unfused = speed.unfused_bytes_per_parameter(compiled.graph)
     # 13 element-wise operations on the parameter-sized arrays, each reading its inputs and writing its result
     assert unfused == 160 and 5 * speed.bytes_per_parameter(rules.adam()) < unfused < 6 * 28
@@ -38,7 +38,7 @@ def test_the_compiled_kernel_serves_optimizer_steps_without_compiling_again(fres
     compiled with autograd on would be compiled a second time at the first step (notebook 14 pays it once)."""
     import torch._dynamo
 
-    compiled = optim.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
+    compiled = fast_paths.compile_rule(rules.adam(lr=1e-3), torch.float32, "cpu")
     if compiled.fallback_reason is not None:
         pytest.skip(f"no kernel here: {compiled.fallback_reason}")
     optimizer = optim.Adam(speed.make_parameters(1000, 4), lr=1e-3, fused=True)
@@ -222,9 +222,9 @@ def _two_steps_of_the_rule():
 
 def test_switched_off_compilation_gives_the_eager_rule_and_warns_once(monkeypatch, fresh_compile_caches):
     monkeypatch.setenv("COURSE_NO_COMPILE", "1")
-    assert "COURSE_NO_COMPILE" in optim.compile_unavailable_reason("cpu")
-    with pytest.warns(optim.CompileFallbackWarning, match="unavailable for cpu .COURSE_NO_COMPILE is set"):
-        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    assert "COURSE_NO_COMPILE" in fast_paths.compile_unavailable_reason("cpu")
+    with pytest.warns(fast_paths.CompileFallbackWarning, match="unavailable for cpu .COURSE_NO_COMPILE is set"):
+        fallback = fast_paths.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
     assert fallback.fallback_reason.startswith("COURSE_NO_COMPILE is set")
     assert fallback.kernel_count() == 0 and fallback.source == ""
     assert fallback.operation_count() == 27 and "aten.sqrt" in fallback.graph.code  # the same traced rule
@@ -233,7 +233,7 @@ def test_switched_off_compilation_gives_the_eager_rule_and_warns_once(monkeypatc
     torch.testing.assert_close(_two_steps_through(fallback), _two_steps_of_the_rule(), rtol=1e-14, atol=1e-15)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once is enough
-        assert optim.compile_rule(rules.adam(lr=0.5), torch.float64, "cpu") is fallback
+        assert fast_paths.compile_rule(rules.adam(lr=0.5), torch.float64, "cpu") is fallback
         # and the optimizer's flat path, asked to compile, runs eagerly without a second warning
         params = speed.make_parameters(1000, 3)
         reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
@@ -255,10 +255,10 @@ def test_without_a_cpp_compiler_compile_rule_falls_back(monkeypatch, fresh_compi
 
     monkeypatch.delenv("COURSE_NO_COMPILE", raising=False)
     monkeypatch.setattr(torch._inductor.cpp_builder, "get_cpp_compiler", no_compiler)
-    reason = optim.compile_unavailable_reason("cpu")
+    reason = fast_paths.compile_unavailable_reason("cpu")
     assert reason.startswith("no working C++ compiler was found") and "simulated" in reason
-    with pytest.warns(optim.CompileFallbackWarning, match="no working C.. compiler"):
-        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    with pytest.warns(fast_paths.CompileFallbackWarning, match="no working C.. compiler"):
+        fallback = fast_paths.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
     assert fallback.fallback_reason == reason and fallback.kernel_count() == 0
     torch.testing.assert_close(_two_steps_through(fallback), _two_steps_of_the_rule(), rtol=1e-14, atol=1e-15)
 
@@ -273,16 +273,17 @@ def test_a_failing_compilation_is_remembered_and_falls_back(monkeypatch, fresh_c
     monkeypatch.delenv("COURSE_NO_COMPILE", raising=False)
     monkeypatch.setattr(fast_paths, "compile_unavailable_reason", lambda device="cpu": None)  # a compiler, say
     monkeypatch.setattr(fast_paths, "_trace_and_compile", broken)
-    with pytest.warns(optim.CompileFallbackWarning, match="compiling adam failed: RuntimeError: C.. compile error"):
-        fallback = optim.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
+    with pytest.warns(fast_paths.CompileFallbackWarning,
+                      match="compiling adam failed: RuntimeError: C.. compile error"):
+        fallback = fast_paths.compile_rule(rules.adam(lr=0.1), torch.float64, "cpu")
     assert "at::vec" in fallback.fallback_reason
-    assert optim.compile_rule(rules.adam(lr=0.2), torch.float64, "cpu") is fallback and len(calls) == 1
+    assert fast_paths.compile_rule(rules.adam(lr=0.2), torch.float64, "cpu") is fallback and len(calls) == 1
 
 
 def test_compile_disabled_is_silent_and_temporary(fresh_compile_caches):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with fast_paths.compile_disabled():
-            assert optim.compile_unavailable_reason("cpu") == "compilation switched off by compile_disabled()"
-            assert optim.compile_rule(rules.sgd(lr=0.1), torch.float32, "cpu").fallback_reason
-    assert optim.compile_unavailable_reason("cpu") != "compilation switched off by compile_disabled()"
+            assert fast_paths.compile_unavailable_reason("cpu") == "compilation switched off by compile_disabled()"
+            assert fast_paths.compile_rule(rules.sgd(lr=0.1), torch.float32, "cpu").fallback_reason
+    assert fast_paths.compile_unavailable_reason("cpu") != "compilation switched off by compile_disabled()"
