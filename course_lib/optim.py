@@ -135,10 +135,17 @@ def _step_dtype():
 EXECUTION_KEYWORDS = ("foreach", "capturable", "differentiable", "fused")
 
 
-def _check_execution(foreach, fused, where="", capturable=False, differentiable=False, owner="") -> None:
+def _check_execution(foreach, fused, where="", capturable=False, differentiable=False, owner="",
+                     no_fused=None) -> None:
+    """The one check of torch.optim's execution keywords (every class, constructor and added param groups alike):
+    torch's errors for invalid values and for ``foreach`` with ``fused``; ``NotImplementedError`` for
+    ``capturable``/``differentiable`` set to True; ``ValueError`` for ``fused=True`` where the class's rule cannot
+    run on a flat buffer (``no_fused`` says why)."""
     for name, value in (("foreach", foreach), ("fused", fused)):
         if value not in (None, True, False):
             raise ValueError(f"Invalid {name} value{where}: {value!r} (expected True, False or None)")
+    if fused and no_fused:
+        raise ValueError(f"{owner} does not support fused=True{where}: {no_fused}")
     if foreach and fused:
         raise RuntimeError(f"`fused` and `foreach` cannot be `True` together{where}: choose foreach=True for the "
                            "multi-tensor path or fused=True for the flat, compiled path")
@@ -224,6 +231,8 @@ class RuleOptimizer(torch.optim.Optimizer):
     _torch_execution_keys: tuple[str, ...] | None = None
     #: True where torch's twin keeps its for-loop by default for a tensor ``lr`` (Adam, AdamW).
     _tensor_lr_keeps_for_loop = False
+    #: Why ``fused=True`` is refused (a ``ValueError`` naming it), or None where the rule runs on a flat buffer.
+    _no_fused: str | None = None
 
     def __init__(self, params, defaults, *, foreach=None, fused=None, capturable=False, differentiable=False):
         self._execution_defaults = {"foreach": foreach, "fused": fused, "capturable": capturable,
@@ -259,7 +268,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.rule_factory(**{name: rules.as_number(value) for name, value in hyper.items()})
         execution = self._group_execution(group)
         _check_execution(execution["foreach"], execution["fused"], where, execution["capturable"],
-                         execution["differentiable"], type(self).__name__)
+                         execution["differentiable"], type(self).__name__, self._no_fused)
 
     @classmethod
     def _hyper_names(cls) -> tuple[str, ...]:
@@ -718,18 +727,10 @@ class _PerTensorRuleOptimizer(RuleOptimizer):
 
     _per_tensor_reason = "its rule runs per tensor"
 
-    def __init__(self, params, defaults, *, foreach=None, fused=None):
-        self._refuse_fused(fused)
-        super().__init__(params, defaults, foreach=foreach, fused=None)
-
-    def _refuse_fused(self, fused, where=""):
-        if fused:
-            raise ValueError(f"{type(self).__name__} does not support fused=True{where}: {self._per_tensor_reason}, "
-                             "so it cannot run on one flat buffer; leave fused unset (it runs per tensor)")
-
-    def add_param_group(self, param_group):
-        self._refuse_fused(param_group.get("fused"), where=f" in param group {len(self.param_groups)}")
-        super().add_param_group(param_group)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._no_fused = (f"{cls._per_tensor_reason}, so it cannot run on one flat buffer; leave fused unset (it runs "
+                         "per tensor)")
 
     def path_for(self, group) -> str:
         return "per-tensor"
@@ -755,11 +756,10 @@ class NAdam(_PerTensorRuleOptimizer):
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
                  differentiable=False, fused=None):
-        _refuse_unsupported(type(self).__name__, capturable=capturable, differentiable=differentiable)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
 class RAdam(_PerTensorRuleOptimizer):
@@ -774,10 +774,9 @@ class RAdam(_PerTensorRuleOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
                  *, foreach=None, maximize=False, capturable=False, differentiable=False, fused=None):
-        _refuse_unsupported(type(self).__name__, capturable=capturable, differentiable=differentiable)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
-                         foreach=foreach, fused=fused)
+                         foreach=foreach, fused=fused, capturable=capturable, differentiable=differentiable)
 
 
 class Adafactor(_PerTensorRuleOptimizer):
@@ -883,21 +882,15 @@ class AdamWScheduleFree(RuleOptimizer):
 
     def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, warmup_steps=0, r=0.0,
                  weight_lr_power=2.0, foreach=_HAS_FOREACH, *, fused=None):
-        self._refuse_fused(fused)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power),
-                         foreach=foreach, fused=None)
+                         foreach=foreach, fused=fused)
         self.defaults.update(self.group_counters)  # as the package's defaults: every new group starts there
 
-    @staticmethod
-    def _refuse_fused(fused, where=""):
-        if fused:
-            raise ValueError(f"AdamWScheduleFree does not support fused=True{where}: schedulefree has no fused path "
-                             "(its step is short and per group); use foreach=True (multi-tensor) or foreach=False "
-                             "(per tensor)")
+    _no_fused = ("schedulefree has no fused path (its step is short and per group); use foreach=True "
+                 "(multi-tensor) or foreach=False (per tensor)")
 
     def add_param_group(self, param_group):
-        self._refuse_fused(param_group.get("fused"), where=f" in param group {len(self.param_groups)}")
         for name, value in self.group_counters.items():
             param_group.setdefault(name, value)
         super().add_param_group(param_group)
@@ -1175,13 +1168,6 @@ def _evaluate(closure):
         return None
     with torch.enable_grad():
         return closure()
-
-
-def _refuse_unsupported(owner, **switches):
-    for name, value in switches.items():
-        if value:
-            raise ValueError(f"{owner}: {name}=True is not supported by course_lib.optim (torch's {name} serves "
-                             "CUDA graphs or autograd through the step); use torch.optim for it")
 
 
 #: The class of every method (and alias) that is its class at the class's defaults, in course order: ``"gd"`` and

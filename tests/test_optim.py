@@ -314,3 +314,29 @@ def test_float32_matches_torch_closely(name, kwargs):
     _train(ours, getattr(optim, name)(ours.parameters(), **kwargs), 50, inputs, targets)
     _train(theirs, getattr(torch.optim, name)(theirs.parameters(), **kwargs), 50, inputs, targets)
     assert _max_difference(ours, theirs) < 1e-4
+
+
+def _classes_taking(keyword):
+    classes = {cls for cls in optim.OPTIMIZERS.values()}
+    return sorted((cls for cls in classes if keyword in inspect.signature(cls.__init__).parameters),
+                  key=lambda cls: cls.__name__)
+
+
+@pytest.mark.parametrize("keyword", ["capturable", "differentiable", "fused"])
+def test_every_class_refuses_an_execution_keyword_it_cannot_honour_with_one_error(keyword):
+    """One check for every class (optim._check_execution): capturable/differentiable=True raise
+    NotImplementedError, fused=True where the rule cannot run on a flat buffer a ValueError, both naming the class
+    and the keyword, in the constructor and for an added param group alike."""
+    refused = 0
+    for cls in _classes_taking(keyword):
+        if keyword == "fused" and cls._no_fused is None:
+            continue
+        error = ValueError if keyword == "fused" else NotImplementedError
+        message = f"{cls.__name__} does not support {keyword}=True"
+        with pytest.raises(error, match=message):
+            cls([torch.nn.Parameter(torch.zeros(2, 2))], **{keyword: True})
+        opt = cls([torch.nn.Parameter(torch.zeros(2, 2))])
+        with pytest.raises(error, match=message + " in param group 1"):
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, 2))], keyword: True})
+        refused += 1
+    assert refused >= 5, refused          # the check ran on the classes, not on none

@@ -180,12 +180,6 @@ def test_muon_refuses_a_vector_in_a_later_param_group():
     assert len(optimizer.param_groups) == 1
 
 
-@pytest.mark.parametrize("name, switch", [("NAdam", "capturable"), ("RAdam", "differentiable")])
-def test_cuda_graph_and_autograd_switches_are_refused_clearly(name, switch):
-    with pytest.raises(ValueError, match=f"{switch}=True is not supported"):
-        getattr(optim, name)([torch.nn.Parameter(torch.zeros(2))], **{switch: True})
-
-
 # ---- Schedule-Free's two modes ------------------------------------------------------------------------------------
 def test_schedule_free_steps_only_in_train_mode_like_the_package():
     for cls in (schedulefree.AdamWScheduleFree, optim.AdamWScheduleFree):
