@@ -1,6 +1,8 @@
 """course_lib.labs.fast_steps: byte counts from the rules, operation counts from the dispatcher, the time model, the
 memory an optimizer keeps; and what notebook 14 gets where torch.compile cannot build a kernel."""
 
+import time
+import types
 import warnings
 
 import matplotlib.pyplot as plt
@@ -168,6 +170,28 @@ def test_interleaved_ms_alternates_the_order_and_keeps_the_fastest_repeat(monkey
     monkeypatch.setattr(speed.time, "perf_counter", lambda: float(next(ticks)))
     best = speed.interleaved_ms({"a": lambda: None, "b": lambda: None}, steps=1, repeats=3, warmup=0)
     assert best == pytest.approx({"a": 1.0, "b": 2.0})
+    ticks = iter(np.cumsum([0, 4e-3, 0, 2e-3]))
+    monkeypatch.setattr(speed.time, "process_time", lambda: float(next(ticks)))
+    best = speed.interleaved_ms({"a": lambda: None, "b": lambda: None}, steps=1, repeats=1, warmup=0, clock="cpu")
+    assert best == pytest.approx({"a": 4.0, "b": 2.0})
+    with pytest.raises(ValueError, match="clock"):
+        speed.interleaved_ms({}, clock="process")
+
+
+def test_step_clock_takes_the_cpu_clock_only_for_one_fine_grained_cpu_thread(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        fine = time.get_clock_info("process_time").resolution <= 1e-6
+        assert speed.step_clock("cpu") == ("cpu" if fine else "wall") and speed.step_clock("cuda") == "wall"
+        torch.set_num_threads(2)
+        assert speed.step_clock("cpu") == "wall"
+        torch.set_num_threads(1)
+        coarse = types.SimpleNamespace(resolution=0.015625)  # Windows' CPU-time clock
+        monkeypatch.setattr(speed.time, "get_clock_info", lambda name: coarse)
+        assert speed.step_clock("cpu") == "wall"
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- the memory an optimizer keeps --------------------------------------------------------------------------
