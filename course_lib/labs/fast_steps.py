@@ -11,13 +11,16 @@ processor busy, so its time is set by two things only:
 * **launches**: each operation started from Python costs a fixed overhead (microseconds), whatever its size.
 
 :func:`step_time_ms` adds the two: ``launches × overhead + bytes / bandwidth``. Tiny models sit on the flat,
-launch-bound part of that curve; large ones on the bandwidth-bound line. :func:`floor_ms` measures the time no
-step can beat on this machine (the fastest one-pass kernels over the same memory), and
-:func:`memory_per_parameter` counts the memory an optimizer keeps between steps.
+launch-bound part of that curve; large ones on the bandwidth-bound line. :func:`floor_ms` is the time no step can
+beat on this machine: its bytes over the peak bandwidth (STREAM's copy and triad, :func:`peak_bandwidth_gbs`,
+measured in the same run) plus the launches it cannot avoid times the least launch cost
+(:func:`least_launch_us`). :func:`memory_per_parameter` counts the memory an optimizer keeps between steps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 from collections import Counter
@@ -44,9 +47,16 @@ __all__ = [
     "copy_parameters",
     "median_ms",
     "median_step_ms",
+    "CLOCKS",
+    "step_clock",
+    "interleaved_ms",
+    "least_launch_us",
     "launch_overhead_us",
-    "floor_kernels",
+    "STREAM_ELEMENTS",
+    "stream_gbs",
+    "peak_bandwidth_gbs",
     "floor_ms",
+    "PRECISIONS",
     "show_step_time_model",
 ]
 
@@ -71,23 +81,33 @@ def traffic(rule: rules.Rule) -> tuple[int, int]:
     return 2 + state, 1 + state
 
 
+PRECISIONS = ("float32", "autocast", "master copy")
+"""The layouts :func:`memory_per_parameter` knows: all float32; ``torch.autocast`` (parameters, gradients and state
+in float32, 16-bit numbers only inside the forward and backward passes); 16-bit weights and gradients with a float32
+master copy (apex's O2 level, DeepSpeed and the ZeRO paper's accounting)."""
+
+
 def memory_per_parameter(rule: rules.Rule, precision: str = "float32") -> dict[str, int]:
     """Bytes per parameter that training keeps in memory between steps, by kind (activations not included).
 
     * ``"float32"``: weights θ, gradients g and every state array in float32, 4 bytes each:
       4 + 4 + 4·k for a rule with k state arrays (:func:`state_arrays`);
-    * ``"mixed"`` (mixed-precision training as in Micikevicius et al. 2018 and the ZeRO paper, Rajbhandari et al.
-      2020): weights and gradients in 16 bits (2 bytes each), a float32 master copy of the weights that the
-      optimizer updates, and the state in float32: 2 + 2 + 4 + 4·k (Adam: 16 bytes, "2 + 2 + 12" in ZeRO).
+    * ``"autocast"`` (``torch.autocast``, notebook 07): the parameters stay float32 and so do their gradients and
+      the state; the 16-bit copies of the weights exist only during the forward and backward passes, so between
+      steps the memory is the float32 one, 4 + 4 + 4·k;
+    * ``"master copy"`` (mixed precision as in Micikevicius et al. 2018, apex's O2 level and the ZeRO paper,
+      Rajbhandari et al. 2020): weights and gradients kept in 16 bits (2 bytes each), a float32 master copy of the
+      weights that the optimizer updates, and the state in float32: 2 + 2 + 4 + 4·k (Adam: 16 bytes, ZeRO's
+      "2 + 2 + 12").
 
     Returns ``{"weights": ..., "gradients": ..., "master weights": ..., "optimizer state": ...}``.
     """
     k = state_arrays(rule)
-    if precision == "float32":
+    if precision in ("float32", "autocast"):
         return {"weights": 4, "gradients": 4, "master weights": 0, "optimizer state": 4 * k}
-    if precision == "mixed":
+    if precision == "master copy":
         return {"weights": 2, "gradients": 2, "master weights": 4, "optimizer state": 4 * k}
-    raise ValueError(f"Invalid precision: {precision!r} (expected 'float32' or 'mixed')")
+    raise ValueError(f"Invalid precision: {precision!r} (expected one of {', '.join(map(repr, PRECISIONS))})")
 
 
 def bytes_per_parameter(rule: rules.Rule, dtype=torch.float32) -> int:
@@ -205,6 +225,11 @@ def copy_parameters(params) -> list[torch.nn.Parameter]:
     return copies
 
 
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def median_ms(run, device="cpu", steps: int = 10, repeats: int = 3, warmup: int = 2, fastest: bool = False) -> float:
     """Median over ``repeats`` of the mean wall-clock milliseconds of ``run()`` (GPU work waited for).
 
@@ -212,18 +237,15 @@ def median_ms(run, device="cpu", steps: int = 10, repeats: int = 3, warmup: int 
     measurement is slowed down whenever the scheduler hands the core to someone else, and the fastest of a few
     repeats is the one least disturbed (the advice of Python's ``timeit``).
     """
-    cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
         run()
-    if cuda:
-        torch.cuda.synchronize()
+    _synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(steps):
             run()
-        if cuda:
-            torch.cuda.synchronize()
+        _synchronize(device)
         times.append((time.perf_counter() - start) / steps * 1e3)
     return min(times) if fastest else statistics.median(times)
 
@@ -235,57 +257,134 @@ def median_step_ms(optimizer, steps: int = 10, repeats: int = 3, warmup: int = 2
     return median_ms(optimizer.step, device, steps, repeats, warmup, fastest)
 
 
+#: The clocks :func:`interleaved_ms` can time with: the wall clock (``time.perf_counter``) and this process's CPU
+#: time (``time.process_time``), which on one thread does not count the moments a busy machine gives the core to
+#: another program.
+CLOCKS = {"wall": "perf_counter", "cpu": "process_time"}
+
+
+def step_clock(device="cpu") -> str:
+    """``"cpu"`` for work on a CPU on one thread where the process's CPU-time clock is fine-grained (Linux and macOS:
+    nanoseconds), else ``"wall"`` (a GPU, several threads, or Windows, whose CPU-time clock ticks every 15.6 ms)."""
+    fine = time.get_clock_info("process_time").resolution <= 1e-6
+    one_thread = torch.get_num_threads() == 1
+    return "cpu" if torch.device(device).type == "cpu" and one_thread and fine else "wall"
+
+
+def interleaved_ms(runs: dict, steps: int = 10, repeats: int = 5, warmup: int = 2, device="cpu",
+                   clock: str = "wall") -> dict[str, float]:
+    """``{name: ms per call}`` for several callables timed in turn within every repeat, each the fastest repeat.
+
+    Within a repeat each ``run()`` is called ``steps`` times in a row; the order of the runs alternates between
+    repeats (first to last, then last to first), so that none always follows another and all of them see the same
+    moments of a shared machine. A ratio of two of these times is what a comparison should report: the load that
+    slows one slows the other. (``warmup`` calls of each first: compilation, first allocations.) ``clock``:
+    ``"wall"`` or ``"cpu"`` (:data:`CLOCKS`, :func:`step_clock`).
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"Invalid clock: {clock!r} (expected one of {', '.join(map(repr, CLOCKS))})")
+    now = getattr(time, CLOCKS[clock])
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    _synchronize(device)
+    best = {name: float("inf") for name in runs}
+    order = list(runs.items())
+    for repeat in range(repeats):
+        for name, run in order if repeat % 2 == 0 else order[::-1]:
+            start = now()
+            for _ in range(steps):
+                run()
+            _synchronize(device)
+            best[name] = min(best[name], (now() - start) / steps * 1e3)
+    return best
+
+
+def least_launch_us(device="cpu", calls: int = 200, repeats: int = 20) -> float:
+    """The least microseconds one tiny in-place operation takes from Python: the fastest of ``repeats`` timings of
+    ``calls`` calls of ``x.add_(1)`` on a one-number tensor. No operation started from Python costs less."""
+    one = torch.zeros(1, device=device)
+    return median_ms(lambda: one.add_(1), device, calls, repeats, warmup=10, fastest=True) * 1e3
+
+
 def launch_overhead_us(device="cpu", repeats: int = 2000) -> float:
-    """Microseconds of one tiny in-place operation: the fixed cost of launching a kernel from Python."""
+    """Microseconds of one tiny in-place operation, the median of three timings (a typical launch, where
+    :func:`least_launch_us` is the least one)."""
     one = torch.zeros(1, device=device)
     return median_ms(lambda: one.add_(1), device, repeats, 3) * 1e3
 
 
-def floor_kernels(parameters: int, device="cpu") -> dict:
-    """One-pass kernels over four arrays of ``parameters`` float32 numbers (the memory of θ, g, m, v), as
-    ``{name: (run, bytes per call)}``, each doing no more work than an Adam step:
+#: STREAM's arrays beyond the caches: 2²⁴ float32 numbers (64 MiB) each, twice the last-level cache of the
+#: course's machines.
+STREAM_ELEMENTS = 2**24
 
-    * ``"θ += g, m += v"``: ``torch._foreach_add_`` in place, reading 4 arrays and writing 2 (24 bytes per
-      number; written arrays were just read, so no extra write-allocate traffic);
-    * ``"torch fused Adam, one tensor"``: torch.optim's fused Adam on a single tensor, reading θ, g, m, v and
-      writing θ, m, v in one pass (28 bytes per number), the step's own mix of reads and writes.
+
+@contextlib.contextmanager
+def _threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def stream_gbs(elements: int, device="cpu", repeats: int = 5) -> dict[str, float]:
+    """GB/s of three one-pass kernels on arrays of ``elements`` float32 numbers, each the fastest of ``repeats``
+    timings: STREAM's *copy* (a = b: 8 bytes per number) and *triad* (a = b + s·c: 12 bytes), and an in-place
+    *add* (a += b: 12 bytes), which like an optimizer step writes only what it has just read (a kernel that writes
+    into another array makes the processor read each of its lines first, traffic that STREAM's count leaves out).
+    STREAM's convention: every array read or written counts once, as in the step's byte count.
+
+    On a CPU the arrays of at least 2²⁰ numbers are measured on every core as well as on the current threads, the
+    better of the two (threads that wait for each other on a busy machine can make "every core" the slower; on
+    shorter arrays they would mostly wait).
     """
-    generator = torch.Generator().manual_seed(0)
-    theta, grad, exp_avg, exp_avg_sq = (torch.rand(parameters, generator=generator).to(device) for _ in range(4))
-    param = torch.nn.Parameter(torch.rand(parameters, generator=generator).to(device))
-    param.grad = torch.rand(parameters, generator=generator).to(device) * 1e-3
-    fused = torch.optim.Adam([param], lr=1e-3, fused=True)
-    return {
-        "θ += g, m += v": (lambda: torch._foreach_add_([theta, exp_avg], [grad, exp_avg_sq]), 24 * parameters),
-        "torch fused Adam, one tensor": (fused.step, 28 * parameters),
-    }
-
-
-def floor_ms(parameters: int, device="cpu", bytes_per_param: int = 28, repeats: int = 5, steps: int = 5,
-             kernels: dict | None = None) -> float:
-    """The least time, in ms, in which this machine moves ``bytes_per_param`` bytes for each of ``parameters``
-    numbers, on the current threads: the best bandwidth of the :func:`floor_kernels`, each the fastest of
-    ``repeats`` runs of ``steps`` calls. Measured at the size of the step (caches included), so no step over
-    that memory can beat it; take the minimum of several calls, interleaved with what you time, on a busy
-    machine. ``kernels``: ``floor_kernels(parameters, device)`` built once and passed to every call at that
-    size, so that repeated measurements do not fill four fresh arrays each time (built afresh when ``None``)."""
-    cuda = torch.device(device).type == "cuda"
-    best = float("inf")
-    kernels = floor_kernels(parameters, device) if kernels is None else kernels
-    for run, moved in kernels.values():
-        for _ in range(2):
-            run()
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(steps):
-                run()
-            if cuda:
-                torch.cuda.synchronize()
-            seconds_per_byte = (time.perf_counter() - start) / steps / moved
-            best = min(best, seconds_per_byte * bytes_per_param * parameters * 1e3)
+    a, b, c = (torch.full((elements,), value, device=device) for value in (0.0, 1.0, 2.0))
+    calls = max(1, min(50, 2**22 // elements))
+    kernels = {"copy": (lambda: a.copy_(b), 8), "triad": (lambda: torch.add(b, c, alpha=3.0, out=a), 12),
+               "add": (lambda: a.add_(b), 12)}
+    counts = {torch.get_num_threads()}
+    if torch.device(device).type == "cpu" and elements >= 2**20:
+        counts.add(os.cpu_count() or 1)
+    best = {name: 0.0 for name in kernels}
+    for count in sorted(counts):
+        with _threads(count) if torch.device(device).type == "cpu" else contextlib.nullcontext():
+            for name, (run, moved) in kernels.items():
+                ms = median_ms(run, device, calls, repeats, warmup=1, fastest=True)
+                best[name] = max(best[name], moved * elements / (ms * 1e-3) / 1e9)
     return best
+
+
+def peak_bandwidth_gbs(parameters: int, device="cpu", repeats: int = 5,
+                       beyond_caches: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+    """The machine's peak memory bandwidth in GB/s as a step of ``parameters`` numbers can see it, with the
+    measurements it is the best of, ``{"copy, 64 MiB arrays": GB/s, ...}``: STREAM's copy and triad
+    (:func:`stream_gbs`) on arrays larger than the caches (:data:`STREAM_ELEMENTS`; pass an earlier
+    ``stream_gbs(STREAM_ELEMENTS)`` as ``beyond_caches`` to measure them once per run), and on arrays as long as
+    the step's, whose data the caches may hold as they may hold the step's: a floor must get the same help."""
+    if beyond_caches is None:
+        beyond_caches = stream_gbs(STREAM_ELEMENTS, device, repeats)
+    measured = {f"{kernel}, {4 * STREAM_ELEMENTS // 2**20} MiB arrays": gbs for kernel, gbs in beyond_caches.items()}
+    if parameters >= 2**14:  # below it the timing measures the launch, not the memory
+        measured.update({f"{kernel}, arrays of {parameters:,}": gbs
+                         for kernel, gbs in stream_gbs(parameters, device, repeats).items()})
+    return max(measured.values()), measured
+
+
+def floor_ms(parameters, bytes_per_param: int, launches, bandwidth_gbs: float, launch_us: float):
+    """The least time of a step, in ms: its bytes over the peak bandwidth plus the launches it cannot avoid times
+    the least launch cost,
+
+        t_floor = b·N / BW + K_min · t_launch,min,
+
+    with b ``bytes_per_param``, N ``parameters``, BW ``bandwidth_gbs`` (:func:`peak_bandwidth_gbs`), K_min
+    ``launches`` (one per tensor for a step that goes tensor by tensor, one otherwise) and t_launch,min
+    ``launch_us`` (:func:`least_launch_us`). Both terms are lower bounds, so no step beats their sum: a measured
+    step below it means the bandwidth or the launch cost was measured too low.
+    """
+    parameters = np.asarray(parameters, dtype=float)
+    return parameters * bytes_per_param / (bandwidth_gbs * 1e9) * 1e3 + launches * launch_us * 1e-3
 
 
 def show_step_time_model(tensors: int = 300, bandwidth_gbs: float = 40.0, launch_us: float = 5.0,

@@ -1,6 +1,8 @@
 """course_lib.labs.fast_steps: byte counts from the rules, operation counts from the dispatcher, the time model, the
 memory an optimizer keeps; and what notebook 14 gets where torch.compile cannot build a kernel."""
 
+import time
+import types
 import warnings
 
 import matplotlib.pyplot as plt
@@ -127,21 +129,69 @@ def test_step_time_playground_builds_and_redraws():
 
 def test_machine_constants_are_positive_and_finite():
     assert 0 < speed.launch_overhead_us(repeats=50) < 1e5
-    kernels = speed.floor_kernels(10_000)
-    assert [moved for _, moved in kernels.values()] == [24 * 10_000, 28 * 10_000]  # bytes each kernel moves
-    floor = speed.floor_ms(10_000, repeats=2, steps=2)
-    assert 0 < floor < 1e3
-    assert speed.floor_ms(10_000, bytes_per_param=0, repeats=1, steps=1) == 0
+    assert 0 < speed.least_launch_us(calls=20, repeats=3) < 1e5
+    measured = speed.stream_gbs(2**15, repeats=2)
+    assert set(measured) == {"copy", "triad", "add"} and all(0 < gbs < 1e5 for gbs in measured.values())
 
 
-def test_floor_ms_reuses_the_kernels_it_is_given(monkeypatch):
-    kernels = speed.floor_kernels(10_000)
+def test_stream_counts_each_array_read_or_written_once(monkeypatch):
+    """STREAM's convention: copy moves 8 bytes per number, triad and the in-place add 12."""
+    monkeypatch.setattr(speed, "median_ms", lambda *args, **kwargs: 2.0)  # every kernel takes 2 ms
+    measured = speed.stream_gbs(1000)
+    assert measured == pytest.approx({"copy": 8 * 1000 / 2e-3 / 1e9, "triad": 12 * 1000 / 2e-3 / 1e9,
+                                      "add": 12 * 1000 / 2e-3 / 1e9})
+
+
+def test_peak_bandwidth_is_the_best_measurement_beyond_the_caches_and_at_the_step_size(monkeypatch):
+    far = {"copy": 20.0, "triad": 25.0, "add": 30.0}
+    monkeypatch.setattr(speed, "stream_gbs", lambda *args, **kwargs: pytest.fail("measured again"))
+    best, measured = speed.peak_bandwidth_gbs(1000, beyond_caches=far)  # too short to time the memory: not measured
+    assert best == 30.0 and set(measured) == {"copy, 64 MiB arrays", "triad, 64 MiB arrays", "add, 64 MiB arrays"}
+    monkeypatch.setattr(speed, "stream_gbs", lambda elements, *args, **kwargs: {"copy": elements / 1000, "triad": 1.0})
+    best, measured = speed.peak_bandwidth_gbs(100_000, beyond_caches=far)
+    assert best == 100.0 and measured["copy, arrays of 100,000"] == 100.0 and measured["add, 64 MiB arrays"] == 30.0
+
+
+def test_floor_is_bytes_over_bandwidth_plus_least_launches():
+    # 28 bytes × 10⁶ parameters at 28 GB/s = 1 ms, plus 300 launches × 2 µs = 0.6 ms
+    assert speed.floor_ms(1_000_000, 28, 300, 28.0, 2.0) == pytest.approx(1.6)
+    assert speed.floor_ms(1_000_000, 28, 1, 28.0, 2.0) == pytest.approx(1.002)
+    assert speed.floor_ms(0, 28, 4, 28.0, 2.5) == pytest.approx(0.01)
+    assert list(speed.floor_ms(np.array([0, 1e6]), 28, 1, 28.0, 0.0)) == pytest.approx([0.0, 1.0])
+
+
+def test_interleaved_ms_alternates_the_order_and_keeps_the_fastest_repeat(monkeypatch):
     calls = []
-    kernels = {name: (lambda run=run, name=name: calls.append(name) or run(), moved)
-               for name, (run, moved) in kernels.items()}
-    monkeypatch.setattr(speed, "floor_kernels", lambda *args, **kwargs: pytest.fail("kernels built again"))
-    assert 0 < speed.floor_ms(10_000, repeats=2, steps=3, kernels=kernels) < 1e3
-    assert len(calls) == 2 * (2 + 2 * 3)  # each kernel: two warm-up calls, then repeats × steps
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    speed.interleaved_ms(runs, steps=1, repeats=3, warmup=0)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    # a: 4, 1, 3 ms and b: 2, 6, 5 ms over three repeats (b runs first in the second)
+    ticks = iter(np.cumsum([0, 4e-3, 0, 2e-3, 0, 6e-3, 0, 1e-3, 0, 3e-3, 0, 5e-3]))
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: float(next(ticks)))
+    best = speed.interleaved_ms({"a": lambda: None, "b": lambda: None}, steps=1, repeats=3, warmup=0)
+    assert best == pytest.approx({"a": 1.0, "b": 2.0})
+    ticks = iter(np.cumsum([0, 4e-3, 0, 2e-3]))
+    monkeypatch.setattr(speed.time, "process_time", lambda: float(next(ticks)))
+    best = speed.interleaved_ms({"a": lambda: None, "b": lambda: None}, steps=1, repeats=1, warmup=0, clock="cpu")
+    assert best == pytest.approx({"a": 4.0, "b": 2.0})
+    with pytest.raises(ValueError, match="clock"):
+        speed.interleaved_ms({}, clock="process")
+
+
+def test_step_clock_takes_the_cpu_clock_only_for_one_fine_grained_cpu_thread(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        fine = time.get_clock_info("process_time").resolution <= 1e-6
+        assert speed.step_clock("cpu") == ("cpu" if fine else "wall") and speed.step_clock("cuda") == "wall"
+        torch.set_num_threads(2)
+        assert speed.step_clock("cpu") == "wall"
+        torch.set_num_threads(1)
+        coarse = types.SimpleNamespace(resolution=0.015625)  # Windows' CPU-time clock
+        monkeypatch.setattr(speed.time, "get_clock_info", lambda name: coarse)
+        assert speed.step_clock("cpu") == "wall"
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- the memory an optimizer keeps --------------------------------------------------------------------------
@@ -173,23 +223,50 @@ def test_memory_per_parameter_matches_what_torch_optim_keeps(name):
     assert fp32["gradients"] * parameters == _tensor_bytes(p.grad for p in master)
     assert fp32["optimizer state"] * parameters == _tensor_bytes(state)
     assert fp32["master weights"] == 0
-    # mixed precision: the model in bfloat16, the optimizer on a float32 master copy
+    # mixed precision with a master copy: the model in bfloat16, the optimizer on a float32 master copy
     model = [p.detach().to(torch.bfloat16).requires_grad_() for p in master]
     for p, m in zip(model, master):
         p.grad = m.grad.to(torch.bfloat16)
-    mixed = speed.memory_per_parameter(rule, "mixed")
+    mixed = speed.memory_per_parameter(rule, "master copy")
     assert mixed["weights"] * parameters == _tensor_bytes(model)
     assert mixed["gradients"] * parameters == _tensor_bytes(p.grad for p in model)
     assert mixed["master weights"] * parameters == _tensor_bytes(master)
     assert mixed["optimizer state"] == fp32["optimizer state"]
 
 
+@pytest.mark.parametrize("name", ["momentum", "adam", "amsgrad"])
+def test_autocast_keeps_the_float32_memory(name):
+    """torch.autocast computes in bfloat16 but keeps parameters, gradients and state in float32."""
+    rule, make = MAKERS[name]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    optimizer = make(model.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(torch.randn(5, 16))
+    assert output.dtype == torch.bfloat16  # the passes do run in 16 bits
+    output.float().sum().backward()
+    optimizer.step()
+    params = list(model.parameters())
+    parameters = sum(p.numel() for p in params)
+    state = [value for entry in optimizer.state_dict()["state"].values() for key, value in entry.items()
+             if key != "step" and isinstance(value, torch.Tensor)]
+    kept = speed.memory_per_parameter(rule, "autocast")
+    assert kept == speed.memory_per_parameter(rule, "float32")
+    assert kept["weights"] * parameters == _tensor_bytes(params)
+    assert kept["gradients"] * parameters == _tensor_bytes(p.grad for p in params)
+    assert kept["optimizer state"] * parameters == _tensor_bytes(state) and kept["master weights"] == 0
+
+
 def test_memory_per_parameter_totals_and_errors():
-    totals = {name: sum(speed.memory_per_parameter(rule, "mixed").values()) for name, (rule, _) in MAKERS.items()}
+    totals = {name: sum(speed.memory_per_parameter(rule, "master copy").values())
+              for name, (rule, _) in MAKERS.items()}
     assert totals["adam"] == 16  # ZeRO's "2 + 2 + 12" for mixed-precision Adam
     assert totals == {"gd": 8, "momentum": 12, "adam": 16, "amsgrad": 20, "adamw": 16}
+    assert speed.PRECISIONS == ("float32", "autocast", "master copy")
     with pytest.raises(ValueError, match="precision"):
         speed.memory_per_parameter(rules.adam(), "float16")
+    with pytest.raises(ValueError, match="precision"):
+        speed.memory_per_parameter(rules.adam(), "mixed")
 
 
 # --- without torch.compile -----------------------------------------------------------------------------------
