@@ -151,7 +151,7 @@ class Search:
 
 
 def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = None, only=None,
-        workloads=WORKLOADS, timing_rounds: int = 5) -> dict:
+        workloads=WORKLOADS, timing_rounds: int = 15) -> dict:
     """Run the search and the timing, write ``output`` (JSON) and return the results."""
     start = time.perf_counter()
     device = pick_device()
@@ -226,7 +226,7 @@ def run(output: Path, *, tiny: bool = False, seeds=SEEDS, workers: int | None = 
     return out
 
 
-def retime(output: Path, *, rounds: int = 5) -> dict:
+def retime(output: Path, *, rounds: int = 15) -> dict:
     """Measure the time per step again (stage 3 alone) into the results at ``output``, at their best η. The CPU
     clock leaves out other processes' time but not their use of the caches and memory: on a busy machine, rerun
     it when the machine is quieter."""

@@ -600,7 +600,7 @@ def _synchronized_clock() -> float:
     return time.perf_counter()
 
 
-def step_time_ratios(workload: Workload, lrs: dict[str, float], *, steps: int = 20, rounds: int = 5,
+def step_time_ratios(workload: Workload, lrs: dict[str, float], *, steps: int = 20, rounds: int = 15,
                      baseline: str = "adamw") -> dict[str, float]:
     """Time per training step (draw, forward, backward, decay, optimizer step; evaluations excluded: a run's
     ``step_seconds``) of each optimizer of ``lrs`` (name → η) on ``workload``, as a ratio to ``baseline``'s:
