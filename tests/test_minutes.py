@@ -15,13 +15,14 @@ def _figure():
 
 
 def _tiny() -> nbformat.NotebookNode:
-    """250 words, 23 lines of code to read (3 more inside the solution), 3 figures, 1 exercise, 1 playground."""
+    """250 words, 24 lines of code to read (3 more inside the solution), 3 figures, 1 exercise, 1 playground."""
     return new_notebook(cells=[
         new_markdown_cell("# Title\n\n" + " ".join(["word"] * 198)),                   # 200 words ("#" is one)
         new_markdown_cell(" ".join(["more"] * 50)),                                      # 50 words
         new_code_cell("\n".join(f"x{i} = {i}" for i in range(20)) + "\n\n   \n",         # 20 lines, blanks not counted
                       outputs=[_figure(), _figure()]),
         new_code_cell("# NBVAL_IGNORE_OUTPUT\nwidgets.learning_rate_playground();"),     # 2 lines, a playground
+        new_code_cell('assert x0 == 0, (\n    "x0 is not 0: "\n    f"found {x0}")'),  # 1 line: a message is not code
         new_code_cell("### BEGIN SOLUTION\na = 1\nb = 2\nc = a + b\n### END SOLUTION\nprint(c)",  # 1 line, 1 exercise
                       outputs=[_figure()]),
     ])
@@ -29,9 +30,9 @@ def _tiny() -> nbformat.NotebookNode:
 
 def test_the_tiny_notebook_by_hand():
     counted = minutes.content(_tiny())
-    assert counted == minutes.Content(words=250, lines=23, figures=3, exercises=1, playgrounds=1)
-    # 250/100 + 23/10 + 2·3 + 8·1 + 5·1 = 2.5 + 2.3 + 6 + 8 + 5 = 23.8 minutes, which rounds to 25
-    assert counted.minutes == pytest.approx(23.8)
+    assert counted == minutes.Content(words=250, lines=24, figures=3, exercises=1, playgrounds=1)
+    # 250/100 + 24/10 + 2·3 + 8·1 + 5·1 = 2.5 + 2.4 + 6 + 8 + 5 = 23.9 minutes, which rounds to 25
+    assert counted.minutes == pytest.approx(23.9)
     assert minutes.estimate(_tiny()) == 25
 
 

@@ -5,7 +5,8 @@ the notebook holds, not from hope, so the whole course uses one formula for a ca
 
     minutes = words / 100        prose: every word of the markdown cells, at 100 words a minute
             + lines / 10         code: every non-blank line outside the solution markers, read, run and compared
-                                 with the text at 10 lines a minute
+                                 with the text at 10 lines a minute (a line that holds only a string, the rest of
+                                 an assert's message or of a long label, is read with its statement: not counted)
             + 2 × figures        each image the committed notebook shows (a plot is read, not glanced at)
             + 8 × exercises      each solution cell (the learner writes it: 8 minutes for a short exercise)
             + 5 × playgrounds    each cell that opens an interactive playground (``…playground(`` in its source)
@@ -39,12 +40,13 @@ MINUTES_PER_PLAYGROUND = 5
 ONE_SITTING = 90  # longer than this: "two sittings"
 
 _PLAYGROUND = re.compile(r"\w*playground\(")
+_STRING_ONLY = re.compile(r"""^[rRfFbBuU]{0,2}(["']).*\1[),\s]*$""")
 
 
 @dataclass(frozen=True)
 class Content:
     words: int        # markdown words
-    lines: int        # non-blank code lines outside the solution markers
+    lines: int        # non-blank code lines outside the solution markers, string-only lines not counted
     figures: int      # image outputs
     exercises: int    # solution cells
     playgrounds: int  # cells that open a playground
@@ -57,14 +59,15 @@ class Content:
 
 
 def _code_lines(source: str) -> int:
-    """Non-blank lines of a code cell, not counting those between ``### BEGIN SOLUTION`` and ``### END SOLUTION``."""
+    """Non-blank lines of a code cell, not counting those between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+    nor those that hold only a string literal (the continuation of a message)."""
     count, in_solution = 0, False
     for line in source.splitlines():
         if "BEGIN SOLUTION" in line:
             in_solution = True
         elif "END SOLUTION" in line:
             in_solution = False
-        elif line.strip() and not in_solution:
+        elif line.strip() and not in_solution and not _STRING_ONLY.match(line.strip()):
             count += 1
     return count
 
