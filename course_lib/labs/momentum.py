@@ -47,10 +47,14 @@ __all__ = [
     "momentum_view",
     "show_momentum_descent",
     "DEFAULT_START",
+    "GAP_LABEL",
 ]
 
 DEFAULT_START = (-12.0, 2.5)
 """θ_0 of notebook 04's pictures: far along the flat valley of quadratic(κ=100), a little up the steep wall."""
+
+GAP_LABEL = "gap to the minimum, f(θ_t) − f*"
+"""The loss axis of notebook 04's figures in the course's notation (docs/notation.md), as plotting.plot_loss has it."""
 
 
 class Tuning(NamedTuple):
@@ -268,7 +272,7 @@ def show_momentum_descent(lr: float = 1.0, momentum: float = 0.9, nesterov: bool
                    label=f"gradient descent, ρ = {view.gd_rate:.3f}")
     right.semilogy(gap, color=method_color(method), label=f"{method}, ρ = {view.rate:.3f}")
     right.set_xlabel("step t")
-    right.set_ylabel(r"$f(\theta_t) - f^*$")
+    right.set_ylabel(GAP_LABEL)
     right.set_ylim(1e-16, 1e4)
     right.minorticks_off()  # labelled decades only: the unlabelled minor ticks of 20 decades cost drawing time
     right.legend(loc="lower left", fontsize=8)

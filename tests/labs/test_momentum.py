@@ -140,6 +140,7 @@ def test_momentum_view_draws_every_regime(lr, momentum, nesterov):
     fig = M.show_momentum_descent(lr=lr, momentum=momentum, nesterov=nesterov, steps=60)
     left, right = fig.axes
     assert left.get_xlabel() == "θ₁" and right.get_xlabel() == "step t" and right.get_yscale() == "log"
+    assert right.get_ylabel() == M.GAP_LABEL == "gap to the minimum, f(θ_t) − f*"
     view = M.momentum_view(lr=lr, momentum=momentum, nesterov=nesterov, steps=60)
     drawn = right.lines[1].get_ydata()
     finite = np.isfinite(drawn)
