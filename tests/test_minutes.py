@@ -51,11 +51,7 @@ def test_two_sittings_only_above_ninety_minutes():
     assert minutes.sittings(95) == "About 95 minutes, in two sittings"
 
 
-OWNED_ELSEWHERE = {"12", "14"}  # their authors set their own headers
-
-
-@pytest.mark.parametrize("path", [p for p in course_notebooks() if p.name[:2] not in OWNED_ELSEWHERE],
-                         ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", course_notebooks(), ids=lambda p: p.name[:2])
 def test_each_notebook_states_its_estimate(path):
     nb = read_notebook(path)
     assert notebook_info(path, nb).minutes == minutes.estimate(nb), (
