@@ -214,8 +214,16 @@ class TensorList:
         torch._foreach_mul_(self.tensors, self._operand(other))
         return self
 
+    def div_(self, other):
+        torch._foreach_div_(self.tensors, self._operand(other))
+        return self
+
     def add_(self, other, *, alpha=1):
-        torch._foreach_add_(self.tensors, self._operand(other), alpha=alpha)
+        operand = self._operand(other)
+        if isinstance(operand, (int, float)):  # a number: torch's form has no alpha
+            torch._foreach_add_(self.tensors, operand * alpha if alpha != 1 else operand)
+        else:
+            torch._foreach_add_(self.tensors, operand, alpha=alpha)
         return self
 
     def lerp_(self, end, weight):

@@ -89,6 +89,7 @@ __all__ = [
     "ShampooGraft",
     # helpers for rules written elsewhere (a lab's)
     "adam_moments",
+    "adam_denominator",
     "as_number",
     "check_hyperparams",
     "check_common_hyperparams",
@@ -262,6 +263,21 @@ def adam_moments(exp_avg, exp_avg_sq, grad, beta1, beta2, step, *, lerp=False):
     return exp_avg, exp_avg_sq, 1 - beta1**step, 1 - beta2**step
 
 
+def adam_denominator(exp_avg_sq, bias_correction2, eps):
+    r"""Adam's denominator :math:`\sqrt{v_t} / \sqrt{1-\beta_2^t} + \varepsilon = \sqrt{\hat v_t} + \varepsilon`, as
+    torch.optim computes it.
+
+    For tensors (and :class:`course_lib.fast_paths.TensorList` s) the square root is the one new tensor, and the
+    division and the addition overwrite it (``sqrt``, ``div_``, ``add_``: torch's ``_single_tensor_adam`` and
+    ``_multi_tensor_adam``), so a step makes one temporary where three out-of-place operations would make three;
+    the numbers are the same either way. NumPy arrays take the same arithmetic out of place.
+    """
+    denom = sqrt(exp_avg_sq)
+    if hasattr(denom, "div_"):
+        return denom.div_(bias_correction2**0.5).add_(eps)
+    return denom / bias_correction2**0.5 + eps
+
+
 # --------------------------------------------------------------------------------------
 # The update rules
 # --------------------------------------------------------------------------------------
@@ -415,7 +431,7 @@ def adam_update(params, grad, state, *, lr, betas, eps, weight_decay,
     if amsgrad:
         exp_avg_sq = _maximum(state["max_exp_avg_sq"], exp_avg_sq)
         new_state["max_exp_avg_sq"] = exp_avg_sq
-    denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
+    denom = adam_denominator(exp_avg_sq, bias_correction2, eps)  # √v̂_t + ε
     return _addcdiv(params, exp_avg, denom, -lr / bias_correction1), new_state  # θ − η m̂_t / (√v̂_t + ε)
 
 
@@ -1322,7 +1338,7 @@ def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999),
     exp_avg, exp_avg_sq, bias_correction1, bias_correction2 = adam_moments(
         state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2, step)  # m_t, v_t, 1 − β₁ᵗ, 1 − β₂ᵗ
     exp_avg_slow = _ema(state["exp_avg_slow"], grad, beta3_t)  # m₂ (m_{2,t})
-    denom = sqrt(exp_avg_sq) / bias_correction2**0.5 + eps  # √v̂_t + ε
+    denom = adam_denominator(exp_avg_sq, bias_correction2, eps)  # √v̂_t + ε
     direction = _add(exp_avg / bias_correction1, exp_avg_slow, alpha_t)  # m̂_t + α_t m₂ (m_{2,t})
     return _addcdiv(params, direction, denom, -lr), {**state, "step": step, "exp_avg": exp_avg,
                                                      "exp_avg_sq": exp_avg_sq, "exp_avg_slow": exp_avg_slow}

@@ -382,3 +382,37 @@ def test_adam_moments_are_torch_optims_moment_updates_and_bias_corrections():
     # from zero moments, the bias-corrected estimates of the first gradient are g and g²
     m, v, c1, c2 = rules.adam_moments(np.zeros(2), np.zeros(2), np.array([3.0, -2.0]), beta1, beta2, 1)
     np.testing.assert_allclose((m / c1, v / c2), ([3.0, -2.0], [9.0, 4.0]), rtol=1e-15)
+
+
+def test_adam_denominator_is_torch_optims_and_makes_one_temporary():
+    # torch.optim.Adam's for-loop: (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps); its foreach code:
+    # _foreach_sqrt, then _foreach_div_ and _foreach_add_ into that result
+    from course_lib.fast_paths import TensorList
+
+    generator = torch.Generator().manual_seed(0)
+    v = [torch.rand(n, generator=generator, dtype=torch.float32) for n in (5, 7)]
+    c2, eps = 1 - 0.999**3, 1e-8
+    single = rules.adam_denominator(v[0], c2, eps)
+    assert torch.equal(single, (v[0].sqrt() / c2**0.5).add_(eps))
+    sqrts = torch._foreach_sqrt(v)
+    torch._foreach_div_(sqrts, c2**0.5)
+    torch._foreach_add_(sqrts, eps)
+    calls = []
+    original = torch._foreach_sqrt
+
+    def counting(tensors):
+        out = original(tensors)
+        calls.append(out)
+        return out
+
+    torch._foreach_sqrt = counting
+    try:
+        listed = rules.adam_denominator(TensorList(v), c2, eps)
+    finally:
+        torch._foreach_sqrt = original
+    assert all(torch.equal(a, b) for a, b in zip(listed.tensors, sqrts))
+    assert len(calls) == 1 and all(a is b for a, b in zip(listed.tensors, calls[0]))   # written into the sqrt
+    # NumPy: the same arithmetic, out of place
+    rng = np.random.default_rng(0)
+    array = rng.random(100)
+    np.testing.assert_array_equal(rules.adam_denominator(array, c2, eps), np.sqrt(array) / c2**0.5 + eps)
