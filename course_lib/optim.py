@@ -233,6 +233,9 @@ class RuleOptimizer(torch.optim.Optimizer):
     _tensor_lr_keeps_for_loop = False
     #: Why ``fused=True`` is refused (a ``ValueError`` naming it), or None where the rule runs on a flat buffer.
     _no_fused: str | None = None
+    #: Rule state kept once per param group (in ``param_groups``, as the reference keeps it), not per parameter:
+    #: each step hands it to the rule beside every parameter's own state, then :meth:`advance_group` moves it on.
+    group_state_names: tuple[str, ...] = ()
 
     def __init__(self, params, defaults, *, foreach=None, fused=None, capturable=False, differentiable=False):
         self._execution_defaults = {"foreach": foreach, "fused": fused, "capturable": capturable,
@@ -400,11 +403,19 @@ class RuleOptimizer(torch.optim.Optimizer):
                 self._step_flat(index, group, rule, cache["split"])
                 continue
             self._flat.pop(index, None)
+            shared = {name: group[name] for name in self.group_state_names}
             if path == "multi-tensor":
-                self._step_multi_tensor(rule, [param for param in group["params"] if param.grad is not None])
+                self._step_multi_tensor(rule, [param for param in group["params"] if param.grad is not None],
+                                        shared=shared)
             else:
-                self._step_per_tensor(group, rule)
+                self._step_per_tensor(group, rule, shared)
+            if shared:
+                self.advance_group(group, rule, shared)
         return loss
+
+    def advance_group(self, group, rule, shared) -> None:
+        """After a group's step: move the rule state kept per group (:attr:`group_state_names`, read into
+        ``shared`` before the step) to its next values. Nothing to do unless a subclass keeps such state."""
 
     def zero_grad(self, set_to_none: bool = True):
         """Reset the gradients; ``set_to_none=False`` zeroes each flat gradient buffer in one operation."""
@@ -424,7 +435,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     param.grad.zero_()
         return None
 
-    def _step_multi_tensor(self, rule, params, buffers=None):
+    def _step_multi_tensor(self, rule, params, buffers=None, shared=None):
         """Path 2: the rule once per (device, dtype, step) on lists of those tensors
         (:func:`course_lib.fast_paths.multi_tensor_update`).
 
@@ -438,7 +449,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 check(param)  # raises torch's error
             if not state:
                 if buffers is None:
-                    self.store_state(state, rule.init(param))
+                    self.store_state(state, self._init_state(rule, param))
                 else:
                     state.update(buffers.entries(buffers.index[id(param)]))
         stepped = [state["step"] for state in states if "step" in state]
@@ -454,11 +465,13 @@ class RuleOptimizer(torch.optim.Optimizer):
             batch, batch_states = [param for param, _ in members], [state for _, state in members]
             rule_state = {name: None if name in none_names else [state[name] for state in batch_states]
                           for name in batch_states[0]}
+            if shared:
+                rule_state.update(shared)
             new_state = fast_paths.multi_tensor_update(rule, batch, [param.grad for param in batch], rule_state,
                                                        step=step)
             for name, value in new_state.items():
-                if value is None or value is rule_state.get(name):  # (a list written in place: stored already)
-                    continue
+                if value is None or value is rule_state.get(name) or (shared and name in shared):
+                    continue  # (a list written in place: stored already; the group's own state: advance_group)
                 if buffers is not None:
                     value = buffers.store([buffers.index[id(param)] for param in batch], name, value)
                 for state, tensor in zip(batch_states, value):
@@ -538,7 +551,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 signatures.add((step, tuple(name for name in buffers.state_names if state.get(name) is None)))
         return signatures.pop() if len(signatures) == 1 else None
 
-    def _step_per_tensor(self, group, rule):
+    def _step_per_tensor(self, group, rule, shared=None):
         """Path 1, the reference: the rule once per parameter tensor.
 
         As in torch.optim's for-loop: the rule computes with the step count as a Python number (torch's ``.item()``),
@@ -549,6 +562,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         compiling = torch.compiler.is_compiling()
         if rule.update_in_place_fn is not None and not compiling:
             self._step_per_tensor_in_place(group, rule)
+            return
+        if shared:
+            self._step_per_tensor_shared(group, rule, shared)
             return
         active, handed = [], []
         for param, grad, state in self._with_state(group, rule):
@@ -576,6 +592,19 @@ class RuleOptimizer(torch.optim.Optimizer):
                     elif value is not None:
                         state[name] = value
 
+    def _step_per_tensor_shared(self, group, rule, shared):
+        """Path 1 for a rule with state kept per group (:attr:`group_state_names`): each parameter's state with the
+        group's beside it, the group's left to :meth:`advance_group`."""
+        update, hyperparams = rule.update_fn, rule.hyperparams
+        active = list(self._with_state(group, rule))
+        with rules.donating([tensor for param, _, state in active for tensor in (param, *state.values())]):
+            for param, grad, state in active:
+                new_param, new_state = update(param, grad, {**shared, **state}, **hyperparams)
+                if new_param is not param:
+                    param.copy_(new_param)
+                for name in state:
+                    state[name] = new_state[name]
+
     def _step_per_tensor_in_place(self, group, rule):
         """Path 1 with the rule's in-place twin (SGD's: :func:`course_lib.rules.sgd_update_`), which writes θ and
         torch.optim's state dict itself: the fewest Python operations around a step of few kernels."""
@@ -594,8 +623,15 @@ class RuleOptimizer(torch.optim.Optimizer):
             self.check_param(param)
             state = states[param]
             if not state:
-                self.store_state(state, rule.init(param))
+                self.store_state(state, self._init_state(rule, param))
             yield param, grad, state
+
+    def _init_state(self, rule, param) -> dict:
+        """``rule.init(param)`` less the entries kept per param group (:attr:`group_state_names`)."""
+        fresh = rule.init(param)
+        if self.group_state_names:
+            fresh = {name: value for name, value in fresh.items() if name not in self.group_state_names}
+        return fresh
 
     def check_param(self, param):
         """Raise torch.optim's ``RuntimeError`` for a parameter this optimizer cannot step (sparse grad, complex)."""
@@ -879,6 +915,8 @@ class AdamWScheduleFree(RuleOptimizer):
     _torch_execution_keys = ("foreach",)
     #: The package's per-group counters and their starting values.
     group_counters = {"k": 0, "train_mode": False, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0}
+    #: The counters the rule reads (:func:`course_lib.rules.schedule_free_adamw_update`), kept per group.
+    group_state_names = ("k", "weight_sum", "lr_max")
 
     def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, warmup_steps=0, r=0.0,
                  weight_lr_power=2.0, foreach=_HAS_FOREACH, *, fused=None):
@@ -924,7 +962,6 @@ class AdamWScheduleFree(RuleOptimizer):
                     param.copy_(move(param, {"z": state["z"].to(param.device)}, betas=group["betas"]))
             group["train_mode"] = train_mode
 
-    @torch.no_grad()
     def step(self, closure=None):
         """One step on y (train mode only, as the package: in eval mode it raises)."""
         if not self.param_groups[0]["train_mode"]:
@@ -932,42 +969,13 @@ class AdamWScheduleFree(RuleOptimizer):
                                ".eval() calls on the optimizer. See documentation for details. (AdamWScheduleFree "
                                "keeps two sequences: call optimizer.train() before training steps and "
                                "optimizer.eval() before evaluating or saving; course_lib.training.fit does both.)")
-        loss = _evaluate(closure)
-        for index, group in enumerate(self.param_groups):
-            rule, _ = self._rule(index, group)
-            counters = {name: group[name] for name in ("k", "weight_sum", "lr_max")}
-            schedule = rules.schedule_free_schedule(counters, **rule.hyperparams)
-            active = [param for param in group["params"] if param.grad is not None]
-            for param in active:
-                self.check_param(param)
-                state = self.state[param]
-                if "z" not in state:
-                    fresh = rule.init(param)
-                    state["z"], state["exp_avg_sq"] = fresh["z"], fresh["exp_avg_sq"]
-            if active and self.path_for(group) == "multi-tensor":
-                self._step_group(rule, counters, [active])
-            elif active:
-                self._step_group(rule, counters, [[param] for param in active])
-            group.update(k=counters["k"] + 1, weight_sum=schedule["weight_sum"], lr_max=schedule["lr_max"],
-                         scheduled_lr=schedule["lr"])
-        return loss
+        return super().step(closure)
 
-    def _step_group(self, rule, counters, batches):
-        """The rule once per batch of parameters: a :class:`TensorList` of several, or one tensor itself."""
-        for batch in batches:
-            if len(batch) > 1:
-                pack = _fast_paths().TensorList
-            else:
-                def pack(tensors):
-                    return tensors[0]
-            state = {**counters, "z": pack([self.state[p]["z"] for p in batch]),
-                     "exp_avg_sq": pack([self.state[p]["exp_avg_sq"] for p in batch])}
-            new_params, new_state = rule.update(pack(batch), pack([p.grad for p in batch]), state)
-            unpack = list if len(batch) > 1 else (lambda value: [value])
-            for param, value, z, exp_avg_sq in zip(batch, unpack(new_params), unpack(new_state["z"]),
-                                                   unpack(new_state["exp_avg_sq"])):
-                param.copy_(value)
-                self.state[param]["z"], self.state[param]["exp_avg_sq"] = z, exp_avg_sq
+    def advance_group(self, group, rule, shared) -> None:
+        """The package's per-group counters after a step: k + 1, Σw and max η (and the scheduled η it reports)."""
+        schedule = rules.schedule_free_schedule(shared, **rule.hyperparams)
+        group.update(k=shared["k"] + 1, weight_sum=schedule["weight_sum"], lr_max=schedule["lr_max"],
+                     scheduled_lr=schedule["lr"])
 
 
 # ======================================================================================================================
