@@ -844,8 +844,8 @@ def radam_update(params, grad, state, *, lr, betas, eps, weight_decay,
     return params - corrected_exp_avg * lr * adaptive * rect, new_state
 
 
-def adafactor_update(params, grad, state, *, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0,
-                     weight_decay=0.0, maximize=False, batch_axes=0):
+def adafactor_update(params, grad, state, *, lr, beta2_decay, eps, d,
+                     weight_decay, maximize, batch_axes):
     r"""Adafactor (Shazeer & Stern, 2018, Algorithms 4 and 5) as torch.optim.Adafactor computes it.
 
     .. math::
@@ -984,8 +984,8 @@ def muon_lr_ratio(shape, adjust_lr_fn=None) -> float:
     return 1.0
 
 
-def muon_update(params, grad, state, *, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
-                ns_coefficients=MUON_NS_COEFFICIENTS, eps=MUON_EPS, ns_steps=MUON_NS_STEPS, adjust_lr_fn=None):
+def muon_update(params, grad, state, *, lr, weight_decay, momentum, nesterov,
+                ns_coefficients, eps, ns_steps, adjust_lr_fn):
     r"""Muon (Jordan et al., 2024): momentum, then the update orthogonalized, as torch.optim.Muon computes it.
 
     .. math::
@@ -1027,8 +1027,8 @@ def muon_init(params, **_):
     return {"momentum_buffer": zeros_like(params)}
 
 
-def lion_update(params, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
-                decoupled_weight_decay=False, init_lr=None):
+def lion_update(params, grad, state, *, lr, betas, weight_decay,
+                decoupled_weight_decay, init_lr):
     r"""Lion (Chen et al., 2023, Algorithm 2): the sign of an interpolation, as ``lion_pytorch.Lion``.
 
     .. math::
@@ -1060,8 +1060,8 @@ def lion_init(params, **_):
     return {"exp_avg": zeros_like(params)}
 
 
-def schedule_free_adamw_update(params, grad, state, *, lr=0.0025, betas=(0.9, 0.999), eps=1e-8,
-                               weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0):
+def schedule_free_adamw_update(params, grad, state, *, lr, betas, eps,
+                               weight_decay, warmup_steps, r, weight_lr_power):
     r"""Schedule-Free AdamW (Defazio et al., 2024), as ``schedulefree.AdamWScheduleFree`` computes it.
 
     Three sequences: z_t takes AdamW-like steps, x_t is a weighted average of the z's (what to evaluate),
@@ -1294,9 +1294,9 @@ def ademamix_beta3(step, beta1=0.9, beta3=0.9999, t_alpha_beta3=None):
     return _minimum(as_number(scheduled) if np.ndim(scheduled) == 0 else scheduled, beta3)
 
 
-def ademamix_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0,
-                    weight_decouple=False, fixed_decay=False, alpha=5.0, t_alpha_beta3=None, eps=1e-8,
-                    maximize=False):
+def ademamix_update(params, grad, state, *, lr, betas, weight_decay,
+                    weight_decouple, fixed_decay, alpha, t_alpha_beta3, eps,
+                    maximize):
     r"""AdEMAMix (Pagliardini, Ablin & Grangier, 2024): Adam plus a second, slow moving average of gradients.
 
     .. math::
@@ -1478,9 +1478,9 @@ def _soap_power_iteration_qr(GG, Q, exp_avg_sq):
     return bases, exp_avg_sq
 
 
-def soap_update(params, grad, state, *, lr=3e-3, betas=(0.95, 0.95), shampoo_beta=None, weight_decay=1e-2,
-                precondition_frequency=10, max_precondition_dim=10000, precondition_1d=False, correct_bias=True,
-                normalize_gradient=False, eps=1e-8, maximize=False, eigenbasis_refresh="qr"):
+def soap_update(params, grad, state, *, lr, betas, shampoo_beta, weight_decay,
+                precondition_frequency, max_precondition_dim, precondition_1d, correct_bias,
+                normalize_gradient, eps, maximize, eigenbasis_refresh):
     r"""SOAP (Vyas et al., 2024): Adam run in the eigenbasis of Shampoo's preconditioner, as
     ``pytorch_optimizer.SOAP`` (4.1) computes it.
 
@@ -1866,13 +1866,13 @@ def _graft_direction(grad, graft_statistics, graft_type, step, beta2, diagonal_e
     return grad * 1.0  # NONE, SGD: the gradient itself
 
 
-def shampoo_update(params, grad, state, *, lr=1e-3, betas=(0.9, 0.999), moving_average_for_momentum=False,
-                   weight_decay=0.0, decoupled_weight_decay=False, decoupled_learning_rate=True,
-                   inverse_exponent_override=0, start_preconditioning_step=25, preconditioning_compute_steps=1000,
-                   statistics_compute_steps=1, block_size=512, skip_preconditioning_rank_lt=1,
-                   no_preconditioning_for_layers_with_dim_gt=8192, shape_interpretation=True,
-                   graft_type=ShampooGraft.SGD, pre_conditioner_type=SHAMPOO_PRECONDITION_ALL, nesterov=True,
-                   diagonal_eps=1e-10, matrix_eps=1e-6, use_svd=False, maximize=False):
+def shampoo_update(params, grad, state, *, lr, betas, moving_average_for_momentum,
+                   weight_decay, decoupled_weight_decay, decoupled_learning_rate,
+                   inverse_exponent_override, start_preconditioning_step, preconditioning_compute_steps,
+                   statistics_compute_steps, block_size, skip_preconditioning_rank_lt,
+                   no_preconditioning_for_layers_with_dim_gt, shape_interpretation,
+                   graft_type, pre_conditioner_type, nesterov,
+                   diagonal_eps, matrix_eps, use_svd, maximize):
     r"""Shampoo (Gupta et al., 2018) with grafting (Anil et al., 2020), as ``pytorch_optimizer.ScalableShampoo``.
 
     For a matrix parameter θ ∈ ℝ^{m×n} with gradient G_t = g_t (the "left" and "right" factors are written

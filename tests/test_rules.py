@@ -1,5 +1,7 @@
 """course_lib.rules against closed forms, the Adam paper, and the torch backend."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -416,3 +418,19 @@ def test_adam_denominator_is_torch_optims_and_makes_one_temporary():
     rng = np.random.default_rng(0)
     array = rng.random(100)
     np.testing.assert_array_equal(rules.adam_denominator(array, c2, eps), np.sqrt(array) / c2**0.5 + eps)
+
+
+def test_defaults_live_only_in_the_factories():
+    """One place for a rule's defaults: its factory (and the optim class's signature, checked against torch's); an
+    update function takes every hyperparameter from the factory's Rule, so it declares none with a default."""
+    factories = {methods.get(name).rule for name in methods.names()}
+    checked = 0
+    for factory_name in sorted(factories):
+        rule = getattr(rules, factory_name)()
+        keyword_only = [p for p in inspect.signature(rule.update_fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
+        with_default = [p.name for p in keyword_only if p.default is not inspect.Parameter.empty]
+        assert not with_default, (
+            f"{rule.update_fn.__name__} declares defaults {with_default}: keep them in {factory_name}")
+        assert {p.name for p in keyword_only} == set(rule.hyperparams), factory_name
+        checked += 1
+    assert checked >= 14, checked
