@@ -42,6 +42,7 @@ import time
 import torch
 
 from course_lib import fast_paths, optim
+from course_lib.labs.fast_steps import CLOCKS, floor_ms, interleaved_ms, least_launch_us, median_ms, step_clock
 
 TENSORS = 300  # "a few hundred tensors": 150 linear layers, each a weight matrix and a bias
 SIZES = {"seed": None, "2M": 2_000_000, "50M": 50_000_000, "200M": 200_000_000}
@@ -93,23 +94,9 @@ def parameters_with_gradients(size: str, device) -> list[torch.nn.Parameter]:
 # ------------------------------------------------------------------------------------------------------
 # The floor: peak bandwidth (STREAM, all cores) and the least launch cost, measured here and now
 # ------------------------------------------------------------------------------------------------------
-def _synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _fastest_ms(run, device, calls: int, repeats: int) -> float:
-    """The fastest of ``repeats`` timings of ``calls`` calls of ``run``, in ms per call."""
-    run()
-    _synchronize(device)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        _synchronize(device)
-        best = min(best, (time.perf_counter() - start) / calls * 1e3)
-    return best
+    """The fastest of ``repeats`` timings of ``calls`` calls of ``run``, in ms per call (after one call)."""
+    return median_ms(run, device, calls, repeats, warmup=1, fastest=True)
 
 
 @contextlib.contextmanager
@@ -168,53 +155,13 @@ def peak_bandwidth_gbs(footprint_elements: int, device="cpu", repeats: int = 5) 
     return max(measured.values()), measured
 
 
-def launch_us(device="cpu", repeats: int = 20) -> float:
-    """The least microseconds one tiny in-place operation takes from Python (the fastest of ``repeats``)."""
-    one = torch.zeros(1, device=device)
-    return _fastest_ms(lambda: one.add_(1), device, 200, repeats) * 1e3
-
-
-def floor_ms(parameters: int, bytes_per_parameter: int, launches: int, bandwidth_gbs: float, launch_cost_us: float):
-    """bytes / peak bandwidth + launches × least launch cost, in ms."""
-    return parameters * bytes_per_parameter / (bandwidth_gbs * 1e9) * 1e3 + launches * launch_cost_us * 1e-3
-
-
 # ------------------------------------------------------------------------------------------------------
 # Timing a pair, interleaved
 # ------------------------------------------------------------------------------------------------------
-#: The clocks a step can be timed with: "wall" (``time.perf_counter``) or "cpu" (``time.process_time``, the CPU time
-#: of this process: on one thread, time the scheduler gave to other processes of a loaded machine does not count).
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def choose_clock(clock: str, device, threads: int) -> str:
-    """"auto": the CPU clock for CPU steps on one thread (the machine's other load does not count), else the wall."""
-    if clock != "auto":
-        return clock
-    return "cpu" if torch.device(device).type == "cpu" and threads == 1 else "wall"
-
-
-def _run_steps(optimizer, steps: int, device, clock=time.perf_counter) -> float:
-    start = clock()
-    for _ in range(steps):
-        optimizer.step()
-    _synchronize(device)
-    return (clock() - start) / steps * 1e3
-
-
-def time_pair(optimizers: dict, steps: int, repeats: int, device, warmup: int = 3,
-              clock: str = "wall") -> dict[str, float]:
-    """``{name: fastest ms per step}`` for several optimizers, timed in turn within every repeat (in turn from
-    the first and from the last, so that neither always follows the other)."""
-    for optimizer in optimizers.values():
-        for _ in range(warmup):  # compilation, first allocations
-            optimizer.step()
-    best = {name: math.inf for name in optimizers}
-    order = list(optimizers.items())
-    for repeat in range(repeats):
-        for name, optimizer in order if repeat % 2 == 0 else order[::-1]:
-            best[name] = min(best[name], _run_steps(optimizer, steps, device, CLOCKS[clock]))
-    return best
+def choose_clock(clock: str, device) -> str:
+    """"auto": the CPU clock for CPU steps on one thread (the machine's other load does not count), else the wall
+    (:func:`course_lib.labs.fast_steps.step_clock`)."""
+    return step_clock(device) if clock == "auto" else clock
 
 
 def measure(device, sizes, optimizer_names, pairs, steps: int, repeats: int, clock: str = "wall") -> list[dict]:
@@ -224,7 +171,7 @@ def measure(device, sizes, optimizer_names, pairs, steps: int, repeats: int, clo
         params = parameters_with_gradients(size, device)
         parameters, tensors = sum(p.numel() for p in params), len(params)
         bandwidth, streams = peak_bandwidth_gbs(4 * parameters, device)
-        cost = launch_us(device)
+        cost = least_launch_us(device)
         for name in optimizer_names:
             torch_class, course_class, kwargs, bytes_per_parameter = OPTIMIZERS[name]
             for pair in pairs:
@@ -233,8 +180,9 @@ def measure(device, sizes, optimizer_names, pairs, steps: int, repeats: int, clo
                     torch_kw, course_kw = {}, {}  # both take foreach on a GPU
                 contenders = {"torch": torch_class(parameters_with_gradients(size, device), **kwargs, **torch_kw),
                               "course": course_class(parameters_with_gradients(size, device), **kwargs, **course_kw)}
-                times = time_pair(contenders, steps if size == "seed" else max(2, steps // 10), repeats, device,
-                                  clock=clock)
+                times = interleaved_ms({who: opt.step for who, opt in contenders.items()},
+                                       steps if size == "seed" else max(2, steps // 10), repeats, warmup=3,
+                                       device=device, clock=clock)
                 launches = tensors if launches == "tensors" else 1
                 floor = floor_ms(parameters, bytes_per_parameter, launches, bandwidth, cost)
                 rows.append(dict(size=size, parameters=parameters, tensors=tensors, optimizer=name, pair=pair,
@@ -298,7 +246,7 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__} · {where} · {os.cpu_count()} cores · load average {load:.1f} · "
           f"compile: {fast_paths.compile_unavailable_reason(device) or 'available'}")
-    clock = choose_clock(args.clock, device, torch.get_num_threads())
+    clock = choose_clock(args.clock, device)
     start = time.perf_counter()
     rows = measure(device, sizes, names, args.pairs.split(","), args.steps, args.repeats, clock=clock)
     print_table(rows)
